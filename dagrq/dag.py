@@ -1,0 +1,583 @@
+"""The graph model: ``DAG``, ``@dag.node``, validation on networkx. Pure: no redis, no rq.
+
+A parameter named after another node is a data edge carrying that node's output; every other
+parameter is a run parameter, validated by pydantic at submit time.
+
+Examples:
+    >>> dag = DAG("doc")
+    >>> @dag.node
+    ... def a(x: int) -> int:
+    ...     return x + 1
+    >>> @dag.node
+    ... def b(a: int) -> int:
+    ...     return a * 2
+    >>> @dag.node
+    ... def c(a: int, b: int) -> int:
+    ...     return a + b
+    >>> dag.joins
+    ['c']
+    >>> dag.run_local(x=1)
+    {'a': 2, 'b': 4, 'c': 6}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from . import keys
+from .codec import SerializerName, get_codec
+from .errors import (
+    CycleError,
+    DAGError,
+    DuplicateNodeError,
+    NodeDefinitionError,
+    NodeImportError,
+    ParameterError,
+    RunFailed,
+    UnknownNodeError,
+)
+from .options import NodeOptions, Retry
+from .rules import decide
+
+if TYPE_CHECKING:
+    from .client import Run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_DAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+#: default lifetime of everything a run writes, in seconds (refreshed on every write)
+DEFAULT_TTL_S = 24 * 3600
+
+
+class Node(Generic[P, R]):
+    """One decorated function: its name, options and signature. Calling it calls the function.
+
+    Attributes:
+        fn: the plain function.
+        name: the node's name in the DAG.
+        options: the :class:`~dagrq.options.NodeOptions` it was declared with.
+    """
+
+    def __init__(self, fn: Callable[P, R], options: NodeOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.name: str = options.name or fn.__name__
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+        for param in self.signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+                raise NodeDefinitionError(
+                    f"node {self.name!r}: parameter {param.name!r} is {param.kind.description}; "
+                    "dagrq passes every input by keyword, declare it as a plain parameter"
+                )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<dagrq.Node {self.name}>"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What validation derives for one node; what the runtime and the plan use.
+
+    Attributes:
+        parents: every upstream node (data and order-only), sorted.
+        data_parents: upstream nodes whose output this node receives, sorted.
+        children: downstream nodes, sorted.
+        params: run parameters this node takes.
+        queue_name: the RQ queue the node runs on.
+        is_join: two or more upstream edges.
+    """
+
+    name: str
+    parents: tuple[str, ...]
+    data_parents: tuple[str, ...]
+    children: tuple[str, ...]
+    params: tuple[str, ...]
+    queue_name: str
+    is_join: bool
+    rule: str
+    timeout: int | None
+    retry: Retry | None
+    result_ttl: int
+
+
+class DAG:
+    """A named workflow of nodes. The name scopes queue names and Redis keys.
+
+    Parameters
+    ----------
+    name:
+        letters, digits, ``_`` and ``-``.
+    serializer:
+        ``"json"`` (default; pydantic JSON, no worker unpickles anything) or ``"pickle"``.
+    ttl_s:
+        seconds every key of a run lives after its last write (default one day).
+    queue:
+        the RQ queue of the non-join nodes (default ``dagrq.<name>``).
+
+    Raises
+    ------
+    DAGError
+        for a bad name, serializer or ttl.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        serializer: SerializerName = "json",
+        ttl_s: int = DEFAULT_TTL_S,
+        queue: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _DAG_NAME.match(name):
+            raise DAGError(
+                f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'"
+            )
+        try:
+            self.codec = get_codec(serializer)
+        except ValueError as exc:
+            raise DAGError(f"DAG {name!r}: {exc}") from None
+        if ttl_s <= 0:
+            raise DAGError(f"DAG {name!r}: ttl_s must be a positive number of seconds")
+        self.name = name
+        self.serializer: str = serializer
+        self.ttl_s = int(ttl_s)
+        self.queue_name = queue or keys.default_queue_name(name)
+        self._nodes: list[Node[Any, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<dagrq.DAG {self.name} nodes={len(self._nodes)}>"
+
+    # ---------------------------------------------------------------- declaring
+    @overload
+    def node(self, fn: Callable[P, R], /) -> Node[P, R]: ...
+
+    @overload
+    def node(
+        self, fn: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
+
+    def node(
+        self, fn: Callable[P, R] | None = None, /, **options: Any
+    ) -> Node[P, R] | Callable[[Callable[P, R]], Node[P, R]]:
+        """Declare a node, bare (``@dag.node``) or with options (``@dag.node(retry=3)``).
+
+        Options are :class:`~dagrq.options.NodeOptions` fields: ``name``, ``queue``, ``retry``,
+        ``timeout``, ``trigger``, ``result_ttl``, ``after``. The returned :class:`Node` calls
+        the function when called, so it stays unit-testable.
+
+        Raises
+        ------
+        NodeDefinitionError
+            for an unknown or ill-typed option, or an unsupported parameter kind.
+        """
+        try:
+            opts = NodeOptions(**options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "options"
+            target = getattr(fn, "__name__", "node")
+            hint = (
+                "known options: " + ", ".join(NodeOptions.model_fields)
+                if err["type"] == "extra_forbidden"
+                else err["msg"]
+            )
+            raise NodeDefinitionError(
+                f"@{self.name}.node on {target!r}: option {where!r} is not valid ({hint})"
+            ) from None
+
+        def register(func: Callable[P, R]) -> Node[P, R]:
+            if isinstance(func, Node):
+                func = func.fn
+            if not callable(func):
+                raise NodeDefinitionError(f"@{self.name}.node needs a function, got {func!r}")
+            new = Node(func, opts)
+            self._nodes.append(new)
+            self.__dict__.pop("_validated", None)
+            return new
+
+        return register(fn) if fn is not None else register
+
+    # --------------------------------------------------------------- validation
+    @property
+    def nodes(self) -> dict[str, Node[Any, Any]]:
+        """The nodes by name (the last one wins when names repeat; :meth:`validate` refuses)."""
+        return {n.name: n for n in self._nodes}
+
+    def validate(self) -> None:
+        """Check the DAG; nothing reaches Redis before this passes.
+
+        Raises
+        ------
+        DuplicateNodeError
+            two nodes share a name.
+        UnknownNodeError
+            ``after=`` names no node.
+        CycleError
+            the edges loop; the message spells the cycle ``a -> b -> a``.
+        NodeImportError
+            a node function a worker could not import by its dotted path (a lambda, a
+            closure, or ``__main__`` without a file).
+        NodeDefinitionError
+            an empty DAG, or one run parameter with two different types.
+        """
+        _ = self._validated
+
+    @cached_property
+    def _validated(self) -> tuple[nx.DiGraph, dict[str, NodeSpec], type[BaseModel]]:
+        if not self._nodes:
+            raise NodeDefinitionError(f"DAG {self.name!r} has no nodes; decorate a function")
+        seen: set[str] = set()
+        for n in self._nodes:
+            if n.name in seen:
+                raise DuplicateNodeError(n.name, self.name)
+            seen.add(n.name)
+        nodes = self.nodes
+        graph: nx.DiGraph = nx.DiGraph(name=self.name)
+        params: dict[str, list[tuple[str, inspect.Parameter]]] = {}
+        for n in self._nodes:
+            graph.add_node(n.name)
+        for n in self._nodes:
+            _check_importable(n)
+            for pname, param in n.signature.parameters.items():
+                if pname in nodes:
+                    graph.add_edge(pname, n.name, data=True)
+                else:
+                    params.setdefault(pname, []).append((n.name, param))
+            for ref in n.options.after:
+                if ref not in nodes:
+                    raise UnknownNodeError(n.name, ref, list(nodes))
+                if not graph.has_edge(ref, n.name):
+                    graph.add_edge(ref, n.name, data=False)
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            pass
+        else:
+            raise CycleError([u for u, _ in cycle] + [cycle[0][0]])
+        model = _params_model(self.name, params)
+        specs: dict[str, NodeSpec] = {}
+        for name in nx.lexicographical_topological_sort(graph):
+            n = nodes[name]
+            parents = tuple(sorted(graph.predecessors(name)))
+            is_join = len(parents) >= 2
+            queue = n.options.queue or (
+                keys.join_queue_name(self.name, name) if is_join else self.queue_name
+            )
+            specs[name] = NodeSpec(
+                name=name,
+                parents=parents,
+                data_parents=tuple(p for p in parents if graph.edges[p, name]["data"]),
+                children=tuple(sorted(graph.successors(name))),
+                params=tuple(p for p in n.signature.parameters if p not in nodes),
+                queue_name=queue,
+                is_join=is_join,
+                rule=n.options.rule,
+                timeout=n.options.timeout,
+                retry=n.options.retry,
+                result_ttl=n.options.result_ttl or self.ttl_s,
+            )
+        return graph, specs, model
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The validated ``networkx.DiGraph``; edge attribute ``data`` is False for ``after=``."""
+        return self._validated[0]
+
+    @property
+    def specs(self) -> dict[str, NodeSpec]:
+        """:class:`NodeSpec` per node, in a deterministic topological order."""
+        return self._validated[1]
+
+    @property
+    def joins(self) -> list[str]:
+        """The join nodes (two or more upstream edges of any kind), in topological order."""
+        return [s.name for s in self.specs.values() if s.is_join]
+
+    @property
+    def roots(self) -> list[str]:
+        """Nodes with no upstream edge: enqueued at submit."""
+        return [s.name for s in self.specs.values() if not s.parents]
+
+    @property
+    def sinks(self) -> list[str]:
+        """Nodes with no downstream edge: their results are what ``dagrq run`` prints."""
+        return [s.name for s in self.specs.values() if not s.children]
+
+    @property
+    def queues(self) -> list[str]:
+        """Every RQ queue this DAG's nodes run on, sorted."""
+        return sorted({s.queue_name for s in self.specs.values()})
+
+    @property
+    def params_model(self) -> type[BaseModel]:
+        """The pydantic model of the run parameters (``extra="forbid"``)."""
+        return self._validated[2]
+
+    @property
+    def plan_hash(self) -> str:
+        """A content hash of the validated graph and options: the DAG's version."""
+        plan = {
+            "dag": self.name,
+            "serializer": self.serializer,
+            "nodes": {
+                s.name: [s.parents, s.data_parents, s.queue_name, s.rule, s.timeout,
+                         s.retry.model_dump() if s.retry else None, s.result_ttl, s.params]
+                for s in self.specs.values()
+            },
+        }
+        blob = json.dumps(plan, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    # ------------------------------------------------------------ parameters
+    def validate_params(
+        self, params: Mapping[str, Any], *, from_strings: bool = False
+    ) -> dict[str, Any]:
+        """Validate and coerce run parameters; return them JSON-ready, defaults filled in.
+
+        With ``from_strings`` (the CLI's ``-p key=value``), a value that does not validate
+        as the string it is is tried as JSON, so ``-p ids=[1,2]`` gives a list.
+
+        Raises
+        ------
+        ParameterError
+            naming the parameter, the node(s) taking it and the expected type.
+        """
+        model = self.params_model
+        fields = model.model_fields
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ParameterError(
+                f"parameter {unknown[0]!r} is not taken by any node of DAG {self.name!r} "
+                f"(parameters: {known}); check its spelling"
+            )
+        values = dict(params)
+        if from_strings:
+            values = {k: _from_string(fields[k].annotation, v) for k, v in values.items()}
+        try:
+            return model.model_validate(values).model_dump(mode="json")
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            pname = str(err["loc"][0]) if err["loc"] else "?"
+            field = fields.get(pname)
+            expected = _type_name(field.annotation) if field else "?"
+            takers = ", ".join(self._param_takers(pname))
+            if err["type"] == "missing":
+                raise ParameterError(
+                    f"parameter {pname!r} (node {takers}) is required, of type {expected}; "
+                    f"pass {pname}=... (CLI: -p {pname}=...)"
+                ) from None
+            raise ParameterError(
+                f"parameter {pname!r} (node {takers}) expects {expected}, got "
+                f"{err.get('input')!r}: {err['msg']}"
+            ) from None
+
+    def _param_takers(self, pname: str) -> list[str]:
+        return [n.name for n in self._nodes if pname in n.signature.parameters]
+
+    # ------------------------------------------------------------------ running
+    def submit(self, connection: Any, **params: Any) -> Run:
+        """Validate, then enqueue one run on ``connection`` (a ``redis.Redis``).
+
+        Returns the :class:`~dagrq.client.Run`. A refused submit (invalid DAG or parameters)
+        raises before any write, so it leaves nothing in Redis.
+        """
+        from .client import submit  # the graph model itself never imports redis
+
+        return submit(self, connection, params)
+
+    def run_local(self, **params: Any) -> dict[str, Any]:
+        """Run the whole DAG in this process, in topological order, without Redis.
+
+        Same validation, the same trigger rules and the same serialization round trip as a
+        distributed run, so it is the oracle for tests. Returns ``{node: output}`` for the
+        nodes that succeeded.
+
+        Raises
+        ------
+        DAGError, ParameterError
+            as :meth:`submit` does.
+        RunFailed
+            when a node failed; ``.failed`` maps node to error, ``.results`` holds the
+            outputs of the nodes that succeeded.
+        """
+        self.validate()
+        stored_params = self.validate_params(params)
+        codec = self.codec
+        nodes = self.nodes
+        raw: dict[str, bytes] = {}
+        outcome: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for name, spec in self.specs.items():
+            counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+            for parent in spec.parents:
+                counts[outcome[parent]] += 1
+            if spec.parents and decide(spec.rule, total=len(spec.parents), **counts) != "fire":
+                outcome[name] = "skipped"
+                continue
+            node = nodes[name]
+            attempts = 1 + (spec.retry.max if spec.retry else 0)
+            for attempt in range(attempts):
+                try:
+                    kwargs = build_kwargs(node, spec, raw, stored_params, codec)
+                    raw[name] = codec.dumps(node.fn(**kwargs))
+                    outcome[name] = "succeeded"
+                    break
+                except Exception as exc:
+                    if attempt + 1 == attempts:
+                        outcome[name] = "failed"
+                        failed[name] = one_line_error(exc)
+                        traceback.clear_frames(exc.__traceback__)
+        results = {
+            name: codec.loads(raw[name], nodes[name].signature.return_annotation)
+            for name in self.specs
+            if name in raw
+        }
+        if failed:
+            error = RunFailed("local", failed)
+            error.results = results  # type: ignore[attr-defined]
+            raise error
+        return results
+
+
+# ----------------------------------------------------------------- helpers
+def build_kwargs(
+    node: Node[Any, Any],
+    spec: NodeSpec,
+    outputs: Mapping[str, bytes | None],
+    params: Mapping[str, Any],
+    codec: Any,
+) -> dict[str, Any]:
+    """The keyword arguments of one node call: parents' outputs and run parameters.
+
+    A data parent with no stored output (it failed or was skipped and the rule still fired)
+    gives ``None``. Run parameters are re-validated against the node's own annotations, so
+    a ``date`` parameter arrives as a ``date`` after its JSON trip.
+    """
+    sig = node.signature.parameters
+    kwargs: dict[str, Any] = {}
+    for parent in spec.data_parents:
+        blob = outputs.get(parent)
+        kwargs[parent] = None if blob is None else codec.loads(blob, sig[parent].annotation)
+    for pname in spec.params:
+        if pname in params:
+            kwargs[pname] = _coerce(sig[pname].annotation, params[pname])
+    return kwargs
+
+
+def one_line_error(exc: BaseException) -> str:
+    """``Type: message`` on one line.
+
+    Examples:
+        >>> one_line_error(ValueError("bad\\nthing"))
+        'ValueError: bad thing'
+    """
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _coerce(annotation: Any, value: Any) -> Any:
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return value
+    from .codec import _adapter
+
+    try:
+        return _adapter(annotation).validate_python(value)
+    except TypeError:
+        return value
+
+
+def _from_string(annotation: Any, value: Any) -> Any:
+    if not isinstance(value, str) or annotation in (str, Any, None):
+        return value
+    from .codec import _adapter
+
+    try:
+        adapter = _adapter(annotation)
+        try:
+            return adapter.validate_python(value)
+        except ValidationError:
+            return adapter.validate_json(value)
+    except (ValidationError, TypeError):
+        return value  # let the model report the error with the original input
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is None or annotation is Any or annotation is inspect.Parameter.empty:
+        return "any"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _params_model(
+    dag_name: str, params: Mapping[str, list[tuple[str, inspect.Parameter]]]
+) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for pname, uses in sorted(params.items()):
+        annotations = {
+            u[1].annotation for u in uses if u[1].annotation is not inspect.Parameter.empty
+        }
+        if len(annotations) > 1:
+            where = ", ".join(f"{node}: {_type_name(p.annotation)}" for node, p in uses)
+            raise NodeDefinitionError(
+                f"run parameter {pname!r} has different types ({where}); "
+                "annotate it the same in every node"
+            )
+        annotation = annotations.pop() if annotations else Any
+        defaults = [p.default for _, p in uses if p.default is not inspect.Parameter.empty]
+        required = len(defaults) < len(uses)
+        fields[pname] = (annotation, ... if required else defaults[0])
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{dag_name}_params", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def _check_importable(node: Node[Any, Any]) -> None:
+    fn = node.fn
+    qualname = getattr(fn, "__qualname__", "")
+    module_name = getattr(fn, "__module__", None)
+    where = f"node {node.name!r} ({module_name}.{qualname})"
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise NodeImportError(
+            f"{where}: a lambda or a function defined inside another function cannot be "
+            "imported by a worker; define it at the top level of a module"
+        )
+    module = sys.modules.get(module_name or "")
+    if module is None:
+        raise NodeImportError(
+            f"{where}: module {module_name!r} is not importable; define the node in a module"
+        )
+    if module_name == "__main__" and not getattr(module, "__file__", None):
+        raise NodeImportError(
+            f"{where}: defined in an interactive __main__ that workers cannot import; "
+            "move the DAG into a .py file and address it as file.py:dag"
+        )
+    target: Any = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not fn and getattr(target, "fn", None) is not fn:
+        raise NodeImportError(
+            f"{where}: {module_name}.{qualname} does not resolve to this function, so a "
+            "worker cannot import it; give the function a unique top-level name"
+        )

@@ -1,0 +1,134 @@
+"""The dagrq exception tree. Imports nothing from dagrq.
+
+::
+
+    DagrqError                      root: catch this to catch everything dagrq raises
+    ├── DAGError                    the graph or a node definition is wrong (validation)
+    │   ├── CycleError              a cycle; ``.cycle`` lists it, message ``a -> b -> a``
+    │   ├── UnknownNodeError        ``after=`` names no node
+    │   ├── DuplicateNodeError      two nodes share a name
+    │   ├── NodeImportError         a worker could not import the node function
+    │   └── NodeDefinitionError     a bad option or signature on one node
+    ├── ParameterError              a run parameter is missing or ill-typed
+    ├── PipelineError               ``module:attr`` / ``file.py:attr`` does not load a DAG
+    ├── RunError                    something about one run
+    │   ├── RunNotFound             no such run id in this Redis
+    │   ├── RunFailed               the run ended ``failed``; ``.failed`` names the nodes
+    │   ├── RunTimeout              ``Run.wait`` gave up; also a ``TimeoutError``
+    │   └── NoResult                the node has no stored output
+    └── ConnectionConfigError       a Redis URL that cannot be used
+
+Every error's message is one line that names the thing, the place and the fix; the CLI
+prints it as it is and exits with :attr:`DagrqError.exit_code`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DagrqError(Exception):
+    """Root of every error dagrq raises on purpose."""
+
+    #: the exit code the CLI uses for this error
+    exit_code: int = 2
+
+
+class DAGError(DagrqError):
+    """The DAG or one of its nodes is invalid; raised before anything reaches Redis."""
+
+
+class CycleError(DAGError):
+    """The graph has a cycle.
+
+    Examples:
+        >>> str(CycleError(["a", "b", "a"]))
+        'cycle: a -> b -> a; a DAG must not loop back, remove one of these edges'
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__(
+            f"cycle: {' -> '.join(self.cycle)}; a DAG must not loop back, remove one of these edges"
+        )
+
+
+class UnknownNodeError(DAGError):
+    """A reference (``after=``) names a node the DAG does not have."""
+
+    def __init__(self, node: str, ref: str, known: Sequence[str]) -> None:
+        self.node, self.ref = node, ref
+        choices = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"node {node!r}: {ref!r} names no node of this DAG (nodes: {choices}); "
+            "fix the name or define that node"
+        )
+
+
+class DuplicateNodeError(DAGError):
+    """Two nodes of one DAG share a name."""
+
+    def __init__(self, name: str, dag: str) -> None:
+        self.name = name
+        super().__init__(
+            f"node {name!r} is defined twice in DAG {dag!r}; give one of them name=..."
+        )
+
+
+class NodeImportError(DAGError):
+    """A worker could not import the node function by its dotted path."""
+
+
+class NodeDefinitionError(DAGError):
+    """A node's options or signature cannot work."""
+
+
+class ParameterError(DagrqError):
+    """A run parameter is missing, unknown or has the wrong type."""
+
+
+class PipelineError(DagrqError):
+    """A pipeline address does not resolve to a DAG."""
+
+
+class ConnectionConfigError(DagrqError):
+    """A Redis URL or connection setting cannot be used."""
+
+
+class RunError(DagrqError):
+    """An error about one run."""
+
+    exit_code = 1
+
+
+class RunNotFound(RunError):
+    """No run with that id exists in this Redis (never submitted, or expired)."""
+
+    exit_code = 2
+
+
+class RunFailed(RunError):
+    """The run ended ``failed``.
+
+    Attributes:
+        run_id: the run token.
+        failed: ``{node: one-line error}`` for every failed node.
+    """
+
+    def __init__(self, run_id: str, failed: dict[str, str]) -> None:
+        self.run_id, self.failed = run_id, dict(failed)
+        first = next(iter(self.failed.items()), ("?", "?"))
+        super().__init__(
+            f"run {run_id} failed: {', '.join(sorted(self.failed))} failed; "
+            f"first error: {first[0]}: {first[1]}"
+        )
+
+
+class RunTimeout(RunError, TimeoutError):
+    """``Run.wait(timeout)`` returned before the run ended; the run goes on."""
+
+
+class NoResult(RunError):
+    """The node has no stored output (not finished, failed, skipped or expired)."""
+
+    exit_code = 2

@@ -1,0 +1,89 @@
+"""Every Redis key and RQ name dagrq uses. The only module that spells ``dagrq:``.
+
+All of a run's keys share the hash tag ``{run_id}`` so that they live in one cluster slot.
+
+Examples:
+    >>> run_key("abc")
+    'dagrq:run:{abc}'
+    >>> join_key("abc", "report")
+    'dagrq:run:{abc}:join:report'
+    >>> job_id("abc", "report")
+    'dagrq-abc-report'
+    >>> default_queue_name("orders"), join_queue_name("orders", "report")
+    ('dagrq.orders', 'dagrq.orders.report')
+"""
+
+from __future__ import annotations
+
+PREFIX = "dagrq"
+
+#: the RQ entry point every dagrq job names; a dagrq worker runs nothing else
+ENTRYPOINT = "dagrq.runtime.execute_node"
+
+#: RQ's own key prefixes (rq.job.Job.redis_job_namespace_prefix, rq.queue.Queue)
+RQ_JOB_PREFIX = "rq:job:"
+RQ_QUEUE_PREFIX = "rq:queue:"
+RQ_QUEUES_SET = "rq:queues"
+
+
+def run_key(run_id: str) -> str:
+    """Hash: the run's meta (dag, state, pending count, params, timings)."""
+    return f"{PREFIX}:run:{{{run_id}}}"
+
+
+def nodes_key(run_id: str) -> str:
+    """Hash: per-node fields ``<node>:state``, ``<node>:attempts``, ``<node>:error`` ..."""
+    return f"{run_key(run_id)}:nodes"
+
+
+def output_key(run_id: str, node: str) -> str:
+    """String: one node's serialized output, written once, read by every child."""
+    return f"{run_key(run_id)}:out:{node}"
+
+
+def join_key(run_id: str, node: str) -> str:
+    """Hash: the received-set context of one join node in one run."""
+    return f"{run_key(run_id)}:join:{node}"
+
+
+def job_id(run_id: str, node: str) -> str:
+    """The deterministic RQ job id of one node in one run (RQ allows ``[A-Za-z0-9_-]``)."""
+    return f"{PREFIX}-{run_id}-{node}"
+
+
+def job_key(run_id: str, node: str) -> str:
+    """RQ's hash for that job."""
+    return RQ_JOB_PREFIX + job_id(run_id, node)
+
+
+def parse_job_id(rq_job_id: str) -> tuple[str, str]:
+    """Split a dagrq job id into ``(run_id, node)``.
+
+    Examples:
+        >>> parse_job_id("dagrq-abc-my_node")
+        ('abc', 'my_node')
+    """
+    prefix, run_id, node = rq_job_id.split("-", 2)
+    if prefix != PREFIX:
+        raise ValueError(f"not a dagrq job id: {rq_job_id!r}")
+    return run_id, node
+
+
+def default_queue_name(dag: str) -> str:
+    """The RQ queue of a DAG's ordinary (non-join) nodes."""
+    return f"{PREFIX}.{dag}"
+
+
+def join_queue_name(dag: str, node: str) -> str:
+    """The aggregator queue of one join node."""
+    return f"{PREFIX}.{dag}.{node}"
+
+
+def queue_key(queue_name: str) -> str:
+    """RQ's list key for a queue name."""
+    return RQ_QUEUE_PREFIX + queue_name
+
+
+def run_pattern(run_id: str) -> str:
+    """A SCAN pattern matching every dagrq key of one run."""
+    return f"{run_key(run_id)}*"

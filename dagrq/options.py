@@ -1,0 +1,123 @@
+"""Node options and trigger rules: frozen pydantic models, checked at decoration time.
+
+Examples:
+    >>> NodeOptions(retry=3).retry
+    Retry(max=3, backoff=[0])
+    >>> NodeOptions(trigger=quorum(2)).rule
+    'quorum:2'
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Rule = Literal[
+    "all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"
+]
+
+#: the trigger rules by name (``dagrq.quorum(k)`` is the one with an argument)
+RULES: tuple[str, ...] = (
+    "all_success",
+    "all_done",
+    "all_failed",
+    "one_success",
+    "one_failed",
+    "none_failed",
+)
+
+
+class Quorum(BaseModel):
+    """Fire once ``k`` parents succeeded; build it with :func:`quorum`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    k: Annotated[int, Field(ge=1)]
+
+    def __str__(self) -> str:
+        return f"quorum:{self.k}"
+
+
+def quorum(k: int) -> Quorum:
+    """The trigger rule "fire once ``k`` parents succeeded".
+
+    Examples:
+        >>> str(quorum(3))
+        'quorum:3'
+    """
+    return Quorum(k=k)
+
+
+class Retry(BaseModel):
+    """How often a failing node is run again, and how long to wait between attempts.
+
+    ``max`` extra attempts after the first; ``backoff`` seconds before each retry (one
+    number for all, or a list whose last entry repeats), on RQ's own retry machinery.
+
+    Examples:
+        >>> Retry(max=3, backoff=[1, 5, 30]).backoff
+        [1, 5, 30]
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max: Annotated[int, Field(ge=0)]
+    backoff: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
+
+    def __init__(self, max: int, backoff: int | list[int] | None = None, **kw: Any) -> None:  # noqa: A002
+        if backoff is None:
+            backoff = [0]
+        elif isinstance(backoff, int):
+            backoff = [backoff]
+        super().__init__(max=max, backoff=backoff, **kw)
+
+    def __repr__(self) -> str:
+        return f"Retry(max={self.max}, backoff={self.backoff})"
+
+
+class NodeOptions(BaseModel):
+    """Everything ``@dag.node(...)`` accepts; an unknown option is an error.
+
+    Attributes:
+        name: the node's name (default: the function's name); must be an identifier.
+        queue: the RQ queue to run on (default: the DAG's queue, or the join's own
+            aggregator queue for a join node).
+        retry: extra attempts on failure, an int or :class:`Retry`.
+        timeout: seconds before a running attempt is killed (RQ's job timeout).
+        trigger: when the node runs, given its parents' outcomes (see docs/failures.md).
+        result_ttl: seconds the node's stored output is kept (default: the DAG's ``ttl_s``).
+        after: order-only upstream nodes (no data passed).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = None
+    queue: str | None = None
+    retry: Retry | None = None
+    timeout: Annotated[int, Field(gt=0)] | None = None
+    trigger: Rule | Quorum = "all_success"
+    result_ttl: Annotated[int, Field(gt=0)] | None = None
+    after: tuple[str, ...] = ()
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _int_retry(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return Retry(max=value)
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
+            raise ValueError(f"node name {value!r} must be a Python identifier")
+        return value
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    @property
+    def rule(self) -> str:
+        """The trigger rule as one string, as stored in the plan: ``all_done``, ``quorum:2``."""
+        return str(self.trigger)

@@ -1,0 +1,74 @@
+"""Following a run while it goes: a rich live bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .client import FINAL_NODE_STATES, Run, RunStatus
+
+
+def follow(run: Run, console: Console, *, quiet: bool = False, poll_s: float = 0.1) -> RunStatus:
+    """Poll ``run`` until it ends, showing progress on ``console``; return the final status.
+
+    On a terminal: a progress bar (nodes done / total) with the running nodes, and failures
+    printed as they happen. Otherwise one plain line per node state change. ``quiet``
+    shows nothing.
+    """
+    if quiet:
+        return _poll(run, poll_s, lambda s: None)
+    if console.is_terminal:
+        return _live(run, console, poll_s)
+    seen: dict[str, str] = {}
+
+    def lines(status: RunStatus) -> None:
+        for name, node in status.nodes.items():
+            if seen.get(name) != node.state:
+                seen[name] = node.state
+                stamp = datetime.now().strftime("%H:%M:%S")
+                extra = f" ({node.error})" if node.error and node.state == "failed" else ""
+                console.print(f"{stamp} {name} {node.state}{extra}", highlight=False)
+
+    return _poll(run, poll_s, lines)
+
+
+def _poll(run: Run, poll_s: float, show: object) -> RunStatus:
+    assert callable(show)
+    while True:
+        status = run.status()
+        show(status)
+        if status.done:
+            return status
+        time.sleep(poll_s)
+
+
+def _live(run: Run, console: Console, poll_s: float) -> RunStatus:
+    reported: set[str] = set()
+    columns = (
+        TextColumn("[bold]{task.fields[dag]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = None
+
+        def show(status: RunStatus) -> None:
+            nonlocal task
+            total = len(status.nodes)
+            done = sum(1 for n in status.nodes.values() if n.state in FINAL_NODE_STATES)
+            running = [name for name, n in status.nodes.items() if n.state == "running"]
+            text = ("running: " + ", ".join(running)) if running else ""
+            if task is None:
+                task = bar.add_task(text, total=total, dag=status.dag)
+            bar.update(task, completed=done, description=text)
+            for name, node in status.nodes.items():
+                if node.state == "failed" and name not in reported:
+                    reported.add(name)
+                    bar.console.print(f"[red]✗ {name} failed:[/red] {node.error}")
+
+        return _poll(run, poll_s, show)

@@ -1,0 +1,173 @@
+"""What an RQ worker executes for a node, and the worker that executes only that.
+
+Every dagrq RQ job names one callable, :func:`execute_node`, with JSON arguments
+``(dag, run, node)``. It runs the node's function with its parents' outputs, then reports
+the outcome through one atomic ``complete.lua`` call that also delivers the arrivals to the
+children (firing joins exactly once). A worker refuses any job naming another callable and
+any DAG it has not loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback as tb
+from collections.abc import Iterable
+from typing import Any
+
+from rq import Queue, Worker, get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+from . import join, keys
+from .dag import DAG, build_kwargs, one_line_error
+from .errors import DagrqError
+
+log = logging.getLogger(__name__)
+
+#: RQ's serializer for dagrq job payloads: JSON, so no worker unpickles what it reads
+RQ_SERIALIZER = JSONSerializer
+
+_LOADED: dict[str, DAG] = {}
+
+
+class NodeRefused(DagrqError):
+    """A job this worker must not run: another callable, or a DAG it has not loaded."""
+
+    exit_code = 1
+
+
+def serve(*dags: DAG) -> None:
+    """Let this process run the nodes of ``dags`` (validated first)."""
+    for dag in dags:
+        dag.validate()
+        _LOADED[dag.name] = dag
+
+
+class DagrqJob(Job):
+    """An RQ job that runs only dagrq's entry point."""
+
+    def _execute(self) -> Any:
+        if self.func_name != keys.ENTRYPOINT:
+            raise NodeRefused(
+                f"job {self.id} names {self.func_name!r}; a dagrq worker runs only "
+                f"{keys.ENTRYPOINT}; run this job on a plain rq worker"
+            )
+        return super()._execute()
+
+
+def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
+    """The RQ entry point of every dagrq job: run one attempt of ``node`` in ``run``.
+
+    Returns a small summary (stored by RQ as the job result); the node's output itself is
+    stored once in dagrq's output key. Raises the node's exception after recording it, so
+    RQ retries (``retry=``) or marks the job failed as usual.
+    """
+    graph = _LOADED.get(dag)
+    if graph is None:
+        raise NodeRefused(
+            f"DAG {dag!r} is not loaded by this worker (loaded: {', '.join(_LOADED) or 'none'}); "
+            f"start it with: dagrq worker <pipeline defining {dag!r}>"
+        )
+    job = get_current_job()
+    assert job is not None, "execute_node runs inside an RQ job"
+    conn = job.connection
+    spec = graph.specs[node]
+    started = join.start(conn, run, spec, graph.ttl_s)
+    if started.status == "done":  # redelivered after its outcome was recorded: re-deliver
+        deliver(graph, conn, run, node, started.node_state or "failed")
+        return {"node": node, "outcome": started.node_state, "redelivered": True}
+    if started.status != "run":
+        log.info("run %s is %s; node %s not started", run, started.status, node)
+        return {"node": node, "outcome": None, "run": started.status}
+
+    params = json.loads(started.params_json or "{}")
+    try:
+        kwargs = build_kwargs(graph.nodes[node], spec, started.outputs, params, graph.codec)
+        value = graph.nodes[node].fn(**kwargs)
+        try:
+            output = graph.codec.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"output of node {node!r} cannot be stored as {graph.serializer}: {exc}; "
+                "return JSON-friendly data or use DAG(..., serializer='pickle')"
+            ) from exc
+    except Exception as exc:
+        if job.should_retry:
+            conn.hset(keys.nodes_key(run), f"{node}:state", "queued")
+            raise
+        error = one_line_error(exc)
+        if isinstance(exc, JobTimeoutException):
+            error = f"timed out after {spec.timeout} s"
+        deliver(graph, conn, run, node, "failed", error=error, traceback=tb.format_exc())
+        raise
+    deliver(graph, conn, run, node, "succeeded", output=output)
+    return {"node": node, "outcome": "succeeded", "attempt": started.attempt}
+
+
+def deliver(
+    graph: DAG,
+    connection: Any,
+    run_id: str,
+    node: str,
+    outcome: str,
+    *,
+    output: bytes = b"",
+    error: str = "",
+    traceback: str = "",
+) -> None:
+    """Record ``node``'s outcome and deliver arrivals, cascading skips downstream.
+
+    Each step is one atomic, idempotent ``complete.lua`` call; a crash between steps is
+    repaired when the job is delivered again (the script re-reports skipped children).
+    """
+    specs = graph.specs
+    todo: list[tuple[str, str, bytes, str, str]] = [(node, outcome, output, error, traceback)]
+    while todo:
+        name, result, blob, err, trace = todo.pop()
+        spec = specs[name]
+        done = join.complete(
+            connection,
+            run_id,
+            spec,
+            [specs[c] for c in spec.children],
+            result,
+            ttl_s=graph.ttl_s,
+            output=blob,
+            error=err,
+            traceback=trace,
+        )
+        todo += [(child, "skipped", b"", "", "") for child in done.skipped]
+
+
+def queues_for(graph: DAG, connection: Any, names: Iterable[str] | None = None) -> list[Queue]:
+    """RQ queues (JSON payloads, :class:`DagrqJob`) for ``names``, default all of the DAG's."""
+    chosen = list(names) if names else graph.queues
+    return [
+        Queue(name, connection=connection, serializer=RQ_SERIALIZER, job_class=DagrqJob)
+        for name in chosen
+    ]
+
+
+def make_worker(
+    dags: Iterable[DAG],
+    connection: Any,
+    queue_names: Iterable[str] | None = None,
+    name: str | None = None,
+) -> Worker:
+    """An RQ ``Worker`` that runs the nodes of ``dags`` and nothing else."""
+    dags = list(dags)
+    serve(*dags)
+    wanted = list(queue_names or [])
+    queues: dict[str, Queue] = {}
+    for graph in dags:
+        for q in queues_for(graph, connection, wanted or None):
+            queues.setdefault(q.name, q)
+    return Worker(
+        list(queues.values()),
+        connection=connection,
+        name=name,
+        serializer=RQ_SERIALIZER,
+        job_class=DagrqJob,
+    )
