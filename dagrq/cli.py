@@ -203,7 +203,9 @@ def _run(
         if status.state == "succeeded":
             for sink in dag.sinks:
                 value = run_.result(sink)
-                if console.is_terminal:
+                if isinstance(value, str):
+                    click.echo(f"{sink}:\n{value}")
+                elif console.is_terminal:
                     console.print(f"[bold]{sink}[/bold]:", Pretty(value))
                 else:
                     click.echo(f"{sink}: {json.dumps(value, default=str)}")

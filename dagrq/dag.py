@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -76,15 +76,38 @@ class Node(Generic[P, R]):
         self.fn = fn
         self.options = options
         self.name: str = options.name or fn.__name__
-        self.signature = inspect.signature(fn)
+        self._raw_signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
-        for param in self.signature.parameters.values():
+        for param in self._raw_signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
                 raise NodeDefinitionError(
                     f"node {self.name!r}: parameter {param.name!r} is {param.kind.description}; "
                     "dagrq passes every input by keyword, declare it as a plain parameter"
                 )
+
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        """The signature with string annotations (``from __future__ import annotations``)
+        resolved in the function's module.
+
+        Raises
+        ------
+        NodeDefinitionError
+            when an annotation names something the module does not define.
+        """
+        try:
+            hints = get_type_hints(self.fn, include_extras=True)
+        except Exception as exc:
+            raise NodeDefinitionError(
+                f"node {self.name!r}: an annotation cannot be resolved ({one_line_error(exc)}); "
+                "import or define that type in the node's module"
+            ) from None
+        raw = self._raw_signature
+        params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in raw.parameters.values()]
+        return raw.replace(
+            parameters=params, return_annotation=hints.get("return", raw.return_annotation)
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)

@@ -28,6 +28,8 @@ def follow(run: Run, console: Console, *, quiet: bool = False, poll_s: float = 0
         for name, node in status.nodes.items():
             if seen.get(name) != node.state:
                 seen[name] = node.state
+                if node.state == "pending":
+                    continue
                 stamp = datetime.now().strftime("%H:%M:%S")
                 extra = f" ({node.error})" if node.error and node.state == "failed" else ""
                 console.print(f"{stamp} {name} {node.state}{extra}", highlight=False)
