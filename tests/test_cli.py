@@ -1,0 +1,115 @@
+"""The `dagrq` command as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import redis
+
+from .conftest import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dagrq(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "dagrq", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_validate_prints_a_summary() -> None:
+    result = dagrq("validate", "examples/etl.py:dag")
+    assert result.returncode == 0, result.stderr
+    assert "DAG etl: OK" in result.stdout
+    assert "joins  4: customer_ltv (2 in), enriched (3 in), top_products (2 in), report (3 in)" in result.stdout
+
+
+def test_validate_a_cyclic_dag_exits_2_and_prints_the_cycle() -> None:
+    result = dagrq("validate", pipeline("cyclic"))
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "cycle: " in line
+    ring = line.split("cycle: ")[1].split(";")[0].split(" -> ")
+    assert ring[0] == ring[-1] and sorted(ring[:-1]) == ["extract", "load", "transform"]
+
+
+def test_a_bad_parameter_exits_2_naming_it_and_its_type_and_writes_nothing(conn: redis.Redis, redis_url: str) -> None:
+    before = conn.dbsize()
+    result = dagrq("run", pipeline("diamond"), "-p", "x=abc", "--url", redis_url)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "'x'" in line and "node a" in line and "expects int" in line
+    missing = dagrq("submit", pipeline("diamond"), "--url", redis_url)
+    assert missing.returncode == 2
+    assert "'x' (node a) is required, of type int" in one_line_error(missing)
+    malformed = dagrq("run", pipeline("diamond"), "-p", "x", "--url", redis_url)
+    assert malformed.returncode == 2 and "KEY=VALUE" in malformed.stderr
+    assert conn.dbsize() == before
+
+
+def test_a_missing_pipeline_exits_2_with_one_line() -> None:
+    result = dagrq("run", "examples/nope.py:dag", "--url", "redis://127.0.0.1:1")
+    assert result.returncode == 2
+    assert "no file" in one_line_error(result)
+    result = dagrq("validate", "examples/etl.py:nothing")
+    assert result.returncode == 2
+    assert "has no attribute 'nothing'" in one_line_error(result)
+
+
+def test_run_prints_the_sink_results_and_exits_0(conn: redis.Redis, redis_url: str) -> None:
+    result = dagrq("run", "examples/aggregator.py:dag", "-p", "text=a b a c a b", "--url", redis_url)
+    assert result.returncode == 0, result.stderr + result.stdout
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("aggregator: "))
+    assert json.loads(line.split(": ", 1)[1]) == {"a": 3, "b": 2, "c": 1}
+
+
+def test_run_with_a_failing_node_exits_1_fast_and_prints_the_error(redis_url: str) -> None:
+    started = time.monotonic()
+    result = dagrq("run", pipeline("failing"), "--url", redis_url)
+    assert result.returncode == 1
+    assert "node boom failed: ValueError: bad input 1" in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_submit_then_a_burst_worker_elsewhere(conn: redis.Redis, redis_url: str) -> None:
+    sub = dagrq("submit", pipeline("diamond"), "-p", "x=3", "--url", redis_url)
+    assert sub.returncode == 0, sub.stderr
+    run_id = sub.stdout.strip()
+    assert conn.hget(f"dagrq:run:{{{run_id}}}", "state") == b"running"
+    work = dagrq("worker", pipeline("diamond"), "--url", redis_url, "--burst")
+    assert work.returncode == 0, work.stderr
+    assert conn.hget(f"dagrq:run:{{{run_id}}}", "state") == b"succeeded"
+
+
+def _redis_servers() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if "redis-server" in (p.info["name"] or "")}
+
+
+def test_run_on_the_embedded_default_needs_no_redis_and_stops_it(tmp_path: Path) -> None:
+    before = _redis_servers()
+    example = ROOT / "examples" / "aggregator.py"
+    result = dagrq("run", str(example), "-p", "text=x y x", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert 'aggregator: {"x": 2, "y": 1}' in result.stdout
+    assert (tmp_path / ".dagrq" / "redis.db").exists()  # its data is saved in the state dir
+    assert _redis_servers() - before == set()  # and the server it started is gone
