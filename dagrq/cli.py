@@ -161,8 +161,14 @@ def _worker(
 @click.argument("pipeline")
 @param_option
 @url_option
-@click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(0, 64),
-              help="Local worker processes to start (0: rely on workers elsewhere).")
+@click.option(
+    "--workers",
+    "-w",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Local worker processes to start (0: rely on workers elsewhere).",
+)
 @click.option("--timeout", default=None, type=float, help="Give up after this many seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
 def run(

@@ -202,7 +202,9 @@ class Run:
     def _meta(self) -> dict[str, str]:
         raw = self.connection.hgetall(keys.run_key(self.id))
         if not raw:
-            raise RunNotFound(f"run {self.id!r} not found in this Redis (expired or never submitted)")
+            raise RunNotFound(
+                f"run {self.id!r} not found in this Redis (expired or never submitted)"
+            )
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def status(self) -> RunStatus:
@@ -212,7 +214,9 @@ class Run:
             pipe.hgetall(keys.nodes_key(self.id))
             raw_meta, raw_nodes = pipe.execute()
         if not raw_meta:
-            raise RunNotFound(f"run {self.id!r} not found in this Redis (expired or never submitted)")
+            raise RunNotFound(
+                f"run {self.id!r} not found in this Redis (expired or never submitted)"
+            )
         meta = {k.decode(): v.decode() for k, v in raw_meta.items()}
         fields: dict[str, dict[str, Any]] = {n: {} for n in json.loads(meta.get("nodes", "[]"))}
         for k, v in raw_nodes.items():
@@ -265,7 +269,9 @@ class Run:
                     f"run {self.id} still running after {timeout} s; wait longer or check "
                     f"`dagrq status {self.id}`"
                 )
-            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+            time.sleep(
+                delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            )
             delay = min(poll_s, delay * 2)
         final = self.status()
         if final.state != "succeeded":

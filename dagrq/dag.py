@@ -3,21 +3,24 @@
 A parameter named after another node is a data edge carrying that node's output; every other
 parameter is a run parameter, validated by pydantic at submit time.
 
-Examples:
-    >>> dag = DAG("doc")
-    >>> @dag.node
-    ... def a(x: int) -> int:
-    ...     return x + 1
-    >>> @dag.node
-    ... def b(a: int) -> int:
-    ...     return a * 2
-    >>> @dag.node
-    ... def c(a: int, b: int) -> int:
-    ...     return a + b
-    >>> dag.joins
-    ['c']
-    >>> dag.run_local(x=1)
-    {'a': 2, 'b': 4, 'c': 6}
+Example (in a module of its own, so workers can import the functions)::
+
+    dag = DAG("doc")
+
+    @dag.node
+    def a(x: int) -> int:
+        return x + 1
+
+    @dag.node
+    def b(a: int) -> int:          # edge a -> b, receives a's output
+        return a * 2
+
+    @dag.node
+    def c(a: int, b: int) -> int:  # a join: waits for a and b
+        return a + b
+
+    dag.joins            # ['c']
+    dag.run_local(x=1)   # {'a': 2, 'b': 4, 'c': 6}
 """
 
 from __future__ import annotations
@@ -104,7 +107,9 @@ class Node(Generic[P, R]):
                 "import or define that type in the node's module"
             ) from None
         raw = self._raw_signature
-        params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in raw.parameters.values()]
+        params = [
+            p.replace(annotation=hints.get(p.name, p.annotation)) for p in raw.parameters.values()
+        ]
         return raw.replace(
             parameters=params, return_annotation=hints.get("return", raw.return_annotation)
         )
@@ -171,9 +176,7 @@ class DAG:
         queue: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
-            raise DAGError(
-                f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'"
-            )
+            raise DAGError(f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'")
         try:
             self.codec = get_codec(serializer)
         except ValueError as exc:
@@ -362,8 +365,16 @@ class DAG:
             "dag": self.name,
             "serializer": self.serializer,
             "nodes": {
-                s.name: [s.parents, s.data_parents, s.queue_name, s.rule, s.timeout,
-                         s.retry.model_dump() if s.retry else None, s.result_ttl, s.params]
+                s.name: [
+                    s.parents,
+                    s.data_parents,
+                    s.queue_name,
+                    s.rule,
+                    s.timeout,
+                    s.retry.model_dump() if s.retry else None,
+                    s.result_ttl,
+                    s.params,
+                ]
                 for s in self.specs.values()
             },
         }
@@ -570,7 +581,7 @@ def _params_model(
         defaults = [p.default for _, p in uses if p.default is not inspect.Parameter.empty]
         required = len(defaults) < len(uses)
         fields[pname] = (annotation, ... if required else defaults[0])
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{dag_name}_params", __config__=ConfigDict(extra="forbid"), **fields
     )
     return model

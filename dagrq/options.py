@@ -13,9 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Rule = Literal[
-    "all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"
-]
+Rule = Literal["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
 
 #: the trigger rules by name (``dagrq.quorum(k)`` is the one with an argument)
 RULES: tuple[str, ...] = (
@@ -63,7 +61,7 @@ class Retry(BaseModel):
     max: Annotated[int, Field(ge=0)]
     backoff: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
 
-    def __init__(self, max: int, backoff: int | list[int] | None = None, **kw: Any) -> None:  # noqa: A002
+    def __init__(self, max: int, backoff: int | list[int] | None = None, **kw: Any) -> None:
         if backoff is None:
             backoff = [0]
         elif isinstance(backoff, int):

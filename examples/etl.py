@@ -75,7 +75,11 @@ def products_csv(day: date = DAY, seed: int = 7) -> str:
     """Write the product catalogue; prices as text with a currency sign, as exports do."""
     rng = random.Random(f"{seed}-{day}-products")
     rows = [
-        {"sku": f"SKU-{i:03d}", "title": f"product {i}", "price": f"${rng.randint(100, 9999) / 100:.2f}"}
+        {
+            "sku": f"SKU-{i:03d}",
+            "title": f"product {i}",
+            "price": f"${rng.randint(100, 9999) / 100:.2f}",
+        }
         for i in range(1, 21)
     ]
     return _write(day, "products", ["sku", "title", "price"], rows)
@@ -98,7 +102,12 @@ def orders_csv(day: date = DAY, rows: int = 500, seed: int = 7, n_customers: int
 def orders(orders_csv: str) -> list[Order]:
     """Parse orders; drop rows without a quantity."""
     return [
-        Order(order_id=int(r["id"]), customer_id=int(r["customer"]), sku=r["sku"], quantity=int(r["qty"]))
+        Order(
+            order_id=int(r["id"]),
+            customer_id=int(r["customer"]),
+            sku=r["sku"],
+            quantity=int(r["qty"]),
+        )
         for r in _read(orders_csv)
         if r["qty"].strip()
     ]
@@ -117,7 +126,9 @@ def customers(customers_csv: str) -> list[Customer]:
 def products(products_csv: str) -> list[Product]:
     """Parse products; prices to integer cents."""
     return [
-        Product(sku=r["sku"], title=r["title"], price_cents=round(float(r["price"].lstrip("$")) * 100))
+        Product(
+            sku=r["sku"], title=r["title"], price_cents=round(float(r["price"].lstrip("$")) * 100)
+        )
         for r in _read(products_csv)
     ]
 
@@ -129,8 +140,12 @@ def enriched(orders: list[Order], customers: list[Customer], products: list[Prod
     region = {c.customer_id: c.region for c in customers}
     price = {p.sku: p.price_cents for p in products}
     return [
-        Line(order_id=o.order_id, region=region[o.customer_id], sku=o.sku,
-             revenue_cents=o.quantity * price[o.sku])
+        Line(
+            order_id=o.order_id,
+            region=region[o.customer_id],
+            sku=o.sku,
+            revenue_cents=o.quantity * price[o.sku],
+        )
         for o in orders
         if o.sku in price and o.customer_id in region
     ]
@@ -146,7 +161,9 @@ def revenue(enriched: list[Line]) -> dict[str, int]:
 
 
 @dag.node
-def top_products(enriched: list[Line], products: list[Product], top: int = 3) -> list[tuple[str, int]]:
+def top_products(
+    enriched: list[Line], products: list[Product], top: int = 3
+) -> list[tuple[str, int]]:
     """The best sellers by revenue, with their titles."""
     title = {p.sku: p.title for p in products}
     out: dict[str, int] = defaultdict(int)

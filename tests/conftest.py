@@ -85,7 +85,9 @@ class Workers:
                 proc.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')}" for _, log in self.procs)
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')}" for _, log in self.procs
+        )
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from .conftest import pipeline
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dagrq(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def dagrq(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
     return subprocess.run(
         [sys.executable, "-m", "dagrq", *args],
@@ -41,7 +43,10 @@ def test_validate_prints_a_summary() -> None:
     result = dagrq("validate", "examples/etl.py:dag")
     assert result.returncode == 0, result.stderr
     assert "DAG etl: OK" in result.stdout
-    assert "joins  4: customer_ltv (2 in), enriched (3 in), top_products (2 in), report (3 in)" in result.stdout
+    assert (
+        "joins  4: customer_ltv (2 in), enriched (3 in), top_products (2 in), report (3 in)"
+        in result.stdout
+    )
 
 
 def test_validate_a_cyclic_dag_exits_2_and_prints_the_cycle() -> None:
@@ -53,7 +58,9 @@ def test_validate_a_cyclic_dag_exits_2_and_prints_the_cycle() -> None:
     assert ring[0] == ring[-1] and sorted(ring[:-1]) == ["extract", "load", "transform"]
 
 
-def test_a_bad_parameter_exits_2_naming_it_and_its_type_and_writes_nothing(conn: redis.Redis, redis_url: str) -> None:
+def test_a_bad_parameter_exits_2_naming_it_and_its_type_and_writes_nothing(
+    conn: redis.Redis, redis_url: str
+) -> None:
     before = conn.dbsize()
     result = dagrq("run", pipeline("diamond"), "-p", "x=abc", "--url", redis_url)
     assert result.returncode == 2
@@ -77,7 +84,9 @@ def test_a_missing_pipeline_exits_2_with_one_line() -> None:
 
 
 def test_run_prints_the_sink_results_and_exits_0(conn: redis.Redis, redis_url: str) -> None:
-    result = dagrq("run", "examples/aggregator.py:dag", "-p", "text=a b a c a b", "--url", redis_url)
+    result = dagrq(
+        "run", "examples/aggregator.py:dag", "-p", "text=a b a c a b", "--url", redis_url
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("aggregator: "))
     assert json.loads(line.split(": ", 1)[1]) == {"a": 3, "b": 2, "c": 1}
@@ -102,7 +111,9 @@ def test_submit_then_a_burst_worker_elsewhere(conn: redis.Redis, redis_url: str)
 
 
 def _redis_servers() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if "redis-server" in (p.info["name"] or "")}
+    return {
+        p.pid for p in psutil.process_iter(["name"]) if "redis-server" in (p.info["name"] or "")
+    }
 
 
 def test_run_on_the_embedded_default_needs_no_redis_and_stops_it(tmp_path: Path) -> None:

@@ -92,7 +92,9 @@ def test_run_local_round_trips_through_json_and_keeps_types() -> None:
 
 
 def test_parameters_are_validated_with_names_nodes_and_types() -> None:
-    with pytest.raises(ParameterError, match=r"'day' \(node fetch, totals\) is required, of type date"):
+    with pytest.raises(
+        ParameterError, match=r"'day' \(node fetch, totals\) is required, of type date"
+    ):
         orders.validate_params({})
     with pytest.raises(ParameterError, match=r"'limit' \(node fetch\) expects int, got 'many'"):
         orders.validate_params({"day": "2026-11-27", "limit": "many"}, from_strings=True)

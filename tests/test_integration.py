@@ -7,8 +7,7 @@ import time
 import pytest
 import redis
 
-from dagrq import ParameterError, Run, RunFailed, RunNotFound
-from dagrq import loader
+from dagrq import ParameterError, Run, RunFailed, RunNotFound, loader
 from dagrq.errors import CycleError
 
 from .conftest import Workers, pipeline
@@ -67,7 +66,12 @@ def test_a_failing_node_fails_the_run_skips_downstream_and_the_run_ends(
     status = run.status()
     assert status.state == "failed"
     states = {n: s.state for n, s in status.nodes.items()}
-    assert states == {"a": "succeeded", "boom": "failed", "after_boom": "skipped", "fine": "succeeded"}
+    assert states == {
+        "a": "succeeded",
+        "boom": "failed",
+        "after_boom": "skipped",
+        "fine": "succeeded",
+    }
     assert "Traceback" in (status.nodes["boom"].traceback or "")
     assert run.results() == {"a": 1, "fine": 2}
 

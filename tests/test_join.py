@@ -18,7 +18,12 @@ from dagrq.rules import decide
 OUTCOMES = ("succeeded", "failed", "skipped")
 
 
-def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = (), rule: str = "all_success") -> NodeSpec:
+def spec(
+    name: str,
+    parents: tuple[str, ...] = (),
+    children: tuple[str, ...] = (),
+    rule: str = "all_success",
+) -> NodeSpec:
     return NodeSpec(
         name=name,
         parents=parents,
@@ -34,7 +39,9 @@ def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = (
     )
 
 
-def fake_run(conn: redis.Redis, width: int, rule: str = "all_success") -> tuple[str, list[NodeSpec], NodeSpec]:
+def fake_run(
+    conn: redis.Redis, width: int, rule: str = "all_success"
+) -> tuple[str, list[NodeSpec], NodeSpec]:
     """A run with parents p0..p<width-1> running and one join node `j` waiting for them."""
     run_id = uuid.uuid4().hex
     parents = tuple(f"p{i}" for i in range(width))
@@ -46,16 +53,22 @@ def fake_run(conn: redis.Redis, width: int, rule: str = "all_success") -> tuple[
     return run_id, [spec(p, children=("j",)) for p in parents], child
 
 
-def arrive(conn: redis.Redis, run_id: str, parent: NodeSpec, child: NodeSpec, outcome: str) -> join.Completed:
+def arrive(
+    conn: redis.Redis, run_id: str, parent: NodeSpec, child: NodeSpec, outcome: str
+) -> join.Completed:
     return join.complete(conn, run_id, parent, [child], outcome, ttl_s=600, output=b"1")
 
 
 rules = st.sampled_from(list(RULES)) | st.integers(1, 6).map(lambda k: f"quorum:{k}")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rule=rules, outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=6))
-def test_lua_rules_match_the_python_model(conn: redis.Redis, rule: str, outcomes: list[str]) -> None:
+def test_lua_rules_match_the_python_model(
+    conn: redis.Redis, rule: str, outcomes: list[str]
+) -> None:
     if rule.startswith("quorum:") and int(rule.split(":")[1]) > len(outcomes):
         rule = f"quorum:{len(outcomes)}"
     run_id, parents, child = fake_run(conn, len(outcomes), rule)
@@ -64,8 +77,10 @@ def test_lua_rules_match_the_python_model(conn: redis.Redis, rule: str, outcomes
     for parent, outcome in zip(parents, outcomes, strict=True):
         done = arrive(conn, run_id, parent, child, outcome)
         counts[outcome] += 1
-        expected = decided and "none" or decide(rule, total=len(outcomes), **counts)
-        got = "fire" if done.fired else "skip" if done.skipped else "wait" if not decided else "none"
+        expected = (decided and "none") or decide(rule, total=len(outcomes), **counts)
+        got = (
+            "fire" if done.fired else "skip" if done.skipped else "wait" if not decided else "none"
+        )
         if decided:
             assert got == "none", "a decided join must not fire or skip again"
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from .conftest import Workers
 
 
 @st.composite
-def random_dags(draw: st.DrawFn, max_nodes: int = 9) -> tuple[int, set[tuple[int, int]], set[tuple[int, int]]]:
+def random_dags(
+    draw: st.DrawFn, max_nodes: int = 9
+) -> tuple[int, set[tuple[int, int]], set[tuple[int, int]]]:
     """``(n, data_edges, order_edges)`` with every edge going from a lower to a higher index."""
     n = draw(st.integers(1, max_nodes))
     pairs = [(i, j) for j in range(n) for i in range(j)]
@@ -27,8 +30,13 @@ def random_dags(draw: st.DrawFn, max_nodes: int = 9) -> tuple[int, set[tuple[int
     return n, data, order
 
 
-def render(name: str, n: int, data: set[tuple[int, int]], order: set[tuple[int, int]],
-           back: tuple[int, int] | None = None) -> str:
+def render(
+    name: str,
+    n: int,
+    data: set[tuple[int, int]],
+    order: set[tuple[int, int]],
+    back: tuple[int, int] | None = None,
+) -> str:
     """Python source of a pipeline module with that shape (node functions must be importable)."""
     lines = ["from dagrq import DAG", "", f"dag = DAG({name!r})", ""]
     for j in range(n):
@@ -53,9 +61,13 @@ def write(folder: Path, source: str) -> str:
     return f"{path}:dag"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(shape=random_dags())
-def test_joins_are_exactly_the_nodes_with_two_or_more_upstream_edges(tmp_path: Path, shape: tuple) -> None:  # type: ignore[type-arg]
+def test_joins_are_exactly_the_nodes_with_two_or_more_upstream_edges(
+    tmp_path: Path, shape: tuple
+) -> None:  # type: ignore[type-arg]
     n, data, order = shape
     dag = loader.load(write(tmp_path, render("prop", n, data, order)))
     indegree = {j: len({i for i, c in data | order if c == j}) for j in range(n)}
@@ -64,9 +76,13 @@ def test_joins_are_exactly_the_nodes_with_two_or_more_upstream_edges(tmp_path: P
     assert nx.is_directed_acyclic_graph(dag.graph)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(shape=random_dags(), data=st.data())
-def test_a_cycle_is_always_refused_and_names_a_real_cycle(tmp_path: Path, shape: tuple, data: st.DataObject) -> None:  # type: ignore[type-arg]
+def test_a_cycle_is_always_refused_and_names_a_real_cycle(
+    tmp_path: Path, shape: tuple, data: st.DataObject
+) -> None:  # type: ignore[type-arg]
     n, edges, order = shape
     graph = nx.DiGraph(list(edges | order))
     graph.add_nodes_from(range(n))
@@ -80,13 +96,19 @@ def test_a_cycle_is_always_refused_and_names_a_real_cycle(tmp_path: Path, shape:
     ring = info.value.cycle
     assert ring[0] == ring[-1]
     full = nx.DiGraph([(f"n{i}", f"n{j}") for i, j in edges | order | {back}])
-    assert all(full.has_edge(u, v) for u, v in zip(ring, ring[1:], strict=False))
+    assert all(full.has_edge(u, v) for u, v in itertools.pairwise(ring))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(shape=random_dags(max_nodes=8), seed=st.integers(0, 10**6))
 def test_distributed_results_equal_run_local(
-    tmp_path: Path, conn: redis.Redis, redis_url: str, shape: tuple, seed: int  # type: ignore[type-arg]
+    tmp_path: Path,
+    conn: redis.Redis,
+    redis_url: str,
+    shape: tuple,
+    seed: int,  # type: ignore[type-arg]
 ) -> None:
     n, data, order = shape
     address = write(tmp_path, render(f"dist{uuid.uuid4().hex[:6]}", n, data, order))

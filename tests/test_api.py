@@ -1,0 +1,67 @@
+"""The public surface: pinned exports, and the doctests of the pure helpers."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+import dagrq
+
+EXPORTS = {
+    "DAG",
+    "Node",
+    "NodeOptions",
+    "Retry",
+    "Quorum",
+    "quorum",
+    "Run",
+    "RunStatus",
+    "NodeStatus",
+    "DagrqError",
+    "DAGError",
+    "CycleError",
+    "UnknownNodeError",
+    "DuplicateNodeError",
+    "NodeImportError",
+    "NodeDefinitionError",
+    "ParameterError",
+    "PipelineError",
+    "ConnectionConfigError",
+    "RunError",
+    "RunNotFound",
+    "RunFailed",
+    "RunTimeout",
+    "NoResult",
+    "__version__",
+}
+
+
+def test_exports_are_pinned() -> None:
+    assert set(dagrq.__all__) == EXPORTS
+    for name in EXPORTS:
+        assert hasattr(dagrq, name), name
+
+
+def test_every_error_is_a_dagrq_error_and_validation_errors_are_dag_errors() -> None:
+    for name in EXPORTS:
+        obj = getattr(dagrq, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, dagrq.DagrqError), name
+    for cls in (
+        dagrq.CycleError,
+        dagrq.UnknownNodeError,
+        dagrq.DuplicateNodeError,
+        dagrq.NodeImportError,
+        dagrq.NodeDefinitionError,
+    ):
+        assert issubclass(cls, dagrq.DAGError)
+    assert issubclass(dagrq.RunTimeout, TimeoutError)
+
+
+@pytest.mark.parametrize("module", ["keys", "rules", "options", "codec", "errors", "dag"])
+def test_doctests(module: str) -> None:
+    mod = importlib.import_module(f"dagrq.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
