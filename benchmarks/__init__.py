@@ -1,0 +1,1 @@
+"""dagrq benchmarks: run with ``python -m benchmarks <name>``; results under benchmarks/results/."""

@@ -1,0 +1,20 @@
+"""``python -m benchmarks <name> [args]``: join-cost."""
+
+from __future__ import annotations
+
+import sys
+
+from . import join_cost
+
+BENCHMARKS = {"join-cost": join_cost.main}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:
+        print(f"usage: python -m benchmarks {{{','.join(BENCHMARKS)}}} [args]", file=sys.stderr)
+        return 2
+    return BENCHMARKS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

