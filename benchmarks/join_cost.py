@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from .server import command_count, redis_server
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+NOOP = "benchmarks.noop.noop"
 
 
 def _burst(url: str, *args: str, cwd: Path) -> None:
@@ -43,12 +45,11 @@ def _burst(url: str, *args: str, cwd: Path) -> None:
     )
 
 
-def measure_plain(url: str, jobs: int) -> int:
+def _rq_commands(url: str, queue: str, enqueue: Callable[[Queue], None]) -> int:
+    """Commands one burst `rq worker` spends on the jobs ``enqueue`` puts on ``queue``."""
     conn = redis.Redis.from_url(url)
     conn.flushall()
-    q = Queue("plain", connection=conn)
-    for _ in range(jobs):
-        q.enqueue("benchmarks.noop.noop")
+    enqueue(Queue(queue, connection=conn))
     conn.config_resetstat()
     _burst(
         url,
@@ -56,7 +57,7 @@ def measure_plain(url: str, jobs: int) -> int:
         "-m",
         "rq.cli",
         "worker",
-        "plain",
+        queue,
         "--url",
         url,
         "--burst",
@@ -64,30 +65,27 @@ def measure_plain(url: str, jobs: int) -> int:
         cwd=HERE.parent,
     )
     return command_count(conn)
+
+
+def measure_plain(url: str, jobs: int) -> int:
+    """N plain no-op RQ jobs: the baseline."""
+
+    def enqueue(q: Queue) -> None:
+        for _ in range(jobs):
+            q.enqueue(NOOP)
+
+    return _rq_commands(url, "plain", enqueue)
 
 
 def measure_rq(url: str, width: int) -> int:
-    conn = redis.Redis.from_url(url)
-    conn.flushall()
-    q = Queue("native", connection=conn)
-    root = q.enqueue("benchmarks.noop.noop")
-    parents = [q.enqueue("benchmarks.noop.noop", depends_on=root) for _ in range(width)]
-    q.enqueue("benchmarks.noop.noop", depends_on=Dependency(jobs=parents))
-    conn.config_resetstat()
-    _burst(
-        url,
-        sys.executable,
-        "-m",
-        "rq.cli",
-        "worker",
-        "native",
-        "--url",
-        url,
-        "--burst",
-        "-q",
-        cwd=HERE.parent,
-    )
-    return command_count(conn)
+    """root -> N parents -> join with RQ's own ``depends_on``."""
+
+    def enqueue(q: Queue) -> None:
+        root = q.enqueue(NOOP)
+        parents = [q.enqueue(NOOP, depends_on=root) for _ in range(width)]
+        q.enqueue(NOOP, depends_on=Dependency(jobs=parents))
+
+    return _rq_commands(url, "native", enqueue)
 
 
 def measure_dagrq(url: str, width: int, folder: Path) -> tuple[int, tuple[int, int]]:

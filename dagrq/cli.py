@@ -26,7 +26,7 @@ from . import loader
 from .client import Run
 from .connection import STATE_DIR, open_connection
 from .dag import DAG
-from .errors import DagrqError
+from .errors import DagrqError, RunTimeout
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,12 +87,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("pipeline")
+@_errors
 def validate(pipeline: str) -> None:
     """Validate PIPELINE (module:attr or file.py:attr) and print a summary."""
-    _errors(_validate)(pipeline)
-
-
-def _validate(pipeline: str) -> None:
     dag = _load(pipeline)
     graph = dag.graph
     click.echo(f"DAG {dag.name}: OK")
@@ -112,12 +109,9 @@ def _validate(pipeline: str) -> None:
 @click.argument("pipeline")
 @param_option
 @url_option
+@_errors
 def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
-    _errors(_submit)(pipeline, params, url)
-
-
-def _submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     dag = _load(pipeline)
     values = dag.validate_params(_parse_params(params), from_strings=True)
     conn, _, embedded = open_connection(url)
@@ -133,16 +127,11 @@ def _submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--queue", "queues", multiple=True, help="Listen only on this queue; repeatable.")
 @click.option("--name", default=None, help="The RQ worker name.")
+@_errors
 def worker(
     pipeline: str, url: str | None, burst: bool, queues: tuple[str, ...], name: str | None
 ) -> None:
     """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis)."""
-    _errors(_worker)(pipeline, url, burst, queues, name)
-
-
-def _worker(
-    pipeline: str, url: str | None, burst: bool, queues: tuple[str, ...], name: str | None
-) -> None:
     from .runtime import make_worker
 
     dag = _load(pipeline)
@@ -171,6 +160,7 @@ def _worker(
 )
 @click.option("--timeout", default=None, type=float, help="Give up after this many seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
+@_errors
 def run(
     pipeline: str,
     params: tuple[str, ...],
@@ -183,17 +173,6 @@ def run(
 
     Exit 0 when the run succeeded, 1 when it failed, 2 on a usage or validation error.
     """
-    _errors(_run)(pipeline, params, url, workers, timeout, quiet)
-
-
-def _run(
-    pipeline: str,
-    params: tuple[str, ...],
-    url: str | None,
-    workers: int,
-    timeout: float | None,
-    quiet: bool,
-) -> None:
     from .progress import follow
 
     console = Console()
@@ -235,7 +214,7 @@ def _follow_with_timeout(
         return follow(run_, console, quiet=quiet)
 
     def alarm(signum: int, frame: Any) -> None:
-        raise DagrqError(
+        raise RunTimeout(
             f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on, "
             f"see `dagrq status {run_.id}`"
         )
