@@ -128,7 +128,7 @@ def arrival_only(conn: redis.Redis, width: int) -> tuple[int, int]:
     import uuid
 
     from dagrq import join, keys
-    from dagrq.dag import NodeSpec
+    from dagrq.plan import NodeSpec
 
     def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
         return NodeSpec(

@@ -8,20 +8,27 @@ enqueued inside the same atomic step that records its last arrival.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from typing import Any
 
+import networkx as nx
 from pydantic import BaseModel
+from redis.exceptions import WatchError
 from rq import Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
-from . import keys
+from . import join, keys
 from .codec import get_codec
 from .dag import DAG
-from .errors import NoResult, RunFailed, RunNotFound, RunTimeout
-from .runtime import RQ_SERIALIZER, DagrqJob
+from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
+from .plan import NodeSpec, Plan
+from .runtime import RQ_SERIALIZER, DagrqJob, deliver, load_plan
 
 #: node states; the last four are final
 NODE_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
@@ -41,6 +48,9 @@ class NodeStatus(BaseModel):
     ended_at: float | None = None
     error: str | None = None
     traceback: str | None = None
+    rule: str | None = None
+    parents: list[str] = []
+    waits_for: list[str] = []
 
     @property
     def duration_s(self) -> float | None:
@@ -81,8 +91,9 @@ class RunStatus(BaseModel):
 def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
     """Validate ``dag`` and ``params``, then write and enqueue one run in one transaction.
 
-    Nothing is written when validation fails. Every RQ job of the run is created here:
-    roots on their queues, the others ``deferred`` until ``complete.lua`` fires them.
+    Nothing is written when validation fails. The DAG's plan is stored once per version;
+    every RQ job of the run is created here: roots on their queues, the others ``deferred``
+    until ``complete.lua`` fires them.
 
     Raises
     ------
@@ -91,30 +102,31 @@ def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
     """
     dag.validate()
     stored = dag.validate_params(params)
+    plan = dag.plan
     run_id = uuid.uuid4().hex
     now = time.time()
-    ttl = dag.ttl_s
-    specs = dag.specs
+    ttl = plan.ttl_s
+    specs = plan.specs
     node_fields: dict[str, Any] = {}
     for spec in specs.values():
         node_fields[f"{spec.name}:state"] = "pending" if spec.parents else "queued"
         node_fields[f"{spec.name}:queue"] = spec.queue_name
         if not spec.parents:
             node_fields[f"{spec.name}:queued"] = repr(now)
-    queues: dict[str, Queue] = {}
     pipe = connection.pipeline(transaction=True)
     pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
+    pipe.set(keys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
     pipe.hset(
         keys.run_key(run_id),
         mapping={
-            "dag": dag.name,
+            "dag": plan.dag,
             "state": "running",
             "pending": len(specs),
             "failed": 0,
             "params": json.dumps(stored),
             "created_at": repr(now),
-            "plan": dag.plan_hash,
-            "serializer": dag.serializer,
+            "plan": plan.hash,
+            "serializer": plan.serializer,
             "ttl_s": ttl,
             "nodes": json.dumps(list(specs)),
         },
@@ -122,39 +134,47 @@ def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
     pipe.expire(keys.run_key(run_id), ttl)
     pipe.hset(keys.nodes_key(run_id), mapping=node_fields)
     pipe.expire(keys.nodes_key(run_id), ttl)
-    for spec in specs.values():
+    _create_jobs(connection, pipe, plan, run_id, list(specs.values()))
+    pipe.execute()
+    return Run(run_id, connection, dag=dag)
+
+
+def _create_jobs(
+    connection: Any, pipe: Any, plan: Plan, run_id: str, specs: list[NodeSpec]
+) -> None:
+    """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI): nodes without parents are
+    enqueued; the others are saved ``deferred`` for ``complete.lua`` to fire."""
+    queues: dict[str, Queue] = {}
+    for spec in specs:
         job = Job.create(
             keys.ENTRYPOINT,
-            kwargs={"dag": dag.name, "run": run_id, "node": spec.name},
+            kwargs={"dag": plan.dag, "run": run_id, "node": spec.name},
             connection=connection,
             id=keys.job_id(run_id, spec.name),
-            description=f"{dag.name}.{spec.name}[{run_id}]",
+            description=f"{plan.dag}.{spec.name}[{run_id}]",
             timeout=spec.timeout or -1,
             retry=_rq_retry(spec.retry),
             result_ttl=spec.result_ttl,
-            failure_ttl=ttl,
-            ttl=ttl,
+            failure_ttl=plan.ttl_s,
+            ttl=plan.ttl_s,
             origin=spec.queue_name,
             serializer=RQ_SERIALIZER,
             status=JobStatus.DEFERRED if spec.parents else None,
         )
         if spec.parents:
             job.save(pipeline=pipe)
-            pipe.expire(job.key, ttl)
-        else:
-            queue = queues.get(spec.queue_name)
-            if queue is None:
-                queue = queues[spec.queue_name] = Queue(
-                    spec.queue_name,
-                    connection=connection,
-                    serializer=RQ_SERIALIZER,
-                    job_class=DagrqJob,
-                )
-            queue.enqueue_job(job, pipeline=pipe)
-    for spec in specs.values():
+            pipe.expire(job.key, plan.ttl_s)
+            continue
+        queue = queues.get(spec.queue_name)
+        if queue is None:
+            queue = queues[spec.queue_name] = _queue(connection, spec.queue_name)
+        queue.enqueue_job(job, pipeline=pipe)
+    for spec in specs:
         pipe.sadd(Queue.redis_queues_keys, keys.queue_key(spec.queue_name))
-    pipe.execute()
-    return Run(run_id, connection, dag=dag)
+
+
+def _queue(connection: Any, name: str) -> Queue:
+    return Queue(name, connection=connection, serializer=RQ_SERIALIZER, job_class=DagrqJob)
 
 
 def _rq_retry(retry: Any) -> Any:
@@ -222,6 +242,7 @@ class Run:
         for k, v in raw_nodes.items():
             node, _, attr = k.decode().rpartition(":")
             fields.setdefault(node, {})[attr] = v.decode()
+        plan = self._plan_or_none(meta)
         nodes = {
             name: NodeStatus(
                 state=f.get("state", "pending"),
@@ -235,6 +256,16 @@ class Run:
             )
             for name, f in fields.items()
         }
+        if plan is not None:
+            for name, node in nodes.items():
+                spec = plan.specs.get(name)
+                if spec is None:
+                    continue
+                node.rule, node.parents = spec.rule, list(spec.parents)
+                if node.state == "pending":
+                    node.waits_for = [
+                        p for p in spec.parents if nodes[p].state not in FINAL_NODE_STATES
+                    ]
         return RunStatus(
             id=self.id,
             dag=meta["dag"],
@@ -244,6 +275,108 @@ class Run:
             params=json.loads(meta.get("params", "{}")),
             nodes=nodes,
         )
+
+    def plan(self) -> Plan:
+        """The plan (graph and options) this run is pinned to, read from Redis."""
+        meta = self._meta()
+        return load_plan(self.connection, meta["dag"], meta["plan"])
+
+    def _plan_or_none(self, meta: dict[str, str]) -> Plan | None:
+        try:
+            return load_plan(self.connection, meta["dag"], meta["plan"])
+        except (RunNotFound, KeyError):
+            return None
+
+    def cancel(self) -> RunStatus:
+        """Cancel the run: queued jobs leave their queues, running ones are stopped (RQ's
+        stop-job command), pending ones never start; the run ends ``canceled``.
+
+        A run that has already ended is left as it is. Returns the status after the cancel.
+        """
+        done = join.cancel(self.connection, self.id)
+        if done.run_state == "gone":
+            raise RunNotFound(f"run {self.id!r} not found in this Redis")
+        for node in done.queued:
+            with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+                DagrqJob.fetch(
+                    keys.job_id(self.id, node), connection=self.connection, serializer=RQ_SERIALIZER
+                ).cancel()
+        for node in done.running:
+            with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+                send_stop_job_command(
+                    self.connection, keys.job_id(self.id, node), serializer=RQ_SERIALIZER
+                )
+        return self.status()
+
+    def retry(self) -> RunStatus:
+        """Resume an ended run: re-run its failed, skipped and canceled nodes and everything
+        downstream of them, reusing the stored outputs of the nodes that succeeded.
+
+        The join contexts of the re-run nodes are rebuilt by delivering their finished
+        parents again through the same atomic arrival step as a first run.
+
+        Raises
+        ------
+        RunError
+            when the run is still running (wait for it or cancel it first).
+        """
+        plan = self.plan()
+        run_key, nodes_key = keys.run_key(self.id), keys.nodes_key(self.id)
+        with self.connection.pipeline() as pipe:
+            try:
+                pipe.watch(run_key, nodes_key)
+                state = pipe.hget(run_key, "state")
+                if state == b"running":
+                    raise RunError(
+                        f"run {self.id} is still running; wait for it to end or cancel it first"
+                    )
+                raw = pipe.hgetall(nodes_key)
+                states = {n: raw.get(f"{n}:state".encode()) for n in plan.specs}
+                redo: set[str] = {
+                    n for n, st in states.items() if st in (b"failed", b"skipped", b"canceled")
+                }
+                for n in list(redo):
+                    redo |= nx.descendants(plan.graph, n)
+                if not redo:
+                    return self.status()
+                order = [n for n in plan.specs if n in redo]  # topological
+                pipe.multi()
+                self._reset(pipe, plan, order)
+                _create_jobs(self.connection, pipe, plan, self.id, [plan.specs[n] for n in order])
+                pipe.execute()
+            except WatchError:
+                raise RunError(
+                    f"run {self.id} changed while it was being resumed; try again"
+                ) from None
+        sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
+        for parent in sources:  # re-deliver: rebuilds the contexts, fires what is ready
+            deliver(plan.specs, plan.ttl_s, self.connection, self.id, parent, "succeeded")
+        return self.status()
+
+    def _reset(self, pipe: Any, plan: Plan, order: list[str]) -> None:
+        now = repr(time.time())
+        fields = ("error", "traceback", "started", "ended", "queued")
+        for name in order:
+            spec = plan.specs[name]
+            root = not spec.parents
+            pipe.delete(
+                keys.output_key(self.id, name),
+                keys.join_key(self.id, name),
+                keys.inputs_key(self.id, name),
+                keys.job_key(self.id, name),
+            )
+            pipe.hdel(keys.nodes_key(self.id), *(f"{name}:{f}" for f in fields))
+            state = {f"{name}:state": "queued" if root else "pending"}
+            if root:
+                state[f"{name}:queued"] = now
+            pipe.hset(keys.nodes_key(self.id), mapping=state)
+            job_id = keys.job_id(self.id, name)
+            for registry in (FailedJobRegistry, CanceledJobRegistry):
+                registry(spec.queue_name, connection=self.connection).remove(job_id, pipeline=pipe)
+        pipe.hset(
+            keys.run_key(self.id), mapping={"state": "running", "pending": len(order), "failed": 0}
+        )
+        pipe.hdel(keys.run_key(self.id), "ended_at")
 
     def wait(self, timeout: float | None = None, *, poll_s: float = 0.2) -> RunStatus:
         """Block until the run ends; return its final status.

@@ -25,14 +25,11 @@ Example (in a module of its own, so workers can import the functions)::
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
@@ -51,7 +48,8 @@ from .errors import (
     RunFailed,
     UnknownNodeError,
 )
-from .options import NodeOptions, Retry
+from .options import NodeOptions
+from .plan import NodeSpec, Plan
 from .rules import decide
 
 if TYPE_CHECKING:
@@ -119,32 +117,6 @@ class Node(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<dagrq.Node {self.name}>"
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """What validation derives for one node; what the runtime and the plan use.
-
-    Attributes:
-        parents: every upstream node (data and order-only), sorted.
-        data_parents: upstream nodes whose output this node receives, sorted.
-        children: downstream nodes, sorted.
-        params: run parameters this node takes.
-        queue_name: the RQ queue the node runs on.
-        is_join: two or more upstream edges.
-    """
-
-    name: str
-    parents: tuple[str, ...]
-    data_parents: tuple[str, ...]
-    children: tuple[str, ...]
-    params: tuple[str, ...]
-    queue_name: str
-    is_join: bool
-    rule: str
-    timeout: int | None
-    retry: Retry | None
-    result_ttl: int
 
 
 class DAG:
@@ -299,6 +271,8 @@ class DAG:
             pass
         else:
             raise CycleError([u for u, _ in cycle] + [cycle[0][0]])
+        for n in self._nodes:
+            _check_rule(n, graph.in_degree(n.name))
         model = _params_model(self.name, params)
         specs: dict[str, NodeSpec] = {}
         for name in nx.lexicographical_topological_sort(graph):
@@ -359,27 +333,14 @@ class DAG:
         return self._validated[2]
 
     @property
+    def plan(self) -> Plan:
+        """The validated :class:`~dagrq.plan.Plan`: what a run of this DAG is pinned to."""
+        return Plan(self.name, self.serializer, self.ttl_s, dict(self.specs))
+
+    @property
     def plan_hash(self) -> str:
-        """A content hash of the validated graph and options: the DAG's version."""
-        plan = {
-            "dag": self.name,
-            "serializer": self.serializer,
-            "nodes": {
-                s.name: [
-                    s.parents,
-                    s.data_parents,
-                    s.queue_name,
-                    s.rule,
-                    s.timeout,
-                    s.retry.model_dump() if s.retry else None,
-                    s.result_ttl,
-                    s.params,
-                ]
-                for s in self.specs.values()
-            },
-        }
-        blob = json.dumps(plan, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """The plan's content hash: the DAG's version."""
+        return self.plan.hash
 
     # ------------------------------------------------------------ parameters
     def validate_params(
@@ -585,6 +546,22 @@ def _params_model(
         f"{dag_name}_params", __config__=ConfigDict(extra="forbid"), **fields
     )
     return model
+
+
+def _check_rule(node: Node[Any, Any], parents: int) -> None:
+    """A trigger rule its parents can satisfy: anything but the default needs parents, and a
+    quorum no more than there are."""
+    rule = node.options.rule
+    if parents == 0 and rule != "all_success":
+        raise NodeDefinitionError(
+            f"node {node.name!r} has no upstream node, so trigger={rule!r} has nothing to wait "
+            "for; remove trigger= or give it parents"
+        )
+    if rule.startswith("quorum:") and int(rule.split(":")[1]) > parents:
+        raise NodeDefinitionError(
+            f"node {node.name!r}: trigger=quorum({rule.split(':')[1]}) needs that many parents, "
+            f"it has {parents}; lower the quorum or add parents"
+        )
 
 
 def _check_importable(node: Node[Any, Any]) -> None:

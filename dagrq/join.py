@@ -17,11 +17,11 @@ from weakref import WeakKeyDictionary
 from rq.utils import utcformat
 
 from . import keys
-from .dag import NodeSpec
+from .plan import NodeSpec
 
 _SOURCES = {
     name: resources.files("dagrq").joinpath("lua", f"{name}.lua").read_text()
-    for name in ("start", "complete")
+    for name in ("start", "complete", "cancel", "requeue")
 }
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -45,6 +45,7 @@ class Started:
     status: str
     attempt: int = 0
     params_json: str | None = None
+    plan_hash: str | None = None
     outputs: dict[str, bytes | None] = field(default_factory=dict)
     node_state: str | None = None
 
@@ -59,20 +60,52 @@ class Completed:
 
 
 def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
-    """Begin an attempt of ``spec`` in ``run_id``; read run params and parents' outputs."""
+    """Begin an attempt of ``spec`` in ``run_id``; read params, plan hash and parents' outputs."""
     parents = spec.data_parents
     reply = _script(connection, "start")(
-        keys=[keys.run_key(run_id), keys.nodes_key(run_id)]
+        keys=[
+            keys.run_key(run_id),
+            keys.nodes_key(run_id),
+            keys.inputs_key(run_id, spec.name),
+        ]
         + [keys.output_key(run_id, p) for p in parents],
-        args=[spec.name, repr(time.time()), ttl_s],
+        args=[spec.name, repr(time.time()), ttl_s, *parents],
     )
     status = _text(reply[0])
     if status == "done":
         return Started(status, node_state=_text(reply[1]))
     if status != "run":
         return Started(status)
-    outputs = dict(zip(parents, reply[3:], strict=False))
-    return Started(status, int(reply[1]), _text(reply[2]), outputs)
+    outputs = dict(zip(parents, reply[4:], strict=False))
+    return Started(status, int(reply[1]), _opt(reply[2]), _opt(reply[3]), outputs)
+
+
+def requeue(connection: Any, run_id: str, node: str, error: str) -> bool:
+    """Show a node whose attempt failed, and that RQ will retry, as ``queued`` again."""
+    done = _script(connection, "requeue")(keys=[keys.nodes_key(run_id)], args=[node, error])
+    return bool(done)
+
+
+@dataclass(frozen=True)
+class Canceled:
+    """What ``cancel.lua`` answered: the run's state and the nodes it stopped."""
+
+    run_state: str
+    queued: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()
+
+
+def cancel(connection: Any, run_id: str) -> Canceled:
+    """End a running run as ``canceled``; report which nodes were queued or running."""
+    reply = _script(connection, "cancel")(
+        keys=[keys.run_key(run_id), keys.nodes_key(run_id)], args=[repr(time.time())]
+    )
+    state = _text(reply[0])
+    if len(reply) < 2:
+        return Canceled(state)
+    n = int(reply[1])
+    names = tuple(_text(x) for x in reply[2:])
+    return Canceled(state, names[:n], names[n:])
 
 
 def complete(
@@ -97,6 +130,7 @@ def complete(
         keys.run_key(run_id),
         keys.nodes_key(run_id),
         keys.output_key(run_id, spec.name),
+        keys.inputs_key(run_id, spec.name),
     ]
     args: list[Any] = [
         spec.name,
@@ -113,6 +147,7 @@ def complete(
     for child in children:
         keys_ += [
             keys.join_key(run_id, child.name),
+            keys.inputs_key(run_id, child.name),
             keys.job_key(run_id, child.name),
             keys.queue_key(child.queue_name),
         ]
@@ -124,6 +159,10 @@ def complete(
     n_fired = int(reply[1])
     names = tuple(_text(x) for x in reply[2:])
     return Completed(run_state, names[:n_fired], names[n_fired:])
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else _text(value)
 
 
 def _text(value: Any) -> str:

@@ -46,6 +46,22 @@ def join_key(run_id: str, node: str) -> str:
     return f"{run_key(run_id)}:join:{node}"
 
 
+def inputs_key(run_id: str, node: str) -> str:
+    """Hash: the received-set a join fired with (its context, renamed at the fire): which
+    parents the node reads. Deleted when the node ends."""
+    return f"{run_key(run_id)}:inputs:{node}"
+
+
+def plan_key(dag: str, plan_hash: str) -> str:
+    """String: a DAG version's validated plan (JSON), shared by all its runs.
+
+    Examples:
+        >>> plan_key("orders", "ab12")
+        'dagrq:plan:orders:ab12'
+    """
+    return f"{PREFIX}:plan:{dag}:{plan_hash}"
+
+
 def job_id(run_id: str, node: str) -> str:
     """The deterministic RQ job id of one node in one run (RQ allows ``[A-Za-z0-9_-]``)."""
     return f"{PREFIX}-{run_id}-{node}"

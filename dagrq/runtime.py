@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback as tb
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rq import Queue, Worker, get_current_job
@@ -22,7 +22,8 @@ from rq.timeouts import JobTimeoutException
 
 from . import join, keys
 from .dag import DAG, build_kwargs, one_line_error
-from .errors import DagrqError
+from .errors import DagrqError, RunNotFound
+from .plan import NodeSpec, Plan
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ log = logging.getLogger(__name__)
 RQ_SERIALIZER = JSONSerializer
 
 _LOADED: dict[str, DAG] = {}
+
+
+class DAGChanged(DagrqError):
+    """The worker's DAG is not the version the run was submitted with."""
+
+    exit_code = 1
 
 
 class NodeRefused(DagrqError):
@@ -76,11 +83,21 @@ def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
     spec = graph.specs[node]
     started = join.start(conn, run, spec, graph.ttl_s)
     if started.status == "done":  # redelivered after its outcome was recorded: re-deliver
-        deliver(graph, conn, run, node, started.node_state or "failed")
+        deliver(graph.specs, graph.ttl_s, conn, run, node, started.node_state or "failed")
         return {"node": node, "outcome": started.node_state, "redelivered": True}
     if started.status != "run":
         log.info("run %s is %s; node %s not started", run, started.status, node)
         return {"node": node, "outcome": None, "run": started.status}
+    if started.plan_hash != graph.plan_hash:
+        plan = load_plan(conn, dag, started.plan_hash or "?")
+        error = (
+            f"DAG changed since this run was submitted (run's plan {started.plan_hash}, this "
+            f"worker's {graph.plan_hash}); run workers with the code the run was submitted "
+            "with, or submit a new run"
+        )
+        deliver(plan.specs, plan.ttl_s, conn, run, node, "failed", error=error)
+        job.retries_left = 0  # another attempt on this worker cannot do better
+        raise DAGChanged(error)
 
     params = json.loads(started.params_json or "{}")
     try:
@@ -94,20 +111,22 @@ def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
                 "return JSON-friendly data or use DAG(..., serializer='pickle')"
             ) from exc
     except Exception as exc:
-        if job.should_retry:
-            conn.hset(keys.nodes_key(run), f"{node}:state", "queued")
-            raise
         error = one_line_error(exc)
         if isinstance(exc, JobTimeoutException):
             error = f"timed out after {spec.timeout} s"
-        deliver(graph, conn, run, node, "failed", error=error, traceback=tb.format_exc())
+        if job.should_retry:  # RQ runs it again: only the final outcome arrives downstream
+            join.requeue(conn, run, node, error)
+            raise
+        trace = tb.format_exc()
+        deliver(graph.specs, graph.ttl_s, conn, run, node, "failed", error=error, traceback=trace)
         raise
-    deliver(graph, conn, run, node, "succeeded", output=output)
+    deliver(graph.specs, graph.ttl_s, conn, run, node, "succeeded", output=output)
     return {"node": node, "outcome": "succeeded", "attempt": started.attempt}
 
 
 def deliver(
-    graph: DAG,
+    specs: Mapping[str, NodeSpec],
+    ttl_s: int,
     connection: Any,
     run_id: str,
     node: str,
@@ -119,10 +138,10 @@ def deliver(
 ) -> None:
     """Record ``node``'s outcome and deliver arrivals, cascading skips downstream.
 
-    Each step is one atomic, idempotent ``complete.lua`` call; a crash between steps is
-    repaired when the job is delivered again (the script re-reports skipped children).
+    ``specs`` are the run's node specs (its plan). Each step is one atomic, idempotent
+    ``complete.lua`` call; a crash between steps is repaired when the job is delivered
+    again (the script re-reports skipped children).
     """
-    specs = graph.specs
     todo: list[tuple[str, str, bytes, str, str]] = [(node, outcome, output, error, traceback)]
     while todo:
         name, result, blob, err, trace = todo.pop()
@@ -133,12 +152,35 @@ def deliver(
             spec,
             [specs[c] for c in spec.children],
             result,
-            ttl_s=graph.ttl_s,
+            ttl_s=ttl_s,
             output=blob,
             error=err,
             traceback=trace,
         )
         todo += [(child, "skipped", b"", "", "") for child in done.skipped]
+
+
+_PLANS: dict[str, Plan] = {}
+
+
+def load_plan(connection: Any, dag: str, plan_hash: str) -> Plan:
+    """The stored plan of a DAG version (cached per process).
+
+    Raises
+    ------
+    RunNotFound
+        when the plan has expired or was never stored.
+    """
+    plan = _PLANS.get(plan_hash)
+    if plan is None:
+        raw = connection.get(keys.plan_key(dag, plan_hash))
+        if raw is None:
+            raise RunNotFound(
+                f"the plan {plan_hash} of DAG {dag!r} is not in this Redis (expired?); "
+                "submit a new run"
+            )
+        plan = _PLANS[plan_hash] = Plan.from_json(raw)
+    return plan
 
 
 def queues_for(graph: DAG, connection: Any, names: Iterable[str] | None = None) -> list[Queue]:

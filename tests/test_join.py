@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dagrq import join, keys
-from dagrq.dag import NodeSpec
+from dagrq.plan import NodeSpec
 from dagrq.options import RULES
 from dagrq.rules import decide
 

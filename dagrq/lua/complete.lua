@@ -6,11 +6,13 @@
 --
 -- KEYS[1]   run hash        dagrq:run:{id}        state, pending, failed, ended_at
 -- KEYS[2]   nodes hash      dagrq:run:{id}:nodes  <node>:state|ended|error|traceback|queued
--- KEYS[3]   output string   dagrq:run:{id}:out:<node>   written when the outcome is succeeded
--- then per child i (i = 1..n), three keys:
--- KEYS[3i+1] join context  dagrq:run:{id}:join:<child>  hash: <parent> -> outcome, #<outcome> -> count
--- KEYS[3i+2] RQ job hash   rq:job:<job id>   pre-created (status deferred) at submit
--- KEYS[3i+3] RQ queue list rq:queue:<queue>
+-- KEYS[3]   output string   dagrq:run:{id}:out:<node>      written when the outcome is succeeded
+-- KEYS[4]   inputs hash     dagrq:run:{id}:inputs:<node>   this node's fired-with set: deleted
+-- then per child i (i = 1..n), four keys:
+-- KEYS[4i+1] join context  dagrq:run:{id}:join:<child>    hash: <parent> -> outcome, #<outcome> -> count
+-- KEYS[4i+2] inputs hash   dagrq:run:{id}:inputs:<child>  the context, renamed when it fires
+-- KEYS[4i+3] RQ job hash   rq:job:<job id>   pre-created (status deferred) at submit
+-- KEYS[4i+4] RQ queue list rq:queue:<queue>
 --
 -- ARGV[1]  node name
 -- ARGV[2]  outcome: succeeded | failed | skipped
@@ -33,7 +35,7 @@
 --            crashed worker left half done.
 -- or {'gone'} when the run hash no longer exists.
 
-local run_key, nodes_key, out_key = KEYS[1], KEYS[2], KEYS[3]
+local run_key, nodes_key, out_key, inputs_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local node, outcome = ARGV[1], ARGV[2]
 local now, ttl = ARGV[6], ARGV[7]
 
@@ -93,7 +95,10 @@ else
   end
   if ARGV[4] ~= '' then
     redis.call('HSET', nodes_key, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5])
+  else
+    redis.call('HDEL', nodes_key, node .. ':error', node .. ':traceback')
   end
+  redis.call('DEL', inputs_key)
   finish(node, outcome)
 end
 
@@ -104,7 +109,8 @@ for i = 1, n do
   local total = tonumber(ARGV[10 + 4 * i - 2])
   local rule = ARGV[10 + 4 * i - 1]
   local job_id = ARGV[10 + 4 * i]
-  local ctx, job_key, queue_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local ctx, inputs = KEYS[4 * i + 1], KEYS[4 * i + 2]
+  local job_key, queue_key = KEYS[4 * i + 3], KEYS[4 * i + 4]
   local child_state = redis.call('HGET', nodes_key, child .. ':state')
   if child_state == 'pending' then
     local decision
@@ -123,7 +129,10 @@ for i = 1, n do
       decision = 'duplicate'
     end
     if decision == 'fire' then
-      redis.call('DEL', ctx)
+      if total > 1 then -- keep what it fired with: start.lua reads only those parents
+        redis.call('RENAME', ctx, inputs)
+        redis.call('EXPIRE', inputs, ttl)
+      end
       redis.call('HSET', nodes_key, child .. ':state', 'queued', child .. ':queued', now)
       redis.call('HSET', job_key, 'status', 'queued', 'enqueued_at', ARGV[9])
       redis.call('RPUSH', queue_key, job_id)

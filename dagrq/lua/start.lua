@@ -1,19 +1,26 @@
 -- start.lua: a node job begins an attempt. One atomic step; O(number of data parents).
 --
--- KEYS[1]      run hash          dagrq:run:{id}          (read: state, params)
--- KEYS[2]      nodes hash        dagrq:run:{id}:nodes    (write: <node>:state/started/attempts)
--- KEYS[3..n]   output strings    dagrq:run:{id}:out:<p>  (read) one per data parent, in order
+-- KEYS[1]      run hash          dagrq:run:{id}            read: state, params, plan
+-- KEYS[2]      nodes hash        dagrq:run:{id}:nodes      write: <node>:state|started|attempts
+-- KEYS[3]      inputs hash       dagrq:run:{id}:inputs:<node>   read: the received-set the
+--                                node fired with (absent for a node with one parent or none)
+-- KEYS[4..n]   output strings    dagrq:run:{id}:out:<p>    read, one per data parent
 -- ARGV[1]      node name
--- ARGV[2]      now, unix seconds (float as text)
+-- ARGV[2]      now, unix seconds
 -- ARGV[3]      ttl_s of the run's keys
+-- ARGV[4..n]   the data parents' names, in the order of KEYS[4..n]
+--
+-- A data parent's output is read only if the parent had succeeded when the node fired (the
+-- inputs hash says so), so a node fired early by one_success or quorum sees the same inputs
+-- whenever it starts; a parent that failed, was skipped or had not arrived reads as nil.
 --
 -- Returns one of:
 --   {"gone"}                      the run does not exist (never submitted, or expired)
 --   {"<run state>"}               the run is no longer running (failed, canceled, ...)
---   {"done", "<node state>"}      the node is already final: redelivered, do not run it again
---   {"run", attempt, params_json, out_1, ..., out_k}   run it; a missing output is nil
+--   {"done", "<node state>"}      the node is already final: a redelivery, do not run it
+--   {"run", attempt, params_json, plan_hash, out_1, ..., out_k}   run it; nil for no output
 --
--- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE); KEYS[1], KEYS[3..] read only.
+-- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE); the others read only.
 
 local run_state = redis.call('HGET', KEYS[1], 'state')
 if not run_state then
@@ -33,8 +40,18 @@ redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARG
 local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 
-local reply = {'run', attempt, redis.call('HGET', KEYS[1], 'params')}
-for i = 3, #KEYS do
-  reply[#reply + 1] = redis.call('GET', KEYS[i])
+local meta = redis.call('HMGET', KEYS[1], 'params', 'plan')
+local reply = {'run', attempt, meta[1], meta[2]}
+local fired_with = redis.call('EXISTS', KEYS[3]) == 1
+for i = 4, #KEYS do
+  local read = true
+  if fired_with then
+    read = redis.call('HGET', KEYS[3], ARGV[i]) == 'succeeded'
+  end
+  if read then
+    reply[#reply + 1] = redis.call('GET', KEYS[i])
+  else
+    reply[#reply + 1] = false
+  end
 end
 return reply

@@ -1,0 +1,36 @@
+-- cancel.lua: end a running run as canceled; every node not yet final becomes canceled.
+--
+-- KEYS[1]  run hash     dagrq:run:{id}         state, ended_at; reads 'nodes' (JSON list)
+-- KEYS[2]  nodes hash   dagrq:run:{id}:nodes   <node>:state|ended
+-- ARGV[1]  now, unix seconds
+--
+-- Returns {"gone"} for no such run, {"<state>"} when the run had already ended, else
+-- {"canceled", n_queued, queued..., running...}: the nodes that were queued (their jobs are
+-- to leave their queues) and running (their jobs are to be stopped). Pending nodes need
+-- nothing more: no arrival can fire a node that is not pending, and start.lua refuses to
+-- start anything in a run that is not running.
+
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  return {'gone'}
+end
+if state ~= 'running' then
+  return {state}
+end
+redis.call('HSET', KEYS[1], 'state', 'canceled', 'ended_at', ARGV[1])
+local queued, running = {}, {}
+for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
+  local s = redis.call('HGET', KEYS[2], node .. ':state')
+  if s == 'pending' or s == 'queued' or s == 'running' then
+    redis.call('HSET', KEYS[2], node .. ':state', 'canceled', node .. ':ended', ARGV[1])
+    if s == 'queued' then
+      queued[#queued + 1] = node
+    elseif s == 'running' then
+      running[#running + 1] = node
+    end
+  end
+end
+local reply = {'canceled', #queued}
+for _, n in ipairs(queued) do reply[#reply + 1] = n end
+for _, n in ipairs(running) do reply[#reply + 1] = n end
+return reply

@@ -1,0 +1,14 @@
+-- requeue.lua: a failed attempt will be retried by RQ; show the node as queued again,
+-- unless something else (a cancel) has already decided its state.
+--
+-- KEYS[1]  nodes hash   dagrq:run:{id}:nodes   write: <node>:state
+-- ARGV[1]  node name
+-- ARGV[2]  the attempt's one-line error (kept as <node>:error until a later attempt ends)
+--
+-- Returns 1 when the state was set to queued, 0 when the node was no longer running.
+
+if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':error', ARGV[2])
+return 1

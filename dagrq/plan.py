@@ -1,0 +1,119 @@
+"""The validated plan of a DAG: what a run is pinned to. Pure data; JSON in Redis.
+
+At submit, the plan (nodes, edges, options) is stored once per DAG version under its content
+hash. Workers check that the DAG they loaded has the run's hash, and ``Run.status``,
+``dagrq why`` and ``run.retry()`` read the graph from the stored plan, so they need no code.
+
+Examples:
+    >>> spec = NodeSpec("j", ("a", "b"), ("a",), (), (), "q", True, "all_done", None, None, 60)
+    >>> plan = Plan("demo", "json", 60, {"j": spec})
+    >>> Plan.from_json(plan.to_json()) == plan
+    True
+    >>> len(plan.hash)
+    16
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+
+from .options import Retry
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What validation derives for one node; what the runtime, the plan and the CLI use.
+
+    Attributes:
+        parents: every upstream node (data and order-only), sorted.
+        data_parents: upstream nodes whose output this node receives, sorted.
+        children: downstream nodes, sorted.
+        params: run parameters this node takes.
+        queue_name: the RQ queue the node runs on.
+        is_join: two or more upstream edges.
+        rule: the trigger rule, as text (``all_success``, ``quorum:2``...).
+        timeout: seconds per attempt, or None for no limit.
+        retry: extra attempts and backoff, or None.
+        result_ttl: seconds the node's output is kept.
+    """
+
+    name: str
+    parents: tuple[str, ...]
+    data_parents: tuple[str, ...]
+    children: tuple[str, ...]
+    params: tuple[str, ...]
+    queue_name: str
+    is_join: bool
+    rule: str
+    timeout: int | None
+    retry: Retry | None
+    result_ttl: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        out = asdict(self)
+        out["retry"] = self.retry.model_dump() if self.retry else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeSpec:
+        """The inverse of :meth:`to_dict`."""
+        fields = dict(data)
+        for key in ("parents", "data_parents", "children", "params"):
+            fields[key] = tuple(fields[key])
+        fields["retry"] = Retry(**fields["retry"]) if fields.get("retry") else None
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A DAG's validated shape and options, keyed by content hash (its version)."""
+
+    dag: str
+    serializer: str
+    ttl_s: int
+    specs: dict[str, NodeSpec] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Deterministic JSON: sorted keys, nodes in topological order."""
+        return json.dumps(
+            {
+                "dag": self.dag,
+                "serializer": self.serializer,
+                "ttl_s": self.ttl_s,
+                "nodes": [s.to_dict() for s in self.specs.values()],
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Plan:
+        """Read a plan stored by :meth:`to_json`."""
+        data = json.loads(text)
+        specs = {n["name"]: NodeSpec.from_dict(n) for n in data["nodes"]}
+        return cls(data["dag"], data["serializer"], int(data["ttl_s"]), specs)
+
+    @cached_property
+    def hash(self) -> str:
+        """The first 16 hex digits of the SHA-256 of :meth:`to_json`."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The plan's graph (nodes and every edge)."""
+        g: nx.DiGraph = nx.DiGraph()
+        g.add_nodes_from(self.specs)
+        g.add_edges_from((p, s.name) for s in self.specs.values() for p in s.parents)
+        return g
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
