@@ -146,6 +146,70 @@ def worker(
     w.work(burst=burst, with_scheduler=True, logging_level=os.environ.get("DAGRQ_LOG", "INFO"))
 
 
+def _console() -> Console:
+    """A console; wide when writing to a pipe or file, so table columns are not squeezed."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _run_handle(run_id: str, url: str | None) -> tuple[Run, Any]:
+    conn, _, embedded = open_connection(url)
+    return Run.fetch(run_id, connection=conn), embedded
+
+
+@main.command()
+@click.argument("run_id")
+@url_option
+@_errors
+def status(run_id: str, url: str | None) -> None:
+    """Show RUN_ID's nodes: state, attempts, queue, timings, errors, what they wait for.
+
+    Exit 0 when the run succeeded, 1 when it failed or was canceled, 3 while it runs.
+    """
+    from .view import STATUS_EXIT, status_table
+
+    run_, _embedded = _run_handle(run_id, url)
+    current = run_.status()
+    _console().print(status_table(current))
+    sys.exit(STATUS_EXIT.get(current.state, 1))
+
+
+@main.command()
+@click.argument("run_id")
+@click.argument("node")
+@url_option
+@_errors
+def why(run_id: str, node: str, url: str | None) -> None:
+    """Explain NODE in RUN_ID: its rule, which parents arrived how, what it waits for."""
+    from .view import print_why
+
+    run_, _embedded = _run_handle(run_id, url)
+    print_why(_console(), run_.explain(node))
+
+
+@main.command()
+@click.argument("run_id")
+@url_option
+@_errors
+def cancel(run_id: str, url: str | None) -> None:
+    """Cancel RUN_ID: queued jobs leave their queues, running ones are stopped."""
+    run_, _embedded = _run_handle(run_id, url)
+    after = run_.cancel()
+    click.echo(f"run {run_id} {after.state}")
+
+
+@main.command()
+@click.argument("run_id")
+@url_option
+@_errors
+def retry(run_id: str, url: str | None) -> None:
+    """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
+    reusing the outputs of the nodes that succeeded. Workers do the work."""
+    run_, _embedded = _run_handle(run_id, url)
+    after = run_.retry()
+    redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
+    click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
+
+
 @main.command()
 @click.argument("pipeline")
 @param_option

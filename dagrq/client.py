@@ -28,6 +28,7 @@ from .codec import get_codec
 from .dag import DAG
 from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
 from .plan import NodeSpec, Plan
+from .rules import decide
 from .runtime import RQ_SERIALIZER, DagrqJob, deliver, load_plan
 
 #: node states; the last four are final
@@ -86,6 +87,23 @@ class RunStatus(BaseModel):
     def failed(self) -> dict[str, str]:
         """``{node: one-line error}`` of the failed nodes."""
         return {n: s.error or "failed" for n, s in self.nodes.items() if s.state == "failed"}
+
+
+class Explanation(BaseModel):
+    """One node explained (``Run.explain``, ``dagrq why``).
+
+    ``decision`` is what the node's rule says given the parents that have ended: ``fire``,
+    ``skip`` (can no longer be met) or ``wait``.
+    """
+
+    node: str
+    state: str
+    rule: str
+    parents: dict[str, str]
+    arrived: dict[str, str]
+    decision: str
+    waits_for: list[str]
+    error: str | None = None
 
 
 def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
@@ -251,7 +269,8 @@ class Run:
                 queued_at=_float(f.get("queued")),
                 started_at=_float(f.get("started")),
                 ended_at=_float(f.get("ended")),
-                error=f.get("error"),
+                error=f.get("error")
+                or (f.get("last_error") if f.get("state") != "succeeded" else None),
                 traceback=f.get("traceback"),
             )
             for name, f in fields.items()
@@ -274,6 +293,38 @@ class Run:
             ended_at=_float(meta.get("ended_at")),
             params=json.loads(meta.get("params", "{}")),
             nodes=nodes,
+        )
+
+    def explain(self, node: str) -> Explanation:
+        """Why ``node`` is in its state: its rule, its parents' outcomes, what it waits for.
+
+        Raises
+        ------
+        NoResult
+            when the run's plan has no such node.
+        """
+        status = self.status()
+        info = status.nodes.get(node)
+        if info is None or info.rule is None:
+            raise NoResult(f"run {self.id} has no node {node!r} (nodes: {', '.join(status.nodes)})")
+        arrived = {
+            p: status.nodes[p].state
+            for p in info.parents
+            if status.nodes[p].state in FINAL_NODE_STATES
+        }
+        counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+        for outcome in arrived.values():
+            counts["skipped" if outcome == "canceled" else outcome] += 1
+        decision = decide(info.rule, total=len(info.parents), **counts) if info.parents else "fire"
+        return Explanation(
+            node=node,
+            state=info.state,
+            rule=info.rule,
+            parents={p: status.nodes[p].state for p in info.parents},
+            arrived=arrived,
+            decision=decision,
+            waits_for=[p for p in info.parents if p not in arrived],
+            error=info.error,
         )
 
     def plan(self) -> Plan:
@@ -355,7 +406,7 @@ class Run:
 
     def _reset(self, pipe: Any, plan: Plan, order: list[str]) -> None:
         now = repr(time.time())
-        fields = ("error", "traceback", "started", "ended", "queued")
+        fields = ("error", "last_error", "traceback", "started", "ended", "queued")
         for name in order:
             spec = plan.specs[name]
             root = not spec.parents

@@ -143,6 +143,7 @@ def complete(
         spec.result_ttl,
         utcformat(datetime.now(UTC)),
         len(children),
+        "1" if spec.is_join else "0",
     ]
     for child in children:
         keys_ += [

@@ -124,3 +124,34 @@ def test_run_on_the_embedded_default_needs_no_redis_and_stops_it(tmp_path: Path)
         if socket in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
     ]
     assert alive == []  # the server it started is gone
+
+
+def test_status_why_cancel_and_retry_commands(conn: redis.Redis, redis_url: str) -> None:
+    failed = dagrq("submit", pipeline("failing"), "--url", redis_url).stdout.strip()
+    worker = dagrq("worker", pipeline("failing"), "--url", redis_url, "--burst")
+    assert worker.returncode == 0, worker.stderr
+    status = dagrq("status", failed, "--url", redis_url)
+    assert status.returncode == 1  # the run failed
+    assert "ValueError: bad input 1" in status.stdout
+    rows = {ln.split()[1]: ln for ln in status.stdout.splitlines() if ln.startswith("│ ")}
+    assert "skipped" in rows["after_boom"] and "succeeded" in rows["fine"]
+    why = dagrq("why", failed, "after_boom", "--url", redis_url)
+    assert why.returncode == 0, why.stderr
+    assert "rule all_success over 1 parents" in why.stdout
+    assert "boom  failed" in why.stdout and "can no longer be met" in why.stdout
+
+    waiting = dagrq("submit", pipeline("diamond"), "-p", "x=1", "--url", redis_url).stdout.strip()
+    status = dagrq("status", waiting, "--url", redis_url)
+    assert status.returncode == 3  # still running
+    assert "waits for b, c" in status.stdout
+    assert "waits for: a" in dagrq("why", waiting, "b", "--url", redis_url).stdout
+    canceled = dagrq("cancel", waiting, "--url", redis_url)
+    assert canceled.returncode == 0 and "canceled" in canceled.stdout
+    assert dagrq("status", waiting, "--url", redis_url).returncode == 1
+    again = dagrq("retry", waiting, "--url", redis_url)
+    assert again.returncode == 0 and "4 nodes to run again" in again.stdout
+    assert dagrq("worker", pipeline("diamond"), "--url", redis_url, "--burst").returncode == 0
+    assert dagrq("status", waiting, "--url", redis_url).returncode == 0
+
+    unknown = dagrq("status", "nope", "--url", redis_url)
+    assert unknown.returncode == 2 and "not found" in one_line_error(unknown)

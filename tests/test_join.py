@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dagrq import join, keys
-from dagrq.plan import NodeSpec
 from dagrq.options import RULES
+from dagrq.plan import NodeSpec
 from dagrq.rules import decide
 
 OUTCOMES = ("succeeded", "failed", "skipped")

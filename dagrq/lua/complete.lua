@@ -24,8 +24,9 @@
 -- ARGV[8]  ttl_s of this node's output
 -- ARGV[9]  enqueued_at in RQ's format, for fired children
 -- ARGV[10] number of children n
--- then per child i, four values: ARGV[10+4i-3] name, ARGV[10+4i-2] number of parents,
---          ARGV[10+4i-1] trigger rule, ARGV[10+4i] RQ job id
+-- ARGV[11] '1' when this node is a join (it has an inputs hash to delete), else '0'
+-- then per child i, four values: ARGV[11+4i-3] name, ARGV[11+4i-2] number of parents,
+--          ARGV[11+4i-1] trigger rule, ARGV[11+4i] RQ job id
 --
 -- Returns {run_state, n_fired, fired_1..fired_n_fired, skipped_1, ...}:
 --   fired    children enqueued by this call (exactly once over all calls);
@@ -95,20 +96,20 @@ else
   end
   if ARGV[4] ~= '' then
     redis.call('HSET', nodes_key, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5])
-  else
-    redis.call('HDEL', nodes_key, node .. ':error', node .. ':traceback')
   end
-  redis.call('DEL', inputs_key)
+  if ARGV[11] == '1' then -- a join: drop the set it fired with
+    redis.call('DEL', inputs_key)
+  end
   finish(node, outcome)
 end
 
 local fired, skipped = {}, {}
 local n = tonumber(ARGV[10])
 for i = 1, n do
-  local child = ARGV[10 + 4 * i - 3]
-  local total = tonumber(ARGV[10 + 4 * i - 2])
-  local rule = ARGV[10 + 4 * i - 1]
-  local job_id = ARGV[10 + 4 * i]
+  local child = ARGV[11 + 4 * i - 3]
+  local total = tonumber(ARGV[11 + 4 * i - 2])
+  local rule = ARGV[11 + 4 * i - 1]
+  local job_id = ARGV[11 + 4 * i]
   local ctx, inputs = KEYS[4 * i + 1], KEYS[4 * i + 2]
   local job_key, queue_key = KEYS[4 * i + 3], KEYS[4 * i + 4]
   local child_state = redis.call('HGET', nodes_key, child .. ':state')

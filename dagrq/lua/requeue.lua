@@ -3,12 +3,12 @@
 --
 -- KEYS[1]  nodes hash   dagrq:run:{id}:nodes   write: <node>:state
 -- ARGV[1]  node name
--- ARGV[2]  the attempt's one-line error (kept as <node>:error until a later attempt ends)
+-- ARGV[2]  the attempt's one-line error, kept as <node>:last_error
 --
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running.
 
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
   return 0
 end
-redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':error', ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2])
 return 1

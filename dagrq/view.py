@@ -1,0 +1,77 @@
+"""Rendering runs for people: the status table and the `why` explanation (rich)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .client import Explanation, RunStatus
+
+#: one colour per state (Okabe-Ito, colour-blind safe), shared by every view
+STATE_STYLE = {
+    "pending": "grey62",
+    "queued": "#56B4E9",
+    "running": "#0072B2",
+    "succeeded": "#009E73",
+    "failed": "#D55E00",
+    "skipped": "#E69F00",
+    "canceled": "#CC79A7",
+}
+
+#: `dagrq status` exit codes by run state
+STATUS_EXIT = {"succeeded": 0, "failed": 1, "canceled": 1, "running": 3}
+
+
+def _clock(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
+
+
+def status_table(status: RunStatus) -> Table:
+    """A table of every node: state, attempts, queue, start, duration, error or what it
+    waits for."""
+    title = Text.assemble(
+        f"run {status.id} · DAG {status.dag} · ", (status.state, STATE_STYLE.get(status.state, ""))
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("node", "state", "attempts", "queue", "started", "duration", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
+    for name, node in status.nodes.items():
+        detail = node.error or ""
+        if node.state == "pending" and node.waits_for:
+            detail = "waits for " + ", ".join(node.waits_for)
+        duration = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
+        table.add_row(
+            name,
+            Text(node.state, style=STATE_STYLE.get(node.state, "")),
+            str(node.attempts),
+            node.queue or "",
+            _clock(node.started_at),
+            duration,
+            detail,
+        )
+    return table
+
+
+def print_why(console: Console, why: Explanation) -> None:
+    """One node explained, in plain sentences."""
+    style = STATE_STYLE.get(why.state, "")
+    console.print(Text.assemble(f"node {why.node}: ", (why.state, style)))
+    if not why.parents:
+        console.print("  no upstream nodes: enqueued when the run was submitted")
+    else:
+        console.print(f"  rule {why.rule} over {len(why.parents)} parents")
+        for parent, state in why.parents.items():
+            console.print(Text.assemble("    ", parent, "  ", (state, STATE_STYLE.get(state, ""))))
+        verdict = {
+            "fire": "the rule is met",
+            "skip": "the rule can no longer be met, so the node is skipped",
+            "wait": "the rule is not decided yet",
+        }[why.decision]
+        console.print(f"  {verdict}")
+        if why.waits_for and why.state == "pending":
+            console.print(f"  waits for: {', '.join(why.waits_for)}")
+    if why.error:
+        console.print(f"  error: {why.error}")

@@ -1,0 +1,186 @@
+"""Failure semantics with real workers: trigger rules, skips, retries, timeouts, cancel,
+resume and changed-DAG detection. Every run in here ends."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from dagrq import RunError, RunFailed, loader
+
+from .conftest import Workers, pipeline
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def counter(conn: redis.Redis, name: str, run_id: str) -> int:
+    return int(conn.get(f"test:{name}:{run_id}") or 0)
+
+
+def test_every_trigger_rule_fires_or_skips_and_skips_cascade(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    dag = loader.load(pipeline("rules"))
+    workers.start(pipeline("rules"), 2)
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed) as info:
+        run.wait(timeout=60)
+    assert info.value.failed == {
+        "bad": "RuntimeError: bad fails",
+        "bad2": "RuntimeError: bad2 fails",
+    }
+    states = {n: s.state for n, s in run.status().nodes.items()}
+    assert states == {
+        "ok1": "succeeded",
+        "ok2": "succeeded",
+        "bad": "failed",
+        "bad2": "failed",
+        "done_any": "succeeded",
+        "needs_all": "skipped",
+        "after_skip": "skipped",
+        "deep_skip": "skipped",
+        "cleanup": "succeeded",
+        "first_ok": "succeeded",
+        "none_ok": "skipped",
+        "alarm": "succeeded",
+        "no_alarm": "skipped",
+        "all_bad": "succeeded",
+        "all_bad_skip": "skipped",
+        "nf": "succeeded",
+        "nf_bad": "skipped",
+        "two_of_three": "succeeded",
+        "three_of_three": "skipped",
+    }
+    results = run.results()
+    assert results["done_any"] == {"ok1": "ok1", "bad": None}  # a failed parent gives None
+    assert results["cleanup"] == {"needs_all": None}  # so does a skipped one
+    assert results["all_bad"] == [None, None]
+    assert results["nf"] == {"ok1": "ok1", "needs_all": None}
+    assert results["alarm"] == "alarm after ok1" or results["alarm"] == "alarm after None"
+    assert sorted(x for x in results["two_of_three"] if x) == ["ok1", "ok2"]
+    assert not [k for k in conn.scan_iter(f"dagrq:run:{{{run.id}}}:join:*")]
+
+
+def test_an_early_fire_reads_only_the_parents_it_fired_with(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    dag = loader.load(pipeline("early"))
+    workers.start(pipeline("early"), 1, "--queue", "dagrq.t_early")
+    run = dag.submit(conn)
+    wait_for(lambda: run.status().nodes["slow"].state == "succeeded")
+    assert run.status().nodes["first"].state == "queued"
+    workers.start(pipeline("early"), 1, "--queue", "t_early.late")
+    run.wait(timeout=30)
+    assert run.result("first") == {"fast": "fast", "slow": None}
+
+
+def test_retries_deliver_only_the_final_outcome(conn: redis.Redis, workers: Workers) -> None:
+    dag = loader.load(pipeline("retries"))
+    workers.start(pipeline("retries"), 2)
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed) as info:
+        run.wait(timeout=60)
+    assert info.value.failed == {"always_bad": "ValueError: attempt 2 failed"}
+    status = run.status()
+    assert status.nodes["flaky"].state == "succeeded" and status.nodes["flaky"].attempts == 3
+    assert run.result("child") == 30  # it ran once, after the third attempt
+    assert counter(conn, "child", run.id) == 1
+    assert status.nodes["always_bad"].attempts == 2
+    assert status.nodes["after_bad"].state == "skipped"
+    assert counter(conn, "after_bad", run.id) == 0
+
+
+def test_a_node_over_its_timeout_fails_and_the_run_ends(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    dag = loader.load(pipeline("timeouts"))
+    workers.start(pipeline("timeouts"), 1)
+    started = time.monotonic()
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed) as info:
+        run.wait(timeout=60)
+    assert time.monotonic() - started < 20
+    assert info.value.failed == {"sleepy": "timed out after 1 s"}
+    assert run.status().nodes["after"].state == "skipped"
+
+
+def test_cancel_mid_run_stops_running_and_unqueues_queued_nodes(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    dag = loader.load(pipeline("cancel"))
+    workers.start(pipeline("cancel"), 1)
+    run = dag.submit(conn, pause_s=3)
+    wait_for(lambda: counter(conn, "slow-started", run.id) == 1)
+    status = run.status()
+    assert status.nodes["slow"].state == "running" and status.nodes["twin"].state == "queued"
+    after = run.cancel()
+    assert after.state == "canceled"
+    assert {n: s.state for n, s in after.nodes.items()} == {
+        "first": "succeeded",
+        "slow": "canceled",
+        "twin": "canceled",
+        "after": "canceled",
+    }
+    time.sleep(4)  # past the moment `slow` would have finished
+    assert counter(conn, "slow-finished", run.id) == 0  # it was stopped
+    assert counter(conn, "twin-ran", run.id) == 0  # it left its queue
+    assert counter(conn, "after-ran", run.id) == 0  # it never started
+    assert conn.llen("rq:queue:dagrq.t_cancel") == 0
+    assert run.status().state == "canceled"
+    with pytest.raises(RunFailed):
+        run.wait(timeout=1)
+
+
+def test_resume_reruns_failed_nodes_and_reuses_outputs(conn: redis.Redis, workers: Workers) -> None:
+    dag = loader.load(pipeline("resume"))
+    workers.start(pipeline("resume"), 2)
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+    assert {n: s.state for n, s in run.status().nodes.items()} == {
+        "expensive": "succeeded",
+        "gate": "failed",
+        "final": "skipped",
+        "other": "succeeded",
+    }
+    conn.set(f"test:open:{run.id}", 1, ex=600)
+    resumed = run.retry()
+    assert resumed.state == "running"
+    final = run.wait(timeout=60)
+    assert final.state == "succeeded"
+    assert run.results() == {"expensive": 10, "gate": 11, "final": 110, "other": -10}
+    counts = {n: counter(conn, n, run.id) for n in ("expensive", "gate", "final", "other")}
+    assert counts == {"expensive": 1, "gate": 2, "final": 1, "other": 1}
+    assert not [k for k in conn.scan_iter(f"dagrq:run:{{{run.id}}}:join:*")]
+
+
+def test_resume_of_a_canceled_run_and_of_a_running_one(conn: redis.Redis, workers: Workers) -> None:
+    dag = loader.load(pipeline("cancel"))
+    run = dag.submit(conn, pause_s=0)
+    with pytest.raises(RunError, match="still running"):
+        run.retry()
+    run.cancel()  # nothing ran yet: every node canceled
+    workers.start(pipeline("cancel"), 2)
+    run.retry()
+    assert run.wait(timeout=60).state == "succeeded"
+    assert run.result("after") == 2
+
+
+def test_a_worker_with_a_changed_dag_fails_the_node_clearly(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    v1 = loader.load(pipeline("changed_v1"))
+    run = v1.submit(conn)
+    workers.start(pipeline("changed_v2"), 1)
+    with pytest.raises(RunFailed) as info:
+        run.wait(timeout=60)
+    assert "DAG changed since this run was submitted" in info.value.failed["a"]
+    assert run.status().nodes["a"].attempts == 1
+    assert run.status().nodes["b"].state == "skipped"
