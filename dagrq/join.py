@@ -19,9 +19,17 @@ from rq.utils import utcformat
 from . import keys
 from .plan import NodeSpec
 
+def _source(name: str) -> str:
+    return resources.files("dagrq").joinpath("lua", f"{name}.lua").read_text()
+
+
+_LIB = _source("_lib")
+#: scripts that use the shared functions get _lib.lua prepended
 _SOURCES = {
-    name: resources.files("dagrq").joinpath("lua", f"{name}.lua").read_text()
-    for name in ("start", "complete", "cancel", "requeue")
+    "start": _source("start"),
+    "complete": _LIB + _source("complete"),
+    "cancel": _source("cancel"),
+    "requeue": _source("requeue"),
 }
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 

@@ -36,58 +36,19 @@
 --            crashed worker left half done.
 -- or {'gone'} when the run hash no longer exists.
 
-local run_key, nodes_key, out_key, inputs_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local node, outcome = ARGV[1], ARGV[2]
-local now, ttl = ARGV[6], ARGV[7]
+-- The trigger rules, finish(), deliver() and the child layout live in _lib.lua.
 
-local run_state = redis.call('HGET', run_key, 'state')
-if not run_state then
+local out_key, inputs_key = KEYS[3], KEYS[4]
+local node, outcome = ARGV[1], ARGV[2]
+local R = {run = KEYS[1], nodes = KEYS[2], now = ARGV[6], ttl = ARGV[7]}
+
+R.state = redis.call('HGET', R.run, 'state')
+if not R.state then
   return {'gone'}
 end
 
-local function final(state)
-  return state == 'succeeded' or state == 'failed' or state == 'skipped' or state == 'canceled'
-end
-
--- A node reached a final state: count it down; the last one ends the run.
-local function finish(name, state)
-  redis.call('HSET', nodes_key, name .. ':state', state, name .. ':ended', now)
-  if state == 'failed' then
-    redis.call('HINCRBY', run_key, 'failed', 1)
-  end
-  local left = redis.call('HINCRBY', run_key, 'pending', -1)
-  if left <= 0 and run_state == 'running' then
-    local failed = tonumber(redis.call('HGET', run_key, 'failed') or '0')
-    run_state = failed > 0 and 'failed' or 'succeeded'
-    redis.call('HSET', run_key, 'state', run_state, 'ended_at', now)
-  end
-end
-
--- The trigger rules; mirrors dagrq/rules.py (tests/test_rules.py keeps them equal).
-local function decide(rule, total, s, f, k)
-  local arrived = s + f + k
-  local done = arrived >= total
-  if rule == 'all_success' then
-    if s == total then return 'fire' elseif f + k > 0 then return 'skip' end
-  elseif rule == 'all_done' then
-    if done then return 'fire' end
-  elseif rule == 'all_failed' then
-    if f == total then return 'fire' elseif s + k > 0 then return 'skip' end
-  elseif rule == 'one_success' then
-    if s > 0 then return 'fire' elseif done then return 'skip' end
-  elseif rule == 'one_failed' then
-    if f > 0 then return 'fire' elseif done then return 'skip' end
-  elseif rule == 'none_failed' then
-    if f > 0 then return 'skip' elseif done then return 'fire' end
-  else
-    local q = tonumber(string.match(rule, '^quorum:(%d+)$'))
-    if s >= q then return 'fire' elseif s + (total - arrived) < q then return 'skip' end
-  end
-  return 'wait'
-end
-
-local current = redis.call('HGET', nodes_key, node .. ':state')
-local redelivered = final(current)
+local current = redis.call('HGET', R.nodes, node .. ':state')
+local redelivered = is_final(current)
 if redelivered then
   outcome = current -- deliver what was recorded, never a second opinion
 else
@@ -95,63 +56,17 @@ else
     redis.call('SET', out_key, ARGV[3], 'EX', ARGV[8])
   end
   if ARGV[4] ~= '' then
-    redis.call('HSET', nodes_key, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5])
+    redis.call('HSET', R.nodes, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5])
   end
   if ARGV[11] == '1' then -- a join: drop the set it fired with
     redis.call('DEL', inputs_key)
   end
-  finish(node, outcome)
+  finish(R, node, outcome)
 end
 
-local fired, skipped = {}, {}
-local n = tonumber(ARGV[10])
-for i = 1, n do
-  local child = ARGV[11 + 4 * i - 3]
-  local total = tonumber(ARGV[11 + 4 * i - 2])
-  local rule = ARGV[11 + 4 * i - 1]
-  local job_id = ARGV[11 + 4 * i]
-  local ctx, inputs = KEYS[4 * i + 1], KEYS[4 * i + 2]
-  local job_key, queue_key = KEYS[4 * i + 3], KEYS[4 * i + 4]
-  local child_state = redis.call('HGET', nodes_key, child .. ':state')
-  if child_state == 'pending' then
-    local decision
-    if total == 1 then
-      local s = outcome == 'succeeded' and 1 or 0
-      local f = outcome == 'failed' and 1 or 0
-      decision = decide(rule, 1, s, f, 1 - s - f)
-    elseif redis.call('HSETNX', ctx, node, outcome) == 1 then
-      redis.call('HINCRBY', ctx, '#' .. outcome, 1)
-      local c = redis.call('HMGET', ctx, '#succeeded', '#failed', '#skipped')
-      decision = decide(rule, total, tonumber(c[1] or 0), tonumber(c[2] or 0), tonumber(c[3] or 0))
-      if decision == 'wait' then
-        redis.call('EXPIRE', ctx, ttl)
-      end
-    else
-      decision = 'duplicate'
-    end
-    if decision == 'fire' then
-      if total > 1 then -- keep what it fired with: start.lua reads only those parents
-        redis.call('RENAME', ctx, inputs)
-        redis.call('EXPIRE', inputs, ttl)
-      end
-      redis.call('HSET', nodes_key, child .. ':state', 'queued', child .. ':queued', now)
-      redis.call('HSET', job_key, 'status', 'queued', 'enqueued_at', ARGV[9])
-      redis.call('RPUSH', queue_key, job_id)
-      fired[#fired + 1] = child
-    elseif decision == 'skip' then
-      redis.call('DEL', ctx, job_key)
-      finish(child, 'skipped')
-      skipped[#skipped + 1] = child
-    end
-  elseif child_state == 'skipped' and redelivered then
-    skipped[#skipped + 1] = child
-  end
-end
+local children = children_from(4, 11, tonumber(ARGV[10]), ARGV[9])
+local fired, skipped = deliver(R, node, outcome, redelivered, children)
 
-redis.call('EXPIRE', run_key, ttl)
-redis.call('EXPIRE', nodes_key, ttl)
-
-local reply = {run_state, #fired}
-for _, c in ipairs(fired) do reply[#reply + 1] = c end
-for _, c in ipairs(skipped) do reply[#reply + 1] = c end
-return reply
+redis.call('EXPIRE', R.run, R.ttl)
+redis.call('EXPIRE', R.nodes, R.ttl)
+return reply_of(R, fired, skipped)
