@@ -25,11 +25,11 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from . import join, keys
 from .codec import get_codec
-from .dag import DAG
+from .dag import DAG, output_annotation
 from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
 from .plan import NodeSpec, Plan
 from .rules import decide
-from .runtime import RQ_SERIALIZER, DagrqJob, deliver, load_plan
+from .runtime import RQ_SERIALIZER, DagrqJob, deliver, load_plan, read_mapped, rq_retry
 
 #: node states; the last four are final
 NODE_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
@@ -52,6 +52,7 @@ class NodeStatus(BaseModel):
     rule: str | None = None
     parents: list[str] = []
     waits_for: list[str] = []
+    items: dict[str, int] | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -171,7 +172,7 @@ def _create_jobs(
             id=keys.job_id(run_id, spec.name),
             description=f"{plan.dag}.{spec.name}[{run_id}]",
             timeout=spec.timeout or -1,
-            retry=_rq_retry(spec.retry),
+            retry=rq_retry(spec.retry),
             result_ttl=spec.result_ttl,
             failure_ttl=plan.ttl_s,
             ttl=plan.ttl_s,
@@ -193,14 +194,6 @@ def _create_jobs(
 
 def _queue(connection: Any, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=RQ_SERIALIZER, job_class=DagrqJob)
-
-
-def _rq_retry(retry: Any) -> Any:
-    if retry is None or retry.max == 0:
-        return None
-    from rq import Retry as RQRetry
-
-    return RQRetry(max=retry.max, interval=list(retry.backoff))
 
 
 class Run:
@@ -272,6 +265,7 @@ class Run:
                 error=f.get("error")
                 or (f.get("last_error") if f.get("state") != "succeeded" else None),
                 traceback=f.get("traceback"),
+                items=_item_counts(f),
             )
             for name, f in fields.items()
         }
@@ -406,7 +400,19 @@ class Run:
 
     def _reset(self, pipe: Any, plan: Plan, order: list[str]) -> None:
         now = repr(time.time())
-        fields = ("error", "last_error", "traceback", "started", "ended", "queued")
+        fields = (
+            "error",
+            "last_error",
+            "traceback",
+            "started",
+            "ended",
+            "queued",
+            "items_total",
+            "items_done",
+            "items_failed",
+            "items_started",
+            "first_item_error",
+        )
         for name in order:
             spec = plan.specs[name]
             root = not spec.parents
@@ -415,6 +421,9 @@ class Run:
                 keys.join_key(self.id, name),
                 keys.inputs_key(self.id, name),
                 keys.job_key(self.id, name),
+                keys.items_key(self.id, name),
+                keys.map_results_key(self.id, name),
+                keys.map_errors_key(self.id, name),
             )
             pipe.hdel(keys.nodes_key(self.id), *(f"{name}:{f}" for f in fields))
             state = {f"{name}:state": "queued" if root else "pending"}
@@ -470,7 +479,7 @@ class Run:
         NoResult
             when the node has no stored output: not finished, failed, skipped, or expired.
         """
-        blob = self.connection.get(keys.output_key(self.id, node))
+        blob = self._output(node)
         if blob is None:
             state = self.connection.hget(keys.nodes_key(self.id), f"{node}:state")
             shown = state.decode() if state else "unknown to this run"
@@ -482,9 +491,24 @@ class Run:
 
     def results(self) -> dict[str, Any]:
         """``{node: output}`` for every node that succeeded, in topological order."""
-        names = json.loads(self._meta().get("nodes", "[]"))
-        blobs = self.connection.mget([keys.output_key(self.id, n) for n in names])
-        return {n: self._decode(n, b) for n, b in zip(names, blobs, strict=True) if b is not None}
+        status = self.status()
+        return {
+            name: self._decode(name, blob)
+            for name, node in status.nodes.items()
+            if node.state == "succeeded" and (blob := self._output(name)) is not None
+        }
+
+    def _output(self, node: str) -> bytes | None:
+        plan = self._plan_or_none(self._meta())
+        spec = plan.specs.get(node) if plan is not None else None
+        if spec is not None and spec.map_over is not None:
+            state = self.connection.hget(keys.nodes_key(self.id), f"{node}:state")
+            if state != b"succeeded":
+                return None
+            assert plan is not None
+            return read_mapped(get_codec(plan.serializer), self.connection, self.id, node)
+        blob: bytes | None = self.connection.get(keys.output_key(self.id, node))
+        return blob
 
     def _decode(self, node: str, blob: bytes) -> Any:
         serializer = "json"
@@ -492,11 +516,29 @@ class Run:
         if self.dag is not None:
             serializer = self.dag.serializer
             fn = self.dag.nodes.get(node)
-            annotation = fn.signature.return_annotation if fn is not None else None
+            annotation = output_annotation(fn) if fn is not None else None
         else:
             raw = self.connection.hget(keys.run_key(self.id), "serializer")
             serializer = raw.decode() if raw else "json"
         return get_codec(serializer).loads(blob, annotation)
+
+
+def _item_counts(fields: dict[str, Any]) -> dict[str, int] | None:
+    """A mapped node's item counts: total, queued, running, done, failed."""
+    if "items_total" not in fields:
+        return None
+    total = int(fields["items_total"])
+    done = int(fields.get("items_done", 0))
+    failed = int(fields.get("items_failed", 0))
+    started = min(total, int(fields.get("items_started", 0)))
+    running = max(0, started - done)
+    return {
+        "total": total,
+        "queued": max(0, total - started),
+        "running": running,
+        "done": done,
+        "failed": failed,
+    }
 
 
 def _float(value: str | None) -> float | None:

@@ -73,9 +73,19 @@ class Node(Generic[P, R]):
         options: the :class:`~dagrq.options.NodeOptions` it was declared with.
     """
 
-    def __init__(self, fn: Callable[P, R], options: NodeOptions) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        options: NodeOptions,
+        map_over: str | None = None,
+        chunk: int = 1,
+    ) -> None:
         self.fn = fn
         self.options = options
+        #: the parent a mapped node (``@dag.map``) runs once per item of, else None
+        self.map_over = map_over
+        #: items per RQ job of a mapped node
+        self.chunk = chunk
         self.name: str = options.name or fn.__name__
         self._raw_signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
@@ -214,6 +224,36 @@ class DAG:
 
         return register(fn) if fn is not None else register
 
+    def map(
+        self, parent: str, /, *, chunk: int = 1, **options: Any
+    ) -> Callable[[Callable[P, R]], Node[P, R]]:
+        """Declare a mapped node: it runs once per item of node ``parent``'s output.
+
+        The function's parameter named ``parent`` receives one item; its other parameters are
+        as for :meth:`node` (other parents' whole outputs, run parameters). A node downstream
+        that takes this node's name receives the list of all item results, in item order.
+        ``chunk`` items share one RQ job (results and order are the same). ``options`` are
+        :meth:`node`'s.
+
+        Raises
+        ------
+        NodeDefinitionError
+            for a chunk below 1 or an invalid option; :meth:`validate` also refuses a
+            function without a parameter named ``parent``.
+        """
+        if not isinstance(chunk, int) or chunk < 1:
+            raise NodeDefinitionError(
+                f"@{self.name}.map({parent!r}): chunk={chunk!r} must be a whole number >= 1"
+            )
+        register = self.node(**options)
+
+        def mapped(fn: Callable[P, R]) -> Node[P, R]:
+            new = register(fn)
+            new.map_over, new.chunk = parent, chunk
+            return new
+
+        return mapped
+
     # --------------------------------------------------------------- validation
     @property
     def nodes(self) -> dict[str, Node[Any, Any]]:
@@ -260,6 +300,14 @@ class DAG:
                     graph.add_edge(pname, n.name, data=True)
                 else:
                     params.setdefault(pname, []).append((n.name, param))
+            if n.map_over is not None:
+                if n.map_over not in nodes:
+                    raise UnknownNodeError(n.name, n.map_over, list(nodes))
+                if n.map_over not in n.signature.parameters:
+                    raise NodeDefinitionError(
+                        f"@{self.name}.map({n.map_over!r}) on {n.name!r}: the function needs a "
+                        f"parameter named {n.map_over!r} to receive one item"
+                    )
             for ref in n.options.after:
                 if ref not in nodes:
                     raise UnknownNodeError(n.name, ref, list(nodes))
@@ -278,7 +326,11 @@ class DAG:
         for name in nx.lexicographical_topological_sort(graph):
             n = nodes[name]
             parents = tuple(sorted(graph.predecessors(name)))
-            is_join = len(parents) >= 2
+            # a join: two or more upstream edges, or downstream of a map (waiting for all its
+            # items); a map over a mapped node goes item by item, without a join
+            is_join = len(parents) >= 2 or any(
+                nodes[p].map_over is not None and p != n.map_over for p in parents
+            )
             queue = n.options.queue or (
                 keys.join_queue_name(self.name, name) if is_join else self.queue_name
             )
@@ -294,6 +346,8 @@ class DAG:
                 timeout=n.options.timeout,
                 retry=n.options.retry,
                 result_ttl=n.options.result_ttl or self.ttl_s,
+                map_over=n.map_over,
+                chunk=n.chunk,
             )
         return graph, specs, model
 
@@ -431,26 +485,48 @@ class DAG:
                 continue
             node = nodes[name]
             attempts = 1 + (spec.retry.max if spec.retry else 0)
-            for attempt in range(attempts):
-                try:
-                    kwargs = build_kwargs(node, spec, raw, stored_params, codec)
-                    raw[name] = codec.dumps(node.fn(**kwargs))
-                    outcome[name] = "succeeded"
-                    break
-                except Exception as exc:
-                    if attempt + 1 == attempts:
-                        outcome[name] = "failed"
-                        failed[name] = one_line_error(exc)
-                        traceback.clear_frames(exc.__traceback__)
+            try:
+                kwargs = build_kwargs(node, spec, raw, stored_params, codec)
+            except Exception as exc:
+                outcome[name], failed[name] = "failed", one_line_error(exc)
+                continue
+            if spec.map_over is None:
+                blob, error = _attempt(node, kwargs, attempts, codec)
+                if blob is not None:
+                    raw[name], outcome[name] = blob, "succeeded"
+                else:
+                    outcome[name], failed[name] = "failed", error or "failed"
+                continue
+            source = spec.map_over
+            try:
+                items = iter_items(codec, raw.get(source), source)
+            except TypeError as exc:
+                outcome[name], failed[name] = "failed", one_line_error(exc)
+                continue
+            annotation = node.signature.parameters[source].annotation
+            blobs: list[bytes | None] = []
+            errors: list[str] = []
+            for index, item in enumerate(items):
+                kwargs[source] = codec.loads(codec.dumps(item), annotation)
+                blob, error = _attempt(node, kwargs, attempts, codec)
+                blobs.append(blob)
+                if error is not None:
+                    errors.append(f"item {index}: {error}")
+            raw[name] = join_items(codec, blobs)  # children get the list, None where failed
+            if errors:
+                outcome[name] = "failed"
+                failed[name] = f"{len(errors)} of {len(blobs)} items failed; first: {errors[0]}"
+            else:
+                outcome[name] = "succeeded"
         results = {
-            name: codec.loads(raw[name], nodes[name].signature.return_annotation)
+            name: codec.loads(raw[name], output_annotation(nodes[name]))
             for name in self.specs
-            if name in raw
+            if outcome.get(name) == "succeeded"
         }
         if failed:
-            error = RunFailed("local", failed)
-            error.results = results  # type: ignore[attr-defined]
-            raise error
+            problem = RunFailed("local", failed)
+            problem.results = results  # type: ignore[attr-defined]
+            raise problem
         return results
 
 
@@ -471,12 +547,65 @@ def build_kwargs(
     sig = node.signature.parameters
     kwargs: dict[str, Any] = {}
     for parent in spec.data_parents:
+        if parent == spec.map_over:
+            continue  # a mapped node gets one item there, set by the caller
         blob = outputs.get(parent)
         kwargs[parent] = None if blob is None else codec.loads(blob, sig[parent].annotation)
     for pname in spec.params:
         if pname in params:
             kwargs[pname] = _coerce(sig[pname].annotation, params[pname])
     return kwargs
+
+
+def _attempt(
+    node: Node[Any, Any], kwargs: dict[str, Any], attempts: int, codec: Any
+) -> tuple[bytes | None, str | None]:
+    """Call ``node`` up to ``attempts`` times; ``(serialized output, None)`` or
+    ``(None, one-line error)``."""
+    error = None
+    for _ in range(attempts):
+        try:
+            return codec.dumps(node.fn(**kwargs)), None
+        except Exception as exc:
+            error = one_line_error(exc)
+            traceback.clear_frames(exc.__traceback__)
+    return None, error
+
+
+def output_annotation(node: Node[Any, Any]) -> Any:
+    """The type a node's stored output decodes to: its return annotation, or a list of it
+    for a mapped node (``None``: untyped)."""
+    ret = node.signature.return_annotation
+    if ret is inspect.Signature.empty:
+        return None
+    return list[ret] if node.map_over is not None else ret  # type: ignore[valid-type]
+
+
+def iter_items(codec: Any, blob: bytes | None, source: str) -> list[Any]:
+    """The items a mapped node runs over: ``source``'s output as a list.
+
+    Raises
+    ------
+    TypeError
+        when that output is not iterable.
+    """
+    value = None if blob is None else codec.loads(blob, None)
+    if isinstance(value, dict):
+        return list(value)
+    if value is None or isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"the output of {source!r} is {type(value).__name__}, not a list to map over; "
+            f"return a list (or any iterable) from {source!r}"
+        )
+    return list(value)
+
+
+def join_items(codec: Any, blobs: list[bytes | None]) -> bytes:
+    """One serialized list from serialized items (``None`` where an item has no result)."""
+    if codec.name == "json":
+        return b"[" + b",".join(b if b is not None else b"null" for b in blobs) + b"]"
+    blob: bytes = codec.dumps([None if b is None else codec.loads(b, None) for b in blobs])
+    return blob
 
 
 def one_line_error(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from rq.utils import utcformat
 from . import keys
 from .plan import NodeSpec
 
+
 def _source(name: str) -> str:
     return resources.files("dagrq").joinpath("lua", f"{name}.lua").read_text()
 
@@ -30,6 +31,7 @@ _SOURCES = {
     "complete": _LIB + _source("complete"),
     "cancel": _source("cancel"),
     "requeue": _source("requeue"),
+    "items": _LIB + _source("items"),
 }
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -153,6 +155,49 @@ def complete(
         len(children),
         "1" if spec.is_join else "0",
     ]
+    _lay_out_children(run_id, children, keys_, args)
+    return _completed(_script(connection, "complete")(keys=keys_, args=args))
+
+
+def record_items(
+    connection: Any,
+    run_id: str,
+    spec: NodeSpec,
+    children: Sequence[NodeSpec],
+    *,
+    ttl_s: int,
+    results: Sequence[tuple[int, bytes]] = (),
+    errors: Sequence[tuple[int, str]] = (),
+) -> Completed:
+    """Record item results (and final item failures) of mapped node ``spec``; the call that
+    records the last item ends the node and delivers it to ``children``."""
+    keys_ = [
+        keys.run_key(run_id),
+        keys.nodes_key(run_id),
+        keys.map_results_key(run_id, spec.name),
+        keys.map_errors_key(run_id, spec.name),
+    ]
+    args: list[Any] = [
+        spec.name,
+        repr(time.time()),
+        ttl_s,
+        spec.result_ttl,
+        utcformat(datetime.now(UTC)),
+        len(children),
+        len(results),
+        len(errors),
+    ]
+    _lay_out_children(run_id, children, keys_, args)
+    for index, blob in results:
+        args += [index, blob]
+    for index, error in errors:
+        args += [index, error]
+    return _completed(_script(connection, "items")(keys=keys_, args=args))
+
+
+def _lay_out_children(
+    run_id: str, children: Sequence[NodeSpec], keys_: list[str], args: list[Any]
+) -> None:
     for child in children:
         keys_ += [
             keys.join_key(run_id, child.name),
@@ -161,7 +206,9 @@ def complete(
             keys.queue_key(child.queue_name),
         ]
         args += [child.name, len(child.parents), child.rule, keys.job_id(run_id, child.name)]
-    reply = _script(connection, "complete")(keys=keys_, args=args)
+
+
+def _completed(reply: Any) -> Completed:
     run_state = _text(reply[0])
     if run_state == "gone":
         return Completed("gone")

@@ -52,6 +52,37 @@ def inputs_key(run_id: str, node: str) -> str:
     return f"{run_key(run_id)}:inputs:{node}"
 
 
+def items_key(run_id: str, node: str) -> str:
+    """Hash: the items a mapped node runs over, ``index -> serialized item`` (when its source
+    is an ordinary node; a map over a mapped node reads that node's results)."""
+    return f"{run_key(run_id)}:items:{node}"
+
+
+def map_results_key(run_id: str, node: str) -> str:
+    """Hash: a mapped node's results, ``index -> serialized result``, one structure per run."""
+    return f"{run_key(run_id)}:map:{node}"
+
+
+def map_errors_key(run_id: str, node: str) -> str:
+    """Hash: a mapped node's failed items, ``index -> one-line error``."""
+    return f"{run_key(run_id)}:maperr:{node}"
+
+
+def chunk_job_id(run_id: str, node: str, chunk: int) -> str:
+    """The RQ job id of one chunk of a mapped node.
+
+    Examples:
+        >>> chunk_job_id("abc", "parse", 7)
+        'dagrq-abc-parse-c7'
+    """
+    return f"{job_id(run_id, node)}-c{chunk}"
+
+
+def item_job_id(run_id: str, node: str, index: int) -> str:
+    """The RQ job id of one item retried on its own (it failed inside a chunk)."""
+    return f"{job_id(run_id, node)}-i{index}"
+
+
 def plan_key(dag: str, plan_hash: str) -> str:
     """String: a DAG version's validated plan (JSON), shared by all its runs.
 

@@ -41,6 +41,8 @@ class NodeSpec:
         timeout: seconds per attempt, or None for no limit.
         retry: extra attempts and backoff, or None.
         result_ttl: seconds the node's output is kept.
+        map_over: for a mapped node (``@dag.map``), the parent whose output it maps over.
+        chunk: items per RQ job of a mapped node.
     """
 
     name: str
@@ -54,6 +56,8 @@ class NodeSpec:
     timeout: int | None
     retry: Retry | None
     result_ttl: int
+    map_over: str | None = None
+    chunk: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""

@@ -16,13 +16,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rq import Queue, Worker, get_current_job
+from rq import Retry as RQRetry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from . import join, keys
-from .dag import DAG, build_kwargs, one_line_error
+from .dag import DAG, build_kwargs, join_items, one_line_error
 from .errors import DagrqError, RunNotFound
+from .options import Retry
 from .plan import NodeSpec, Plan
 
 log = logging.getLogger(__name__)
@@ -64,12 +66,15 @@ class DagrqJob(Job):
         return super()._execute()
 
 
-def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
+def execute_node(
+    dag: str, run: str, node: str, chunk: int | None = None, item: int | None = None
+) -> dict[str, Any]:
     """The RQ entry point of every dagrq job: run one attempt of ``node`` in ``run``.
 
-    Returns a small summary (stored by RQ as the job result); the node's output itself is
-    stored once in dagrq's output key. Raises the node's exception after recording it, so
-    RQ retries (``retry=``) or marks the job failed as usual.
+    For a mapped node, the node's own job expands it into item jobs; ``chunk`` (a chunk of
+    items) or ``item`` (one item retried on its own) names such a job. Returns a small summary
+    (stored by RQ as the job result); outputs go to dagrq's own keys. Raises the node's
+    exception after recording it, so RQ retries (``retry=``) or marks the job failed as usual.
     """
     graph = _LOADED.get(dag)
     if graph is None:
@@ -79,6 +84,10 @@ def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
         )
     job = get_current_job()
     assert job is not None, "execute_node runs inside an RQ job"
+    if chunk is not None or item is not None:
+        from .mapping import run_items
+
+        return run_items(graph, job, run, graph.specs[node], chunk, item)
     conn = job.connection
     spec = graph.specs[node]
     started = join.start(conn, run, spec, graph.ttl_s)
@@ -89,31 +98,20 @@ def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
         log.info("run %s is %s; node %s not started", run, started.status, node)
         return {"node": node, "outcome": None, "run": started.status}
     if started.plan_hash != graph.plan_hash:
-        plan = load_plan(conn, dag, started.plan_hash or "?")
-        error = (
-            f"DAG changed since this run was submitted (run's plan {started.plan_hash}, this "
-            f"worker's {graph.plan_hash}); run workers with the code the run was submitted "
-            "with, or submit a new run"
-        )
-        deliver(plan.specs, plan.ttl_s, conn, run, node, "failed", error=error)
-        job.retries_left = 0  # another attempt on this worker cannot do better
-        raise DAGChanged(error)
+        refuse_changed(graph, job, run, node, started.plan_hash)
 
     params = json.loads(started.params_json or "{}")
     try:
-        kwargs = build_kwargs(graph.nodes[node], spec, started.outputs, params, graph.codec)
+        outputs = read_inputs(graph, conn, run, spec, started.outputs)
+        if spec.map_over is not None:
+            from .mapping import expand
+
+            return expand(graph, job, run, spec, outputs, params)
+        kwargs = build_kwargs(graph.nodes[node], spec, outputs, params, graph.codec)
         value = graph.nodes[node].fn(**kwargs)
-        try:
-            output = graph.codec.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"output of node {node!r} cannot be stored as {graph.serializer}: {exc}; "
-                "return JSON-friendly data or use DAG(..., serializer='pickle')"
-            ) from exc
+        output = serialize_output(graph, node, value)
     except Exception as exc:
-        error = one_line_error(exc)
-        if isinstance(exc, JobTimeoutException):
-            error = f"timed out after {spec.timeout} s"
+        error = attempt_error(exc, spec)
         if job.should_retry:  # RQ runs it again: only the final outcome arrives downstream
             join.requeue(conn, run, node, error)
             raise
@@ -122,6 +120,61 @@ def execute_node(dag: str, run: str, node: str) -> dict[str, Any]:
         raise
     deliver(graph.specs, graph.ttl_s, conn, run, node, "succeeded", output=output)
     return {"node": node, "outcome": "succeeded", "attempt": started.attempt}
+
+
+def refuse_changed(graph: DAG, job: Job, run: str, node: str, plan_hash: str | None) -> None:
+    """Fail ``node`` because this worker's DAG is not the run's version; always raises."""
+    plan = load_plan(job.connection, graph.name, plan_hash or "?")
+    error = (
+        f"DAG changed since this run was submitted (run's plan {plan_hash}, this "
+        f"worker's {graph.plan_hash}); run workers with the code the run was submitted "
+        "with, or submit a new run"
+    )
+    deliver(plan.specs, plan.ttl_s, job.connection, run, node, "failed", error=error)
+    job.retries_left = 0  # another attempt on this worker cannot do better
+    raise DAGChanged(error)
+
+
+def serialize_output(graph: DAG, node: str, value: Any) -> bytes:
+    """``value`` as stored bytes; a clear ``TypeError`` when the serializer cannot."""
+    try:
+        return graph.codec.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"output of node {node!r} cannot be stored as {graph.serializer}: {exc}; "
+            "return JSON-friendly data or use DAG(..., serializer='pickle')"
+        ) from exc
+
+
+def attempt_error(exc: BaseException, spec: NodeSpec) -> str:
+    """The one-line error of a failed attempt (a timeout says so)."""
+    if isinstance(exc, JobTimeoutException):
+        return f"timed out after {spec.timeout} s"
+    return one_line_error(exc)
+
+
+def read_inputs(
+    graph: DAG, connection: Any, run: str, spec: NodeSpec, outputs: dict[str, bytes | None]
+) -> dict[str, bytes | None]:
+    """``outputs`` with each mapped data parent's results joined into one list (``None``
+    where an item failed; ``None`` for a map that never ran)."""
+    mapped = [
+        p for p in spec.data_parents if graph.specs[p].map_over is not None and p != spec.map_over
+    ]
+    if not mapped:
+        return outputs
+    return {**outputs, **{p: read_mapped(graph.codec, connection, run, p) for p in mapped}}
+
+
+def read_mapped(codec: Any, connection: Any, run: str, node: str) -> bytes | None:
+    """A mapped node's results as one serialized list, in item order."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.nodes_key(run), f"{node}:items_total")
+        pipe.hgetall(keys.map_results_key(run, node))
+        total, results = pipe.execute()
+    if total is None:
+        return None
+    return join_items(codec, [results.get(str(i).encode()) for i in range(int(total))])
 
 
 def deliver(
@@ -181,6 +234,13 @@ def load_plan(connection: Any, dag: str, plan_hash: str) -> Plan:
             )
         plan = _PLANS[plan_hash] = Plan.from_json(raw)
     return plan
+
+
+def rq_retry(retry: Retry | None) -> RQRetry | None:
+    """RQ's ``Retry`` for a node's ``retry=`` (None for no retries)."""
+    if retry is None or retry.max <= 0:
+        return None
+    return RQRetry(max=retry.max, interval=list(retry.backoff))
 
 
 def queues_for(graph: DAG, connection: Any, names: Iterable[str] | None = None) -> list[Queue]:
