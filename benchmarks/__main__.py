@@ -1,12 +1,12 @@
-"""``python -m benchmarks <name> [args]``: join-cost."""
+"""``python -m benchmarks <name> [args]``: join-cost, map."""
 
 from __future__ import annotations
 
 import sys
 
-from . import join_cost
+from . import join_cost, map_scale
 
-BENCHMARKS = {"join-cost": join_cost.main}
+BENCHMARKS = {"join-cost": join_cost.main, "map": map_scale.main}
 
 
 def main() -> int:

@@ -127,9 +127,22 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--queue", "queues", multiple=True, help="Listen only on this queue; repeatable.")
 @click.option("--name", default=None, help="The RQ worker name.")
+@click.option(
+    "--worker-class",
+    type=click.Choice(["fork", "simple"]),
+    default="fork",
+    show_default=True,
+    help="fork: RQ's Worker, a work horse process per job; simple: RQ's SimpleWorker, "
+    "jobs in the worker process (faster per job, less isolated).",
+)
 @_errors
 def worker(
-    pipeline: str, url: str | None, burst: bool, queues: tuple[str, ...], name: str | None
+    pipeline: str,
+    url: str | None,
+    burst: bool,
+    queues: tuple[str, ...],
+    name: str | None,
+    worker_class: str,
 ) -> None:
     """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis)."""
     from .runtime import make_worker
@@ -142,7 +155,7 @@ def worker(
             f"(queues: {', '.join(dag.queues)})"
         )
     conn, _, _embedded = open_connection(url)
-    w = make_worker([dag], conn, queues or None, name=name)
+    w = make_worker([dag], conn, queues or None, name=name, fork=worker_class == "fork")
     w.work(burst=burst, with_scheduler=True, logging_level=os.environ.get("DAGRQ_LOG", "INFO"))
 
 

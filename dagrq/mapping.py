@@ -81,7 +81,7 @@ def expand(
                 job_id=keys.chunk_job_id(run, spec.name, c),
                 description=f"{graph.name}.{spec.name}[{run}] chunk {c}",
                 timeout=timeout,
-                result_ttl=spec.result_ttl,
+                result_ttl=0,  # results live in the map's hash; RQ keeps no copy
                 failure_ttl=graph.ttl_s,
                 ttl=graph.ttl_s,
                 retry=retry,
@@ -186,7 +186,7 @@ def _enqueue_alone(graph: DAG, conn: Any, run: str, spec: NodeSpec, indices: lis
             job_id=keys.item_job_id(run, spec.name, i),
             description=f"{graph.name}.{spec.name}[{run}] item {i}",
             timeout=spec.timeout or -1,
-            result_ttl=spec.result_ttl,
+            result_ttl=0,  # results live in the map's hash; RQ keeps no copy
             failure_ttl=graph.ttl_s,
             ttl=graph.ttl_s,
             retry=rq_retry(rest),

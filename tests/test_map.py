@@ -1,0 +1,140 @@
+"""@dag.map with real workers: widths, order, chunks, maps of maps, failures, duplicates."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from dagrq import DAG, NodeDefinitionError, RunFailed, UnknownNodeError, join, keys, loader
+from dagrq.plan import NodeSpec
+
+from .conftest import Workers, pipeline
+
+
+@pytest.fixture
+def maps(conn: redis.Redis, workers: Workers) -> DAG:
+    workers.start(pipeline("maps"), 2)
+    return loader.load(pipeline("maps"))
+
+
+@pytest.mark.parametrize("width", [0, 1, 1000])
+def test_widths_results_in_item_order_and_equal_to_run_local(
+    conn: redis.Redis, maps: DAG, width: int
+) -> None:
+    run = maps.submit(conn, n=width)
+    final = run.wait(timeout=240)
+    assert final.state == "succeeded"
+    results = run.results()
+    assert results["parse"] == [3 * i for i in range(width)]
+    assert results["double"] == [6 * i for i in range(width)]
+    assert results["parse_chunked"] == results["parse"]
+    assert results["total"] == {
+        "n": width,
+        "sum": 3 * sum(range(width)),
+        "double": 6 * sum(range(width)),
+    }
+    assert results == maps.run_local(n=width)
+    items = final.nodes["parse"].items
+    assert items == {"total": width, "queued": 0, "running": 0, "done": width, "failed": 0}
+    assert not [k for k in conn.scan_iter(f"dagrq:run:{{{run.id}}}:join:*")]
+
+
+def test_chunks_make_fewer_rq_jobs(conn: redis.Redis, maps: DAG) -> None:
+    run = maps.submit(conn, n=250)
+    run.wait(timeout=120)
+    jobs = {k.decode() for k in conn.scan_iter(f"rq:job:dagrq-{run.id}-parse_chunked-*")}
+    assert jobs == {f"rq:job:dagrq-{run.id}-parse_chunked-c{c}" for c in range(3)}
+    assert len(list(conn.scan_iter(f"rq:job:dagrq-{run.id}-parse-c*"))) == 250
+
+
+def test_a_failed_item_is_none_under_all_done_and_skips_all_success(
+    conn: redis.Redis, maps: DAG
+) -> None:
+    run = maps.submit(conn, n=6, fail_at=4)
+    with pytest.raises(RunFailed) as info:
+        run.wait(timeout=60)
+    assert info.value.failed == {
+        "parse": "1 of 6 items failed; first: item 4: ValueError: item 4 is bad"
+    }
+    status = run.status()
+    assert status.nodes["parse"].items == {
+        "total": 6,
+        "queued": 0,
+        "running": 0,
+        "done": 6,
+        "failed": 1,
+    }
+    assert status.nodes["double"].state == "skipped" and status.nodes["total"].state == "skipped"
+    assert run.result("tolerant") == [0, 3, 6, 9, None, 15]
+
+
+def test_a_failing_item_in_a_chunk_is_retried_on_its_own(conn: redis.Redis, maps: DAG) -> None:
+    run = maps.submit(conn, n=10)
+    run.wait(timeout=60)
+    assert run.result("flaky") == list(range(10))
+    attempts = {i: int(conn.get(f"test:flaky:{run.id}:{i}") or 0) for i in range(10)}
+    assert attempts == {i: 2 if i == 3 else 1 for i in range(10)}
+    assert conn.exists(f"rq:job:dagrq-{run.id}-flaky-i3")
+
+
+def test_a_duplicate_item_delivery_counts_once(conn: redis.Redis) -> None:
+    run_id = uuid.uuid4().hex
+    m = NodeSpec(
+        "m", ("src",), ("src",), ("j",), (), "q", False, "all_success", None, None, 60, "src", 1
+    )
+    j = NodeSpec("j", ("m",), ("m",), (), (), "q", True, "all_success", None, None, 60)
+    conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": 2, "failed": 0})
+    conn.hset(
+        keys.nodes_key(run_id),
+        mapping={"m:state": "running", "j:state": "pending", "m:items_total": 3},
+    )
+    for _ in range(3):
+        done = join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(0, b"10")])
+        assert done.fired == ()
+    assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"1"
+    join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(1, b"11"), (0, b"99")])
+    assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"2"
+    done = join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
+    assert done.fired == ("j",)
+    again = join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
+    assert again.fired == ()
+    assert conn.hgetall(keys.map_results_key(run_id, "m")) == {
+        b"0": b"10",
+        b"1": b"11",
+        b"2": b"12",
+    }
+    assert conn.llen(keys.queue_key("q")) == 1
+
+
+def test_map_declarations_are_validated() -> None:
+    d = DAG("map_checks")
+    with pytest.raises(NodeDefinitionError, match="chunk=0"):
+        d.map("files", chunk=0)
+    d.map("nowhere")(bad_target)
+    with pytest.raises(UnknownNodeError, match="'nowhere' names no node"):
+        d.validate()
+    e = DAG("map_param")
+    e.node(source)
+    e.map("source")(no_item_param)
+    with pytest.raises(NodeDefinitionError, match="needs a parameter named 'source'"):
+        e.validate()
+
+
+def test_a_map_and_its_children_are_joins() -> None:
+    maps = loader.load(pipeline("maps"))
+    assert set(maps.joins) == {"parse", "parse_chunked", "total", "tolerant"}
+    assert maps.specs["double"].is_join is False  # a map of a map goes item by item
+
+
+def bad_target(nowhere: int) -> int:
+    return nowhere
+
+
+def source() -> list[int]:
+    return [1]
+
+
+def no_item_param(x: int) -> int:
+    return x
