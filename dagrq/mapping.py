@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import traceback as tb
 from typing import Any
 
@@ -91,6 +92,7 @@ def expand(
         with conn.pipeline() as pipe:
             queue.enqueue_many(datas, pipeline=pipe)
             pipe.execute()
+    conn.hset(nodes_key, f"{spec.name}:expanded", repr(time.time()))
     return {"node": spec.name, "items": total, "chunks": chunks}
 
 

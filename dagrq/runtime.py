@@ -18,9 +18,9 @@ from typing import Any
 from rq import Queue, SimpleWorker, Worker, get_current_job
 from rq import Retry as RQRetry
 from rq.job import Job
-from rq.worker import BaseWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.worker import BaseWorker
 
 from . import join, keys
 from .dag import DAG, build_kwargs, join_items, one_line_error

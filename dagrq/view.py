@@ -42,6 +42,11 @@ def status_table(status: RunStatus) -> Table:
         detail = node.error or ""
         if node.state == "pending" and node.waits_for:
             detail = "waits for " + ", ".join(node.waits_for)
+        elif node.items is not None:
+            counts = " · ".join(
+                f"{node.items[k]:,} {k}" for k in ("queued", "running", "done", "failed")
+            )
+            detail = f"{node.items['total']:,} items: {counts}" + (f"; {detail}" if detail else "")
         duration = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
         table.add_row(
             name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -68,6 +70,22 @@ def test_a_failed_item_is_none_under_all_done_and_skips_all_success(
     }
     assert status.nodes["double"].state == "skipped" and status.nodes["total"].state == "skipped"
     assert run.result("tolerant") == [0, 3, 6, 9, None, 15]
+
+
+def test_status_shows_a_mapped_node_as_one_row_with_counts(
+    conn: redis.Redis, maps: DAG, redis_url: str
+) -> None:
+    run = maps.submit(conn, n=6, fail_at=4)
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dagrq", "status", run.id, "--url", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    row = next(ln for ln in shown.stdout.splitlines() if ln.startswith("│ parse "))
+    assert "6 items: 0 queued · 0 running · 6 done · 1 failed" in row
 
 
 def test_a_failing_item_in_a_chunk_is_retried_on_its_own(conn: redis.Redis, maps: DAG) -> None:
