@@ -5,7 +5,7 @@ carries its output; each join node keeps a received-set context per run in Redis
 one atomic step per arrival, and fires exactly once.
 """
 
-from .client import NodeStatus, Run, RunStatus
+from .client import Run
 from .dag import DAG, Node
 from .errors import (
     ConnectionConfigError,
@@ -25,6 +25,7 @@ from .errors import (
     UnknownNodeError,
 )
 from .options import NodeOptions, Quorum, Retry, quorum
+from .status import NodeStatus, RunStatus
 
 __version__ = "0.1.0"
 

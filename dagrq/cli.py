@@ -172,15 +172,19 @@ def _run_handle(run_id: str, url: str | None) -> tuple[Run, Any]:
 @main.command()
 @click.argument("run_id")
 @url_option
+@click.option("--watch", is_flag=True, help="Follow the run live until it ends, then show it.")
 @_errors
-def status(run_id: str, url: str | None) -> None:
+def status(run_id: str, url: str | None, watch: bool) -> None:
     """Show RUN_ID's nodes: state, attempts, queue, timings, errors, what they wait for.
 
     Exit 0 when the run succeeded, 1 when it failed or was canceled, 3 while it runs.
     """
+    from .progress import follow
     from .view import STATUS_EXIT, status_table
 
     run_, _embedded = _run_handle(run_id, url)
+    if watch:
+        follow(run_, _console())
     current = run_.status()
     _console().print(status_table(current))
     sys.exit(STATUS_EXIT.get(current.state, 1))
@@ -221,6 +225,69 @@ def retry(run_id: str, url: str | None) -> None:
     after = run_.retry()
     redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
     click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
+
+
+@main.command()
+@click.argument("run_id")
+@url_option
+@click.option("--no-follow", is_flag=True, help="Print what is stored and stop.")
+@_errors
+def events(run_id: str, url: str | None, no_follow: bool) -> None:
+    """Print RUN_ID's state changes as JSON lines, following until the run ends."""
+    run_, _embedded = _run_handle(run_id, url)
+    for event in run_.events(follow=not no_follow):
+        click.echo(json.dumps(event))
+
+
+@main.command(name="dot")
+@click.argument("pipeline")
+@click.option("--run", "run_id", default=None, help="Colour the nodes by this run's states.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "mermaid"]),
+    default=None,
+    help="Text format (default: from -o's extension, else dot).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Write here: .dot/.gv, .mmd, or .svg/.png/.pdf (rendered with Graphviz).",
+)
+@url_option
+@_errors
+def dot_command(
+    pipeline: str, run_id: str | None, fmt: str | None, output: str | None, url: str | None
+) -> None:
+    """Draw PIPELINE as DOT or Mermaid; joins, maps and order-only edges marked."""
+    from .render import write_picture
+
+    dag = _load(pipeline)
+    status_ = _run_handle(run_id, url)[0].status() if run_id else None
+    suffix = Path(output).suffix.lower() if output else ""
+    if fmt is None:
+        fmt = "mermaid" if suffix in (".mmd", ".mermaid") else "dot"
+    text = dag.to_mermaid(status_) if fmt == "mermaid" else dag.to_dot(status_)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_picture(text, Path(output), fmt)
+    click.echo(f"wrote {output}")
+
+
+@main.command(name="plan")
+@click.argument("pipeline")
+@_errors
+def plan_command(pipeline: str) -> None:
+    """Pre-flight report for PIPELINE, no Redis needed: joins and fan-in widths, queues,
+    critical path, max parallelism, Redis commands and memory per run."""
+    from .dot import param_types
+    from .preflight import preflight
+
+    dag = _load(pipeline)
+    for line in preflight(dag.plan, param_types(dag)).lines():
+        click.echo(line)
 
 
 @main.command()

@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import networkx as nx
@@ -30,64 +31,7 @@ from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
 from .plan import NodeSpec, Plan
 from .rules import decide
 from .runtime import RQ_SERIALIZER, DagrqJob, deliver, load_plan, read_mapped, rq_retry
-
-#: node states; the last four are final
-NODE_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
-FINAL_NODE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled"})
-#: run states; every state but ``running`` is final
-RUN_STATES = ("running", "succeeded", "failed", "canceled")
-
-
-class NodeStatus(BaseModel):
-    """One node of one run, as ``Run.status()`` reports it."""
-
-    state: str
-    queue: str | None = None
-    attempts: int = 0
-    queued_at: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    error: str | None = None
-    traceback: str | None = None
-    rule: str | None = None
-    parents: list[str] = []
-    waits_for: list[str] = []
-    items: dict[str, int] | None = None
-
-    @property
-    def duration_s(self) -> float | None:
-        """Seconds from the last attempt's start to the end, when both are known."""
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return max(0.0, self.ended_at - self.started_at)
-
-
-class RunStatus(BaseModel):
-    """A run's state and every node's state at one moment."""
-
-    id: str
-    dag: str
-    state: str
-    created_at: float
-    ended_at: float | None = None
-    params: dict[str, Any] = {}
-    nodes: dict[str, NodeStatus] = {}
-
-    @property
-    def done(self) -> bool:
-        """True when the run has ended (any state but ``running``)."""
-        return self.state != "running"
-
-    def counts(self) -> dict[str, int]:
-        """How many nodes are in each state."""
-        out = dict.fromkeys(NODE_STATES, 0)
-        for node in self.nodes.values():
-            out[node.state] = out.get(node.state, 0) + 1
-        return out
-
-    def failed(self) -> dict[str, str]:
-        """``{node: one-line error}`` of the failed nodes."""
-        return {n: s.error or "failed" for n, s in self.nodes.items() if s.state == "failed"}
+from .status import FINAL_NODE_STATES, NodeStatus, RunStatus
 
 
 class Explanation(BaseModel):
@@ -153,6 +97,12 @@ def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
     pipe.expire(keys.run_key(run_id), ttl)
     pipe.hset(keys.nodes_key(run_id), mapping=node_fields)
     pipe.expire(keys.nodes_key(run_id), ttl)
+    stamp = repr(now)
+    pipe.xadd(keys.events_key(run_id), {"node": "", "state": "running", "ts": stamp})
+    for spec in specs.values():
+        if not spec.parents:
+            pipe.xadd(keys.events_key(run_id), {"node": spec.name, "state": "queued", "ts": stamp})
+    pipe.expire(keys.events_key(run_id), ttl)
     _create_jobs(connection, pipe, plan, run_id, list(specs.values()))
     pipe.execute()
     return Run(run_id, connection, dag=dag)
@@ -321,6 +271,31 @@ class Run:
             error=info.error,
         )
 
+    def events(self, *, follow: bool = True, block_ms: int = 1000) -> Iterator[dict[str, Any]]:
+        """The run's state changes, oldest first, as dicts (``id``, ``node``, ``state``,
+        ``ts``, and ``error`` or ``attempt`` where they apply); ``node`` is ``""`` for the run
+        itself. With ``follow``, blocks for new entries (``XREAD BLOCK``) and stops after the
+        run's own final entry; without, stops at the end of what is stored.
+        """
+        key = keys.events_key(self.id)
+        last = "0-0"
+        final = (None, b"succeeded", b"failed", b"canceled")
+        while True:
+            reply = self.connection.xread(
+                {key: last}, count=1000, block=block_ms if follow else None
+            )
+            if not reply:
+                if not follow or self.connection.hget(keys.run_key(self.id), "state") in final:
+                    return
+                continue
+            for entry_id, fields in reply[0][1]:
+                last = entry_id.decode()
+                event: dict[str, Any] = {"id": last}
+                event.update({k.decode(): v.decode() for k, v in fields.items()})
+                yield event
+                if follow and event.get("node") == "" and event.get("state") != "running":
+                    return
+
     def plan(self) -> Plan:
         """The plan (graph and options) this run is pinned to, read from Redis."""
         meta = self._meta()
@@ -437,6 +412,8 @@ class Run:
             keys.run_key(self.id), mapping={"state": "running", "pending": len(order), "failed": 0}
         )
         pipe.hdel(keys.run_key(self.id), "ended_at")
+        pipe.xadd(keys.events_key(self.id), {"node": "", "state": "running", "ts": now})
+        pipe.expire(keys.events_key(self.id), plan.ttl_s)
 
     def wait(self, timeout: float | None = None, *, poll_s: float = 0.2) -> RunStatus:
         """Block until the run ends; return its final status.

@@ -396,6 +396,22 @@ class DAG:
         """The plan's content hash: the DAG's version."""
         return self.plan.hash
 
+    # --------------------------------------------------------------- pictures
+    def to_dot(self, run: Any = None) -> str:
+        """The DAG as Graphviz DOT text: joins with a double border, mapped nodes as stacks,
+        ``after=`` edges dashed, run parameters as inputs. With ``run`` (a ``Run`` or a
+        ``RunStatus``), nodes are filled by state. Deterministic (sorted) output.
+        """
+        from .dot import param_types, to_dot
+
+        return to_dot(self.plan, param_types(self), _status_of(run))
+
+    def to_mermaid(self, run: Any = None) -> str:
+        """The DAG as a Mermaid flowchart, with the same facts as :meth:`to_dot`."""
+        from .dot import param_types, to_mermaid
+
+        return to_mermaid(self.plan, param_types(self), _status_of(run))
+
     # ------------------------------------------------------------ parameters
     def validate_params(
         self, params: Mapping[str, Any], *, from_strings: bool = False
@@ -531,6 +547,14 @@ class DAG:
 
 
 # ----------------------------------------------------------------- helpers
+def _status_of(run: Any) -> Any:
+    """A RunStatus from a Run (read now) or a RunStatus; None stays None."""
+    if run is None or not hasattr(run, "status"):
+        return run
+    status = run.status
+    return status() if callable(status) else run
+
+
 def build_kwargs(
     node: Node[Any, Any],
     spec: NodeSpec,

@@ -77,6 +77,7 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
             keys.run_key(run_id),
             keys.nodes_key(run_id),
             keys.inputs_key(run_id, spec.name),
+            keys.events_key(run_id),
         ]
         + [keys.output_key(run_id, p) for p in parents],
         args=[spec.name, repr(time.time()), ttl_s, *parents],
@@ -92,7 +93,10 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
 
 def requeue(connection: Any, run_id: str, node: str, error: str) -> bool:
     """Show a node whose attempt failed, and that RQ will retry, as ``queued`` again."""
-    done = _script(connection, "requeue")(keys=[keys.nodes_key(run_id)], args=[node, error])
+    done = _script(connection, "requeue")(
+        keys=[keys.nodes_key(run_id), keys.events_key(run_id)],
+        args=[node, error, repr(time.time())],
+    )
     return bool(done)
 
 
@@ -108,7 +112,8 @@ class Canceled:
 def cancel(connection: Any, run_id: str) -> Canceled:
     """End a running run as ``canceled``; report which nodes were queued or running."""
     reply = _script(connection, "cancel")(
-        keys=[keys.run_key(run_id), keys.nodes_key(run_id)], args=[repr(time.time())]
+        keys=[keys.run_key(run_id), keys.nodes_key(run_id), keys.events_key(run_id)],
+        args=[repr(time.time())],
     )
     state = _text(reply[0])
     if len(reply) < 2:
@@ -141,6 +146,7 @@ def complete(
         keys.nodes_key(run_id),
         keys.output_key(run_id, spec.name),
         keys.inputs_key(run_id, spec.name),
+        keys.events_key(run_id),
     ]
     args: list[Any] = [
         spec.name,
@@ -176,6 +182,7 @@ def record_items(
         keys.nodes_key(run_id),
         keys.map_results_key(run_id, spec.name),
         keys.map_errors_key(run_id, spec.name),
+        keys.events_key(run_id),
     ]
     args: list[Any] = [
         spec.name,

@@ -52,6 +52,11 @@ def inputs_key(run_id: str, node: str) -> str:
     return f"{run_key(run_id)}:inputs:{node}"
 
 
+def events_key(run_id: str) -> str:
+    """Stream: the run's state changes, one entry each (bounded; the run's TTL)."""
+    return f"{run_key(run_id)}:events"
+
+
 def items_key(run_id: str, node: str) -> str:
     """Hash: the items a mapped node runs over, ``index -> serialized item`` (when its source
     is an ordinary node; a map over a mapped node reads that node's results)."""

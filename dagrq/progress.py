@@ -8,7 +8,8 @@ from datetime import datetime
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .client import FINAL_NODE_STATES, Run, RunStatus
+from .client import Run
+from .status import FINAL_NODE_STATES, RunStatus
 
 
 def follow(run: Run, console: Console, *, quiet: bool = False, poll_s: float = 0.1) -> RunStatus:

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .client import Explanation, RunStatus
+from .client import Explanation
+from .status import RunStatus
 
 #: one colour per state (Okabe-Ito, colour-blind safe), shared by every view
 STATE_STYLE = {

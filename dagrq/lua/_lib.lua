@@ -29,10 +29,24 @@ local function decide(rule, total, s, f, k)
   return 'wait'
 end
 
--- R = {run = run hash key, nodes = nodes hash key, now = text, ttl = text, state = run state}
+-- R = {run = run hash key, nodes = nodes hash key, events = the run's event stream key,
+--      now = text, ttl = text, state = run state}
+
+-- Append one state change to the run's event stream (bounded; its TTL was set at submit).
+local function event(R, name, state, extra)
+  if extra then
+    redis.call('XADD', R.events, 'MAXLEN', '~', 10000, '*', 'node', name, 'state', state,
+               'ts', R.now, 'error', extra)
+  else
+    redis.call('XADD', R.events, 'MAXLEN', '~', 10000, '*', 'node', name, 'state', state,
+               'ts', R.now)
+  end
+end
+
 -- A node reached a final state: count it down; the last one ends the run.
-local function finish(R, name, state)
+local function finish(R, name, state, err)
   redis.call('HSET', R.nodes, name .. ':state', state, name .. ':ended', R.now)
+  event(R, name, state, err)
   if state == 'failed' then
     redis.call('HINCRBY', R.run, 'failed', 1)
   end
@@ -41,6 +55,7 @@ local function finish(R, name, state)
     local failed = tonumber(redis.call('HGET', R.run, 'failed') or '0')
     R.state = failed > 0 and 'failed' or 'succeeded'
     redis.call('HSET', R.run, 'state', R.state, 'ended_at', R.now)
+    event(R, '', R.state)
   end
 end
 
@@ -75,6 +90,7 @@ local function deliver(R, parent, outcome, redelivered, children)
           redis.call('EXPIRE', c.inputs, R.ttl)
         end
         redis.call('HSET', R.nodes, c.name .. ':state', 'queued', c.name .. ':queued', R.now)
+        event(R, c.name, 'queued')
         redis.call('HSET', c.job_key, 'status', 'queued', 'enqueued_at', c.enqueued_at)
         redis.call('RPUSH', c.queue_key, c.job_id)
         fired[#fired + 1] = c.name

@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  run hash     dagrq:run:{id}         state, ended_at; reads 'nodes' (JSON list)
 -- KEYS[2]  nodes hash   dagrq:run:{id}:nodes   <node>:state|ended
+-- KEYS[3]  event stream dagrq:run:{id}:events  XADD one entry per node canceled, and the run's
 -- ARGV[1]  now, unix seconds
 --
 -- Returns {"gone"} for no such run, {"<state>"} when the run had already ended, else
@@ -23,6 +24,8 @@ for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
   local s = redis.call('HGET', KEYS[2], node .. ':state')
   if s == 'pending' or s == 'queued' or s == 'running' then
     redis.call('HSET', KEYS[2], node .. ':state', 'canceled', node .. ':ended', ARGV[1])
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'node', node, 'state', 'canceled',
+               'ts', ARGV[1])
     if s == 'queued' then
       queued[#queued + 1] = node
     elseif s == 'running' then
@@ -30,6 +33,8 @@ for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
     end
   end
 end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'node', '', 'state', 'canceled',
+           'ts', ARGV[1])
 local reply = {'canceled', #queued}
 for _, n in ipairs(queued) do reply[#reply + 1] = n end
 for _, n in ipairs(running) do reply[#reply + 1] = n end

@@ -8,11 +8,12 @@
 -- KEYS[2]   nodes hash      dagrq:run:{id}:nodes  <node>:state|ended|error|traceback|queued
 -- KEYS[3]   output string   dagrq:run:{id}:out:<node>      written when the outcome is succeeded
 -- KEYS[4]   inputs hash     dagrq:run:{id}:inputs:<node>   this node's fired-with set: deleted
+-- KEYS[5]   event stream    dagrq:run:{id}:events          XADD one entry per state change
 -- then per child i (i = 1..n), four keys:
--- KEYS[4i+1] join context  dagrq:run:{id}:join:<child>    hash: <parent> -> outcome, #<outcome> -> count
--- KEYS[4i+2] inputs hash   dagrq:run:{id}:inputs:<child>  the context, renamed when it fires
--- KEYS[4i+3] RQ job hash   rq:job:<job id>   pre-created (status deferred) at submit
--- KEYS[4i+4] RQ queue list rq:queue:<queue>
+-- KEYS[4i+2] join context  dagrq:run:{id}:join:<child>    hash: <parent> -> outcome, #<outcome> -> count
+-- KEYS[4i+3] inputs hash   dagrq:run:{id}:inputs:<child>  the context, renamed when it fires
+-- KEYS[4i+4] RQ job hash   rq:job:<job id>   pre-created (status deferred) at submit
+-- KEYS[4i+5] RQ queue list rq:queue:<queue>
 --
 -- ARGV[1]  node name
 -- ARGV[2]  outcome: succeeded | failed | skipped
@@ -40,7 +41,7 @@
 
 local out_key, inputs_key = KEYS[3], KEYS[4]
 local node, outcome = ARGV[1], ARGV[2]
-local R = {run = KEYS[1], nodes = KEYS[2], now = ARGV[6], ttl = ARGV[7]}
+local R = {run = KEYS[1], nodes = KEYS[2], events = KEYS[5], now = ARGV[6], ttl = ARGV[7]}
 
 R.state = redis.call('HGET', R.run, 'state')
 if not R.state then
@@ -61,10 +62,10 @@ else
   if ARGV[11] == '1' then -- a join: drop the set it fired with
     redis.call('DEL', inputs_key)
   end
-  finish(R, node, outcome)
+  finish(R, node, outcome, ARGV[4] ~= '' and ARGV[4] or nil)
 end
 
-local children = children_from(4, 11, tonumber(ARGV[10]), ARGV[9])
+local children = children_from(5, 11, tonumber(ARGV[10]), ARGV[9])
 local fired, skipped = deliver(R, node, outcome, redelivered, children)
 
 redis.call('EXPIRE', R.run, R.ttl)

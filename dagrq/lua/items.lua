@@ -9,6 +9,7 @@
 --                                                   <node>:state|ended|error
 -- KEYS[3]   results hash    dagrq:run:{id}:map:<node>      index -> serialized result
 -- KEYS[4]   errors hash     dagrq:run:{id}:maperr:<node>   index -> one-line error
+-- KEYS[5]   event stream    dagrq:run:{id}:events          XADD when the node ends
 -- then per child, four keys, as in complete.lua (join context, inputs, RQ job, RQ queue)
 --
 -- ARGV[1]  node name
@@ -25,7 +26,7 @@
 -- Returns {run_state, n_fired, fired..., skipped...} as complete.lua does ({run_state, 0}
 -- while items are still out), or {'gone'} for no such run.
 
-local R = {run = KEYS[1], nodes = KEYS[2], now = ARGV[2], ttl = ARGV[3]}
+local R = {run = KEYS[1], nodes = KEYS[2], events = KEYS[5], now = ARGV[2], ttl = ARGV[3]}
 local results, errors = KEYS[3], KEYS[4]
 local node = ARGV[1]
 local n_children, n_ok, n_failed = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -34,7 +35,7 @@ R.state = redis.call('HGET', R.run, 'state')
 if not R.state then
   return {'gone'}
 end
-local children = children_from(4, 8, n_children, ARGV[5])
+local children = children_from(5, 8, n_children, ARGV[5])
 
 local current = redis.call('HGET', R.nodes, node .. ':state')
 if is_final(current) then -- a late duplicate: finish a cascade a crash may have cut short
@@ -80,13 +81,14 @@ if done < total then
 end
 
 local failed = tonumber(redis.call('HGET', R.nodes, node .. ':items_failed') or '0')
-local outcome = 'succeeded'
+local outcome, message = 'succeeded', nil
 if failed > 0 then
   outcome = 'failed'
-  redis.call('HSET', R.nodes, node .. ':error', failed .. ' of ' .. total .. ' items failed; first: '
-    .. redis.call('HGET', R.nodes, node .. ':first_item_error'))
+  message = failed .. ' of ' .. total .. ' items failed; first: '
+    .. redis.call('HGET', R.nodes, node .. ':first_item_error')
+  redis.call('HSET', R.nodes, node .. ':error', message)
 end
-finish(R, node, outcome)
+finish(R, node, outcome, message)
 local fired, skipped = deliver(R, node, outcome, false, children)
 redis.call('EXPIRE', R.run, R.ttl)
 return reply_of(R, fired, skipped)

@@ -2,8 +2,10 @@
 -- unless something else (a cancel) has already decided its state.
 --
 -- KEYS[1]  nodes hash   dagrq:run:{id}:nodes   write: <node>:state
+-- KEYS[2]  event stream dagrq:run:{id}:events  XADD the 'queued' entry (with the error)
 -- ARGV[1]  node name
 -- ARGV[2]  the attempt's one-line error, kept as <node>:last_error
+-- ARGV[3]  now, unix seconds
 --
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running.
 
@@ -11,4 +13,6 @@ if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'node', ARGV[1], 'state', 'queued',
+           'ts', ARGV[3], 'error', ARGV[2])
 return 1

@@ -4,11 +4,12 @@
 -- KEYS[2]      nodes hash        dagrq:run:{id}:nodes      write: <node>:state|started|attempts
 -- KEYS[3]      inputs hash       dagrq:run:{id}:inputs:<node>   read: the received-set the
 --                                node fired with (absent for a node with one parent or none)
--- KEYS[4..n]   output strings    dagrq:run:{id}:out:<p>    read, one per data parent
+-- KEYS[4]      event stream      dagrq:run:{id}:events     XADD the 'running' entry
+-- KEYS[5..n]   output strings    dagrq:run:{id}:out:<p>    read, one per data parent
 -- ARGV[1]      node name
 -- ARGV[2]      now, unix seconds
 -- ARGV[3]      ttl_s of the run's keys
--- ARGV[4..n]   the data parents' names, in the order of KEYS[4..n]
+-- ARGV[4..n]   the data parents' names, in the order of KEYS[5..n]
 --
 -- A data parent's output is read only if the parent had succeeded when the node fired (the
 -- inputs hash says so), so a node fired early by one_success or quorum sees the same inputs
@@ -20,7 +21,7 @@
 --   {"done", "<node state>"}      the node is already final: a redelivery, do not run it
 --   {"run", attempt, params_json, plan_hash, out_1, ..., out_k}   run it; nil for no output
 --
--- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE); the others read only.
+-- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended; others read only.
 
 local run_state = redis.call('HGET', KEYS[1], 'state')
 if not run_state then
@@ -39,14 +40,16 @@ end
 redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARGV[2])
 local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'node', node, 'state', 'running',
+           'ts', ARGV[2], 'attempt', attempt)
 
 local meta = redis.call('HMGET', KEYS[1], 'params', 'plan')
 local reply = {'run', attempt, meta[1], meta[2]}
 local fired_with = redis.call('EXISTS', KEYS[3]) == 1
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   local read = true
   if fired_with then
-    read = redis.call('HGET', KEYS[3], ARGV[i]) == 'succeeded'
+    read = redis.call('HGET', KEYS[3], ARGV[i - 1]) == 'succeeded'
   end
   if read then
     reply[#reply + 1] = redis.call('GET', KEYS[i])

@@ -1,0 +1,170 @@
+"""``dagrq plan``: what a DAG will cost, before any run and without Redis. Pure.
+
+The command counts follow the Lua scripts line by line (their headers list every command);
+``tests/test_preflight.py`` checks them against ``INFO commandstats`` on a real run.
+
+Examples:
+    >>> ARRIVAL_WAITING, ARRIVAL_FIRING
+    (14, 19)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from .plan import Plan
+
+#: complete.lua for one node before its children: EVALSHA, HGET run state, HGET node state,
+#: SET output, HSET state, XADD event, HINCRBY pending, EXPIRE run, EXPIRE nodes
+COMPLETE_BASE = 9
+#: per child: a waiting arrival (HGET state, HSETNX, HINCRBY, HMGET, EXPIRE)
+CHILD_WAITING = 5
+#: per child: the arrival that fires a join (the waiting five but EXPIRE, then RENAME, EXPIRE,
+#: HSET state, XADD, HSET RQ job, RPUSH)
+CHILD_FIRING_JOIN = 10
+#: per child with one parent: HGET state, HSET state, XADD, HSET RQ job, RPUSH
+CHILD_FIRING_SINGLE = 5
+#: start.lua: EVALSHA, HGET run, HGET node, HSET, HINCRBY, EXPIRE, XADD, HMGET, EXISTS inputs
+START_BASE = 9
+#: RQ's own commands for one job on a worker (dequeue, registries, heartbeats, result):
+#: measured with plain no-op jobs (benchmarks/join_cost.py: 24,579 commands for 402 jobs)
+RQ_PER_JOB = 61
+#: the arrival step at a join, one complete.lua call with this one child
+ARRIVAL_WAITING = COMPLETE_BASE + CHILD_WAITING
+ARRIVAL_FIRING = COMPLETE_BASE + CHILD_FIRING_JOIN
+#: bytes in Redis per node of a finished run, without its output: the RQ job hash and its
+#: result, the node's fields and its three events (measured on examples/etl.py)
+BYTES_PER_NODE = 1_900
+#: bytes in Redis per run: run hash, nodes hash, event stream headers
+BYTES_PER_RUN = 2_000
+
+
+@dataclass
+class Preflight:
+    """The pre-flight report of one DAG."""
+
+    dag: str
+    nodes: int
+    edges: int
+    joins: dict[str, tuple[int, str]]  # join -> (fan-in width, trigger rule)
+    maps: dict[str, tuple[str, int]]  # mapped node -> (source, chunk)
+    queues: dict[str, list[str]]
+    critical_path: list[str]
+    max_parallelism: int
+    params: dict[str, str]
+    commands: dict[str, int] = field(default_factory=dict)
+    bytes_per_run: int = 0
+
+    def lines(self) -> list[str]:
+        """The report as text lines."""
+        out = [f"DAG {self.dag}: {self.nodes} nodes, {self.edges} edges"]
+        if self.params:
+            out.append("run parameters: " + ", ".join(f"{k}: {v}" for k, v in self.params.items()))
+        out.append(f"joins ({len(self.joins)}):")
+        out += [f"  {j:<16} fan-in {w:>3}   {rule}" for j, (w, rule) in self.joins.items()]
+        if self.maps:
+            out.append(f"maps ({len(self.maps)}):")
+            out += [f"  {m:<16} over {src}, chunk {c}" for m, (src, c) in self.maps.items()]
+        out.append("queues:")
+        out += [f"  {q:<28} {', '.join(ns)}" for q, ns in self.queues.items()]
+        out.append(
+            f"critical path: {len(self.critical_path)} nodes ({' -> '.join(self.critical_path)})"
+        )
+        out.append(f"max parallelism: {self.max_parallelism} nodes at once (widest antichain)")
+        c = self.commands
+        out.append("Redis commands (dagrq's scripts; Lua's inner calls counted):")
+        out.append(
+            f"  per join arrival: {c['arrival_waiting']} waiting, {c['arrival_firing']} "
+            "when it fires the join (one round trip either way)"
+        )
+        out.append(
+            f"  per run: {c['dagrq_per_run']} by dagrq + about {c['rq_per_run']} by RQ "
+            f"({RQ_PER_JOB} per job) = {c['total_per_run']}"
+            + (" before map items" if self.maps else "")
+        )
+        if self.maps:
+            out.append(
+                "  per map item: about "
+                + ", ".join(f"{m}: {v}" for m, v in c.items() if m.startswith("item:"))
+            )
+        out.append(
+            f"Redis memory per run: about {self.bytes_per_run:,} bytes plus the outputs"
+            + (" and about 230 bytes per map item" if self.maps else "")
+        )
+        return out
+
+
+def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
+    """Compute the report for ``plan`` (``params`` maps run parameters to type names)."""
+    graph = plan.graph
+    specs = plan.specs
+    queues: dict[str, list[str]] = {}
+    for spec in specs.values():
+        queues.setdefault(spec.queue_name, []).append(spec.name)
+    commands = _commands(plan)
+    return Preflight(
+        dag=plan.dag,
+        nodes=graph.number_of_nodes(),
+        edges=graph.number_of_edges(),
+        joins={s.name: (len(s.parents), s.rule) for s in specs.values() if s.is_join},
+        maps={s.name: (s.map_over, s.chunk) for s in specs.values() if s.map_over},
+        queues=dict(sorted(queues.items())),
+        critical_path=nx.dag_longest_path(graph),
+        max_parallelism=max_antichain(graph),
+        params=params,
+        commands=commands,
+        bytes_per_run=BYTES_PER_RUN + BYTES_PER_NODE * len(specs),
+    )
+
+
+def max_antichain(graph: nx.DiGraph) -> int:
+    """The size of the widest antichain (most nodes that can run at once), by Dilworth:
+    nodes minus a maximum matching in the transitive closure's split graph.
+
+    Examples:
+        >>> max_antichain(nx.DiGraph([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]))
+        2
+    """
+    if graph.number_of_nodes() == 0:
+        return 0
+    closure = nx.transitive_closure_dag(graph)
+    split: nx.Graph = nx.Graph()
+    left = [("out", n) for n in graph]
+    split.add_nodes_from(left, bipartite=0)
+    split.add_nodes_from((("in", n) for n in graph), bipartite=1)
+    split.add_edges_from((("out", u), ("in", v)) for u, v in closure.edges)
+    matching = nx.bipartite.hopcroft_karp_matching(split, top_nodes=left)
+    return int(graph.number_of_nodes() - len(matching) // 2)
+
+
+def _commands(plan: Plan) -> dict[str, int]:
+    specs = plan.specs
+    dagrq_total = 0.0
+    out: dict[str, Any] = {}
+    for spec in specs.values():
+        cost: float = START_BASE + len(spec.data_parents) * (2 if spec.is_join else 1)
+        cost += COMPLETE_BASE + (1 if spec.is_join else 0)
+        for child in spec.children:
+            c = specs[child]
+            if len(c.parents) == 1:
+                cost += CHILD_FIRING_SINGLE
+            else:  # parents arrive one by one; one of them fires it
+                cost += (CHILD_FIRING_JOIN + CHILD_WAITING * (len(c.parents) - 1)) / len(c.parents)
+        dagrq_total += cost
+        if spec.map_over is not None:
+            # per item: its share of a chunk job (RQ + the items.lua call) plus the result
+            out[f"item:{spec.name}"] = round((RQ_PER_JOB + 12) / spec.chunk + 3)
+    submit = 6 + 4 * len(specs)  # MULTI/EXEC, plan, run hash, nodes, events, RQ job hashes
+    dagrq_int = round(dagrq_total) + submit
+    rq_total = RQ_PER_JOB * len(specs)
+    out.update(
+        arrival_waiting=ARRIVAL_WAITING,
+        arrival_firing=ARRIVAL_FIRING,
+        dagrq_per_run=dagrq_int,
+        rq_per_run=rq_total,
+        total_per_run=dagrq_int + rq_total,
+    )
+    return out
