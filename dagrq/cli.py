@@ -323,12 +323,22 @@ def run(
     dag = _load(pipeline)
     values = dag.validate_params(_parse_params(params), from_strings=True)
     conn, resolved, embedded = open_connection(url)
+    run_: Run | None = None
     try:
         with _local_workers(pipeline, resolved, workers):
-            run_ = dag.submit(conn, **values)
-            if not quiet:
-                console.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
-            status = _follow_with_timeout(run_, console, quiet, timeout, follow)
+            try:
+                with _interruptible():
+                    run_ = dag.submit(conn, **values)
+                    if not quiet:
+                        console.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
+                    status = _follow_with_timeout(run_, console, quiet, timeout, follow)
+            except KeyboardInterrupt:
+                # Ctrl-C, SIGTERM or a closed terminal: a run never hangs, so end it, while
+                # the workers still run to hear the stop command
+                if run_ is not None:
+                    run_.cancel()
+                    click.echo(f"interrupted: run {run_.id} canceled", err=True)
+                sys.exit(130)
         if status.state == "succeeded":
             for sink in dag.sinks:
                 value = run_.result(sink)
@@ -370,6 +380,21 @@ def _follow_with_timeout(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so cleanup runs as for Ctrl-C."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager

@@ -35,11 +35,12 @@ RQ_PER_JOB = 61
 #: the arrival step at a join, one complete.lua call with this one child
 ARRIVAL_WAITING = COMPLETE_BASE + CHILD_WAITING
 ARRIVAL_FIRING = COMPLETE_BASE + CHILD_FIRING_JOIN
-#: bytes in Redis per node of a finished run, without its output: the RQ job hash and its
-#: result, the node's fields and its three events (measured on examples/etl.py)
-BYTES_PER_NODE = 1_900
-#: bytes in Redis per run: run hash, nodes hash, event stream headers
-BYTES_PER_RUN = 2_000
+#: bytes in Redis per node of a finished run, without its output: RQ's job hash (~2,000) and
+#: its results stream (~4,700), the node's fields (~200); measured with MEMORY USAGE on
+#: tests/pipelines/diamond.py (Redis 6.2)
+BYTES_PER_NODE = 6_900
+#: bytes in Redis per run: the event stream (~4,700), the run hash and the nodes hash
+BYTES_PER_RUN = 5_800
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Preflight:
             )
         out.append(
             f"Redis memory per run: about {self.bytes_per_run:,} bytes plus the outputs"
-            + (" and about 230 bytes per map item" if self.maps else "")
+            + (" and about 180 bytes per map item" if self.maps else "")
         )
         return out
 

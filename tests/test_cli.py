@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -155,3 +156,42 @@ def test_status_why_cancel_and_retry_commands(conn: redis.Redis, redis_url: str)
 
     unknown = dagrq("status", "nope", "--url", redis_url)
     assert unknown.returncode == 2 and "not found" in one_line_error(unknown)
+
+
+def test_an_interrupted_run_is_canceled_and_its_workers_stopped(
+    conn: redis.Redis, redis_url: str
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagrq",
+            "run",
+            pipeline("cancel"),
+            "-p",
+            "pause_s=20",
+            "--url",
+            redis_url,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not list(conn.scan_iter("test:slow-started:*")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    run_id = next(conn.scan_iter("test:slow-started:*")).decode().rsplit(":", 1)[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert f"interrupted: run {run_id} canceled" in err
+    assert conn.hget(f"dagrq:run:{{{run_id}}}", "state") == b"canceled"
+    assert not conn.exists(f"test:slow-finished:{run_id}")  # the running node was stopped
+    workers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "worker" in (p.info["cmdline"] or []) and pipeline("cancel") in (p.info["cmdline"] or [])
+    ]
+    assert workers == []
