@@ -43,12 +43,22 @@ def test_widths_results_in_item_order_and_equal_to_run_local(
     assert not [k for k in conn.scan_iter(f"dagrq:run:{{{run.id}}}:join:*")]
 
 
-def test_chunks_make_fewer_rq_jobs(conn: redis.Redis, maps: DAG) -> None:
-    run = maps.submit(conn, n=250)
-    run.wait(timeout=120)
-    jobs = {k.decode() for k in conn.scan_iter(f"rq:job:dagrq-{run.id}-parse_chunked-*")}
-    assert jobs == {f"rq:job:dagrq-{run.id}-parse_chunked-c{c}" for c in range(3)}
-    assert len(list(conn.scan_iter(f"rq:job:dagrq-{run.id}-parse-c*"))) == 250
+def test_expansion_enqueues_one_rq_job_per_chunk(conn: redis.Redis) -> None:
+    from types import SimpleNamespace
+
+    from dagrq.mapping import expand
+
+    dag = loader.load(pipeline("maps"))
+    run_id = uuid.uuid4().hex
+    items = dag.codec.dumps(list(range(250)))
+    for node, count in (("parse_chunked", 3), ("parse", 250)):
+        spec = dag.specs[node]
+        expand(dag, SimpleNamespace(connection=conn), run_id, spec, {"files": items}, {})
+        queued = [j.decode() for j in conn.lrange(keys.queue_key(spec.queue_name), 0, -1)]
+        assert queued == [keys.chunk_job_id(run_id, node, c) for c in range(count)]
+        assert conn.hget(keys.nodes_key(run_id), f"{node}:items_total") == b"250"
+        conn.delete(keys.queue_key(spec.queue_name))
+    assert conn.hlen(keys.items_key(run_id, "parse_chunked")) == 250
 
 
 def test_a_failed_item_is_none_under_all_done_and_skips_all_success(
