@@ -17,18 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .plan import NodeSpec, Plan
-from .status import NodeStatus, RunStatus
+from .status import STATE_COLORS, NodeStatus, RunStatus
 
-#: fill colour per node state (Okabe-Ito: distinguishable with every common colour blindness)
-STATE_COLORS: dict[str, str] = {
-    "pending": "#FFFFFF",
-    "queued": "#56B4E9",
-    "running": "#0072B2",
-    "succeeded": "#009E73",
-    "failed": "#D55E00",
-    "skipped": "#E69F00",
-    "canceled": "#CC79A7",
-}
 #: text colour that reads on each fill
 _TEXT = {"running": "#FFFFFF", "succeeded": "#FFFFFF", "failed": "#FFFFFF"}
 

@@ -70,28 +70,19 @@ def expand(
     if total == 0:
         deliver(graph.specs, graph.ttl_s, conn, run, spec.name, "succeeded")
         return {"node": spec.name, "items": 0}
-    queue = Queue(spec.queue_name, connection=conn, serializer=RQ_SERIALIZER, job_class=DagrqJob)
     chunks = math.ceil(total / spec.chunk)
     timeout = spec.timeout * spec.chunk if spec.timeout else -1
     retry = rq_retry(spec.retry) if spec.chunk == 1 else None
     for start in range(0, chunks, BATCH):
-        datas = [
-            Queue.prepare_data(
-                keys.ENTRYPOINT,
-                kwargs={"dag": graph.name, "run": run, "node": spec.name, "chunk": c},
-                job_id=keys.chunk_job_id(run, spec.name, c),
-                description=f"{graph.name}.{spec.name}[{run}] chunk {c}",
-                timeout=timeout,
-                result_ttl=0,  # results live in the map's hash; RQ keeps no copy
-                failure_ttl=graph.ttl_s,
-                ttl=graph.ttl_s,
-                retry=retry,
-            )
-            for c in range(start, min(chunks, start + BATCH))
-        ]
-        with conn.pipeline() as pipe:
-            queue.enqueue_many(datas, pipeline=pipe)
-            pipe.execute()
+        _enqueue(
+            graph,
+            conn,
+            run,
+            spec,
+            [("chunk", c) for c in range(start, min(chunks, start + BATCH))],
+            timeout,
+            retry,
+        )
     conn.hset(nodes_key, f"{spec.name}:expanded", repr(time.time()))
     return {"node": spec.name, "items": total, "chunks": chunks}
 
@@ -180,20 +171,36 @@ def _enqueue_alone(graph: DAG, conn: Any, run: str, spec: NodeSpec, indices: lis
     remaining retries (the chunk was their first attempt)."""
     assert spec.retry is not None
     rest = spec.retry.model_copy(update={"max": spec.retry.max - 1})
+    _enqueue(
+        graph, conn, run, spec, [("item", i) for i in indices], spec.timeout or -1, rq_retry(rest)
+    )
+
+
+def _enqueue(
+    graph: DAG,
+    conn: Any,
+    run: str,
+    spec: NodeSpec,
+    jobs: list[tuple[str, int]],
+    timeout: int,
+    retry: Any,
+) -> None:
+    """Enqueue item jobs, ``("chunk", c)`` or ``("item", i)``, in one pipelined batch."""
     queue = Queue(spec.queue_name, connection=conn, serializer=RQ_SERIALIZER, job_class=DagrqJob)
+    job_ids = {"chunk": keys.chunk_job_id, "item": keys.item_job_id}
     datas = [
         Queue.prepare_data(
             keys.ENTRYPOINT,
-            kwargs={"dag": graph.name, "run": run, "node": spec.name, "item": i},
-            job_id=keys.item_job_id(run, spec.name, i),
-            description=f"{graph.name}.{spec.name}[{run}] item {i}",
-            timeout=spec.timeout or -1,
+            kwargs={"dag": graph.name, "run": run, "node": spec.name, kind: n},
+            job_id=job_ids[kind](run, spec.name, n),
+            description=f"{graph.name}.{spec.name}[{run}] {kind} {n}",
+            timeout=timeout,
             result_ttl=0,  # results live in the map's hash; RQ keeps no copy
             failure_ttl=graph.ttl_s,
             ttl=graph.ttl_s,
-            retry=rq_retry(rest),
+            retry=retry,
         )
-        for i in indices
+        for kind, n in jobs
     ]
     with conn.pipeline() as pipe:
         queue.enqueue_many(datas, pipeline=pipe)

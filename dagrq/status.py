@@ -9,6 +9,17 @@ from pydantic import BaseModel
 #: node states; the last four are final
 NODE_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
 FINAL_NODE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled"})
+#: fill colour per node state (Okabe-Ito: distinguishable with every common colour blindness),
+#: shared by DOT, Mermaid and the terminal views
+STATE_COLORS: dict[str, str] = {
+    "pending": "#FFFFFF",
+    "queued": "#56B4E9",
+    "running": "#0072B2",
+    "succeeded": "#009E73",
+    "failed": "#D55E00",
+    "skipped": "#E69F00",
+    "canceled": "#CC79A7",
+}
 #: run states; every state but ``running`` is final
 RUN_STATES = ("running", "succeeded", "failed", "canceled")
 

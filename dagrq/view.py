@@ -9,18 +9,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .client import Explanation
-from .status import RunStatus
+from .status import STATE_COLORS, RunStatus
 
-#: one colour per state (Okabe-Ito, colour-blind safe), shared by every view
-STATE_STYLE = {
-    "pending": "grey62",
-    "queued": "#56B4E9",
-    "running": "#0072B2",
-    "succeeded": "#009E73",
-    "failed": "#D55E00",
-    "skipped": "#E69F00",
-    "canceled": "#CC79A7",
-}
+#: the shared palette; pending is grey on a terminal (white would vanish on a light one)
+STATE_STYLE = {**STATE_COLORS, "pending": "grey62"}
 
 #: `dagrq status` exit codes by run state
 STATUS_EXIT = {"succeeded": 0, "failed": 1, "canceled": 1, "running": 3}

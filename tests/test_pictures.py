@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,9 +184,10 @@ def test_dot_command_writes_dot_mermaid_and_svg(tmp_path: Path) -> None:
     parse((tmp_path / "g.dot").read_text())
     assert dagrq("dot", "examples/etl.py:dag", "-o", str(tmp_path / "g.mmd")).returncode == 0
     assert (tmp_path / "g.mmd").read_text().startswith("flowchart LR")
-    svg = dagrq("dot", "examples/etl.py:dag", "-o", str(tmp_path / "g.svg"))
-    assert svg.returncode == 0, svg.stderr
-    assert "<svg" in (tmp_path / "g.svg").read_text()
+    if shutil.which("dot") is not None:  # CI installs Graphviz; elsewhere it is optional
+        svg = dagrq("dot", "examples/etl.py:dag", "-o", str(tmp_path / "g.svg"))
+        assert svg.returncode == 0, svg.stderr
+        assert "<svg" in (tmp_path / "g.svg").read_text()
     no_graphviz = dagrq(
         "dot",
         "examples/etl.py:dag",

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
+from _counting import count as _count
 from rq import get_current_job
 
 from dagrq import DAG
 
 dag = DAG("t_resume")
-
-
-def _count(name: str) -> int:
-    job = get_current_job()
-    assert job is not None
-    key = f"test:{name}:{job.kwargs['run']}"
-    n = int(job.connection.incr(key))
-    job.connection.expire(key, 600)
-    return n
 
 
 @dag.node

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from rq import get_current_job
+from _counting import count as _count
 
 from dagrq import DAG, Retry
 
 dag = DAG("t_retry")
-
-
-def _count(name: str) -> int:
-    job = get_current_job()
-    assert job is not None
-    key = f"test:{name}:{job.kwargs['run']}"
-    n = int(job.connection.incr(key))
-    job.connection.expire(key, 600)
-    return n
 
 
 @dag.node(retry=Retry(max=2, backoff=[1]))
