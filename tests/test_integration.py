@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -114,3 +117,36 @@ def test_node_timings_and_attempts_are_recorded(conn: redis.Redis, workers: Work
         assert node.started_at is not None and node.ended_at is not None
         assert started - 1 < node.started_at <= node.ended_at
     assert final.nodes["b"].duration_s is not None and final.nodes["b"].duration_s >= 0.05
+
+
+def test_a_dagrq_worker_refuses_jobs_naming_any_other_callable(
+    conn: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    marker = tmp_path / "pwned"
+    queue = Queue("dagrq.t_diamond", connection=conn, serializer=JSONSerializer)
+    job = queue.enqueue("os.system", f"touch {marker}")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagrq",
+            "worker",
+            pipeline("diamond"),
+            "--url",
+            redis_url,
+            "--burst",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert not marker.exists()
+    job.refresh()
+    assert job.get_status() == "failed"
+    result = job.latest_result()
+    assert result is not None
+    assert "a dagrq worker runs only dagrq.runtime.execute_node" in (result.exc_string or "")
