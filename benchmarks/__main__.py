@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import join_cost, map_scale
+from . import compare, join_cost, map_scale
 
-BENCHMARKS = {"join-cost": join_cost.main, "map": map_scale.main}
+BENCHMARKS = {"join-cost": join_cost.main, "map": map_scale.main, "compare": compare.main}
 
 
 def main() -> int:

@@ -141,6 +141,31 @@ def complete(
     (enqueued, exactly once over all calls) and skipped (the caller completes those as
     ``skipped`` so the skip cascades).
     """
+    keys_, args = complete_call(
+        run_id,
+        spec,
+        children,
+        outcome,
+        ttl_s=ttl_s,
+        output=output,
+        error=error,
+        traceback=traceback,
+    )
+    return _completed(_script(connection, "complete")(keys=keys_, args=args))
+
+
+def complete_call(
+    run_id: str,
+    spec: NodeSpec,
+    children: Sequence[NodeSpec],
+    outcome: str,
+    *,
+    ttl_s: int,
+    output: bytes = b"",
+    error: str = "",
+    traceback: str = "",
+) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of one ``complete.lua`` call (see its header)."""
     keys_: list[str] = [
         keys.run_key(run_id),
         keys.nodes_key(run_id),
@@ -162,7 +187,12 @@ def complete(
         "1" if spec.is_join else "0",
     ]
     _lay_out_children(run_id, children, keys_, args)
-    return _completed(_script(connection, "complete")(keys=keys_, args=args))
+    return keys_, args
+
+
+def complete_script(connection: Any) -> Any:
+    """The registered ``complete.lua`` (for callers that pipeline it, like the benchmarks)."""
+    return _script(connection, "complete")
 
 
 def record_items(

@@ -1,0 +1,30 @@
+"""Celery tasks for the comparison (``celery -A benchmarks.celery_app worker``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from celery import Celery
+
+URL = os.environ.get("BENCH_URL", "redis://127.0.0.1:6379/0")
+app = Celery("bench", broker=URL, backend=URL)
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_expires=3600,
+    worker_prefetch_multiplier=4,
+)
+_redis = redis.Redis.from_url(URL)
+
+
+@app.task
+def noop(*args: object) -> None:
+    return None
+
+
+@app.task
+def mark(results: object, token: str) -> None:
+    _redis.set(f"bench:done:{token}", repr(time.time()))
