@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from . import compare, join_cost, map_scale
+from . import compare, join_cost, map_scale, shapes
 
-BENCHMARKS = {"join-cost": join_cost.main, "map": map_scale.main, "compare": compare.main}
+BENCHMARKS = {
+    "join-cost": join_cost.main,
+    "map": map_scale.main,
+    "compare": compare.main,
+    "shapes": shapes.main,
+}
 
 
 def main() -> int:

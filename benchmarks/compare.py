@@ -27,7 +27,7 @@ import redis
 from rq import Queue, Worker
 from rq.job import Dependency
 
-from .server import command_count, redis_server
+from .server import command_count, fake_join, redis_server
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -296,31 +296,10 @@ def diamonds(
 def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
     """The arrival step alone: complete.lua per round trip, and pipelined (no RQ at all)."""
     from dagrq import join, keys
-    from dagrq.plan import NodeSpec
 
-    def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
-        return NodeSpec(
-            name,
-            parents,
-            parents,
-            children,
-            (),
-            "q",
-            len(parents) > 1,
-            "all_success",
-            None,
-            None,
-            60,
-        )
-
-    parents = tuple(f"p{i}" for i in range(arrivals))
-    child = spec("j", parents)
     out: dict[str, Any] = {"arrivals": arrivals}
     for mode in ("round_trip", "pipelined"):
-        run_id = uuid.uuid4().hex
-        conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": arrivals + 1})
-        conn.hset(keys.nodes_key(run_id), mapping={"j:state": "pending"})
-        specs = [spec(p, children=("j",)) for p in parents]
+        run_id, specs, child = fake_join(conn, arrivals)
         t0 = time.perf_counter()
         if mode == "round_trip":
             for s in specs:

@@ -27,7 +27,7 @@ import redis
 from rq import Queue
 from rq.job import Dependency
 
-from .server import command_count, redis_server
+from .server import command_count, fake_join, redis_server
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -125,39 +125,14 @@ def arrival_only(conn: redis.Redis, width: int) -> tuple[int, int]:
     The first arrival waits (records the parent in the received-set); the last one fires
     the join and enqueues it, in the same atomic step.
     """
-    import uuid
-
-    from dagrq import join, keys
-    from dagrq.plan import NodeSpec
-
-    def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
-        return NodeSpec(
-            name,
-            parents,
-            parents,
-            children,
-            (),
-            "q",
-            len(parents) > 1,
-            "all_success",
-            None,
-            None,
-            60,
-        )
-
-    parents = tuple(f"p{i}" for i in range(width))
-    child = spec("j", parents)
+    from dagrq import join
 
     def one_run() -> tuple[int, int]:
-        run_id = uuid.uuid4().hex
-        conn.hset(
-            keys.run_key(run_id), mapping={"state": "running", "pending": width + 1, "failed": 0}
-        )
-        conn.hset(keys.nodes_key(run_id), mapping={"j:state": "pending"})
+        run_id, parents, child = fake_join(conn, width)
         costs = []
-        for p in parents:
+        for parent in parents:
             before = command_count(conn)
-            join.complete(conn, run_id, spec(p, children=("j",)), [child], "succeeded", ttl_s=60)
+            join.complete(conn, run_id, parent, [child], "succeeded", ttl_s=60)
             costs.append(command_count(conn) - before)
         return costs[0], costs[-1]
 

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
@@ -90,3 +91,33 @@ def command_breakdown(conn: redis.Redis) -> dict[str, int]:
     return {
         k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in conn.info("commandstats").items()
     }
+
+
+def fake_join(conn: redis.Redis, width: int) -> tuple[str, list[Any], Any]:
+    """A run in Redis with parents ``p0..`` running and one all_success join ``j`` waiting:
+    ``(run_id, parent specs, join spec)``, for timing the arrival step without workers."""
+    import uuid
+
+    from dagrq import keys
+    from dagrq.plan import NodeSpec
+
+    def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
+        return NodeSpec(
+            name,
+            parents,
+            parents,
+            children,
+            (),
+            "q",
+            len(parents) > 1,
+            "all_success",
+            None,
+            None,
+            60,
+        )
+
+    names = tuple(f"p{i}" for i in range(width))
+    run_id = uuid.uuid4().hex
+    conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": width + 1, "failed": 0})
+    conn.hset(keys.nodes_key(run_id), mapping={"j:state": "pending"})
+    return run_id, [spec(p, children=("j",)) for p in names], spec("j", names)

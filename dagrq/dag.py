@@ -220,6 +220,7 @@ class DAG:
             new = Node(func, opts)
             self._nodes.append(new)
             self.__dict__.pop("_validated", None)
+            self.__dict__.pop("plan", None)
             return new
 
         return register(fn) if fn is not None else register
@@ -386,9 +387,10 @@ class DAG:
         """The pydantic model of the run parameters (``extra="forbid"``)."""
         return self._validated[2]
 
-    @property
+    @cached_property
     def plan(self) -> Plan:
-        """The validated :class:`~dagrq.plan.Plan`: what a run of this DAG is pinned to."""
+        """The validated :class:`~dagrq.plan.Plan`: what a run of this DAG is pinned to
+        (computed once; every worker job compares its hash)."""
         return Plan(self.name, self.serializer, self.ttl_s, dict(self.specs))
 
     @property
