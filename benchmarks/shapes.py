@@ -149,6 +149,7 @@ def chain(system: str, conn: redis.Redis, n: int, folder: Path, cap_s: float) ->
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     runs, chain_n, repeat = (5, 100, 1) if quick else (20, 1000, 3)
+    cap = 10.0 if quick else 60.0
     rows: list[dict[str, Any]] = []
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -159,7 +160,7 @@ def main(argv: list[str]) -> int:
             try:
                 got = []
                 for _ in range(repeat):
-                    got.append(layered(system, conn, runs, folder, 60))
+                    got.append(layered(system, conn, runs, folder, cap))
                     if got[-1]["finished"] < runs:
                         break  # stranded runs: repeating only spends the cap again
                 row = dict(got[-1], runs_per_s=statistics.median(r["runs_per_s"] for r in got))
@@ -170,7 +171,7 @@ def main(argv: list[str]) -> int:
         for system in ("dagrq", "rq_plain"):
             pool = _workers(system, url, folder, 1)
             try:
-                got = [chain(system, conn, chain_n, folder, 300) for _ in range(repeat)]
+                got = [chain(system, conn, chain_n, folder, 5 * cap) for _ in range(repeat)]
                 row = dict(got[-1], ms_per_node=statistics.median(r["ms_per_node"] for r in got))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
