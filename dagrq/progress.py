@@ -48,6 +48,27 @@ def _poll(run: Run, poll_s: float, show: object) -> RunStatus:
         time.sleep(poll_s)
 
 
+def progress_counts(status: RunStatus) -> tuple[int, int]:
+    """``(total, done)`` for the progress bar: every node, plus every item of mapped nodes.
+
+    Examples:
+        >>> from dagrq.status import NodeStatus
+        >>> s = RunStatus(id="r", dag="d", state="running", created_at=0, nodes={
+        ...     "a": NodeStatus(state="succeeded"),
+        ...     "m": NodeStatus(state="running", items={"total": 10, "done": 4}),
+        ... })
+        >>> progress_counts(s)
+        (12, 5)
+    """
+    total = done = 0
+    for node in status.nodes.values():
+        total += 1 + (node.items["total"] if node.items else 0)
+        done += (1 if node.state in FINAL_NODE_STATES else 0) + (
+            node.items["done"] if node.items else 0
+        )
+    return total, done
+
+
 def _live(run: Run, console: Console, poll_s: float) -> RunStatus:
     reported: set[str] = set()
     columns = (
@@ -62,13 +83,12 @@ def _live(run: Run, console: Console, poll_s: float) -> RunStatus:
 
         def show(status: RunStatus) -> None:
             nonlocal task
-            total = len(status.nodes)
-            done = sum(1 for n in status.nodes.values() if n.state in FINAL_NODE_STATES)
+            total, done = progress_counts(status)
             running = [name for name, n in status.nodes.items() if n.state == "running"]
             text = ("running: " + ", ".join(running)) if running else ""
             if task is None:
                 task = bar.add_task(text, total=total, dag=status.dag)
-            bar.update(task, completed=done, description=text)
+            bar.update(task, total=total, completed=done, description=text)
             for name, node in status.nodes.items():
                 if node.state == "failed" and name not in reported:
                     reported.add(name)

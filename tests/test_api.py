@@ -60,7 +60,10 @@ def test_every_error_is_a_dagrq_error_and_validation_errors_are_dag_errors() -> 
     assert issubclass(dagrq.RunTimeout, TimeoutError)
 
 
-@pytest.mark.parametrize("module", ["keys", "rules", "options", "codec", "errors", "dag"])
+@pytest.mark.parametrize(
+    "module",
+    ["keys", "rules", "options", "codec", "errors", "dag", "plan", "preflight", "progress"],
+)
 def test_doctests(module: str) -> None:
     mod = importlib.import_module(f"dagrq.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
