@@ -456,7 +456,7 @@ class Run:
         NoResult
             when the node has no stored output: not finished, failed, skipped, or expired.
         """
-        blob = self._output(node)
+        blob = self._output(node, self._plan_or_none(self._meta()))
         if blob is None:
             state = self.connection.hget(keys.nodes_key(self.id), f"{node}:state")
             shown = state.decode() if state else "unknown to this run"
@@ -469,20 +469,19 @@ class Run:
     def results(self) -> dict[str, Any]:
         """``{node: output}`` for every node that succeeded, in topological order."""
         status = self.status()
+        plan = self._plan_or_none(self._meta())
         return {
             name: self._decode(name, blob)
             for name, node in status.nodes.items()
-            if node.state == "succeeded" and (blob := self._output(name)) is not None
+            if node.state == "succeeded" and (blob := self._output(name, plan)) is not None
         }
 
-    def _output(self, node: str) -> bytes | None:
-        plan = self._plan_or_none(self._meta())
+    def _output(self, node: str, plan: Plan | None) -> bytes | None:
         spec = plan.specs.get(node) if plan is not None else None
-        if spec is not None and spec.map_over is not None:
+        if plan is not None and spec is not None and spec.map_over is not None:
             state = self.connection.hget(keys.nodes_key(self.id), f"{node}:state")
             if state != b"succeeded":
                 return None
-            assert plan is not None
             return read_mapped(get_codec(plan.serializer), self.connection, self.id, node)
         blob: bytes | None = self.connection.get(keys.output_key(self.id, node))
         return blob

@@ -219,8 +219,8 @@ class DAG:
                 raise NodeDefinitionError(f"@{self.name}.node needs a function, got {func!r}")
             new = Node(func, opts)
             self._nodes.append(new)
-            self.__dict__.pop("_validated", None)
-            self.__dict__.pop("plan", None)
+            for derived in ("_validated", "plan", "nodes"):
+                self.__dict__.pop(derived, None)
             return new
 
         return register(fn) if fn is not None else register
@@ -256,9 +256,10 @@ class DAG:
         return mapped
 
     # --------------------------------------------------------------- validation
-    @property
+    @cached_property
     def nodes(self) -> dict[str, Node[Any, Any]]:
-        """The nodes by name (the last one wins when names repeat; :meth:`validate` refuses)."""
+        """The nodes by name (the last one wins when names repeat; :meth:`validate` refuses).
+        Computed once per change of the DAG: every worker job looks its node up here."""
         return {n.name: n for n in self._nodes}
 
     def validate(self) -> None:

@@ -108,19 +108,6 @@ def job_key(run_id: str, node: str) -> str:
     return RQ_JOB_PREFIX + job_id(run_id, node)
 
 
-def parse_job_id(rq_job_id: str) -> tuple[str, str]:
-    """Split a dagrq job id into ``(run_id, node)``.
-
-    Examples:
-        >>> parse_job_id("dagrq-abc-my_node")
-        ('abc', 'my_node')
-    """
-    prefix, run_id, node = rq_job_id.split("-", 2)
-    if prefix != PREFIX:
-        raise ValueError(f"not a dagrq job id: {rq_job_id!r}")
-    return run_id, node
-
-
 def default_queue_name(dag: str) -> str:
     """The RQ queue of a DAG's ordinary (non-join) nodes."""
     return f"{PREFIX}.{dag}"
@@ -134,8 +121,3 @@ def join_queue_name(dag: str, node: str) -> str:
 def queue_key(queue_name: str) -> str:
     """RQ's list key for a queue name."""
     return RQ_QUEUE_PREFIX + queue_name
-
-
-def run_pattern(run_id: str) -> str:
-    """A SCAN pattern matching every dagrq key of one run."""
-    return f"{run_key(run_id)}*"

@@ -110,23 +110,22 @@ def run_items(
         assert chunk is not None
         indices = list(range(chunk * spec.chunk, min(total, (chunk + 1) * spec.chunk)))
         single = spec.chunk == 1
-    conn.hincrby(nodes_key, f"{spec.name}:items_started", len(indices))
-
     params = json.loads(params_json or b"{}")
     source = graph.specs[spec.map_over or ""]
     others = [p for p in spec.data_parents if p != source.name]
-    raw_outputs: dict[str, bytes | None] = {}
-    if others:
-        raw_outputs = dict(
-            zip(others, conn.mget([keys.output_key(run, p) for p in others]), strict=True)
-        )
-    outputs = read_inputs(graph, conn, run, spec, raw_outputs)
     items_key = (
         keys.items_key(run, spec.name)
         if source.map_over is None
         else keys.map_results_key(run, source.name)
     )
-    blobs: list[bytes | None] = conn.hmget(items_key, [str(i) for i in indices])
+    with conn.pipeline(transaction=False) as pipe:  # one round trip for everything read
+        pipe.hincrby(nodes_key, f"{spec.name}:items_started", len(indices))
+        pipe.hmget(items_key, [str(i) for i in indices])
+        if others:
+            pipe.mget([keys.output_key(run, p) for p in others])
+        _, blobs, *rest = pipe.execute()
+    raw_outputs: dict[str, bytes | None] = dict(zip(others, rest[0], strict=True)) if others else {}
+    outputs = read_inputs(graph, conn, run, spec, raw_outputs)
     node = graph.nodes[spec.name]
     annotation = node.signature.parameters[source.name].annotation
     kwargs = build_kwargs(node, spec, outputs, params, codec)

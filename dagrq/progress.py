@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from rich.console import Console
@@ -38,8 +39,7 @@ def follow(run: Run, console: Console, *, quiet: bool = False, poll_s: float = 0
     return _poll(run, poll_s, lines)
 
 
-def _poll(run: Run, poll_s: float, show: object) -> RunStatus:
-    assert callable(show)
+def _poll(run: Run, poll_s: float, show: Callable[[RunStatus], None]) -> RunStatus:
     while True:
         status = run.status()
         show(status)

@@ -20,8 +20,6 @@ STATE_COLORS: dict[str, str] = {
     "skipped": "#E69F00",
     "canceled": "#CC79A7",
 }
-#: run states; every state but ``running`` is final
-RUN_STATES = ("running", "succeeded", "failed", "canceled")
 
 
 class NodeStatus(BaseModel):
