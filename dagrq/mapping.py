@@ -33,8 +33,20 @@ from .runtime import (
     serialize_output,
 )
 
-#: items stored, and chunk jobs enqueued, per round trip
+#: items stored, and at most this many chunk jobs enqueued, per round trip
 BATCH = 1000
+#: the first batch of chunk jobs is small so that workers start while the rest are enqueued
+FIRST_BATCH = 50
+
+
+def batches(total: int, first: int = FIRST_BATCH, cap: int = BATCH) -> list[range]:
+    """``range(total)`` cut into consecutive ranges that double from ``first`` up to ``cap``."""
+    out: list[range] = []
+    start, size = 0, first
+    while start < total:
+        out.append(range(start, min(total, start + size)))
+        start, size = start + size, min(cap, size * 2)
+    return out
 
 
 def expand(
@@ -73,16 +85,8 @@ def expand(
     chunks = math.ceil(total / spec.chunk)
     timeout = spec.timeout * spec.chunk if spec.timeout else -1
     retry = rq_retry(spec.retry) if spec.chunk == 1 else None
-    for start in range(0, chunks, BATCH):
-        _enqueue(
-            graph,
-            conn,
-            run,
-            spec,
-            [("chunk", c) for c in range(start, min(chunks, start + BATCH))],
-            timeout,
-            retry,
-        )
+    for jobs in batches(chunks):
+        _enqueue(graph, conn, run, spec, [("chunk", c) for c in jobs], timeout, retry)
     conn.hset(nodes_key, f"{spec.name}:expanded", repr(time.time()))
     return {"node": spec.name, "items": total, "chunks": chunks}
 
@@ -95,22 +99,12 @@ def run_items(
     conn: Any = job.connection
     codec = graph.codec
     nodes_key = keys.nodes_key(run)
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.run_key(run), "state", "params", "plan")
-        pipe.hget(nodes_key, f"{spec.name}:items_total")
-        (state, params_json, plan_hash), total_raw = pipe.execute()
-    if state != b"running":
-        return {"node": spec.name, "outcome": None, "run": state.decode() if state else "gone"}
-    if plan_hash.decode() != graph.plan_hash:
-        refuse_changed(graph, job, run, spec.name, plan_hash.decode())
-    total = int(total_raw or 0)
     if item is not None:
         indices, single = [item], True
     else:
         assert chunk is not None
-        indices = list(range(chunk * spec.chunk, min(total, (chunk + 1) * spec.chunk)))
+        indices = list(range(chunk * spec.chunk, (chunk + 1) * spec.chunk))
         single = spec.chunk == 1
-    params = json.loads(params_json or b"{}")
     source = graph.specs[spec.map_over or ""]
     others = [p for p in spec.data_parents if p != source.name]
     items_key = (
@@ -119,11 +113,22 @@ def run_items(
         else keys.map_results_key(run, source.name)
     )
     with conn.pipeline(transaction=False) as pipe:  # one round trip for everything read
+        pipe.hmget(keys.run_key(run), "state", "params", "plan")
+        pipe.hget(nodes_key, f"{spec.name}:items_total")
+        # the last chunk may count a few indices past the end: readers clamp to the total
         pipe.hincrby(nodes_key, f"{spec.name}:items_started", len(indices))
         pipe.hmget(items_key, [str(i) for i in indices])
         if others:
             pipe.mget([keys.output_key(run, p) for p in others])
-        _, blobs, *rest = pipe.execute()
+        (state, params_json, plan_hash), total_raw, _, blobs, *rest = pipe.execute()
+    if state != b"running":
+        return {"node": spec.name, "outcome": None, "run": state.decode() if state else "gone"}
+    if plan_hash.decode() != graph.plan_hash:
+        refuse_changed(graph, job, run, spec.name, plan_hash.decode())
+    total = int(total_raw or 0)
+    kept = [i for i, index in enumerate(indices) if index < total]
+    indices, blobs = [indices[i] for i in kept], [blobs[i] for i in kept]
+    params = json.loads(params_json or b"{}")
     raw_outputs: dict[str, bytes | None] = dict(zip(others, rest[0], strict=True)) if others else {}
     outputs = read_inputs(graph, conn, run, spec, raw_outputs)
     node = graph.nodes[spec.name]
@@ -194,7 +199,7 @@ def _enqueue(
             job_id=job_ids[kind](run, spec.name, n),
             description=f"{graph.name}.{spec.name}[{run}] {kind} {n}",
             timeout=timeout,
-            result_ttl=0,  # results live in the map's hash; RQ keeps no copy
+            result_ttl=1,  # TRYING
             failure_ttl=graph.ttl_s,
             ttl=graph.ttl_s,
             retry=retry,

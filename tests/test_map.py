@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dagrq import DAG, NodeDefinitionError, RunFailed, UnknownNodeError, join, keys, loader
 from dagrq.plan import NodeSpec
@@ -166,3 +168,16 @@ def source() -> list[int]:
 
 def no_item_param(x: int) -> int:
     return x
+
+
+@given(st.integers(min_value=0, max_value=20_000), st.integers(1, 100), st.integers(100, 2000))
+def test_job_batches_cover_every_chunk_once_and_start_small(
+    total: int, first: int, cap: int
+) -> None:
+    from dagrq.mapping import batches
+
+    cut = batches(total, first, cap)
+    assert [i for r in cut for i in r] == list(range(total))
+    assert all(len(r) <= cap for r in cut)
+    if cut:
+        assert len(cut[0]) == min(first, total)
