@@ -1,16 +1,15 @@
-"""``python -m benchmarks <name> [args]``: join-cost, map."""
+"""``python -m benchmarks <name> [args]``: join-cost, map, compare."""
 
 from __future__ import annotations
 
 import sys
 
-from . import compare, join_cost, map_scale, shapes
+from . import compare, join_cost, map_scale
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
     "map": map_scale.main,
     "compare": compare.main,
-    "shapes": shapes.main,
 }
 
 

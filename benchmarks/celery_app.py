@@ -28,3 +28,12 @@ def noop(*args: object) -> None:
 @app.task
 def mark(results: object, token: str) -> None:
     _redis.set(f"bench:done:{token}", repr(time.time()))
+
+
+def release_results() -> None:
+    """Drop the AsyncResults Celery keeps for every submitted canvas (it would unsubscribe
+    them in ``__del__`` at interpreter exit, after the benchmark's Redis is gone)."""
+    for waiting in app.backend._pending_results:
+        for waiters in list(waiting.values()):
+            for result in list(waiters.values()):
+                app.backend.remove_pending_result(result)

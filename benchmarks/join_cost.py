@@ -31,7 +31,7 @@ from .server import command_count, fake_join, redis_server
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-NOOP = "benchmarks.noop.noop"
+NOOP = "benchmarks.bodies.noop"
 
 
 def _burst(url: str, *args: str, cwd: Path) -> None:
@@ -92,7 +92,7 @@ def measure_dagrq(url: str, width: int, folder: Path) -> tuple[int, tuple[int, i
     """(commands of the run, commands of complete.lua for one arrival at the join)."""
     from dagrq import loader
 
-    from .noop import fan_in_source
+    from .dags import fan_in_source
 
     path = folder / f"fanin{width}.py"
     path.write_text(fan_in_source(f"fanin{width}", width))

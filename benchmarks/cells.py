@@ -1,0 +1,280 @@
+"""One measurement each: a fan-in, concurrent diamonds, layered runs, a chain, the ceiling.
+
+Every cell starts the clock before it creates any job, and sees its end the same way for every
+system: the final body writes ``bench:done:<token>`` (plain jobs: a counter) and the driver
+polls that key every 5 ms. Commands come from ``INFO commandstats`` (reset per cell, Lua's
+inner calls included) and memory from ``INFO memory``, both over the whole cell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Dependency, Job
+from rq.utils import utcparse
+
+from .dags import LAYERS, WIDTH, layer_parents
+from .server import command_count, fake_join
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every cell needs: the server, and the pipelines file the dagrq workers load."""
+
+    conn: redis.Redis
+    dags: Path
+
+    def dag(self, attr: str) -> Any:
+        """The dagrq DAG ``attr`` of the pipelines file."""
+        from dagrq import loader
+
+        return loader.load(f"{self.dags}:{attr}")
+
+
+def _wait(conn: redis.Redis, key: str, target: int | None, cap_s: float, t0: float) -> float | None:
+    """Seconds from ``t0`` until ``key`` exists (or counts ``target``); None past the cap."""
+    while time.time() - t0 < cap_s:
+        value = conn.get(key)
+        if value is not None and (target is None or int(value) >= target):
+            return time.time() - t0
+        time.sleep(0.005)
+    return None
+
+
+def _wait_all(conn: redis.Redis, tokens: dict[str, float], cap_s: float) -> list[float]:
+    """Latencies (end minus submit time) of the tokens that finished within the cap."""
+    pending, latencies = dict(tokens), []
+    deadline = time.time() + cap_s
+    while pending and time.time() < deadline:
+        names = list(pending)
+        for name, value in zip(names, conn.mget([f"bench:done:{k}" for k in names]), strict=True):
+            if value is not None:
+                latencies.append(float(value) - pending.pop(name))
+        time.sleep(0.01)
+    return sorted(latencies)
+
+
+def fanin(system: str, b: Bench, n: int, cap_s: float) -> dict[str, Any]:
+    """One ``1 -> n -> 1`` fan-in; wall time until the join's body has run."""
+    conn = b.conn
+    conn.config_resetstat()
+    mem0 = int(conn.info("memory")["used_memory"])
+    t0 = time.time()
+    token, target, q = uuid.uuid4().hex, None, Queue("bench", connection=conn)
+    if system.startswith("dagrq"):
+        run = b.dag("fanin" if system == "dagrq" else "fanin100").submit(conn, n=n)
+        token = run.id
+    elif system == "rq_native":
+        # every job exists, and the join waits on every parent, before anything runs: the
+        # root is released last (as dagrq creates all of a run's jobs at submit)
+        root = q.create_job("benchmarks.bodies.noop")
+        root.save()
+        with conn.pipeline() as pipe:
+            parents = q.enqueue_many(
+                [Queue.prepare_data("benchmarks.bodies.noop", depends_on=root) for _ in range(n)],
+                pipeline=pipe,
+            )
+            pipe.execute()
+        join = q.enqueue("benchmarks.bodies.mark", token, depends_on=Dependency(jobs=parents))
+        q.enqueue_job(root)
+    elif system == "rq_plain":
+        target = n + 2
+        with conn.pipeline() as pipe:
+            q.enqueue_many(
+                [Queue.prepare_data("benchmarks.bodies.count", (token,)) for _ in range(n + 2)],
+                pipeline=pipe,
+            )
+            pipe.execute()
+    else:
+        from celery import chord
+
+        from .celery_app import mark, noop
+
+        result = chord([noop.s() for _ in range(n)], mark.s(token)).apply_async()
+    key = f"bench:count:{token}" if system == "rq_plain" else f"bench:done:{token}"
+    wall = _wait(conn, key, target, cap_s, t0)
+    cmds = command_count(conn)
+    mem = int(conn.info("memory")["used_memory"]) - mem0
+    gap = None
+    if wall is not None:
+        if system.startswith("dagrq"):
+            nodes = run.status().nodes
+            gap = (nodes["join"].started_at or 0) - (nodes["work"].ended_at or 0)
+        elif system == "rq_native":
+            gap = _rq_gap(conn, join, parents)
+        elif system == "celery":
+            gap = _celery_gap(conn, token, result)
+    return {
+        "cell": "fan-in",
+        "system": system,
+        "n": n,
+        "wall_s": None if wall is None else round(wall, 3),
+        "capped": wall is None,
+        "cap_s": cap_s,
+        "cmds_per_arrival": round(cmds / n, 1),
+        "bytes_per_arrival": round(mem / n, 1),
+        "last_parent_to_join_ms": None if gap is None else round(gap * 1000, 1),
+    }
+
+
+def _rq_gap(conn: redis.Redis, join: Job, parents: list[Job]) -> float | None:
+    """RQ: the join's ``started_at`` minus the last parent's ``ended_at``."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.hget(join.key, "started_at")
+        for p in parents:
+            pipe.hget(p.key, "ended_at")
+        started, *ended = pipe.execute()
+    if started is None or not all(ended):
+        return None
+    last = max(utcparse(e.decode()) for e in ended)
+    return (utcparse(started.decode()) - last).total_seconds()
+
+
+def _celery_gap(conn: redis.Redis, token: str, result: Any) -> float | None:
+    """Celery: the chord body's mark minus the last header task's ``date_done``, read from the
+    result backend's keys directly (no AsyncResult round trips or subscriptions)."""
+    ids = [r.id for r in result.parent.results]
+    metas = conn.mget([f"celery-task-meta-{i}" for i in ids])
+    if not ids or not all(metas):
+        return None
+    done = [datetime.fromisoformat(json.loads(m)["date_done"]) for m in metas if m]
+    mark = float(conn.get(f"bench:done:{token}") or 0)
+    return mark - max(d.replace(tzinfo=d.tzinfo or UTC).timestamp() for d in done)
+
+
+def diamonds(system: str, b: Bench, runs: int, cap_s: float) -> dict[str, Any]:
+    """``runs`` concurrent a -> (b, c) -> d runs, all submitted at once."""
+    submitted: dict[str, float] = {}
+    t0 = time.time()
+    if system == "dagrq":
+        dag = b.dag("diamond")
+        for _ in range(runs):
+            submitted[dag.submit(b.conn).id] = time.time()
+    elif system == "rq_native":
+        q = Queue("bench", connection=b.conn)
+        for _ in range(runs):
+            token = uuid.uuid4().hex
+            a = q.enqueue("benchmarks.bodies.noop")
+            left = q.enqueue("benchmarks.bodies.noop", depends_on=a)
+            right = q.enqueue("benchmarks.bodies.noop", depends_on=a)
+            q.enqueue("benchmarks.bodies.mark", token, depends_on=Dependency(jobs=[left, right]))
+            submitted[token] = time.time()
+    else:
+        from celery import chain, chord
+
+        from .celery_app import mark, noop
+
+        for _ in range(runs):
+            token = uuid.uuid4().hex
+            chain(noop.s(), chord([noop.s(), noop.s()], mark.si(None, token))).apply_async()
+            submitted[token] = time.time()
+    latencies = _wait_all(b.conn, submitted, cap_s)
+    return _runs_row("diamonds", system, runs, latencies, time.time() - t0)
+
+
+def layered(system: str, b: Bench, runs: int, cap_s: float) -> dict[str, Any]:
+    """``runs`` concurrent runs of the layered graph (LAYERS x WIDTH nodes, then a sink)."""
+    submitted: dict[str, float] = {}
+    t0 = time.time()
+    if system == "dagrq":
+        dag = b.dag("layered")
+        for _ in range(runs):
+            submitted[dag.submit(b.conn).id] = time.time()
+    else:
+        q = Queue("bench", connection=b.conn)
+        for _ in range(runs):
+            token = uuid.uuid4().hex
+            above: list[Job] = []
+            for layer in range(LAYERS):
+                row = []
+                for i in range(WIDTH):
+                    deps = [above[p] for p in layer_parents(layer, i)]
+                    row.append(
+                        q.enqueue(
+                            "benchmarks.bodies.noop",
+                            depends_on=Dependency(jobs=deps) if deps else None,
+                        )
+                    )
+                above = row
+            q.enqueue("benchmarks.bodies.mark", token, depends_on=Dependency(jobs=above))
+            submitted[token] = time.time()
+    latencies = _wait_all(b.conn, submitted, cap_s)
+    return _runs_row("layered", system, runs, latencies, time.time() - t0)
+
+
+def _runs_row(
+    cell: str, system: str, runs: int, latencies: list[float], wall: float
+) -> dict[str, Any]:
+    def pct(p: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000, 1)
+
+    return {
+        "cell": cell,
+        "system": system,
+        "runs": runs,
+        "finished": len(latencies),
+        "wall_s": round(wall, 3),
+        "runs_per_s": round(len(latencies) / wall, 2),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+    }
+
+
+def chain(system: str, b: Bench, n: int, cap_s: float) -> dict[str, Any]:
+    """A chain of ``n`` dagrq nodes plus its end, or ``n + 1`` plain RQ jobs: ms per node."""
+    t0 = time.time()
+    if system == "dagrq":
+        token = b.dag("chain").submit(b.conn).id
+        wall = _wait(b.conn, f"bench:done:{token}", None, cap_s, t0)
+    else:
+        q = Queue("bench", connection=b.conn)
+        token = uuid.uuid4().hex
+        with b.conn.pipeline() as pipe:
+            q.enqueue_many(
+                [Queue.prepare_data("benchmarks.bodies.count", (token,)) for _ in range(n + 1)],
+                pipeline=pipe,
+            )
+            pipe.execute()
+        wall = _wait(b.conn, f"bench:count:{token}", n + 1, cap_s, t0)
+    return {
+        "cell": "chain",
+        "system": system,
+        "nodes": n + 1,
+        "capped": wall is None,
+        "wall_s": None if wall is None else round(wall, 3),
+        "ms_per_node": None if wall is None else round(wall / (n + 1) * 1000, 2),
+    }
+
+
+def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
+    """The arrival step alone: complete.lua per round trip, and pipelined (no RQ at all)."""
+    from dagrq import join, keys
+
+    out: dict[str, Any] = {"cell": "ceiling", "system": "dagrq", "arrivals": arrivals}
+    for mode in ("round_trip", "pipelined"):
+        run_id, specs, child = fake_join(conn, arrivals)
+        t0 = time.perf_counter()
+        if mode == "round_trip":
+            for s in specs:
+                join.complete(conn, run_id, s, [child], "succeeded", ttl_s=60)
+        else:
+            script = join.complete_script(conn)
+            for start in range(0, arrivals, 500):
+                with conn.pipeline(transaction=False) as pipe:
+                    for s in specs[start : start + 500]:
+                        k, a = join.complete_call(run_id, s, [child], "succeeded", ttl_s=60)
+                        script(keys=k, args=a, client=pipe)
+                    pipe.execute()
+        out[f"{mode}_per_s"] = round(arrivals / (time.perf_counter() - t0))
+        assert conn.hget(keys.nodes_key(run_id), "j:state") == b"queued"
+    return out

@@ -1,0 +1,98 @@
+"""Worker processes for one benchmark cell: dagrq, RQ or Celery, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from rq import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dagrq_worker(url: str, target: str) -> list[str]:
+    """``dagrq worker`` for one pipeline (``file.py:attr``), RQ's SimpleWorker class."""
+    return [
+        sys.executable,
+        "-m",
+        "dagrq",
+        "worker",
+        target,
+        "--url",
+        url,
+        "--worker-class",
+        "simple",
+    ]
+
+
+def rq_worker(url: str) -> list[str]:
+    """A plain ``rq worker`` (SimpleWorker) on the queue ``bench``."""
+    return [
+        sys.executable, "-m", "rq.cli", "worker", "bench", "--url", url, "-q",
+        "-w", "rq.worker.SimpleWorker",
+    ]  # fmt: skip
+
+
+def celery_worker(concurrency: int) -> list[str]:
+    """One Celery worker, prefork pool with ``concurrency`` processes."""
+    return [
+        sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker",
+        "-c", str(concurrency), "--pool", "prefork", "-l", "WARNING",
+        "--without-heartbeat", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+
+
+class Workers:
+    """Worker processes started together; ``rq_workers`` of them are awaited as registered RQ
+    workers before the cell starts (Celery's are given a fixed 3 s)."""
+
+    def __init__(self, url: str, argv: list[list[str]], rq_workers: int) -> None:
+        env = dict(
+            os.environ,
+            BENCH_URL=url,
+            DAGRQ_LOG="WARNING",
+            PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        )
+        self.procs = [
+            subprocess.Popen(
+                a, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            for a in argv
+        ]
+        conn = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 30
+        if rq_workers:
+            while Worker.count(connection=conn) < rq_workers and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            time.sleep(3)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Terminate every process (kill after 15 s)."""
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def for_system(system: str, url: str, target: str | None, n: int) -> Workers:
+    """``n`` workers of ``system``: ``dagrq`` (for ``target``), ``rq`` or ``celery``."""
+    if system == "dagrq":
+        assert target is not None
+        return Workers(url, [dagrq_worker(url, target)] * n, n)
+    if system == "rq":
+        return Workers(url, [rq_worker(url)] * n, n)
+    return Workers(url, [celery_worker(n)], 0)
