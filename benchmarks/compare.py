@@ -93,6 +93,9 @@ def main(argv: list[str]) -> int:
         b = cells.Bench(redis.Redis.from_url(url), path)
 
         def workers(system: str, attr: str, n: int = n_workers) -> Any:
+            """Fresh workers on an empty database: a capped or stranded cell leaves jobs
+            behind that the next cell's workers must not inherit."""
+            b.conn.flushdb()
             kind = "dagrq" if system.startswith("dagrq") else system.split("_")[0]
             return for_system(kind, url, f"{path}:{attr}", n)
 
