@@ -135,6 +135,15 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     help="fork: RQ's Worker, a work horse process per job; simple: RQ's SimpleWorker, "
     "jobs in the worker process (faster per job, less isolated).",
 )
+@click.option(
+    "--lease",
+    "lease_s",
+    type=click.IntRange(min=3),
+    default=60,
+    show_default=True,
+    help="Seconds without a heartbeat after which a running node's worker is presumed lost "
+    "(its node is then retried or failed by its retry= rule); renewed every third of it.",
+)
 @_errors
 def worker(
     pipeline: str,
@@ -143,6 +152,7 @@ def worker(
     queues: tuple[str, ...],
     name: str | None,
     worker_class: str,
+    lease_s: int,
 ) -> None:
     """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis)."""
     from .runtime import make_worker
@@ -155,7 +165,9 @@ def worker(
             f"(queues: {', '.join(dag.queues)})"
         )
     conn, _, _embedded = open_connection(url)
-    w = make_worker([dag], conn, queues or None, name=name, fork=worker_class == "fork")
+    w = make_worker(
+        [dag], conn, queues or None, name=name, fork=worker_class == "fork", lease_s=lease_s
+    )
     w.work(burst=burst, with_scheduler=True, logging_level=os.environ.get("DAGRQ_LOG", "INFO"))
 
 

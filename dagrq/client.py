@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel
 from redis.exceptions import WatchError
-from rq import Queue
+from rq import Callback, Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -128,6 +128,7 @@ def _create_jobs(
             ttl=plan.ttl_s,
             origin=spec.queue_name,
             serializer=RQ_SERIALIZER,
+            on_failure=Callback(keys.ON_FAILURE),
             status=JobStatus.DEFERRED if spec.parents else None,
         )
         if spec.parents:

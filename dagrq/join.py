@@ -91,11 +91,13 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
     return Started(status, int(reply[1]), _opt(reply[2]), _opt(reply[3]), outputs)
 
 
-def requeue(connection: Any, run_id: str, node: str, error: str) -> bool:
-    """Show a node whose attempt failed, and that RQ will retry, as ``queued`` again."""
+def requeue(connection: Any, run_id: str, node: str, error: str, attempt: int = 0) -> bool:
+    """Show a node whose attempt failed, and that RQ will retry, as ``queued`` again.
+
+    ``attempt`` (start's number; 0: whichever is current) makes a stale attempt a no-op."""
     done = _script(connection, "requeue")(
         keys=[keys.nodes_key(run_id), keys.events_key(run_id)],
-        args=[node, error, repr(time.time())],
+        args=[node, error, repr(time.time()), attempt],
     )
     return bool(done)
 
@@ -134,12 +136,15 @@ def complete(
     output: bytes = b"",
     error: str = "",
     traceback: str = "",
+    attempt: int = 0,
 ) -> Completed:
     """Record ``spec``'s final ``outcome`` and deliver one arrival to each child.
 
     ``children`` are the specs of ``spec.children``. Returns the children this call fired
     (enqueued, exactly once over all calls) and skipped (the caller completes those as
-    ``skipped`` so the skip cascades).
+    ``skipped`` so the skip cascades). ``attempt`` is the reporting attempt's number from
+    :func:`start` (0: no check); when a later attempt has started, nothing is recorded and
+    the answer's ``run_state`` is ``"stale"``.
     """
     keys_, args = complete_call(
         run_id,
@@ -150,6 +155,7 @@ def complete(
         output=output,
         error=error,
         traceback=traceback,
+        attempt=attempt,
     )
     return _completed(_script(connection, "complete")(keys=keys_, args=args))
 
@@ -164,6 +170,7 @@ def complete_call(
     output: bytes = b"",
     error: str = "",
     traceback: str = "",
+    attempt: int = 0,
 ) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV of one ``complete.lua`` call (see its header)."""
     keys_: list[str] = [
@@ -185,6 +192,7 @@ def complete_call(
         utcformat(datetime.now(UTC)),
         len(children),
         "1" if spec.is_join else "0",
+        attempt,
     ]
     _lay_out_children(run_id, children, keys_, args)
     return keys_, args
@@ -247,8 +255,8 @@ def _lay_out_children(
 
 def _completed(reply: Any) -> Completed:
     run_state = _text(reply[0])
-    if run_state == "gone":
-        return Completed("gone")
+    if run_state in ("gone", "stale"):
+        return Completed(run_state)
     n_fired = int(reply[1])
     names = tuple(_text(x) for x in reply[2:])
     return Completed(run_state, names[:n_fired], names[n_fired:])

@@ -19,6 +19,8 @@ PREFIX = "dagrq"
 
 #: the RQ entry point every dagrq job names; a dagrq worker runs nothing else
 ENTRYPOINT = "dagrq.runtime.execute_node"
+#: RQ failure callback of every dagrq job (settles jobs whose worker was lost)
+ON_FAILURE = "dagrq.lease.on_failure"
 
 #: RQ's own key prefixes (rq.job.Job.redis_job_namespace_prefix, rq.queue.Queue)
 RQ_JOB_PREFIX = "rq:job:"

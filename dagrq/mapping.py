@@ -16,7 +16,7 @@ import time
 import traceback as tb
 from typing import Any
 
-from rq import Queue
+from rq import Callback, Queue
 from rq.job import Job
 
 from . import join, keys
@@ -86,7 +86,8 @@ def expand(
     timeout = spec.timeout * spec.chunk if spec.timeout else -1
     retry = rq_retry(spec.retry) if spec.chunk == 1 else None
     for jobs in batches(chunks):
-        _enqueue(graph, conn, run, spec, [("chunk", c) for c in jobs], timeout, retry)
+        chunk_jobs = [("chunk", c) for c in jobs]
+        _enqueue(graph.name, graph.ttl_s, conn, run, spec, chunk_jobs, timeout, retry)
     conn.hset(nodes_key, f"{spec.name}:expanded", repr(time.time()))
     return {"node": spec.name, "items": total, "chunks": chunks}
 
@@ -151,7 +152,7 @@ def run_items(
     else:
         record = [(index, error) for index, error, _ in failed]
     if retry_alone:
-        _enqueue_alone(graph, conn, run, spec, retry_alone)
+        enqueue_alone(graph.name, graph.ttl_s, conn, run, spec, retry_alone)
     if ok or record:
         children = [graph.specs[c] for c in spec.children]
         done = join.record_items(
@@ -170,18 +171,20 @@ def run_items(
     }
 
 
-def _enqueue_alone(graph: DAG, conn: Any, run: str, spec: NodeSpec, indices: list[int]) -> None:
-    """Enqueue single-item jobs for items that failed in a chunk; they get the node's
-    remaining retries (the chunk was their first attempt)."""
+def enqueue_alone(
+    dag: str, ttl_s: int, conn: Any, run: str, spec: NodeSpec, indices: list[int]
+) -> None:
+    """Enqueue single-item jobs for items of a chunk that failed (or whose worker was lost);
+    they get the node's remaining retries (the chunk was their first attempt)."""
     assert spec.retry is not None
     rest = spec.retry.model_copy(update={"max": spec.retry.max - 1})
-    _enqueue(
-        graph, conn, run, spec, [("item", i) for i in indices], spec.timeout or -1, rq_retry(rest)
-    )
+    jobs = [("item", i) for i in indices]
+    _enqueue(dag, ttl_s, conn, run, spec, jobs, spec.timeout or -1, rq_retry(rest))
 
 
 def _enqueue(
-    graph: DAG,
+    dag: str,
+    ttl_s: int,
     conn: Any,
     run: str,
     spec: NodeSpec,
@@ -195,14 +198,15 @@ def _enqueue(
     datas = [
         Queue.prepare_data(
             keys.ENTRYPOINT,
-            kwargs={"dag": graph.name, "run": run, "node": spec.name, kind: n},
+            kwargs={"dag": dag, "run": run, "node": spec.name, kind: n},
             job_id=job_ids[kind](run, spec.name, n),
-            description=f"{graph.name}.{spec.name}[{run}] {kind} {n}",
+            description=f"{dag}.{spec.name}[{run}] {kind} {n}",
             timeout=timeout,
             result_ttl=1,  # TRYING
-            failure_ttl=graph.ttl_s,
-            ttl=graph.ttl_s,
+            failure_ttl=ttl_s,
+            ttl=ttl_s,
             retry=retry,
+            on_failure=Callback(keys.ON_FAILURE),
         )
         for kind, n in jobs
     ]

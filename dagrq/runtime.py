@@ -15,7 +15,7 @@ import traceback as tb
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rq import Queue, SimpleWorker, Worker, get_current_job
+from rq import Queue, get_current_job
 from rq import Retry as RQRetry
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -29,6 +29,9 @@ from .options import Retry
 from .plan import NodeSpec, Plan
 
 log = logging.getLogger(__name__)
+
+#: default seconds without a heartbeat after which a running node's worker is presumed lost
+DEFAULT_LEASE_S = 60
 
 #: RQ's serializer for dagrq job payloads: JSON, so no worker unpickles what it reads
 RQ_SERIALIZER = JSONSerializer
@@ -56,7 +59,27 @@ def serve(*dags: DAG) -> None:
 
 
 class DagrqJob(Job):
-    """An RQ job that runs only dagrq's entry point."""
+    """An RQ job that runs only dagrq's entry point, and only dagrq's failure callback."""
+
+    @property
+    def failure_callback(self) -> Any:
+        """dagrq's :func:`~dagrq.lease.on_failure`; any other name in Redis is ignored."""
+        if self._failure_callback_name not in (None, keys.ON_FAILURE):
+            log.warning(
+                "job %s names failure callback %r: ignored", self.id, self._failure_callback_name
+            )
+            return None
+        return super().failure_callback
+
+    @property
+    def success_callback(self) -> Any:
+        """None: dagrq jobs have no success callback (one named in Redis is ignored)."""
+        return None
+
+    @property
+    def stopped_callback(self) -> Any:
+        """None: dagrq jobs have no stopped callback (one named in Redis is ignored)."""
+        return None
 
     def _execute(self) -> Any:
         if self.func_name != keys.ENTRYPOINT:
@@ -114,13 +137,33 @@ def execute_node(
     except Exception as exc:
         error = attempt_error(exc, spec)
         if job.should_retry:  # RQ runs it again: only the final outcome arrives downstream
-            join.requeue(conn, run, node, error)
+            join.requeue(conn, run, node, error, started.attempt)
             raise
         trace = tb.format_exc()
-        deliver(graph.specs, graph.ttl_s, conn, run, node, "failed", error=error, traceback=trace)
+        deliver(
+            graph.specs,
+            graph.ttl_s,
+            conn,
+            run,
+            node,
+            "failed",
+            error=error,
+            traceback=trace,
+            attempt=started.attempt,
+        )
         raise
-    deliver(graph.specs, graph.ttl_s, conn, run, node, "succeeded", output=output)
-    return {"node": node, "outcome": "succeeded", "attempt": started.attempt}
+    fresh = deliver(
+        graph.specs,
+        graph.ttl_s,
+        conn,
+        run,
+        node,
+        "succeeded",
+        output=output,
+        attempt=started.attempt,
+    )
+    outcome = "succeeded" if fresh else "refused: a later attempt started"
+    return {"node": node, "outcome": outcome, "attempt": started.attempt}
 
 
 def refuse_changed(graph: DAG, job: Job, run: str, node: str, plan_hash: str | None) -> None:
@@ -189,16 +232,20 @@ def deliver(
     output: bytes = b"",
     error: str = "",
     traceback: str = "",
-) -> None:
+    attempt: int = 0,
+) -> bool:
     """Record ``node``'s outcome and deliver arrivals, cascading skips downstream.
 
     ``specs`` are the run's node specs (its plan). Each step is one atomic, idempotent
     ``complete.lua`` call; a crash between steps is repaired when the job is delivered
-    again (the script re-reports skipped children).
+    again (the script re-reports skipped children). ``attempt`` (start's number) makes a
+    stale attempt's report a no-op: returns False when it was refused, else True.
     """
-    todo: list[tuple[str, str, bytes, str, str]] = [(node, outcome, output, error, traceback)]
+    todo: list[tuple[str, str, bytes, str, str, int]] = [
+        (node, outcome, output, error, traceback, attempt)
+    ]
     while todo:
-        name, result, blob, err, trace = todo.pop()
+        name, result, blob, err, trace, number = todo.pop()
         spec = specs[name]
         done = join.complete(
             connection,
@@ -210,8 +257,18 @@ def deliver(
             output=blob,
             error=err,
             traceback=trace,
+            attempt=number,
         )
-        todo += [(child, "skipped", b"", "", "") for child in done.skipped]
+        if done.run_state == "stale":
+            log.warning(
+                "run %s: node %s attempt %s reported after a later attempt started; refused",
+                run_id,
+                name,
+                number,
+            )
+            return False
+        todo += [(child, "skipped", b"", "", "", 0) for child in done.skipped]
+    return True
 
 
 _PLANS: dict[str, Plan] = {}
@@ -260,14 +317,18 @@ def make_worker(
     name: str | None = None,
     *,
     fork: bool = True,
+    lease_s: int = DEFAULT_LEASE_S,
 ) -> BaseWorker:
     """An RQ worker that runs the nodes of ``dags`` and nothing else.
 
     ``fork=True`` is RQ's ``Worker`` (a fresh work-horse process per job: isolation, a hard
     kill on timeout); ``fork=False`` is RQ's ``SimpleWorker`` (jobs run in the worker
     process: several times faster per job, but a crashing or leaking node affects the
-    worker).
+    worker). ``lease_s``: a node whose worker sends no heartbeat for this long is presumed
+    lost, and retried or failed by its rule (see :mod:`dagrq.lease`).
     """
+    from .lease import LeasedSimpleWorker, LeasedWorker
+
     dags = list(dags)
     serve(*dags)
     wanted = list(queue_names or [])
@@ -275,11 +336,12 @@ def make_worker(
     for graph in dags:
         for q in queues_for(graph, connection, wanted or None):
             queues.setdefault(q.name, q)
-    worker_class: type[BaseWorker] = Worker if fork else SimpleWorker
+    worker_class = LeasedWorker if fork else LeasedSimpleWorker
     return worker_class(
         list(queues.values()),
         connection=connection,
         name=name,
         serializer=RQ_SERIALIZER,
         job_class=DagrqJob,
+        lease_s=lease_s,
     )

@@ -26,8 +26,9 @@
 -- ARGV[9]  enqueued_at in RQ's format, for fired children
 -- ARGV[10] number of children n
 -- ARGV[11] '1' when this node is a join (it has an inputs hash to delete), else '0'
--- then per child i, four values: ARGV[11+4i-3] name, ARGV[11+4i-2] number of parents,
---          ARGV[11+4i-1] trigger rule, ARGV[11+4i] RQ job id
+-- ARGV[12] the attempt reporting (start.lua's number), or '0' to skip the check (skips)
+-- then per child i, four values: ARGV[12+4i-3] name, ARGV[12+4i-2] number of parents,
+--          ARGV[12+4i-1] trigger rule, ARGV[12+4i] RQ job id
 --
 -- Returns {run_state, n_fired, fired_1..fired_n_fired, skipped_1, ...}:
 --   fired    children enqueued by this call (exactly once over all calls);
@@ -35,7 +36,8 @@
 --            them as 'skipped' in turn, so skips cascade. On a redelivery (the node was
 --            already final) every skipped child is returned again, to finish a cascade a
 --            crashed worker left half done.
--- or {'gone'} when the run hash no longer exists.
+-- or {'gone'} when the run hash no longer exists, or {'stale'} when a later attempt of the
+-- node has started (this attempt's worker was presumed dead): its result is refused.
 
 -- The trigger rules, finish(), deliver() and the child layout live in _lib.lua.
 
@@ -50,6 +52,10 @@ end
 
 local current = redis.call('HGET', R.nodes, node .. ':state')
 local redelivered = is_final(current)
+if not redelivered and ARGV[12] ~= '0'
+    and redis.call('HGET', R.nodes, node .. ':attempts') ~= ARGV[12] then
+  return {'stale'}
+end
 if redelivered then
   outcome = current -- deliver what was recorded, never a second opinion
 else
@@ -65,7 +71,7 @@ else
   finish(R, node, outcome, ARGV[4] ~= '' and ARGV[4] or nil)
 end
 
-local children = children_from(5, 11, tonumber(ARGV[10]), ARGV[9])
+local children = children_from(5, 12, tonumber(ARGV[10]), ARGV[9])
 local fired, skipped = deliver(R, node, outcome, redelivered, children)
 
 redis.call('EXPIRE', R.run, R.ttl)

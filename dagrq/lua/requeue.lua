@@ -6,10 +6,15 @@
 -- ARGV[1]  node name
 -- ARGV[2]  the attempt's one-line error, kept as <node>:last_error
 -- ARGV[3]  now, unix seconds
+-- ARGV[4]  the failed attempt's number, or '0' for whichever attempt is current
 --
--- Returns 1 when the state was set to queued, 0 when the node was no longer running.
+-- Returns 1 when the state was set to queued, 0 when the node was no longer running (or a
+-- later attempt has started: a stale attempt changes nothing).
 
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
+  return 0
+end
+if ARGV[4] ~= '0' and redis.call('HGET', KEYS[1], ARGV[1] .. ':attempts') ~= ARGV[4] then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2])

@@ -1,0 +1,139 @@
+"""A worker killed mid-node (SIGKILL) loses nothing: the node is retried or failed by its rule,
+joins fire once, and the run ends. Real worker processes, really killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from dagrq import RunFailed, join, keys, loader
+from dagrq.plan import NodeSpec
+
+from .conftest import Workers, pipeline
+
+
+def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> int:
+    """SIGKILL the process running the first attempt of ``name``; return its pid."""
+    key = f"test:pid:{name}:{run_id}"
+    deadline = time.monotonic() + 60
+    while conn.get(key) is None:
+        assert time.monotonic() < deadline, f"{name} never started"
+        time.sleep(0.05)
+    pid = int(conn.get(key) or 0)
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+@pytest.mark.parametrize("worker_class", ["simple", "fork"])
+def test_killed_node_is_retried_and_its_join_fires_once(
+    conn: redis.Redis, workers: Workers, worker_class: str
+) -> None:
+    # simple: the whole worker dies (the lease expires; the other worker settles the node);
+    # fork: the work horse dies (its worker settles the node at once)
+    workers.start(pipeline("lease", "retried"), 2, "--worker-class", worker_class, "--lease", "3")
+    dag = loader.load(pipeline("lease", "retried"))
+    run = dag.submit(conn)
+    _kill_when_running(conn, "slow", run.id)
+    final = run.wait(timeout=90)
+    assert final.state == "succeeded", run.explain()
+    assert run.result("join") == {"slow_attempt": 2, "other": 2}
+    assert conn.get(f"test:join:{run.id}") == b"1"  # the join ran exactly once
+    assert final.nodes["slow"].attempts == 2
+    requeued = [e for e in run.events(follow=False) if e["node"] == "slow" and e.get("error")]
+    assert [e["state"] for e in requeued] == ["queued"]
+    assert "worker lost" in requeued[0]["error"]
+
+
+def test_killed_node_without_retries_fails_and_the_run_ends(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    workers.start(pipeline("lease", "doomed"), 2, "--worker-class", "simple", "--lease", "3")
+    dag = loader.load(pipeline("lease", "doomed"))
+    run = dag.submit(conn)
+    _kill_when_running(conn, "lost", run.id)
+    with pytest.raises(RunFailed, match="worker lost") as info:
+        run.wait(timeout=90)
+    assert set(info.value.failed) == {"lost"}
+    final = run.status()
+    assert final.state == "failed"
+    assert final.nodes["lost"].state == "failed"
+    assert "worker lost" in (final.nodes["lost"].error or "")
+    assert final.nodes["after"].state == "skipped"
+    assert conn.get(f"test:after:{run.id}") is None
+
+
+def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
+    # attempt 1's worker was presumed lost and attempt 2 has started: attempt 1's late
+    # success must not be recorded, nor arrive at the child
+    def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
+        return NodeSpec(
+            name, parents, parents, children, (), "q", False, "all_success", None, None, 60
+        )
+
+    run_id, node, child = "r1", spec("n", children=("c",)), spec("c", ("n",))
+    conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": 2, "failed": 0})
+    conn.hset(keys.nodes_key(run_id), "c:state", "pending")
+    first = join.start(conn, run_id, node, 60)
+    second = join.start(conn, run_id, node, 60)
+    assert (first.attempt, second.attempt) == (1, 2)
+    late = join.complete(
+        conn, run_id, node, [child], "succeeded", ttl_s=60, output=b"1", attempt=first.attempt
+    )
+    assert late.run_state == "stale"
+    assert conn.hget(keys.nodes_key(run_id), "n:state") == b"running"
+    assert conn.exists(keys.output_key(run_id, "n")) == 0
+    assert not join.requeue(conn, run_id, "n", "boom", attempt=first.attempt)
+    done = join.complete(
+        conn, run_id, node, [child], "succeeded", ttl_s=60, output=b"2", attempt=second.attempt
+    )
+    assert done.fired == ("c",)
+    assert conn.get(keys.output_key(run_id, "n")) == b"2"
+
+
+def test_a_dagrq_job_ignores_callbacks_it_did_not_set(conn: redis.Redis) -> None:
+    from rq import Callback
+    from rq.job import Job
+
+    from dagrq.runtime import RQ_SERIALIZER, DagrqJob
+
+    job = Job.create(
+        keys.ENTRYPOINT,
+        kwargs={"dag": "d", "run": "r", "node": "n"},
+        connection=conn,
+        serializer=RQ_SERIALIZER,
+        on_failure=Callback("os.system"),
+        on_success=Callback("os.system"),
+    )
+    job.save()
+    fetched = DagrqJob.fetch(job.id, connection=conn, serializer=RQ_SERIALIZER)
+    assert fetched.failure_callback is None
+    assert fetched.success_callback is None
+    ours = Job.create(
+        keys.ENTRYPOINT,
+        connection=conn,
+        serializer=RQ_SERIALIZER,
+        on_failure=Callback(keys.ON_FAILURE),
+    )
+    ours.save()
+    from dagrq.lease import on_failure
+
+    again = DagrqJob.fetch(ours.id, connection=conn, serializer=RQ_SERIALIZER)
+    assert again.failure_callback is on_failure
+
+
+def test_a_lost_chunk_is_retried_item_by_item(conn: redis.Redis, workers: Workers) -> None:
+    workers.start(pipeline("lease", "mapped"), 2, "--worker-class", "simple", "--lease", "3")
+    dag = loader.load(pipeline("lease", "mapped"))
+    run = dag.submit(conn)
+    _kill_when_running(conn, "seven", run.id)
+    final = run.wait(timeout=90)
+    assert final.state == "succeeded"
+    assert run.result("total") == sum(i * i for i in range(10))
+    assert conn.get(f"test:total:{run.id}") == b"1"
+    items = final.nodes["square"].items or {}
+    assert (items["total"], items["done"], items["failed"]) == (10, 10, 0)
+    assert int(conn.get(f"test:seven:{run.id}") or 0) == 2  # the lost attempt, then alone
