@@ -35,6 +35,8 @@ from .runtime import DEFAULT_LEASE_S, deliver, load_plan
 
 log = logging.getLogger(__name__)
 
+FINAL = (b"succeeded", b"failed", b"skipped", b"canceled")
+
 
 def on_failure(job: Job, connection: Any, exc_type: Any, exc: Any, traceback: Any) -> None:
     """RQ failure callback of every dagrq job: settles a job RQ found abandoned.
@@ -66,9 +68,9 @@ def abandoned(job: Job, reason: str) -> None:
     chunk, item = kwargs.get("chunk"), kwargs.get("item")
     if chunk is None and item is None:
         node_state = conn.hget(keys.nodes_key(run), f"{node}:state")
-        if node_state != b"running":
-            return  # final already, or never started: nothing was lost
-        if retrying:
+        if node_state in FINAL:
+            return  # its outcome was recorded before the worker died: nothing was lost
+        if retrying:  # RQ runs the job again (a node lost before it began stays queued)
             join.requeue(conn, run, node, reason)
         else:
             deliver(plan.specs, plan.ttl_s, conn, run, node, "failed", error=reason)

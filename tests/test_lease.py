@@ -137,3 +137,20 @@ def test_a_lost_chunk_is_retried_item_by_item(conn: redis.Redis, workers: Worker
     items = final.nodes["square"].items or {}
     assert (items["total"], items["done"], items["failed"]) == (10, 10, 0)
     assert int(conn.get(f"test:seven:{run.id}") or 0) == 2  # the lost attempt, then alone
+
+
+def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis.Redis) -> None:
+    # the worker died between taking the job and starting the node (state still queued)
+    from dagrq.lease import abandoned
+    from dagrq.runtime import RQ_SERIALIZER, DagrqJob
+
+    dag = loader.load(pipeline("lease", "doomed"))
+    run = dag.submit(conn)
+    job = DagrqJob.fetch(keys.job_id(run.id, "start"), connection=conn, serializer=RQ_SERIALIZER)
+    assert run.status().nodes["start"].state == "queued"
+    abandoned(job, "worker lost: test")
+    abandoned(job, "worker lost: test")  # settling twice changes nothing
+    final = run.status()
+    assert final.state == "failed"
+    assert final.nodes["start"].error == "worker lost: test"
+    assert [final.nodes[n].state for n in ("lost", "after")] == ["skipped", "skipped"]
