@@ -76,15 +76,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, 10 s caps: a smoke")
     parser.add_argument("--only", default=",".join(CELLS), help=f"cells, of {','.join(CELLS)}")
     parser.add_argument("--workers", type=int, default=2, help="worker processes per system")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="fan-in systems to run")
+    parser.add_argument("--sizes", default=None, help="fan-in widths, e.g. 1000,3000")
+    parser.add_argument("--cap", type=float, default=None, help="seconds before a run is capped")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per cell (median)")
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(chosen) - set(CELLS)
     if unknown:
         parser.error(f"unknown cell(s) {', '.join(sorted(unknown))}; choose from {CELLS}")
     quick, n_workers = args.quick, args.workers
-    times = 1 if quick else 3
-    cap = 10.0 if quick else 120.0
-    systems = systems_available()
+    times = args.repeat or (1 if quick else 3)
+    cap = args.cap or (10.0 if quick else 120.0)
+    wanted = {s.strip() for s in args.systems.split(",")}
+    systems = tuple(s for s in systems_available() if s in wanted)
     chain_n = 100 if quick else 1000
     rows: list[dict[str, Any]] = []
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
@@ -101,8 +106,10 @@ def main(argv: list[str]) -> int:
 
         if "fan-in" in chosen:
             sizes = [10, 100] if quick else [10, 100, 1000, 3000, 10000]
+            if args.sizes:
+                sizes = [int(n) for n in args.sizes.split(",")]
             for system in systems:
-                extra = [1000] if quick else [100000]
+                extra = [] if args.sizes else [1000] if quick else [100000]
                 todo = sizes + extra if system == "dagrq_chunk100" else sizes
                 attr = "fanin100" if system == "dagrq_chunk100" else "fanin"
                 with workers(system, attr):
@@ -144,7 +151,7 @@ def main(argv: list[str]) -> int:
             fh.write(json.dumps({**row, "at": stamp, "quick": quick}) + "\n")
     text = report.markdown(rows, n_workers)
     print(text)
-    if not quick and set(chosen) == set(CELLS):
+    if not quick and set(chosen) == set(CELLS) and not (args.sizes or args.cap or args.repeat):
         report.plot(rows, report.DOCS / "bench-fanin.png")
         report.write_docs(text)
     return 0
