@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
                 todo = sizes + extra if system == "dagrq_chunk100" else sizes
                 attr = "fanin100" if system == "dagrq_chunk100" else "fanin"
                 with workers(system, attr):
+                    cells.fanin(system, b, 10, cap)  # warm-up, not recorded: imports, scripts
                     for n in todo:
                         row = repeat(partial(cells.fanin, system, b, n, cap), times, "wall_s")
                         rows.append(row)
@@ -123,13 +124,13 @@ def main(argv: list[str]) -> int:
                 if system in systems:
                     with workers(system, "diamond"):
                         runs = 50 if quick else 1000
-                        measure = partial(cells.diamonds, system, b, runs, cap)
+                        measure = partial(cells.diamonds, system, b, runs, cap / 2)
                         rows.append(repeat(measure, times, "runs_per_s"))
         if "layered" in chosen:
             for system in ("dagrq", "rq_native"):
                 with workers(system, "layered"):
                     runs = 3 if quick else 20
-                    measure = partial(cells.layered, system, b, runs, cap / 2)
+                    measure = partial(cells.layered, system, b, runs, cap / 4)
                     rows.append(repeat(measure, times, "runs_per_s"))
         if "chain" in chosen:
             for system in ("dagrq", "rq_plain"):
@@ -140,6 +141,7 @@ def main(argv: list[str]) -> int:
             row = cells.ceiling(b.conn, 2000 if quick else 20000)
             print(json.dumps(row), flush=True)
             rows.append(row)
+        server = str(b.conn.info("server")["redis_version"])
         if "celery" in systems:
             from .celery_app import release_results
 
@@ -153,5 +155,5 @@ def main(argv: list[str]) -> int:
     print(text)
     if not quick and set(chosen) == set(CELLS) and not (args.sizes or args.cap or args.repeat):
         report.plot(rows, report.DOCS / "bench-fanin.png")
-        report.write_docs(text)
+        report.write_docs(text, server)
     return 0

@@ -17,6 +17,13 @@ LABELS = {
     "celery": "Celery chord",
 }
 ORDER = list(LABELS)
+SHORT = {
+    "dagrq": "dagrq",
+    "dagrq_chunk100": "chunk=100",
+    "rq_native": "RQ depends_on",
+    "rq_plain": "RQ plain",
+    "celery": "Celery",
+}
 
 
 def _fan(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -50,17 +57,19 @@ def markdown(rows: list[dict[str, Any]], workers: int) -> str:
     if fan:
         out += [
             f"Fan-in `1 -> N -> 1`, {workers} workers, no-op bodies; wall time in seconds, "
-            "median (min-max) of 3 runs (one run when a run takes over a minute).",
+            "median (min-max) of 3 runs (one run when a run takes over a minute); "
+            "÷ X: this system's wall time over X's at the same N (> : a capped run's bound).",
             "",
-            "| N | system | wall s | ÷ RQ plain | ÷ dagrq | cmds / arrival | bytes / arrival "
-            "| last parent end -> join start |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|",
+            "| N | system | wall s | "
+            + " | ".join(f"÷ {SHORT[o]}" for o in ORDER)
+            + " | cmds / arrival | bytes / arrival | last parent end -> join start |",
+            "|---:|---|---:|" + "---:|" * len(ORDER) + "---:|---:|---:|",
         ]
         for (system, n), r in sorted(fan.items(), key=lambda kv: (kv[0][1], ORDER.index(kv[0][0]))):
             gap = r.get("last_parent_to_join_ms")
+            ratios = " | ".join(_ratio(r, fan.get((o, n))) for o in ORDER)
             out.append(
-                f"| {n:,} | {LABELS[system]} | {_wall(r)} | {_ratio(r, fan.get(('rq_plain', n)))} "
-                f"| {_ratio(r, fan.get(('dagrq', n)))} | {r['cmds_per_arrival']} "
+                f"| {n:,} | {LABELS[system]} | {_wall(r)} | {ratios} | {r['cmds_per_arrival']} "
                 f"| {r['bytes_per_arrival']:,.0f} | {'' if gap is None else f'{gap} ms'} |"
             )
     runs = [r for r in rows if r["cell"] in ("diamonds", "layered")]
@@ -207,8 +216,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def machine() -> str:
-    """Cores and versions, for the report."""
+def machine(redis_server: str) -> str:
+    """Cores and versions, for the report (``redis_server``: the server's version)."""
     import celery
     import redis
     import rq
@@ -216,17 +225,17 @@ def machine() -> str:
     import dagrq
 
     return (
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, dagrq {dagrq.__version__}, "
-        f"rq {rq.__version__}, redis-py {redis.__version__}, celery {celery.__version__}"
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, Redis {redis_server}, "
+        f"dagrq {dagrq.__version__}, rq {rq.__version__}, redis-py {redis.__version__}, "
+        f"celery {celery.__version__}"
     )
 
 
-def write_docs(text: str) -> None:
+def write_docs(text: str, redis_server: str) -> None:
     """Put the report between the markers in docs/benchmarks.md."""
     doc = DOCS / "benchmarks.md"
-    body = (
-        f"{START}\n\nMachine: {machine()}.\n\n{text}\n\n![wall time vs N](bench-fanin.png)\n\n{END}"
-    )
+    picture = "![wall time vs N](bench-fanin.png)"
+    body = f"{START}\n\nMachine: {machine(redis_server)}.\n\n{text}\n\n{picture}\n\n{END}"
     current = doc.read_text()
     if START in current:
         current = current[: current.index(START)] + body + current[current.index(END) + len(END) :]
