@@ -1,15 +1,16 @@
-"""``python -m benchmarks <name> [args]``: join-cost, map, compare."""
+"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report."""
 
 from __future__ import annotations
 
 import sys
 
-from . import compare, join_cost, map_scale
+from . import compare, join_cost, map_scale, report
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
     "map": map_scale.main,
     "compare": compare.main,
+    "report": report.main,
 }
 
 

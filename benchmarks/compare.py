@@ -150,7 +150,8 @@ def main(argv: list[str]) -> int:
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "compare.jsonl", "a") as fh:
         for row in rows:
-            fh.write(json.dumps({**row, "at": stamp, "quick": quick}) + "\n")
+            meta = {"at": stamp, "quick": quick, "redis": server, "workers": n_workers}
+            fh.write(json.dumps({**row, **meta}) + "\n")
     text = report.markdown(rows, n_workers)
     print(text)
     if not quick and set(chosen) == set(CELLS) and not (args.sizes or args.cap or args.repeat):

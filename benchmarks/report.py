@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +45,15 @@ def _wall(r: dict[str, Any]) -> str:
 
 
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    """a's wall time over b's; '>' when a was capped (its cap is a lower bound)."""
-    if not a or not b or b.get("wall_s") is None:
+    """a's wall time over b's; a capped side makes it a bound ('>' or '<')."""
+    if not a or not b:
+        return "—"
+    if a.get("wall_s") is None and b.get("wall_s") is None:
         return "—"
     if a.get("wall_s") is None:
         return f"> {a['cap_s'] / b['wall_s']:.1f}x"
+    if b.get("wall_s") is None:
+        return f"< {a['wall_s'] / b['cap_s']:.2f}x"
     return f"{a['wall_s'] / b['wall_s']:.2f}x"
 
 
@@ -242,3 +249,30 @@ def write_docs(text: str, redis_server: str) -> None:
     else:
         current += "\n" + body + "\n"
     doc.write_text(current)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m benchmarks report``: render the newest full compare run stored in
+    results/compare.jsonl into docs/benchmarks.md and the plot again (no measuring)."""
+    from .compare import RESULTS
+    from .server import redis_binary
+
+    rows = [json.loads(line) for line in (RESULTS / "compare.jsonl").read_text().splitlines()]
+    full = [r for r in rows if not r.get("quick") and "cell" in r]
+    if not full:
+        print("no full compare run in benchmarks/results/compare.jsonl", file=sys.stderr)
+        return 2
+    last = max(r["at"] for r in full)
+    run = [r for r in full if r["at"] == last]
+    server = run[0].get("redis") or _server_version(redis_binary())
+    text = markdown(run, int(run[0].get("workers", 2)))
+    plot(run, DOCS / "bench-fanin.png")
+    write_docs(text, server)
+    print(text)
+    return 0
+
+
+def _server_version(binary: str) -> str:
+    """``redis-server --version``'s ``v=`` field."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return next((w[2:] for w in out.split() if w.startswith("v=")), "?")
