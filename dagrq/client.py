@@ -334,7 +334,10 @@ class Run:
         downstream of them, reusing the stored outputs of the nodes that succeeded.
 
         The join contexts of the re-run nodes are rebuilt by delivering their finished
-        parents again through the same atomic arrival step as a first run.
+        parents again through the same atomic arrival step as a first run. Those parents are
+        recorded in the run (``resuming``) in the same transaction that resets the nodes, so
+        if this process dies before delivering them all, calling ``retry()`` again finishes
+        the resume (deliveries are idempotent).
 
         Raises
         ------
@@ -346,7 +349,10 @@ class Run:
         with self.connection.pipeline() as pipe:
             try:
                 pipe.watch(run_key, nodes_key)
-                state = pipe.hget(run_key, "state")
+                state, resuming = pipe.hmget(run_key, "state", "resuming")
+                if state == b"running" and resuming is not None:
+                    pipe.unwatch()
+                    return self._redeliver(plan, json.loads(resuming))
                 if state == b"running":
                     raise RunError(
                         f"run {self.id} is still running; wait for it to end or cancel it first"
@@ -361,17 +367,24 @@ class Run:
                 if not redo:
                     return self.status()
                 order = [n for n in plan.specs if n in redo]  # topological
+                sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
                 pipe.multi()
                 self._reset(pipe, plan, order)
+                pipe.hset(run_key, "resuming", json.dumps(sources))
                 _create_jobs(self.connection, pipe, plan, self.id, [plan.specs[n] for n in order])
                 pipe.execute()
             except WatchError:
                 raise RunError(
                     f"run {self.id} changed while it was being resumed; try again"
                 ) from None
-        sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
-        for parent in sources:  # re-deliver: rebuilds the contexts, fires what is ready
+        return self._redeliver(plan, sources)
+
+    def _redeliver(self, plan: Plan, sources: list[str]) -> RunStatus:
+        """Deliver the resume's finished parents again (rebuilds the contexts, fires what is
+        ready), then clear the run's ``resuming`` record."""
+        for parent in sources:
             deliver(plan.specs, plan.ttl_s, self.connection, self.id, parent, "succeeded")
+        self.connection.hdel(keys.run_key(self.id), "resuming")
         return self.status()
 
     def _reset(self, pipe: Any, plan: Plan, order: list[str]) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from dagrq import RunError, RunFailed, loader
+from dagrq import RunError, RunFailed, keys, loader
 
 from .conftest import Workers, pipeline
 
@@ -184,3 +184,32 @@ def test_a_worker_with_a_changed_dag_fails_the_node_clearly(
     assert "DAG changed since this run was submitted" in info.value.failed["a"]
     assert run.status().nodes["a"].attempts == 1
     assert run.status().nodes["b"].state == "skipped"
+
+
+def test_a_resume_cut_short_is_finished_by_calling_retry_again(
+    conn: redis.Redis, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagrq import client
+
+    dag = loader.load(pipeline("resume"))
+    workers.start(pipeline("resume"), 2)
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+    conn.set(f"test:open:{run.id}", 1, ex=600)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("the resuming process died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(client, "deliver", crash)
+        with pytest.raises(ConnectionError):
+            run.retry()  # nodes reset, nothing delivered: gate waits for expensive forever
+    time.sleep(0.5)
+    assert run.status().nodes["gate"].state == "pending"
+    assert run.retry().state == "running"  # finishes the resume instead of refusing
+    final = run.wait(timeout=60)
+    assert final.state == "succeeded"
+    assert run.result("final") == 110
+    assert conn.hget(keys.run_key(run.id), "resuming") is None
+    assert counter(conn, "expensive", run.id) == 1
