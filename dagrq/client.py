@@ -309,8 +309,9 @@ class Run:
             return None
 
     def cancel(self) -> RunStatus:
-        """Cancel the run: queued jobs leave their queues, running ones are stopped (RQ's
-        stop-job command), pending ones never start; the run ends ``canceled``.
+        """Cancel the run: queued jobs leave their queues (item and chunk jobs of mapped nodes
+        too), running ones are stopped (RQ's stop-job command), pending ones never start; the
+        run ends ``canceled``.
 
         A run that has already ended is left as it is. Returns the status after the cancel.
         """
@@ -327,6 +328,10 @@ class Run:
                 send_stop_job_command(
                     self.connection, keys.job_id(self.id, node), serializer=RQ_SERIALIZER
                 )
+        plan = self.plan()
+        if done.running and any(s.map_over for s in plan.specs.values()):
+            mapped = sorted({s.queue_name for s in plan.specs.values() if s.map_over})
+            join.purge(self.connection, self.id, mapped)
         return self.status()
 
     def retry(self) -> RunStatus:

@@ -32,6 +32,7 @@ _SOURCES = {
     "cancel": _source("cancel"),
     "requeue": _source("requeue"),
     "items": _LIB + _source("items"),
+    "purge": _source("purge"),
 }
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -123,6 +124,12 @@ def cancel(connection: Any, run_id: str) -> Canceled:
     n = int(reply[1])
     names = tuple(_text(x) for x in reply[2:])
     return Canceled(state, names[:n], names[n:])
+
+
+def purge(connection: Any, run_id: str, queue_names: Sequence[str]) -> int:
+    """Take every job of ``run_id`` out of these RQ queues (after a cancel); return how many."""
+    script, prefix = _script(connection, "purge"), f"{keys.job_id(run_id, '')}"
+    return sum(int(script(keys=[keys.queue_key(q)], args=[prefix])) for q in queue_names)
 
 
 def complete(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -181,3 +182,40 @@ def test_job_batches_cover_every_chunk_once_and_start_small(
     assert all(len(r) <= cap for r in cut)
     if cut:
         assert len(cut[0]) == min(first, total)
+
+
+def test_cancel_takes_a_maps_queued_item_jobs_out_of_its_queue(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    workers.start(pipeline("maps"), 1)
+    dag = loader.load(pipeline("maps"))
+    other = dag.submit(conn, n=1)  # another run's jobs in the same queues stay put
+    run = dag.submit(conn, n=3000)
+    deadline = time.monotonic() + 60
+    while conn.hget(keys.nodes_key(run.id), "parse:items_total") is None:
+        assert time.monotonic() < deadline, "parse never expanded"
+        time.sleep(0.05)
+    status = run.cancel()
+    assert status.state == "canceled"
+    queued = [
+        job_id
+        for q in dag.queues
+        for job_id in conn.lrange(keys.queue_key(q), 0, -1)
+        if job_id.decode().startswith(keys.job_id(run.id, ""))
+    ]
+    assert queued == []
+    assert other.wait(timeout=60).state == "succeeded"
+    done = int(conn.hget(keys.nodes_key(run.id), "parse:items_done") or 0)
+    assert done < 3000  # the rest never ran
+
+
+def test_purge_keeps_other_runs_jobs_in_order(conn: redis.Redis) -> None:
+    queue = keys.queue_key("q")
+    mine, theirs = keys.job_id("r1", ""), keys.job_id("r11", "")
+    ids = [f"{mine if i % 3 else theirs}n-c{i}" for i in range(2500)]
+    conn.rpush(queue, *ids)
+    assert join.purge(conn, "r1", ["q"]) == sum(1 for i in range(2500) if i % 3)
+    assert [x.decode() for x in conn.lrange(queue, 0, -1)] == [
+        x for x in ids if x.startswith(theirs)
+    ]
+    assert join.purge(conn, "r1", ["q"]) == 0
