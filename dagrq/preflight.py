@@ -17,8 +17,8 @@ import networkx as nx
 
 from .plan import Plan
 
-#: complete.lua for one node before its children: EVALSHA, HGET run state, HGET node state,
-#: SET output, HSET state, XADD event, HINCRBY pending, EXPIRE run, EXPIRE nodes
+#: complete.lua for one node before its children: EVALSHA, HGET run state, HMGET node state and
+#: attempt, SET output, HSET state, XADD event, HINCRBY pending, EXPIRE run, EXPIRE nodes
 COMPLETE_BASE = 9
 #: per child: a waiting arrival (HGET state, HSETNX, HINCRBY, HMGET, EXPIRE)
 CHILD_WAITING = 5

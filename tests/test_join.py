@@ -54,9 +54,16 @@ def fake_run(
 
 
 def arrive(
-    conn: redis.Redis, run_id: str, parent: NodeSpec, child: NodeSpec, outcome: str
+    conn: redis.Redis,
+    run_id: str,
+    parent: NodeSpec,
+    child: NodeSpec,
+    outcome: str,
+    attempt: int = 0,
 ) -> join.Completed:
-    return join.complete(conn, run_id, parent, [child], outcome, ttl_s=600, output=b"1")
+    return join.complete(
+        conn, run_id, parent, [child], outcome, ttl_s=600, output=b"1", attempt=attempt
+    )
 
 
 rules = st.sampled_from(list(RULES)) | st.integers(1, 6).map(lambda k: f"quorum:{k}")
@@ -134,8 +141,10 @@ def arrival_cost(conn: redis.Redis, width: int, which: str) -> int:
     if which == "last":
         for p in parents[1:-1]:
             arrive(conn, run_id, p, child, "succeeded")
+    parent = parents[-1] if which == "last" else parents[1]
+    conn.hset(keys.nodes_key(run_id), f"{parent.name}:attempts", 1)  # as start.lua leaves it
     before = _commands(conn)
-    done = arrive(conn, run_id, parents[-1] if which == "last" else parents[1], child, "succeeded")
+    done = arrive(conn, run_id, parent, child, "succeeded", attempt=1)  # as a worker reports
     assert done.fired == (("j",) if which == "last" else ())
     return _commands(conn) - before
 

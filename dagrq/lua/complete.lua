@@ -50,10 +50,10 @@ if not R.state then
   return {'gone'}
 end
 
-local current = redis.call('HGET', R.nodes, node .. ':state')
+local read = redis.call('HMGET', R.nodes, node .. ':state', node .. ':attempts')
+local current = read[1]
 local redelivered = is_final(current)
-if not redelivered and ARGV[12] ~= '0'
-    and redis.call('HGET', R.nodes, node .. ':attempts') ~= ARGV[12] then
+if not redelivered and ARGV[12] ~= '0' and read[2] ~= ARGV[12] then
   return {'stale'}
 end
 if redelivered then
