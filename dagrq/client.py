@@ -406,6 +406,7 @@ class Run:
             "items_failed",
             "items_started",
             "first_item_error",
+            "expanded",
         )
         for name in order:
             spec = plan.specs[name]

@@ -67,9 +67,9 @@ def abandoned(job: Job, reason: str) -> None:
     log.warning("run %s: node %s (%s): %s", run, node, job.id, reason)
     chunk, item = kwargs.get("chunk"), kwargs.get("item")
     if chunk is None and item is None:
-        node_state = conn.hget(keys.nodes_key(run), f"{node}:state")
-        if node_state in FINAL:
-            return  # its outcome was recorded before the worker died: nothing was lost
+        node_state, expanded = conn.hmget(keys.nodes_key(run), f"{node}:state", f"{node}:expanded")
+        if node_state in FINAL or expanded is not None:
+            return  # outcome recorded (or a map's items all enqueued) before the worker died
         if retrying:  # RQ runs the job again (a node lost before it began stays queued)
             join.requeue(conn, run, node, reason)
         else:

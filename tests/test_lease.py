@@ -154,3 +154,18 @@ def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis
     assert final.state == "failed"
     assert final.nodes["start"].error == "worker lost: test"
     assert [final.nodes[n].state for n in ("lost", "after")] == ["skipped", "skipped"]
+
+
+def test_a_map_lost_after_its_expansion_is_left_to_its_items(conn: redis.Redis) -> None:
+    from dagrq.lease import abandoned
+    from dagrq.runtime import RQ_SERIALIZER, DagrqJob
+
+    run = loader.load(pipeline("lease", "mapped")).submit(conn)
+    nodes = keys.nodes_key(run.id)
+    conn.hset(nodes, mapping={"square:state": "running", "square:expanded": "1"})
+    job = DagrqJob.fetch(keys.job_id(run.id, "square"), connection=conn, serializer=RQ_SERIALIZER)
+    abandoned(job, "worker lost: test")
+    assert conn.hget(nodes, "square:state") == b"running"  # its items are out: not failed
+    conn.hdel(nodes, "square:expanded")
+    abandoned(job, "worker lost: test")  # lost mid-expansion: retried by its rule (retry=1)
+    assert conn.hget(nodes, "square:state") == b"queued"
