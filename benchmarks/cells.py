@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,64 +151,69 @@ def _celery_gap(conn: redis.Redis, token: str, result: Any) -> float | None:
     return mark - max(d.replace(tzinfo=d.tzinfo or UTC).timestamp() for d in done)
 
 
+def _concurrent(
+    cell: str, system: str, b: Bench, runs: int, cap_s: float, submit: Callable[[], str]
+) -> dict[str, Any]:
+    """Submit ``runs`` runs at once (``submit`` returns a run's token) and wait for them."""
+    t0 = time.time()
+    submitted: dict[str, float] = {}
+    for _ in range(runs):
+        submitted[submit()] = time.time()
+    latencies = _wait_all(b.conn, submitted, cap_s)
+    return _runs_row(cell, system, runs, latencies, time.time() - t0)
+
+
 def diamonds(system: str, b: Bench, runs: int, cap_s: float) -> dict[str, Any]:
     """``runs`` concurrent a -> (b, c) -> d runs, all submitted at once."""
-    submitted: dict[str, float] = {}
-    t0 = time.time()
     if system == "dagrq":
         dag = b.dag("diamond")
-        for _ in range(runs):
-            submitted[dag.submit(b.conn).id] = time.time()
-    elif system == "rq_native":
+        return _concurrent("diamonds", system, b, runs, cap_s, lambda: dag.submit(b.conn).id)
+    if system == "rq_native":
         q = Queue("bench", connection=b.conn)
-        for _ in range(runs):
+
+        def submit() -> str:
             token = uuid.uuid4().hex
             a = q.enqueue("benchmarks.bodies.noop")
             left = q.enqueue("benchmarks.bodies.noop", depends_on=a)
             right = q.enqueue("benchmarks.bodies.noop", depends_on=a)
             q.enqueue("benchmarks.bodies.mark", token, depends_on=Dependency(jobs=[left, right]))
-            submitted[token] = time.time()
-    else:
-        from celery import chain, chord
+            return token
 
-        from .celery_app import mark, noop
+        return _concurrent("diamonds", system, b, runs, cap_s, submit)
+    from celery import chain, chord
 
-        for _ in range(runs):
-            token = uuid.uuid4().hex
-            chain(noop.s(), chord([noop.s(), noop.s()], mark.si(None, token))).apply_async()
-            submitted[token] = time.time()
-    latencies = _wait_all(b.conn, submitted, cap_s)
-    return _runs_row("diamonds", system, runs, latencies, time.time() - t0)
+    from .celery_app import mark, noop
+
+    def submit_celery() -> str:
+        token = uuid.uuid4().hex
+        chain(noop.s(), chord([noop.s(), noop.s()], mark.si(None, token))).apply_async()
+        return token
+
+    return _concurrent("diamonds", system, b, runs, cap_s, submit_celery)
 
 
 def layered(system: str, b: Bench, runs: int, cap_s: float) -> dict[str, Any]:
     """``runs`` concurrent runs of the layered graph (LAYERS x WIDTH nodes, then a sink)."""
-    submitted: dict[str, float] = {}
-    t0 = time.time()
     if system == "dagrq":
         dag = b.dag("layered")
-        for _ in range(runs):
-            submitted[dag.submit(b.conn).id] = time.time()
-    else:
-        q = Queue("bench", connection=b.conn)
-        for _ in range(runs):
-            token = uuid.uuid4().hex
-            above: list[Job] = []
-            for layer in range(LAYERS):
-                row = []
-                for i in range(WIDTH):
-                    deps = [above[p] for p in layer_parents(layer, i)]
-                    row.append(
-                        q.enqueue(
-                            "benchmarks.bodies.noop",
-                            depends_on=Dependency(jobs=deps) if deps else None,
-                        )
-                    )
-                above = row
-            q.enqueue("benchmarks.bodies.mark", token, depends_on=Dependency(jobs=above))
-            submitted[token] = time.time()
-    latencies = _wait_all(b.conn, submitted, cap_s)
-    return _runs_row("layered", system, runs, latencies, time.time() - t0)
+        return _concurrent("layered", system, b, runs, cap_s, lambda: dag.submit(b.conn).id)
+    q = Queue("bench", connection=b.conn)
+
+    def submit() -> str:
+        token = uuid.uuid4().hex
+        above: list[Job] = []
+        for layer in range(LAYERS):
+            above = [
+                q.enqueue(
+                    "benchmarks.bodies.noop",
+                    depends_on=Dependency(jobs=deps) if deps else None,
+                )
+                for deps in ([above[p] for p in layer_parents(layer, i)] for i in range(WIDTH))
+            ]
+        q.enqueue("benchmarks.bodies.mark", token, depends_on=Dependency(jobs=above))
+        return token
+
+    return _concurrent("layered", system, b, runs, cap_s, submit)
 
 
 def _runs_row(

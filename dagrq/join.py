@@ -128,7 +128,7 @@ def cancel(connection: Any, run_id: str) -> Canceled:
 
 def purge(connection: Any, run_id: str, queue_names: Sequence[str]) -> int:
     """Take every job of ``run_id`` out of these RQ queues (after a cancel); return how many."""
-    script, prefix = _script(connection, "purge"), f"{keys.job_id(run_id, '')}"
+    script, prefix = _script(connection, "purge"), keys.job_id(run_id, "")
     return sum(int(script(keys=[keys.queue_key(q)], args=[prefix])) for q in queue_names)
 
 

@@ -31,11 +31,11 @@ from rq.job import Job
 from rq.worker import WorkerStatus
 
 from . import join, keys
+from .mapping import enqueue_alone
 from .runtime import DEFAULT_LEASE_S, deliver, load_plan
+from .status import FINAL_NODE_STATES
 
 log = logging.getLogger(__name__)
-
-FINAL = (b"succeeded", b"failed", b"skipped", b"canceled")
 
 
 def on_failure(job: Job, connection: Any, exc_type: Any, exc: Any, traceback: Any) -> None:
@@ -53,8 +53,6 @@ def abandoned(job: Job, reason: str) -> None:
     retry the job (it has retries left), else fail it (or, for a chunk of a mapped node,
     its unrecorded items) with ``reason``. Idempotent; a node already final is left alone.
     """
-    from .mapping import enqueue_alone
-
     kwargs = job.kwargs
     conn = job.connection
     run, node = kwargs["run"], kwargs["node"]
@@ -68,7 +66,8 @@ def abandoned(job: Job, reason: str) -> None:
     chunk, item = kwargs.get("chunk"), kwargs.get("item")
     if chunk is None and item is None:
         node_state, expanded = conn.hmget(keys.nodes_key(run), f"{node}:state", f"{node}:expanded")
-        if node_state in FINAL or expanded is not None:
+        final = isinstance(node_state, bytes) and node_state.decode() in FINAL_NODE_STATES
+        if final or expanded is not None:
             return  # outcome recorded (or a map's items all enqueued) before the worker died
         if retrying:  # RQ runs the job again (a node lost before it began stays queued)
             join.requeue(conn, run, node, reason)
@@ -105,6 +104,9 @@ class _Leased:
     job_monitoring_interval: int
     maintenance_interval: int
 
+    def __init__(self, *args: Any, lease_s: int = DEFAULT_LEASE_S, **kwargs: Any) -> None:
+        super().__init__(*args, **{**self._lease(lease_s), **kwargs})
+
     @staticmethod
     def _lease(lease_s: int) -> dict[str, int]:
         """RQ settings for a lease of ``lease_s`` seconds (renewed every third of it, whole
@@ -127,9 +129,6 @@ class _Leased:
 class LeasedWorker(_Leased, Worker):
     """RQ's forking ``Worker`` with dagrq leases; a dead work horse is settled at once."""
 
-    def __init__(self, *args: Any, lease_s: int = DEFAULT_LEASE_S, **kwargs: Any) -> None:
-        super().__init__(*args, **{**self._lease(lease_s), **kwargs})
-
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         """The horse died without reporting (killed, crashed): settle its node now."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
@@ -150,7 +149,7 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
     (RQ's own SimpleWorker renews it only when a job starts)."""
 
     def __init__(self, *args: Any, lease_s: int = DEFAULT_LEASE_S, **kwargs: Any) -> None:
-        super().__init__(*args, **{**self._lease(lease_s), **kwargs})
+        super().__init__(*args, lease_s=lease_s, **kwargs)
         self._running: tuple[Job, Any] | None = None
         self._renewer: threading.Thread | None = None
 
