@@ -264,7 +264,7 @@ def chain(system: str, b: Bench, n: int, cap_s: float) -> dict[str, Any]:
 
 def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
     """The arrival step alone: complete.lua per round trip, and pipelined (no RQ at all)."""
-    from dagrq import join, keys
+    from dagrq import keys, scripts
 
     out: dict[str, Any] = {"cell": "ceiling", "system": "dagrq", "arrivals": arrivals}
     for mode in ("round_trip", "pipelined"):
@@ -272,13 +272,15 @@ def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         if mode == "round_trip":
             for s in specs:
-                join.complete(conn, run_id, s, [child], "succeeded", ttl_s=60)
+                scripts.complete(conn, run_id, s, [child], scripts.Report("succeeded"), ttl_s=60)
         else:
-            script = join.complete_script(conn)
+            script = scripts.complete_script(conn)
             for start in range(0, arrivals, 500):
                 with conn.pipeline(transaction=False) as pipe:
                     for s in specs[start : start + 500]:
-                        k, a = join.complete_call(run_id, s, [child], "succeeded", ttl_s=60)
+                        k, a = scripts.complete_call(
+                            run_id, s, [child], scripts.Report("succeeded"), ttl_s=60
+                        )
                         script(keys=k, args=a, client=pipe)
                     pipe.execute()
         out[f"{mode}_per_s"] = round(arrivals / (time.perf_counter() - t0))

@@ -125,14 +125,14 @@ def arrival_only(conn: redis.Redis, width: int) -> tuple[int, int]:
     The first arrival waits (records the parent in the received-set); the last one fires
     the join and enqueues it, in the same atomic step.
     """
-    from dagrq import join
+    from dagrq import scripts
 
     def one_run() -> tuple[int, int]:
         run_id, parents, child = fake_join(conn, width)
         costs = []
         for parent in parents:
             before = command_count(conn)
-            join.complete(conn, run_id, parent, [child], "succeeded", ttl_s=60)
+            scripts.complete(conn, run_id, parent, [child], scripts.Report("succeeded"), ttl_s=60)
             costs.append(command_count(conn) - before)
         return costs[0], costs[-1]
 

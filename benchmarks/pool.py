@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,22 +10,14 @@ from pathlib import Path
 import redis
 from rq import Worker
 
+from dagrq.worker import Processes, worker_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def dagrq_worker(url: str, target: str) -> list[str]:
     """``dagrq worker`` for one pipeline (``file.py:attr``), RQ's SimpleWorker class."""
-    return [
-        sys.executable,
-        "-m",
-        "dagrq",
-        "worker",
-        target,
-        "--url",
-        url,
-        "--worker-class",
-        "simple",
-    ]
+    return worker_argv(target, url, "--worker-class", "simple")
 
 
 def rq_worker(url: str) -> list[str]:
@@ -47,22 +38,18 @@ def celery_worker(concurrency: int) -> list[str]:
 
 
 class Workers:
-    """Worker processes started together; ``rq_workers`` of them are awaited as registered RQ
-    workers before the cell starts (Celery's are given a fixed 3 s)."""
+    """Worker processes started together (dagrq's process group); ``rq_workers`` of them are
+    awaited as registered RQ workers before the cell starts (Celery's are given a fixed 3 s)."""
 
     def __init__(self, url: str, argv: list[list[str]], rq_workers: int) -> None:
-        env = dict(
-            os.environ,
-            BENCH_URL=url,
-            DAGRQ_LOG="WARNING",
-            PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        )
-        self.procs = [
-            subprocess.Popen(
-                a, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            for a in argv
-        ]
+        env = {
+            "BENCH_URL": url,
+            "DAGRQ_LOG": "WARNING",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        }
+        self.procs = Processes(env=env, cwd=ROOT)
+        for a in argv:
+            self.procs.start(a)
         conn = redis.Redis.from_url(url)
         deadline = time.monotonic() + 30
         if rq_workers:
@@ -79,13 +66,7 @@ class Workers:
 
     def stop(self) -> None:
         """Terminate every process (kill after 15 s)."""
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        self.procs.stop(grace_s=15)
 
 
 def for_system(system: str, url: str, target: str | None, n: int) -> Workers:

@@ -103,17 +103,13 @@ def fake_join(conn: redis.Redis, width: int) -> tuple[str, list[Any], Any]:
 
     def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
         return NodeSpec(
-            name,
-            parents,
-            parents,
-            children,
-            (),
-            "q",
-            len(parents) > 1,
-            "all_success",
-            None,
-            None,
-            60,
+            name=name,
+            parents=parents,
+            data_parents=parents,
+            children=children,
+            queue_name="q",
+            is_join=len(parents) > 1,
+            result_ttl=60,
         )
 
     names = tuple(f"p{i}" for i in range(width))

@@ -3,18 +3,24 @@
 Decorate plain functions as nodes; a parameter named after another node is an edge that
 carries its output; each join node keeps a received-set context per run in Redis, updated in
 one atomic step per arrival, and fires exactly once.
+
+Declaring and validating a DAG needs neither redis nor rq: ``Run`` (the client) is imported
+on first use.
 """
 
-from .client import Run
-from .dag import DAG, Node
+from typing import TYPE_CHECKING, Any
+
+from .dag import DAG
 from .errors import (
     ConnectionConfigError,
     CycleError,
+    DAGChanged,
     DAGError,
     DagrqError,
     DuplicateNodeError,
     NodeDefinitionError,
     NodeImportError,
+    NodeRefused,
     NoResult,
     ParameterError,
     PipelineError,
@@ -24,8 +30,12 @@ from .errors import (
     RunTimeout,
     UnknownNodeError,
 )
+from .node import Node
 from .options import NodeOptions, Quorum, Retry, quorum
-from .status import NodeStatus, RunStatus
+from .status import Explanation, NodeStatus, RunStatus
+
+if TYPE_CHECKING:
+    from .client import Run
 
 __version__ = "0.1.0"
 
@@ -33,14 +43,17 @@ __all__ = [
     "DAG",
     "ConnectionConfigError",
     "CycleError",
+    "DAGChanged",
     "DAGError",
     "DagrqError",
     "DuplicateNodeError",
+    "Explanation",
     "NoResult",
     "Node",
     "NodeDefinitionError",
     "NodeImportError",
     "NodeOptions",
+    "NodeRefused",
     "NodeStatus",
     "ParameterError",
     "PipelineError",
@@ -56,3 +69,12 @@ __all__ = [
     "__version__",
     "quorum",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``dagrq.Run``, imported on first use (it brings redis and rq)."""
+    if name == "Run":
+        from .client import Run
+
+        return Run
+    raise AttributeError(f"module 'dagrq' has no attribute {name!r}")

@@ -1,3 +1,5 @@
+"""``python -m dagrq``: the ``dagrq`` command."""
+
 from .cli import main
 
 main()

@@ -9,24 +9,23 @@ import functools
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import redis
-from rich.console import Console
-from rich.pretty import Pretty
 
 from . import loader
-from .client import Run
-from .connection import STATE_DIR, open_connection
 from .dag import DAG
 from .errors import DagrqError, RunTimeout
+
+if TYPE_CHECKING:  # imported where used: validate, plan and dot need neither Redis nor rich
+    from rich.console import Console
+
+    from .client import Run
+    from .worker import Processes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,7 +55,10 @@ def _errors(fn: F) -> F:
         except DagrqError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except redis.RedisError as exc:
+        except Exception as exc:
+            redis = sys.modules.get("redis")  # a command that never imported redis cannot fail so
+            if redis is None or not isinstance(exc, redis.RedisError):
+                raise
             click.echo(f"error: Redis: {' '.join(str(exc).split())}; check --url", err=True)
             sys.exit(2)
 
@@ -112,6 +114,8 @@ def validate(pipeline: str) -> None:
 @_errors
 def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
+    from .connection import open_connection
+
     dag = _load(pipeline)
     values = dag.validate_params(_parse_params(params), from_strings=True)
     conn, _, embedded = open_connection(url)
@@ -155,7 +159,8 @@ def worker(
     lease_s: int,
 ) -> None:
     """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis)."""
-    from .runtime import make_worker
+    from .connection import open_connection
+    from .worker import make_worker
 
     dag = _load(pipeline)
     unknown = sorted(set(queues) - set(dag.queues))
@@ -173,10 +178,15 @@ def worker(
 
 def _console() -> Console:
     """A console; wide when writing to a pipe or file, so table columns are not squeezed."""
+    from rich.console import Console
+
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _run_handle(run_id: str, url: str | None) -> tuple[Run, Any]:
+    from .client import Run
+    from .connection import open_connection
+
     conn, _, embedded = open_connection(url)
     return Run.fetch(run_id, connection=conn), embedded
 
@@ -234,7 +244,7 @@ def retry(run_id: str, url: str | None) -> None:
     """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
     reusing the outputs of the nodes that succeeded. Workers do the work."""
     run_, _embedded = _run_handle(run_id, url)
-    after = run_.retry()
+    after = run_.resume()
     redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
     click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
 
@@ -294,11 +304,10 @@ def dot_command(
 def plan_command(pipeline: str) -> None:
     """Pre-flight report for PIPELINE, no Redis needed: joins and fan-in widths, queues,
     critical path, max parallelism, Redis commands and memory per run."""
-    from .dot import param_types
     from .preflight import preflight
 
     dag = _load(pipeline)
-    for line in preflight(dag.plan, param_types(dag)).lines():
+    for line in preflight(dag.plan, dag.param_types).lines():
         click.echo(line)
 
 
@@ -329,6 +338,10 @@ def run(
 
     Exit 0 when the run succeeded, 1 when it failed, 2 on a usage or validation error.
     """
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    from .connection import open_connection
     from .progress import follow
 
     console = Console()
@@ -410,34 +423,17 @@ def _interruptible() -> Iterator[None]:
 
 
 @contextmanager
-def _local_workers(pipeline: str, url: str, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` ``dagrq worker`` processes; stop them (warm, then hard) on exit."""
-    logs = Path(STATE_DIR, "logs")
-    procs: list[subprocess.Popen[bytes]] = []
-    if count:
-        logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, DAGRQ_LOG=os.environ.get("DAGRQ_LOG", "WARNING"))
+def _local_workers(pipeline: str, url: str, count: int) -> Iterator[Processes]:
+    """Start ``count`` ``dagrq worker`` processes, logging under ``.dagrq/logs``; stop them
+    (warm, then hard) on exit."""
+    from .connection import STATE_DIR
+    from .worker import Processes, worker_argv
+
+    env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING")}
+    procs = Processes(Path(STATE_DIR, "logs"), env=env)
     try:
-        for i in range(count):
-            with open(logs / f"worker-{i}.log", "ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "dagrq", "worker", pipeline, "--url", url],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                    )
-                )
+        if count:
+            procs.start(worker_argv(pipeline, url), count)
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        procs.stop(grace_s=10)

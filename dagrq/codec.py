@@ -42,11 +42,17 @@ class Codec(Protocol):
 
 
 @functools.lru_cache(maxsize=1024)
-def _adapter(annotation: Any) -> TypeAdapter[Any]:
+def type_adapter(annotation: Any) -> TypeAdapter[Any]:
+    """pydantic's ``TypeAdapter`` for ``annotation``, built once per annotation.
+
+    Raises:
+        TypeError: when pydantic cannot build a schema for the annotation.
+    """
     return TypeAdapter(annotation)
 
 
-def _is_untyped(annotation: Any) -> bool:
+def is_untyped(annotation: Any) -> bool:
+    """True for "no annotation": ``None``, ``inspect.Parameter.empty`` or ``Any``."""
     return annotation is None or annotation is inspect.Parameter.empty or annotation is Any
 
 
@@ -56,13 +62,15 @@ class JSONCodec:
     name = "json"
 
     def dumps(self, value: Any) -> bytes:
+        """``value`` as JSON bytes (pydantic's encoder)."""
         return to_json(value)
 
     def loads(self, raw: bytes, annotation: Any) -> Any:
-        if _is_untyped(annotation):
+        """JSON bytes back to Python, validated into ``annotation`` when it is given."""
+        if is_untyped(annotation):
             return json.loads(raw)
         try:
-            return _adapter(annotation).validate_json(raw)
+            return type_adapter(annotation).validate_json(raw)
         except TypeError:  # an annotation pydantic cannot build a schema for
             return json.loads(raw)
 
@@ -73,9 +81,11 @@ class PickleCodec:
     name = "pickle"
 
     def dumps(self, value: Any) -> bytes:
+        """``value`` pickled (highest protocol)."""
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
     def loads(self, raw: bytes, annotation: Any) -> Any:
+        """Unpickle ``raw`` (only ever for a DAG that opted in to pickle)."""
         return pickle.loads(raw)
 
 

@@ -113,10 +113,8 @@ def _wait_gone(pid: int, timeout_s: float) -> None:
 def open_connection(url: str | None) -> tuple[redis.Redis, str, Embedded | None]:
     """Resolve and connect; returns ``(connection, url, embedded-or-None)``.
 
-    Raises
-    ------
-    ConnectionConfigError
-        the URL is malformed or the server does not answer.
+    Raises:
+        ConnectionConfigError: the URL is malformed or the server does not answer.
     """
     resolved = resolve_url(url)
     embedded = None

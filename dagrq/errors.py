@@ -16,7 +16,10 @@
     │   ├── RunFailed               the run ended ``failed``; ``.failed`` names the nodes
     │   ├── RunTimeout              ``Run.wait`` gave up; also a ``TimeoutError``
     │   └── NoResult                the node has no stored output
-    └── ConnectionConfigError       a Redis URL that cannot be used
+    ├── ConnectionConfigError       a Redis URL that cannot be used
+    ├── DAGChanged                  a worker's DAG is not the version a run is pinned to
+    └── NodeRefused                 a job a dagrq worker must not run (another callable, an
+                                    unloaded DAG, an unknown node)
 
 Every error's message is one line that names the thing, the place and the fix; the CLI
 prints it as it is and exits with :attr:`DagrqError.exit_code`.
@@ -132,3 +135,16 @@ class NoResult(RunError):
     """The node has no stored output (not finished, failed, skipped or expired)."""
 
     exit_code = 2
+
+
+class DAGChanged(DagrqError):
+    """A worker's DAG is not the version (plan hash) the run was submitted with."""
+
+    exit_code = 1
+
+
+class NodeRefused(DagrqError):
+    """A job a dagrq worker must not run: another callable, a DAG it has not loaded, or a
+    node the DAG does not have."""
+
+    exit_code = 1

@@ -22,10 +22,9 @@ from .errors import PipelineError
 def load(address: str) -> DAG:
     """Import ``address`` and return its DAG (not yet validated).
 
-    Raises
-    ------
-    PipelineError
-        the file or module is missing, importing it raised, or the attribute is not a DAG.
+    Raises:
+        PipelineError: the file or module is missing, importing it raised, or the attribute
+            is not a DAG.
     """
     target, _, attr = address.rpartition(":")
     if not target or not attr.isidentifier():

@@ -9,21 +9,14 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Rule = Literal["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
 
 #: the trigger rules by name (``dagrq.quorum(k)`` is the one with an argument)
-RULES: tuple[str, ...] = (
-    "all_success",
-    "all_done",
-    "all_failed",
-    "one_success",
-    "one_failed",
-    "none_failed",
-)
+RULES: tuple[str, ...] = get_args(Rule)
 
 
 class Quorum(BaseModel):

@@ -2,10 +2,11 @@
 
 At submit, the plan (nodes, edges, options) is stored once per DAG version under its content
 hash. Workers check that the DAG they loaded has the run's hash, and ``Run.status``,
-``dagrq why`` and ``run.retry()`` read the graph from the stored plan, so they need no code.
+``dagrq why`` and ``run.resume()`` read the graph from the stored plan, so they need no code.
 
 Examples:
-    >>> spec = NodeSpec("j", ("a", "b"), ("a",), (), (), "q", True, "all_done", None, None, 60)
+    >>> spec = NodeSpec(name="j", parents=("a", "b"), data_parents=("a",), queue_name="q",
+    ...                 is_join=True, rule="all_done", result_ttl=60)
     >>> plan = Plan("demo", "json", 60, {"j": spec})
     >>> Plan.from_json(plan.to_json()) == plan
     True
@@ -26,9 +27,12 @@ import networkx as nx
 from .options import Retry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NodeSpec:
     """What validation derives for one node; what the runtime, the plan and the CLI use.
+
+    Built by keyword only; every field but ``name`` has a default, so a test spells only what
+    it cares about.
 
     Attributes:
         parents: every upstream node (data and order-only), sorted.
@@ -46,16 +50,16 @@ class NodeSpec:
     """
 
     name: str
-    parents: tuple[str, ...]
-    data_parents: tuple[str, ...]
-    children: tuple[str, ...]
-    params: tuple[str, ...]
-    queue_name: str
-    is_join: bool
-    rule: str
-    timeout: int | None
-    retry: Retry | None
-    result_ttl: int
+    parents: tuple[str, ...] = ()
+    data_parents: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    queue_name: str = "dagrq"
+    is_join: bool = False
+    rule: str = "all_success"
+    timeout: int | None = None
+    retry: Retry | None = None
+    result_ttl: int = 24 * 3600
     map_over: str | None = None
     chunk: int = 1
 

@@ -14,11 +14,9 @@ RENDERED = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 def write_picture(text: str, path: Path, fmt: str) -> None:
     """Write ``text`` to ``path``; ``.svg``/``.png``/``.pdf`` are rendered from DOT.
 
-    Raises
-    ------
-    DagrqError
-        Graphviz is not installed, a Mermaid text was asked for as an image, or ``dot``
-        failed.
+    Raises:
+        DagrqError: Graphviz is not installed, a Mermaid text was asked for as an image, or
+            ``dot`` failed.
     """
     kind = RENDERED.get(path.suffix.lower())
     if kind is None:

@@ -1,14 +1,40 @@
-"""What a run looks like at one moment: pure pydantic models, shared by the client and views."""
+"""What a run looks like at one moment, and why a node is where it is. Pure: no Redis.
+
+:func:`parse_status` turns the two hashes a run keeps (the run's meta and its per-node fields)
+into a :class:`RunStatus`; :func:`explain` answers ``dagrq why`` from a status alone. Both are
+shared by the client, the CLI views and the pictures, and tested as tables without a server.
+
+Examples:
+    >>> from dagrq.plan import NodeSpec, Plan
+    >>> plan = Plan("d", "json", 60, {
+    ...     "a": NodeSpec(name="a", children=("b",)),
+    ...     "b": NodeSpec(name="b", parents=("a",), data_parents=("a",)),
+    ... })
+    >>> meta = {"dag": "d", "state": "running", "created_at": "1.0", "nodes": '["a", "b"]'}
+    >>> status = parse_status("r1", meta, {"a:state": "running", "b:state": "pending"}, plan)
+    >>> status.nodes["b"].waits_for
+    ['a']
+    >>> explain(status, "b").decision
+    'wait'
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
+from .errors import NoResult
+from .plan import Plan
+from .rules import Decision, decide
+
 #: node states; the last four are final
 NODE_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
 FINAL_NODE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled"})
+#: run states; every one but ``running`` is final
+RUN_STATES = ("running", "succeeded", "failed", "canceled")
 #: fill colour per node state (Okabe-Ito: distinguishable with every common colour blindness),
 #: shared by DOT, Mermaid and the terminal views
 STATE_COLORS: dict[str, str] = {
@@ -72,3 +98,129 @@ class RunStatus(BaseModel):
     def failed(self) -> dict[str, str]:
         """``{node: one-line error}`` of the failed nodes."""
         return {n: s.error or "failed" for n, s in self.nodes.items() if s.state == "failed"}
+
+
+class Explanation(BaseModel):
+    """One node explained (``Run.explain``, ``dagrq why``).
+
+    ``decision`` is what the node's rule says given the parents that have ended: ``fire``,
+    ``skip`` (can no longer be met) or ``wait``.
+    """
+
+    node: str
+    state: str
+    rule: str
+    parents: dict[str, str]
+    arrived: dict[str, str]
+    decision: Decision
+    waits_for: list[str]
+    error: str | None = None
+
+
+def parse_status(
+    run_id: str, meta: Mapping[str, str], fields: Mapping[str, str], plan: Plan | None
+) -> RunStatus:
+    """A :class:`RunStatus` from a run's meta hash and its node-state hash (decoded).
+
+    Args:
+        run_id: the run's id.
+        meta: the run hash (``dag``, ``state``, ``created_at``, ``params``, ``nodes``...).
+        fields: the nodes hash, ``<node>:<attribute> -> value``.
+        plan: the run's plan when it can be read: gives each node its rule, parents and, for
+            a pending node, the parents it still waits for.
+    """
+    per_node: dict[str, dict[str, str]] = {n: {} for n in json.loads(meta.get("nodes", "[]"))}
+    for key, value in fields.items():
+        name, _, attr = key.rpartition(":")
+        per_node.setdefault(name, {})[attr] = value
+    nodes = {name: _node_status(f) for name, f in per_node.items()}
+    if plan is not None:
+        for name, node in nodes.items():
+            spec = plan.specs.get(name)
+            if spec is None:
+                continue
+            node.rule, node.parents = spec.rule, list(spec.parents)
+            if node.state == "pending":
+                node.waits_for = [
+                    p for p in spec.parents if nodes[p].state not in FINAL_NODE_STATES
+                ]
+    return RunStatus(
+        id=run_id,
+        dag=meta["dag"],
+        state=meta["state"],
+        created_at=float(meta["created_at"]),
+        ended_at=_float(meta.get("ended_at")),
+        params=json.loads(meta.get("params", "{}")),
+        nodes=nodes,
+    )
+
+
+def _node_status(f: Mapping[str, str]) -> NodeStatus:
+    state = f.get("state", "pending")
+    return NodeStatus(
+        state=state,
+        queue=f.get("queue"),
+        attempts=int(f.get("attempts", 0)),
+        queued_at=_float(f.get("queued")),
+        started_at=_float(f.get("started")),
+        ended_at=_float(f.get("ended")),
+        error=f.get("error") or (f.get("last_error") if state != "succeeded" else None),
+        traceback=f.get("traceback"),
+        items=item_counts(f),
+    )
+
+
+def item_counts(fields: Mapping[str, str]) -> dict[str, int] | None:
+    """A mapped node's item counts (total, queued, running, done, failed), or None for a node
+    that is not mapped (or not expanded yet).
+
+    Examples:
+        >>> item_counts({"items_total": "10", "items_started": "12", "items_done": "4"})
+        {'total': 10, 'queued': 0, 'running': 6, 'done': 4, 'failed': 0}
+    """
+    if "items_total" not in fields:
+        return None
+    total = int(fields["items_total"])
+    done = int(fields.get("items_done", 0))
+    started = min(total, int(fields.get("items_started", 0)))  # the last chunk counts past the end
+    return {
+        "total": total,
+        "queued": max(0, total - started),
+        "running": max(0, started - done),
+        "done": done,
+        "failed": int(fields.get("items_failed", 0)),
+    }
+
+
+def explain(status: RunStatus, node: str) -> Explanation:
+    """Why ``node`` is in its state: its rule, its parents' outcomes, what it waits for.
+
+    Raises:
+        NoResult: when the run has no such node, or its plan could not be read.
+    """
+    info = status.nodes.get(node)
+    if info is None or info.rule is None:
+        raise NoResult(f"run {status.id} has no node {node!r} (nodes: {', '.join(status.nodes)})")
+    arrived = {
+        p: status.nodes[p].state for p in info.parents if status.nodes[p].state in FINAL_NODE_STATES
+    }
+    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+    for outcome in arrived.values():
+        counts["skipped" if outcome == "canceled" else outcome] += 1
+    decision: Decision = (
+        decide(info.rule, total=len(info.parents), **counts) if info.parents else "fire"
+    )
+    return Explanation(
+        node=node,
+        state=info.state,
+        rule=info.rule,
+        parents={p: status.nodes[p].state for p in info.parents},
+        arrived=arrived,
+        decision=decision,
+        waits_for=[p for p in info.parents if p not in arrived],
+        error=info.error,
+    )
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None

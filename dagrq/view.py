@@ -8,8 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .client import Explanation
-from .status import STATE_COLORS, RunStatus
+from .status import STATE_COLORS, Explanation, RunStatus
 
 #: the shared palette; pending is grey on a terminal (white would vanish on a light one)
 STATE_STYLE = {**STATE_COLORS, "pending": "grey62"}

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+
+from dagrq.worker import Processes, worker_argv
 
 PIPELINES = Path(__file__).parent / "pipelines"
 
@@ -51,42 +50,20 @@ class Workers:
     """`dagrq worker` processes for one test; all stopped (and their logs shown) at teardown."""
 
     def __init__(self, url: str, folder: Path) -> None:
-        self.url, self.folder = url, folder
-        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.url = url
+        self.procs = Processes(folder, env={"DAGRQ_LOG": "WARNING"})
 
     def start(self, address: str, n: int = 2, *extra: str) -> list[subprocess.Popen[bytes]]:
-        started = []
-        env = dict(os.environ, DAGRQ_LOG="WARNING")
-        for _ in range(n):
-            log = self.folder / f"worker-{len(self.procs)}.log"
-            with open(log, "wb") as fh:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "dagrq", "worker", address, "--url", self.url, *extra],
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                )
-            self.procs.append((proc, log))
-            started.append(proc)
-        return started
+        """Start ``n`` workers for pipeline ``address`` (extra ``dagrq worker`` options after)."""
+        return self.procs.start(worker_argv(address, self.url, *extra), n)
 
     def stop(self) -> None:
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc, _ in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Stop every worker (warm, then hard)."""
+        self.procs.stop()
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n{log.read_text(errors='replace')}" for _, log in self.procs
-        )
+        """Every worker's output."""
+        return self.procs.logs()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,9 @@ EXPORTS = {
     "UnknownNodeError",
     "DuplicateNodeError",
     "NodeImportError",
+    "NodeRefused",
+    "DAGChanged",
+    "Explanation",
     "NodeDefinitionError",
     "ParameterError",
     "PipelineError",
@@ -62,9 +66,39 @@ def test_every_error_is_a_dagrq_error_and_validation_errors_are_dag_errors() -> 
 
 @pytest.mark.parametrize(
     "module",
-    ["keys", "rules", "options", "codec", "errors", "dag", "plan", "preflight", "progress"],
+    [
+        "keys",
+        "rules",
+        "options",
+        "codec",
+        "errors",
+        "params",
+        "plan",
+        "status",
+        "node",
+        "preflight",
+        "attempt",
+        "fanout",
+        "progress",
+    ],
 )
 def test_doctests(module: str) -> None:
     mod = importlib.import_module(f"dagrq.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_declaring_a_dag_imports_neither_redis_nor_rq() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dagrq; from dagrq import loader; "
+        "d = loader.load('examples/etl.py:dag'); d.validate(); d.to_dot(); d.run_local(rows=5); "
+        "print(sorted(m for m in ('redis', 'rq', 'rich') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert dagrq.Run.__module__ == "dagrq.client"  # imported on first use

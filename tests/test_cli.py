@@ -14,6 +14,7 @@ import psutil
 import redis
 
 from .conftest import pipeline
+from .helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,11 +179,9 @@ def test_an_interrupted_run_is_canceled_and_its_workers_stopped(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not list(conn.scan_iter("test:slow-started:*")):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
-    run_id = next(conn.scan_iter("test:slow-started:*")).decode().rsplit(":", 1)[1]
+    started = wait_for(lambda: list(conn.scan_iter("test:slow-started:*")), 30, "slow started")
+    assert proc.poll() is None
+    run_id = started[0].decode().rsplit(":", 1)[1]
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

@@ -6,7 +6,6 @@ import types
 from datetime import date
 
 import pytest
-from pydantic import BaseModel
 
 import dagrq
 from dagrq import (
@@ -19,40 +18,15 @@ from dagrq import (
     ParameterError,
     RunFailed,
     UnknownNodeError,
+    loader,
 )
 
-# Node functions must be importable by a worker, so test DAGs live at module level.
-orders = DAG("orders")
+from .conftest import pipeline
 
-
-class Total(BaseModel):
-    count: int
-    day: date
-
-
-@orders.node
-def report(totals: Total, fraud: list[str]) -> str:
-    return f"{totals.count} orders on {totals.day}, {len(fraud)} flagged"
-
-
-@orders.node
-def fetch(day: date, limit: int = 3) -> list[dict[str, int]]:
-    return [{"id": i} for i in range(limit)]
-
-
-@orders.node
-def totals(fetch: list[dict[str, int]], day: date) -> Total:
-    return Total(count=len(fetch), day=day)
-
-
-@orders.node(retry=3, timeout=30)
-def fraud(fetch: list[dict[str, int]]) -> list[str]:
-    return [str(o["id"]) for o in fetch if o["id"] % 2]
-
-
-@orders.node(after=["report"])
-def notify() -> str:
-    return "sent"
+# Node functions must be importable by a worker, so test DAGs live at module level (or in a
+# pipeline file of their own, as the orders DAG that the pictures tests draw too).
+orders = loader.load(pipeline("orders"))
+Total = orders.nodes["totals"].signature.return_annotation
 
 
 def test_edges_come_from_parameter_names_in_any_decoration_order() -> None:
@@ -77,6 +51,7 @@ def test_joins_roots_sinks_and_queues() -> None:
 
 
 def test_node_functions_stay_plain_callables() -> None:
+    fetch, fraud = orders.nodes["fetch"], orders.nodes["fraud"]
     assert fetch(date(2026, 1, 1), limit=2) == [{"id": 0}, {"id": 1}]
     assert isinstance(fraud, dagrq.Node)
     assert fraud.options.retry == dagrq.Retry(max=3)

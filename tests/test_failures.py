@@ -11,17 +11,7 @@ import redis
 from dagrq import RunError, RunFailed, keys, loader
 
 from .conftest import Workers, pipeline
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
-def counter(conn: redis.Redis, name: str, run_id: str) -> int:
-    return int(conn.get(f"test:{name}:{run_id}") or 0)
+from .helpers import counter, wait_for
 
 
 def test_every_trigger_rule_fires_or_skips_and_skips_cascade(
@@ -74,7 +64,7 @@ def test_an_early_fire_reads_only_the_parents_it_fired_with(
     dag = loader.load(pipeline("early"))
     workers.start(pipeline("early"), 1, "--queue", "dagrq.t_early")
     run = dag.submit(conn)
-    wait_for(lambda: run.status().nodes["slow"].state == "succeeded")
+    wait_for(lambda: run.status().nodes["slow"].state == "succeeded", what="slow succeeded")
     assert run.status().nodes["first"].state == "queued"
     workers.start(pipeline("early"), 1, "--queue", "t_early.late")
     run.wait(timeout=30)
@@ -117,7 +107,7 @@ def test_cancel_mid_run_stops_running_and_unqueues_queued_nodes(
     dag = loader.load(pipeline("cancel"))
     workers.start(pipeline("cancel"), 1)
     run = dag.submit(conn, pause_s=3)
-    wait_for(lambda: counter(conn, "slow-started", run.id) == 1)
+    wait_for(lambda: counter(conn, "slow-started", run.id) == 1, what="slow started")
     status = run.status()
     assert status.nodes["slow"].state == "running" and status.nodes["twin"].state == "queued"
     after = run.cancel()
@@ -151,7 +141,7 @@ def test_resume_reruns_failed_nodes_and_reuses_outputs(conn: redis.Redis, worker
         "other": "succeeded",
     }
     conn.set(f"test:open:{run.id}", 1, ex=600)
-    resumed = run.retry()
+    resumed = run.resume()
     assert resumed.state == "running"
     final = run.wait(timeout=60)
     assert final.state == "succeeded"
@@ -165,10 +155,10 @@ def test_resume_of_a_canceled_run_and_of_a_running_one(conn: redis.Redis, worker
     dag = loader.load(pipeline("cancel"))
     run = dag.submit(conn, pause_s=0)
     with pytest.raises(RunError, match="still running"):
-        run.retry()
+        run.resume()
     run.cancel()  # nothing ran yet: every node canceled
     workers.start(pipeline("cancel"), 2)
-    run.retry()
+    run.retry()  # the first name of resume() still works
     assert run.wait(timeout=60).state == "succeeded"
     assert run.result("after") == 2
 
@@ -189,7 +179,7 @@ def test_a_worker_with_a_changed_dag_fails_the_node_clearly(
 def test_a_resume_cut_short_is_finished_by_calling_retry_again(
     conn: redis.Redis, workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dagrq import client
+    from dagrq.store import RunStore
 
     dag = loader.load(pipeline("resume"))
     workers.start(pipeline("resume"), 2)
@@ -202,12 +192,12 @@ def test_a_resume_cut_short_is_finished_by_calling_retry_again(
         raise ConnectionError("the resuming process died here")
 
     with monkeypatch.context() as patch:
-        patch.setattr(client, "deliver", crash)
+        patch.setattr(RunStore, "deliver", crash)
         with pytest.raises(ConnectionError):
-            run.retry()  # nodes reset, nothing delivered: gate waits for expensive forever
+            run.resume()  # nodes reset, nothing delivered: gate waits for expensive forever
     time.sleep(0.5)
     assert run.status().nodes["gate"].state == "pending"
-    assert run.retry().state == "running"  # finishes the resume instead of refusing
+    assert run.resume().state == "running"  # finishes the resume instead of refusing
     final = run.wait(timeout=60)
     assert final.state == "succeeded"
     assert run.result("final") == 110

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 import redis
 
-from dagrq import RunFailed, join, keys, loader
-from dagrq.plan import NodeSpec
+from dagrq import RunFailed, keys, loader, rqjobs, scripts
+from dagrq.lease import abandoned, on_failure
 
 from .conftest import Workers, pipeline
+from .helpers import fake_run, spec, wait_for
 
 
 def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> int:
     """SIGKILL the process running the first attempt of ``name``; return its pid."""
-    key = f"test:pid:{name}:{run_id}"
-    deadline = time.monotonic() + 60
-    while conn.get(key) is None:
-        assert time.monotonic() < deadline, f"{name} never started"
-        time.sleep(0.05)
-    pid = int(conn.get(key) or 0)
+    pid = int(wait_for(lambda: conn.get(f"test:pid:{name}:{run_id}"), 60, f"{name} started"))
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -39,7 +34,7 @@ def test_killed_node_is_retried_and_its_join_fires_once(
     run = dag.submit(conn)
     _kill_when_running(conn, "slow", run.id)
     final = run.wait(timeout=90)
-    assert final.state == "succeeded", run.explain()
+    assert final.state == "succeeded", final.failed()
     assert run.result("join") == {"slow_attempt": 2, "other": 2}
     assert conn.get(f"test:join:{run.id}") == b"1"  # the join ran exactly once
     assert final.nodes["slow"].attempts == 2
@@ -69,26 +64,30 @@ def test_killed_node_without_retries_fails_and_the_run_ends(
 def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
     # attempt 1's worker was presumed lost and attempt 2 has started: attempt 1's late
     # success must not be recorded, nor arrive at the child
-    def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
-        return NodeSpec(
-            name, parents, parents, children, (), "q", False, "all_success", None, None, 60
-        )
-
-    run_id, node, child = "r1", spec("n", children=("c",)), spec("c", ("n",))
-    conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": 2, "failed": 0})
-    conn.hset(keys.nodes_key(run_id), "c:state", "pending")
-    first = join.start(conn, run_id, node, 60)
-    second = join.start(conn, run_id, node, 60)
+    node, child = spec("n", children=("c",)), spec("c", ("n",))
+    run_id = fake_run(conn, {"n": "queued", "c": "pending"})
+    first = scripts.start(conn, run_id, node, 60)
+    second = scripts.start(conn, run_id, node, 60)
     assert (first.attempt, second.attempt) == (1, 2)
-    late = join.complete(
-        conn, run_id, node, [child], "succeeded", ttl_s=60, output=b"1", attempt=first.attempt
+    late = scripts.complete(
+        conn,
+        run_id,
+        node,
+        [child],
+        scripts.Report("succeeded", b"1", attempt=first.attempt),
+        ttl_s=60,
     )
     assert late.run_state == "stale"
     assert conn.hget(keys.nodes_key(run_id), "n:state") == b"running"
     assert conn.exists(keys.output_key(run_id, "n")) == 0
-    assert not join.requeue(conn, run_id, "n", "boom", attempt=first.attempt)
-    done = join.complete(
-        conn, run_id, node, [child], "succeeded", ttl_s=60, output=b"2", attempt=second.attempt
+    assert not scripts.requeue(conn, run_id, "n", "boom", attempt=first.attempt)
+    done = scripts.complete(
+        conn,
+        run_id,
+        node,
+        [child],
+        scripts.Report("succeeded", b"2", attempt=second.attempt),
+        ttl_s=60,
     )
     assert done.fired == ("c",)
     assert conn.get(keys.output_key(run_id, "n")) == b"2"
@@ -98,30 +97,26 @@ def test_a_dagrq_job_ignores_callbacks_it_did_not_set(conn: redis.Redis) -> None
     from rq import Callback
     from rq.job import Job
 
-    from dagrq.runtime import RQ_SERIALIZER, DagrqJob
-
     job = Job.create(
         keys.ENTRYPOINT,
         kwargs={"dag": "d", "run": "r", "node": "n"},
         connection=conn,
-        serializer=RQ_SERIALIZER,
+        serializer=rqjobs.SERIALIZER,
         on_failure=Callback("os.system"),
         on_success=Callback("os.system"),
     )
     job.save()
-    fetched = DagrqJob.fetch(job.id, connection=conn, serializer=RQ_SERIALIZER)
+    fetched = rqjobs.fetch_job(job.id, conn)
     assert fetched.failure_callback is None
     assert fetched.success_callback is None
     ours = Job.create(
         keys.ENTRYPOINT,
         connection=conn,
-        serializer=RQ_SERIALIZER,
+        serializer=rqjobs.SERIALIZER,
         on_failure=Callback(keys.ON_FAILURE),
     )
     ours.save()
-    from dagrq.lease import on_failure
-
-    again = DagrqJob.fetch(ours.id, connection=conn, serializer=RQ_SERIALIZER)
+    again = rqjobs.fetch_job(ours.id, conn)
     assert again.failure_callback is on_failure
 
 
@@ -141,12 +136,9 @@ def test_a_lost_chunk_is_retried_item_by_item(conn: redis.Redis, workers: Worker
 
 def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis.Redis) -> None:
     # the worker died between taking the job and starting the node (state still queued)
-    from dagrq.lease import abandoned
-    from dagrq.runtime import RQ_SERIALIZER, DagrqJob
-
     dag = loader.load(pipeline("lease", "doomed"))
     run = dag.submit(conn)
-    job = DagrqJob.fetch(keys.job_id(run.id, "start"), connection=conn, serializer=RQ_SERIALIZER)
+    job = rqjobs.fetch_job(keys.job_id(run.id, "start"), conn)
     assert run.status().nodes["start"].state == "queued"
     abandoned(job, "worker lost: test")
     abandoned(job, "worker lost: test")  # settling twice changes nothing
@@ -157,13 +149,10 @@ def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis
 
 
 def test_a_map_lost_after_its_expansion_is_left_to_its_items(conn: redis.Redis) -> None:
-    from dagrq.lease import abandoned
-    from dagrq.runtime import RQ_SERIALIZER, DagrqJob
-
     run = loader.load(pipeline("lease", "mapped")).submit(conn)
     nodes = keys.nodes_key(run.id)
     conn.hset(nodes, mapping={"square:state": "running", "square:expanded": "1"})
-    job = DagrqJob.fetch(keys.job_id(run.id, "square"), connection=conn, serializer=RQ_SERIALIZER)
+    job = rqjobs.fetch_job(keys.job_id(run.id, "square"), conn)
     abandoned(job, "worker lost: test")
     assert conn.hget(nodes, "square:state") == b"running"  # its items are out: not failed
     conn.hdel(nodes, "square:expanded")

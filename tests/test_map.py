@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -12,10 +11,13 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dagrq import DAG, NodeDefinitionError, RunFailed, UnknownNodeError, join, keys, loader
-from dagrq.plan import NodeSpec
+from dagrq import DAG, NodeDefinitionError, RunFailed, UnknownNodeError, keys, loader, scripts
+from dagrq.attempt import Attempt
+from dagrq.fanout import batches, expand
+from dagrq.store import RunStore
 
 from .conftest import Workers, pipeline
+from .helpers import fake_run, spec, wait_for
 
 
 @pytest.fixture
@@ -47,20 +49,25 @@ def test_widths_results_in_item_order_and_equal_to_run_local(
 
 
 def test_expansion_enqueues_one_rq_job_per_chunk(conn: redis.Redis) -> None:
-    from types import SimpleNamespace
-
-    from dagrq.mapping import expand
-
     dag = loader.load(pipeline("maps"))
     run_id = uuid.uuid4().hex
     items = dag.codec.dumps(list(range(250)))
     for node, count in (("parse_chunked", 3), ("parse", 250)):
-        spec = dag.specs[node]
-        expand(dag, SimpleNamespace(connection=conn), run_id, spec, {"files": items}, {})
-        queued = [j.decode() for j in conn.lrange(keys.queue_key(spec.queue_name), 0, -1)]
+        mapped = dag.specs[node]
+        attempt = Attempt(
+            dag=dag,
+            store=RunStore(conn, run_id, dag.plan),
+            spec=mapped,
+            job=None,
+            number=1,
+            params={},
+            outputs={"files": items, "config": None},
+        )
+        expand(attempt)
+        queued = [j.decode() for j in conn.lrange(keys.queue_key(mapped.queue_name), 0, -1)]
         assert queued == [keys.chunk_job_id(run_id, node, c) for c in range(count)]
         assert conn.hget(keys.nodes_key(run_id), f"{node}:items_total") == b"250"
-        conn.delete(keys.queue_key(spec.queue_name))
+        conn.delete(keys.queue_key(mapped.queue_name))
     assert conn.hlen(keys.items_key(run_id, "parse_chunked")) == 250
 
 
@@ -111,32 +118,25 @@ def test_a_failing_item_in_a_chunk_is_retried_on_its_own(conn: redis.Redis, maps
 
 
 def test_a_duplicate_item_delivery_counts_once(conn: redis.Redis) -> None:
-    run_id = uuid.uuid4().hex
-    m = NodeSpec(
-        "m", ("src",), ("src",), ("j",), (), "q", False, "all_success", None, None, 60, "src", 1
-    )
-    j = NodeSpec("j", ("m",), ("m",), (), (), "q", True, "all_success", None, None, 60)
-    conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": 2, "failed": 0})
-    conn.hset(
-        keys.nodes_key(run_id),
-        mapping={"m:state": "running", "j:state": "pending", "m:items_total": 3},
-    )
+    m = spec("m", ("src",), children=("j",), map_over="src")
+    j = spec("j", ("m",), is_join=True)
+    run_id = fake_run(conn, {"m": "running", "j": "pending"}, **{"m:items_total": 3})
     for _ in range(3):
-        done = join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(0, b"10")])
+        done = scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(0, b"10")])
         assert done.fired == ()
     assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"1"
-    join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(1, b"11"), (0, b"99")])
+    scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(1, b"11"), (0, b"99")])
     assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"2"
-    done = join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
+    done = scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
     assert done.fired == ("j",)
-    again = join.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
+    again = scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
     assert again.fired == ()
     assert conn.hgetall(keys.map_results_key(run_id, "m")) == {
         b"0": b"10",
         b"1": b"11",
         b"2": b"12",
     }
-    assert conn.llen(keys.queue_key("q")) == 1
+    assert conn.llen(keys.queue_key("q.test")) == 1
 
 
 def test_map_declarations_are_validated() -> None:
@@ -175,8 +175,6 @@ def no_item_param(x: int) -> int:
 def test_job_batches_cover_every_chunk_once_and_start_small(
     total: int, first: int, cap: int
 ) -> None:
-    from dagrq.mapping import batches
-
     cut = batches(total, first, cap)
     assert [i for r in cut for i in r] == list(range(total))
     assert all(len(r) <= cap for r in cut)
@@ -191,10 +189,7 @@ def test_cancel_takes_a_maps_queued_item_jobs_out_of_its_queue(
     dag = loader.load(pipeline("maps"))
     other = dag.submit(conn, n=1)  # another run's jobs in the same queues stay put
     run = dag.submit(conn, n=3000)
-    deadline = time.monotonic() + 60
-    while conn.hget(keys.nodes_key(run.id), "parse:items_total") is None:
-        assert time.monotonic() < deadline, "parse never expanded"
-        time.sleep(0.05)
+    wait_for(lambda: conn.hget(keys.nodes_key(run.id), "parse:items_total"), 60, "parse expanded")
     status = run.cancel()
     assert status.state == "canceled"
     queued = [
@@ -214,8 +209,8 @@ def test_purge_keeps_other_runs_jobs_in_order(conn: redis.Redis) -> None:
     mine, theirs = keys.job_id("r1", ""), keys.job_id("r11", "")
     ids = [f"{mine if i % 3 else theirs}n-c{i}" for i in range(2500)]
     conn.rpush(queue, *ids)
-    assert join.purge(conn, "r1", ["q"]) == sum(1 for i in range(2500) if i % 3)
+    assert scripts.purge(conn, "r1", ["q"]) == sum(1 for i in range(2500) if i % 3)
     assert [x.decode() for x in conn.lrange(queue, 0, -1)] == [
         x for x in ids if x.startswith(theirs)
     ]
-    assert join.purge(conn, "r1", ["q"]) == 0
+    assert scripts.purge(conn, "r1", ["q"]) == 0

@@ -1,5 +1,5 @@
--- _lib.lua: shared local functions, prepended to complete.lua and items.lua when they are
--- loaded (dagrq/join.py), so the trigger rules and the arrival step exist once.
+-- _lib.lua: shared local functions, prepended to every script when it is loaded
+-- (dagrq/scripts.py), so the trigger rules, the event writer and the arrival step exist once.
 -- It touches only the keys its callers pass in (documented in their headers).
 
 local function is_final(state)
@@ -32,13 +32,17 @@ end
 -- R = {run = run hash key, nodes = nodes hash key, events = the run's event stream key,
 --      now = text, ttl = text, state = run state}
 
+-- Events kept per run (approximately: MAXLEN ~), so a stream stays bounded.
+local EVENTS_MAX = 10000
+
 -- Append one state change to the run's event stream (bounded; its TTL was set at submit).
-local function event(R, name, state, extra)
-  if extra then
-    redis.call('XADD', R.events, 'MAXLEN', '~', 10000, '*', 'node', name, 'state', state,
-               'ts', R.now, 'error', extra)
+-- `field`, `value`: one optional extra field ('error' with the error, 'attempt' with its number).
+local function event(R, name, state, field, value)
+  if field and value then
+    redis.call('XADD', R.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'node', name, 'state', state,
+               'ts', R.now, field, value)
   else
-    redis.call('XADD', R.events, 'MAXLEN', '~', 10000, '*', 'node', name, 'state', state,
+    redis.call('XADD', R.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'node', name, 'state', state,
                'ts', R.now)
   end
 end
@@ -46,7 +50,7 @@ end
 -- A node reached a final state: count it down; the last one ends the run.
 local function finish(R, name, state, err)
   redis.call('HSET', R.nodes, name .. ':state', state, name .. ':ended', R.now)
-  event(R, name, state, err)
+  event(R, name, state, 'error', err)
   if state == 'failed' then
     redis.call('HINCRBY', R.run, 'failed', 1)
   end

@@ -11,6 +11,9 @@
 -- nothing more: no arrival can fire a node that is not pending, and start.lua refuses to
 -- start anything in a run that is not running.
 
+-- event() lives in _lib.lua.
+
+local R = {events = KEYS[3], now = ARGV[1]}
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   return {'gone'}
@@ -24,8 +27,7 @@ for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
   local s = redis.call('HGET', KEYS[2], node .. ':state')
   if s == 'pending' or s == 'queued' or s == 'running' then
     redis.call('HSET', KEYS[2], node .. ':state', 'canceled', node .. ':ended', ARGV[1])
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'node', node, 'state', 'canceled',
-               'ts', ARGV[1])
+    event(R, node, 'canceled')
     if s == 'queued' then
       queued[#queued + 1] = node
     elseif s == 'running' then
@@ -33,8 +35,7 @@ for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
     end
   end
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'node', '', 'state', 'canceled',
-           'ts', ARGV[1])
+event(R, '', 'canceled')
 local reply = {'canceled', #queued}
 for _, n in ipairs(queued) do reply[#reply + 1] = n end
 for _, n in ipairs(running) do reply[#reply + 1] = n end

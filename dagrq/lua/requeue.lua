@@ -11,6 +11,8 @@
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running (or a
 -- later attempt has started: a stale attempt changes nothing).
 
+-- event() lives in _lib.lua.
+
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
   return 0
 end
@@ -18,6 +20,5 @@ if ARGV[4] ~= '0' and redis.call('HGET', KEYS[1], ARGV[1] .. ':attempts') ~= ARG
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'node', ARGV[1], 'state', 'queued',
-           'ts', ARGV[3], 'error', ARGV[2])
+event({events = KEYS[2], now = ARGV[3]}, ARGV[1], 'queued', 'error', ARGV[2])
 return 1

@@ -23,6 +23,8 @@
 --
 -- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended; others read only.
 
+-- is_final() and event() live in _lib.lua.
+
 local run_state = redis.call('HGET', KEYS[1], 'state')
 if not run_state then
   return {'gone'}
@@ -33,15 +35,14 @@ end
 
 local node = ARGV[1]
 local state = redis.call('HGET', KEYS[2], node .. ':state')
-if state == 'succeeded' or state == 'failed' or state == 'skipped' or state == 'canceled' then
+if is_final(state) then
   return {'done', state}
 end
 
 redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARGV[2])
 local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'node', node, 'state', 'running',
-           'ts', ARGV[2], 'attempt', attempt)
+event({events = KEYS[4], now = ARGV[2]}, node, 'running', 'attempt', attempt)
 
 local meta = redis.call('HMGET', KEYS[1], 'params', 'plan')
 local reply = {'run', attempt, meta[1], meta[2]}

@@ -14,7 +14,6 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from .plan import NodeSpec, Plan
 from .status import STATE_COLORS, NodeStatus, RunStatus
@@ -134,10 +133,3 @@ def to_mermaid(plan: Plan, params: Mapping[str, str], status: RunStatus | None =
             if members:
                 out.append(f"  class {','.join(members)} {state}")
     return "\n".join(out) + "\n"
-
-
-def param_types(dag: Any) -> dict[str, str]:
-    """``{run parameter: type name}`` of a DAG."""
-    from .dag import _type_name
-
-    return {k: _type_name(f.annotation) for k, f in dag.params_model.model_fields.items()}

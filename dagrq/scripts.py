@@ -1,7 +1,10 @@
 """The server-side steps: each Lua script loaded once per connection, one typed wrapper each.
 
 The scripts' headers (``dagrq/lua/*.lua``) are their contracts; these wrappers only lay out
-KEYS and ARGV from a :class:`~dagrq.dag.DAG`'s specs and parse the replies.
+KEYS and ARGV from a plan's :class:`~dagrq.plan.NodeSpec` and parse the replies. ``_lib.lua``
+(the trigger rules, the event writer, the arrival step) is prepended to every script, so each
+of those exists once. Nothing here knows RQ's Python API: a fired child's job is pushed by
+the script itself, with RQ's key names from :mod:`dagrq.keys`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from importlib import resources
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from rq.utils import utcformat
-
 from . import keys
 from .plan import NodeSpec
 
@@ -25,15 +26,21 @@ def _source(name: str) -> str:
 
 
 _LIB = _source("_lib")
-#: scripts that use the shared functions get _lib.lua prepended
+#: every script, with the shared functions of _lib.lua in front
 _SOURCES = {
-    "start": _source("start"),
-    "complete": _LIB + _source("complete"),
-    "cancel": _source("cancel"),
-    "requeue": _source("requeue"),
-    "items": _LIB + _source("items"),
-    "purge": _source("purge"),
+    name: _LIB + _source(name)
+    for name in ("start", "complete", "cancel", "requeue", "items", "purge")
 }
+
+#: RQ's timestamp format (``rq.utils.utcformat``), for a fired job's ``enqueued_at``
+RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def rq_now() -> str:
+    """Now in RQ's timestamp format (UTC)."""
+    return datetime.now(UTC).strftime(RQ_TIME_FORMAT)
+
+
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
 
@@ -132,52 +139,44 @@ def purge(connection: Any, run_id: str, queue_names: Sequence[str]) -> int:
     return sum(int(script(keys=[keys.queue_key(q)], args=[prefix])) for q in queue_names)
 
 
+@dataclass(frozen=True)
+class Report:
+    """A node's final outcome as ``complete.lua`` records it.
+
+    ``attempt`` is the reporting attempt's number from :func:`start` (0: no check, as for a
+    skip or a settlement by another process); a report from an attempt that is no longer the
+    node's current one is refused.
+    """
+
+    outcome: str
+    output: bytes = b""
+    error: str = ""
+    traceback: str = ""
+    attempt: int = 0
+
+
 def complete(
     connection: Any,
     run_id: str,
     spec: NodeSpec,
     children: Sequence[NodeSpec],
-    outcome: str,
+    report: Report,
     *,
     ttl_s: int,
-    output: bytes = b"",
-    error: str = "",
-    traceback: str = "",
-    attempt: int = 0,
 ) -> Completed:
-    """Record ``spec``'s final ``outcome`` and deliver one arrival to each child.
+    """Record ``spec``'s final outcome and deliver one arrival to each child.
 
     ``children`` are the specs of ``spec.children``. Returns the children this call fired
     (enqueued, exactly once over all calls) and skipped (the caller completes those as
-    ``skipped`` so the skip cascades). ``attempt`` is the reporting attempt's number from
-    :func:`start` (0: no check); when a later attempt has started, nothing is recorded and
-    the answer's ``run_state`` is ``"stale"``.
+    ``skipped`` so the skip cascades). When a later attempt than ``report.attempt`` has
+    started, nothing is recorded and the answer's ``run_state`` is ``"stale"``.
     """
-    keys_, args = complete_call(
-        run_id,
-        spec,
-        children,
-        outcome,
-        ttl_s=ttl_s,
-        output=output,
-        error=error,
-        traceback=traceback,
-        attempt=attempt,
-    )
+    keys_, args = complete_call(run_id, spec, children, report, ttl_s=ttl_s)
     return _completed(_script(connection, "complete")(keys=keys_, args=args))
 
 
 def complete_call(
-    run_id: str,
-    spec: NodeSpec,
-    children: Sequence[NodeSpec],
-    outcome: str,
-    *,
-    ttl_s: int,
-    output: bytes = b"",
-    error: str = "",
-    traceback: str = "",
-    attempt: int = 0,
+    run_id: str, spec: NodeSpec, children: Sequence[NodeSpec], report: Report, *, ttl_s: int
 ) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV of one ``complete.lua`` call (see its header)."""
     keys_: list[str] = [
@@ -189,17 +188,17 @@ def complete_call(
     ]
     args: list[Any] = [
         spec.name,
-        outcome,
-        output,
-        error,
-        traceback,
+        report.outcome,
+        report.output,
+        report.error,
+        report.traceback,
         repr(time.time()),
         ttl_s,
         spec.result_ttl,
-        utcformat(datetime.now(UTC)),
+        rq_now(),
         len(children),
         "1" if spec.is_join else "0",
-        attempt,
+        report.attempt,
     ]
     _lay_out_children(run_id, children, keys_, args)
     return keys_, args
@@ -234,7 +233,7 @@ def record_items(
         repr(time.time()),
         ttl_s,
         spec.result_ttl,
-        utcformat(datetime.now(UTC)),
+        rq_now(),
         len(children),
         len(results),
         len(errors),

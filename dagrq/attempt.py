@@ -1,0 +1,174 @@
+"""One attempt of a node on a worker, and the one policy for a failed or lost attempt.
+
+:func:`begin` fences the attempt (``start.lua``: a redelivered job re-delivers what was
+recorded, a run that ended starts nothing, a changed DAG is refused); :func:`run_node` calls
+a plain node and reports its outcome; :meth:`Attempt.failed` settles a failure by
+:func:`settle_failure`, the same policy the item jobs of a map (:mod:`dagrq.fanout`) and the
+lost-worker path (:mod:`dagrq.lease`) follow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback as tb
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import rqjobs
+from .dag import DAG
+from .errors import DAGChanged
+from .node import build_kwargs, one_line_error, serialize_output
+from .plan import NodeSpec
+from .store import RunStore, load_plan
+
+log = logging.getLogger(__name__)
+
+#: what becomes of a failed attempt: RQ runs the same job again, each failed item of a chunk
+#: gets a job of its own, or the node (item) fails for good
+Settlement = Literal["retry", "retry_alone", "fail"]
+
+#: the small summary an attempt returns (RQ stores it as the job's result)
+Summary = dict[str, Any]
+
+
+def settle_failure(
+    *, retries_left: int | None, items: int = 1, node_retries: int = 0
+) -> Settlement:
+    """What becomes of a failed (or lost) attempt.
+
+    Args:
+        retries_left: the RQ job's retries left (RQ's own count; None for a job without).
+        items: how many items the job holds: a chunk of a mapped node with ``chunk > 1``
+            holds several, a node's job or a single item's holds one.
+        node_retries: the node's ``retry=`` (extra attempts), for a chunk's items.
+
+    Returns:
+        ``retry`` when RQ will run the same job again (it has retries left);
+        ``retry_alone`` for a chunk of several items of a node that allows retries (each
+        failed item gets a job of its own with the node's remaining retries: the chunk was
+        their first attempt); ``fail`` otherwise.
+
+    Examples:
+        >>> settle_failure(retries_left=2), settle_failure(retries_left=0)
+        ('retry', 'fail')
+        >>> settle_failure(retries_left=None, items=100, node_retries=1)
+        'retry_alone'
+    """
+    if items > 1:
+        return "retry_alone" if node_retries > 0 else "fail"
+    return "retry" if retries_left is not None and retries_left > 0 else "fail"
+
+
+def attempt_error(exc: BaseException, spec: NodeSpec) -> str:
+    """The one-line error of a failed attempt (a timeout says so)."""
+    if isinstance(exc, rqjobs.JobTimeoutException):
+        return f"timed out after {spec.timeout} s"
+    return one_line_error(exc)
+
+
+@dataclass
+class Attempt:
+    """One started attempt of a node (not a mapped node's item job).
+
+    Attributes:
+        dag: the worker's DAG (its version is the run's).
+        store: the run's handle.
+        spec: the node.
+        job: the RQ job running it.
+        number: the attempt's number from ``start.lua`` (fences late reports).
+        params: the run parameters.
+        outputs: the data parents' outputs the node fired with (``None`` where absent).
+    """
+
+    dag: DAG
+    store: RunStore
+    spec: NodeSpec
+    job: Any
+    number: int
+    params: dict[str, Any]
+    outputs: dict[str, bytes | None]
+
+    def failed(self, exc: BaseException) -> None:
+        """Settle a failed attempt: shown ``queued`` when RQ retries the job, else the node
+        fails with its error and traceback and its children hear of it."""
+        error = attempt_error(exc, self.spec)
+        if settle_failure(retries_left=self.job.retries_left) == "retry":
+            self.store.requeue(self.spec.name, error, self.number)
+            return
+        self.store.deliver(
+            self.spec.name,
+            "failed",
+            error=error,
+            traceback=tb.format_exc(),
+            attempt=self.number,
+        )
+
+
+def begin(dag: DAG, job: Any, run_id: str, node: str) -> Attempt | Summary:
+    """Start an attempt of ``node`` (``start.lua``), or say why none is started.
+
+    A job delivered again after its node's outcome was recorded re-delivers that outcome
+    (finishing what a crashed worker left undone); a run that has ended starts nothing.
+
+    Raises:
+        DAGChanged: the run was submitted with another version of the DAG (the node fails).
+    """
+    store = RunStore(job.connection, run_id, dag.plan)
+    spec = dag.specs[node]
+    started = store.start(spec)
+    if started.status == "done":
+        store.deliver(node, started.node_state or "failed")
+        return {"node": node, "outcome": started.node_state, "redelivered": True}
+    if started.status != "run":
+        log.info("run %s is %s; node %s not started", run_id, started.status, node)
+        return {"node": node, "outcome": None, "run": started.status}
+    if started.plan_hash != dag.plan_hash:
+        refuse_changed(dag, job, run_id, node, started.plan_hash)
+    return Attempt(
+        dag=dag,
+        store=store,
+        spec=spec,
+        job=job,
+        number=started.attempt,
+        params=json.loads(started.params_json or "{}"),
+        outputs=started.outputs,
+    )
+
+
+def run_node(attempt: Attempt) -> Summary:
+    """Call a plain node with its inputs and report its outcome in one atomic step.
+
+    Raises:
+        Exception: the node's own, after settling it (so RQ retries or fails the job).
+    """
+    spec, store = attempt.spec, attempt.store
+    node = attempt.dag.nodes[spec.name]
+    codec = attempt.dag.codec
+    try:
+        outputs = store.read_inputs(spec, attempt.outputs)
+        kwargs = build_kwargs(node, spec, outputs, attempt.params, codec)
+        output = serialize_output(codec, spec.name, node.fn(**kwargs))
+    except Exception as exc:
+        attempt.failed(exc)
+        raise
+    fresh = store.deliver(spec.name, "succeeded", output=output, attempt=attempt.number)
+    outcome = "succeeded" if fresh else "refused: a later attempt started"
+    return {"node": spec.name, "outcome": outcome, "attempt": attempt.number}
+
+
+def refuse_changed(dag: DAG, job: Any, run_id: str, node: str, plan_hash: str | None) -> None:
+    """Fail ``node`` because this worker's DAG is not the run's version; always raises.
+
+    Raises:
+        DAGChanged: always.
+    """
+    plan = load_plan(job.connection, dag.name, plan_hash or "?")
+    error = (
+        f"DAG changed since this run was submitted (run's plan {plan_hash}, this "
+        f"worker's {dag.plan_hash}); run workers with the code the run was submitted "
+        "with, or submit a new run"
+    )
+    RunStore(job.connection, run_id, plan).deliver(node, "failed", error=error)
+    job.retries_left = 0  # another attempt on this worker cannot do better
+    raise DAGChanged(error)

@@ -1,0 +1,511 @@
+"""Run-scoped Redis I/O: one handle, :class:`RunStore`, per ``(connection, run id, plan)``.
+
+Every read and write of a run goes through here: creating it (one MULTI/EXEC with its RQ jobs),
+the atomic steps of an attempt (start, deliver, requeue, record items), reading its status,
+outputs and events, canceling and resuming it. The atomic steps are the Lua scripts of
+:mod:`dagrq.scripts`; RQ's jobs are made and stopped by :mod:`dagrq.rqjobs`. Callers above
+(job bodies, the client) never spell a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+from redis.exceptions import WatchError
+
+from . import keys, rqjobs, scripts
+from .codec import get_codec
+from .errors import RunError, RunNotFound
+from .node import join_items
+from .plan import NodeSpec, Plan
+from .status import FINAL_NODE_STATES, RunStatus, parse_status
+
+#: fields of a node reset by a resume (its state is set anew)
+_RESET_FIELDS = (
+    "error",
+    "last_error",
+    "traceback",
+    "started",
+    "ended",
+    "queued",
+    "items_total",
+    "items_done",
+    "items_failed",
+    "items_started",
+    "first_item_error",
+    "expanded",
+)
+#: the run states after which a run's event stream has nothing more to say
+_FINAL_RUN_STATES = (b"succeeded", b"failed", b"canceled")
+
+log = logging.getLogger(__name__)
+
+_PLANS: dict[str, Plan] = {}
+
+
+def load_plan(connection: Any, dag: str, plan_hash: str) -> Plan:
+    """The stored plan of a DAG version (cached per process: a plan never changes).
+
+    Raises:
+        RunNotFound: the plan has expired or was never stored.
+    """
+    plan = _PLANS.get(plan_hash)
+    if plan is None:
+        raw = connection.get(keys.plan_key(dag, plan_hash))
+        if raw is None:
+            raise RunNotFound(
+                f"the plan {plan_hash} of DAG {dag!r} is not in this Redis (expired?); "
+                "submit a new run"
+            )
+        plan = _PLANS[plan_hash] = Plan.from_json(raw)
+    return plan
+
+
+@dataclass(frozen=True)
+class ChunkInputs:
+    """What one item job of a mapped node reads (:meth:`RunStore.read_chunk`)."""
+
+    state: str | None
+    params: dict[str, Any]
+    plan_hash: str | None
+    total: int
+    items: list[bytes | None]
+    outputs: dict[str, bytes | None]
+
+
+def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class RunStore:
+    """One run's keys on one connection, read and written through the run's plan.
+
+    Args:
+        connection: a ``redis.Redis``.
+        run_id: the run token.
+        plan: the plan the run is pinned to; ``None`` reads it from Redis when first needed.
+    """
+
+    def __init__(self, connection: Any, run_id: str, plan: Plan | None = None) -> None:
+        self.connection = connection
+        self.run_id = run_id
+        self._plan = plan
+
+    def __repr__(self) -> str:
+        return f"<dagrq.RunStore {self.run_id}>"
+
+    # ------------------------------------------------------------------ create
+    @classmethod
+    def create(cls, connection: Any, plan: Plan, params: Mapping[str, Any]) -> RunStore:
+        """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
+
+        The plan is stored once per version; roots are enqueued, every other job is saved
+        ``deferred`` until ``complete.lua`` fires it. ``params`` are already validated.
+        """
+        run_id = uuid.uuid4().hex
+        now = repr(time.time())
+        ttl, specs = plan.ttl_s, plan.specs
+        node_fields: dict[str, Any] = {}
+        for spec in specs.values():
+            node_fields[f"{spec.name}:state"] = "pending" if spec.parents else "queued"
+            node_fields[f"{spec.name}:queue"] = spec.queue_name
+            if not spec.parents:
+                node_fields[f"{spec.name}:queued"] = now
+        events = keys.events_key(run_id)
+        pipe = connection.pipeline(transaction=True)
+        pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
+        pipe.set(keys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
+        pipe.hset(
+            keys.run_key(run_id),
+            mapping={
+                "dag": plan.dag,
+                "state": "running",
+                "pending": len(specs),
+                "failed": 0,
+                "params": json.dumps(params),
+                "created_at": now,
+                "plan": plan.hash,
+                "serializer": plan.serializer,
+                "ttl_s": ttl,
+                "nodes": json.dumps(list(specs)),
+            },
+        )
+        pipe.expire(keys.run_key(run_id), ttl)
+        pipe.hset(keys.nodes_key(run_id), mapping=node_fields)
+        pipe.expire(keys.nodes_key(run_id), ttl)
+        pipe.xadd(events, {"node": "", "state": "running", "ts": now})
+        for spec in specs.values():
+            if not spec.parents:
+                pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
+        pipe.expire(events, ttl)
+        rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
+        pipe.execute()
+        return cls(connection, run_id, plan)
+
+    # ------------------------------------------------------------------- reads
+    def exists(self) -> bool:
+        """True while the run's hash exists (submitted, not expired)."""
+        return bool(self.connection.exists(keys.run_key(self.run_id)))
+
+    def meta(self) -> dict[str, str]:
+        """The run hash, decoded.
+
+        Raises:
+            RunNotFound: the run does not exist (never submitted, or expired).
+        """
+        raw = self.connection.hgetall(keys.run_key(self.run_id))
+        if not raw:
+            raise self._not_found()
+        return _decode(raw)
+
+    def state(self) -> str | None:
+        """The run's state, or None when the run does not exist."""
+        raw = self.connection.hget(keys.run_key(self.run_id), "state")
+        return raw.decode() if raw is not None else None
+
+    @property
+    def plan(self) -> Plan:
+        """The run's plan (read from Redis once when the handle was made without one).
+
+        Raises:
+            RunNotFound: the run or its plan is gone.
+        """
+        if self._plan is None:
+            meta = self.meta()
+            self._plan = load_plan(self.connection, meta["dag"], meta["plan"])
+        return self._plan
+
+    def plan_or_none(self, meta: Mapping[str, str]) -> Plan | None:
+        """The run's plan, or None when it cannot be read (expired, or a damaged run)."""
+        if self._plan is None:
+            try:
+                self._plan = load_plan(self.connection, meta["dag"], meta["plan"])
+            except (RunNotFound, KeyError):
+                return None
+        return self._plan
+
+    def status(self) -> RunStatus:
+        """The run's state and every node's state, attempts, timings and error (one
+        MULTI/EXEC read of the run and node hashes).
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.run_key(self.run_id))
+            pipe.hgetall(keys.nodes_key(self.run_id))
+            raw_meta, raw_nodes = pipe.execute()
+        if not raw_meta:
+            raise self._not_found()
+        meta = _decode(raw_meta)
+        return parse_status(self.run_id, meta, _decode(raw_nodes), self.plan_or_none(meta))
+
+    def node_state(self, node: str) -> str | None:
+        """One node's state, or None when the run does not know the node."""
+        raw = self.connection.hget(keys.nodes_key(self.run_id), f"{node}:state")
+        return raw.decode() if raw is not None else None
+
+    def output(self, node: str) -> bytes | None:
+        """A node's stored output (a mapped node's: the list of its item results), or None
+        when it has none (not succeeded, or expired)."""
+        spec = self.plan.specs.get(node)
+        if spec is not None and spec.map_over is not None:
+            if self.node_state(node) != "succeeded":
+                return None
+            return self.read_mapped(node)
+        blob: bytes | None = self.connection.get(keys.output_key(self.run_id, node))
+        return blob
+
+    def read_mapped(self, node: str) -> bytes | None:
+        """A mapped node's results as one serialized list, in item order (``None`` where an
+        item failed; ``None`` for a map that never expanded)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.nodes_key(self.run_id), f"{node}:items_total")
+            pipe.hgetall(keys.map_results_key(self.run_id, node))
+            total, results = pipe.execute()
+        if total is None:
+            return None
+        codec = get_codec(self.plan.serializer)
+        return join_items(codec, [results.get(str(i).encode()) for i in range(int(total))])
+
+    def read_inputs(
+        self, spec: NodeSpec, outputs: Mapping[str, bytes | None]
+    ) -> dict[str, bytes | None]:
+        """``outputs`` with each mapped data parent's results joined into one list."""
+        specs = self.plan.specs
+        mapped = [
+            p for p in spec.data_parents if specs[p].map_over is not None and p != spec.map_over
+        ]
+        return {**outputs, **{p: self.read_mapped(p) for p in mapped}}
+
+    def events(self, *, follow: bool = True, block_ms: int = 1000) -> Iterator[dict[str, Any]]:
+        """The run's state changes, oldest first (see :meth:`dagrq.client.Run.events`)."""
+        key = keys.events_key(self.run_id)
+        last = "0-0"
+        while True:
+            reply = self.connection.xread(
+                {key: last}, count=1000, block=block_ms if follow else None
+            )
+            if not reply:
+                state = self.connection.hget(keys.run_key(self.run_id), "state")
+                if not follow or state is None or state in _FINAL_RUN_STATES:
+                    return
+                continue
+            for entry_id, fields in reply[0][1]:
+                last = entry_id.decode()
+                event: dict[str, Any] = {"id": last, **_decode(fields)}
+                yield event
+                if follow and event.get("node") == "" and event.get("state") != "running":
+                    return
+
+    # ------------------------------------------------------------ atomic steps
+    def start(self, spec: NodeSpec) -> scripts.Started:
+        """Begin an attempt of ``spec`` (``start.lua``)."""
+        return scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s)
+
+    def requeue(self, node: str, error: str, attempt: int = 0) -> bool:
+        """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``); False when
+        the attempt is stale or the node no longer runs."""
+        return scripts.requeue(self.connection, self.run_id, node, error, attempt)
+
+    def deliver(
+        self,
+        node: str,
+        outcome: str,
+        *,
+        output: bytes = b"",
+        error: str = "",
+        traceback: str = "",
+        attempt: int = 0,
+    ) -> bool:
+        """Record ``node``'s outcome and deliver arrivals, cascading skips downstream.
+
+        Each step is one atomic, idempotent ``complete.lua`` call; a crash between steps is
+        repaired when the job is delivered again (the script re-reports skipped children).
+        ``attempt`` (start's number) makes a stale attempt's report a no-op.
+
+        Returns:
+            False when the report was refused as stale, else True.
+        """
+        specs, ttl_s = self.plan.specs, self.plan.ttl_s
+        todo = [(node, scripts.Report(outcome, output, error, traceback, attempt))]
+        while todo:
+            name, report = todo.pop()
+            spec = specs[name]
+            children = [specs[c] for c in spec.children]
+            done = scripts.complete(
+                self.connection, self.run_id, spec, children, report, ttl_s=ttl_s
+            )
+            if done.run_state == "stale":
+                log.warning(
+                    "run %s: node %s attempt %s reported after a later attempt started; refused",
+                    self.run_id,
+                    name,
+                    report.attempt,
+                )
+                return False
+            todo += [(child, scripts.Report("skipped")) for child in done.skipped]
+        return True
+
+    def record_items(
+        self,
+        spec: NodeSpec,
+        *,
+        results: Sequence[tuple[int, bytes]] = (),
+        errors: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        """Record item results and final item failures of mapped node ``spec`` (``items.lua``);
+        the call that records the last item ends the node, and its skips cascade."""
+        specs = self.plan.specs
+        done = scripts.record_items(
+            self.connection,
+            self.run_id,
+            spec,
+            [specs[c] for c in spec.children],
+            ttl_s=self.plan.ttl_s,
+            results=results,
+            errors=errors,
+        )
+        for child in done.skipped:
+            self.deliver(child, "skipped")
+
+    def items_total(self, node: str) -> int:
+        """How many items a mapped node expanded into (0 before its expansion)."""
+        return int(self.connection.hget(keys.nodes_key(self.run_id), f"{node}:items_total") or 0)
+
+    def read_chunk(self, spec: NodeSpec, indices: Sequence[int]) -> ChunkInputs:
+        """Everything one item job of mapped node ``spec`` reads, in one round trip: the run's
+        state, params and plan hash, the item count, the items at ``indices`` (a map over a
+        map reads its source's results) and the other data parents' outputs. Counts the
+        items as started."""
+        specs = self.plan.specs
+        source = specs[spec.map_over or ""]
+        others = [p for p in spec.data_parents if p != source.name]
+        items_key = (
+            keys.items_key(self.run_id, spec.name)
+            if source.map_over is None
+            else keys.map_results_key(self.run_id, source.name)
+        )
+        nodes_key = keys.nodes_key(self.run_id)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.run_key(self.run_id), "state", "params", "plan")
+            pipe.hget(nodes_key, f"{spec.name}:items_total")
+            # the last chunk may count a few indices past the end: readers clamp to the total
+            pipe.hincrby(nodes_key, f"{spec.name}:items_started", len(indices))
+            pipe.hmget(items_key, [str(i) for i in indices])
+            if others:
+                pipe.mget([keys.output_key(self.run_id, p) for p in others])
+            (state, params_json, plan_hash), total, _, blobs, *rest = pipe.execute()
+        return ChunkInputs(
+            state=state.decode() if state is not None else None,
+            params=json.loads(params_json or b"{}"),
+            plan_hash=plan_hash.decode() if plan_hash is not None else None,
+            total=int(total or 0),
+            items=list(blobs),
+            outputs=dict(zip(others, rest[0], strict=True)) if others else {},
+        )
+
+    def store_items(self, node: str, blobs: Sequence[bytes], batch: int) -> None:
+        """Store the serialized items a mapped node runs over, ``batch`` per round trip."""
+        items_key = keys.items_key(self.run_id, node)
+        for start in range(0, len(blobs), batch):
+            chunk = {str(i): blobs[i] for i in range(start, min(len(blobs), start + batch))}
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.hset(items_key, mapping=chunk)
+                pipe.expire(items_key, self.plan.ttl_s)
+                pipe.execute()
+
+    def set_items_total(self, node: str, total: int) -> None:
+        """Set a mapped node's item count once (before any item job exists; never reset)."""
+        self.connection.hsetnx(keys.nodes_key(self.run_id), f"{node}:items_total", total)
+
+    def mark_expanded(self, node: str) -> None:
+        """Record that every item job of a mapped node is enqueued."""
+        self.connection.hset(keys.nodes_key(self.run_id), f"{node}:expanded", repr(time.time()))
+
+    def lost_node_settled(self, node: str) -> bool:
+        """True when a node whose worker was lost needs nothing more: its outcome is
+        recorded, or (a mapped node) its items are all enqueued and will end it."""
+        state, expanded = self.connection.hmget(
+            keys.nodes_key(self.run_id), f"{node}:state", f"{node}:expanded"
+        )
+        return (state is not None and state.decode() in FINAL_NODE_STATES) or expanded is not None
+
+    # ------------------------------------------------------------ cancel, resume
+    def cancel(self) -> scripts.Canceled:
+        """End the run as ``canceled`` (``cancel.lua``), then take its queued jobs out of their
+        queues (a mapped node's item and chunk jobs too) and stop its running ones.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        done = scripts.cancel(self.connection, self.run_id)
+        if done.run_state == "gone":
+            raise self._not_found()
+        conn, run_id = self.connection, self.run_id
+        rqjobs.cancel_jobs(conn, [keys.job_id(run_id, n) for n in done.queued])
+        rqjobs.stop_jobs(conn, [keys.job_id(run_id, n) for n in done.running])
+        specs = self.plan.specs.values()
+        mapped = sorted({s.queue_name for s in specs if s.map_over})
+        if done.running and mapped:
+            scripts.purge(conn, run_id, mapped)
+        return done
+
+    def resume(self) -> None:
+        """Reset an ended run's failed, skipped and canceled nodes and their descendants, then
+        deliver their finished parents again (rebuilding the join contexts).
+
+        The parents to deliver are recorded (``resuming``) in the transaction that resets the
+        nodes, so a resume cut short by a crash is finished by calling this again.
+
+        Raises:
+            RunError: the run is still running, or changed while being resumed.
+        """
+        plan = self.plan
+        run_key, nodes_key = keys.run_key(self.run_id), keys.nodes_key(self.run_id)
+        with self.connection.pipeline() as pipe:
+            try:
+                pipe.watch(run_key, nodes_key)
+                state, resuming = pipe.hmget(run_key, "state", "resuming")
+                if state == b"running" and resuming is not None:
+                    pipe.unwatch()
+                    return self._redeliver(json.loads(resuming))
+                if state == b"running":
+                    raise RunError(
+                        f"run {self.run_id} is still running; wait for it to end or cancel it first"
+                    )
+                raw = pipe.hgetall(nodes_key)
+                redo: set[str] = {
+                    n
+                    for n in plan.specs
+                    if raw.get(f"{n}:state".encode()) in (b"failed", b"skipped", b"canceled")
+                }
+                for n in list(redo):
+                    redo |= nx.descendants(plan.graph, n)
+                if not redo:
+                    return None
+                order = [n for n in plan.specs if n in redo]  # topological
+                sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
+                pipe.multi()
+                self._reset(pipe, order)
+                pipe.hset(run_key, "resuming", json.dumps(sources))
+                rqjobs.create_node_jobs(
+                    self.connection, pipe, plan, self.run_id, [plan.specs[n] for n in order]
+                )
+                pipe.execute()
+            except WatchError:
+                raise RunError(
+                    f"run {self.run_id} changed while it was being resumed; try again"
+                ) from None
+        return self._redeliver(sources)
+
+    def _redeliver(self, sources: list[str]) -> None:
+        """Deliver the resume's finished parents again, then clear the ``resuming`` record."""
+        for parent in sources:
+            self.deliver(parent, "succeeded")
+        self.connection.hdel(keys.run_key(self.run_id), "resuming")
+
+    def _reset(self, pipe: Any, order: list[str]) -> None:
+        """On ``pipe`` (in MULTI): every key and field of the nodes in ``order`` back to a
+        fresh run's, and the run ``running`` again."""
+        plan, run_id, now = self.plan, self.run_id, repr(time.time())
+        nodes_key = keys.nodes_key(run_id)
+        for name in order:
+            spec = plan.specs[name]
+            root = not spec.parents
+            pipe.delete(
+                keys.output_key(run_id, name),
+                keys.join_key(run_id, name),
+                keys.inputs_key(run_id, name),
+                keys.job_key(run_id, name),
+                keys.items_key(run_id, name),
+                keys.map_results_key(run_id, name),
+                keys.map_errors_key(run_id, name),
+            )
+            pipe.hdel(nodes_key, *(f"{name}:{f}" for f in _RESET_FIELDS))
+            state = {f"{name}:state": "queued" if root else "pending"}
+            if root:
+                state[f"{name}:queued"] = now
+            pipe.hset(nodes_key, mapping=state)
+            rqjobs.forget_failures(
+                self.connection, pipe, spec.queue_name, keys.job_id(run_id, name)
+            )
+        pipe.hset(
+            keys.run_key(run_id), mapping={"state": "running", "pending": len(order), "failed": 0}
+        )
+        pipe.hdel(keys.run_key(run_id), "ended_at")
+        pipe.xadd(keys.events_key(run_id), {"node": "", "state": "running", "ts": now})
+        pipe.expire(keys.events_key(run_id), plan.ttl_s)
+
+    def _not_found(self) -> RunNotFound:
+        return RunNotFound(
+            f"run {self.run_id!r} not found in this Redis; check the id and --url "
+            "(runs expire after their DAG's ttl_s)"
+        )
