@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def dagrq_worker(url: str, target: str) -> list[str]:
     """``dagrq worker`` for one pipeline (``file.py:attr``), RQ's SimpleWorker class."""
-    return worker_argv(target, url, "--worker-class", "simple")
+    return worker_argv(target, "--url", url, "--worker-class", "simple")
 
 
 def rq_worker(url: str) -> list[str]:

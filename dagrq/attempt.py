@@ -148,7 +148,7 @@ def run_node(attempt: Attempt) -> Summary:
     try:
         outputs = store.read_inputs(spec, attempt.outputs)
         kwargs = build_kwargs(node, spec, outputs, attempt.params, codec)
-        output = serialize_output(codec, spec.name, node.fn(**kwargs))
+        output = serialize_output(codec, spec, node.fn(**kwargs))
     except Exception as exc:
         attempt.failed(exc)
         raise

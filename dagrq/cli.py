@@ -92,12 +92,14 @@ def main() -> None:
 @_errors
 def validate(pipeline: str) -> None:
     """Validate PIPELINE (module:attr or file.py:attr) and print a summary."""
+    from .preflight import abridged
+
     dag = _load(pipeline)
     graph = dag.graph
     click.echo(f"DAG {dag.name}: OK")
-    click.echo(f"  nodes  {graph.number_of_nodes()}: {', '.join(dag.specs)}")
+    click.echo(f"  nodes  {graph.number_of_nodes()}: {abridged(list(dag.specs), ', ')}")
     click.echo(f"  edges  {graph.number_of_edges()}")
-    joins = ", ".join(f"{j} ({len(dag.specs[j].parents)} in)" for j in dag.joins) or "none"
+    joins = abridged([f"{j} ({len(dag.specs[j].parents)} in)" for j in dag.joins], ", ") or "none"
     click.echo(f"  joins  {len(dag.joins)}: {joins}")
     click.echo(f"  queues {', '.join(dag.queues)}")
     params = dag.params_model.model_fields
@@ -142,11 +144,12 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
 @click.option(
     "--lease",
     "lease_s",
-    type=click.IntRange(min=3),
+    type=click.IntRange(min=5),
     default=60,
     show_default=True,
     help="Seconds without a heartbeat after which a running node's worker is presumed lost "
-    "(its node is then retried or failed by its retry= rule); renewed every third of it.",
+    "(its node is then retried or failed by its retry= rule); renewed every third of it; "
+    "at least 5.",
 )
 @_errors
 def worker(
@@ -158,9 +161,13 @@ def worker(
     worker_class: str,
     lease_s: int,
 ) -> None:
-    """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis)."""
-    from .connection import open_connection
-    from .worker import make_worker
+    """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis).
+
+    It waits for Redis to answer, and rides out restarts, failovers and pauses of the server:
+    its work loop starts again once Redis is back. SIGTERM stops it after the node at hand.
+    """
+    from .connection import mask_url, open_connection
+    from .worker import serve_forever
 
     dag = _load(pipeline)
     unknown = sorted(set(queues) - set(dag.queues))
@@ -169,11 +176,18 @@ def worker(
             f"--queue {unknown[0]!r} is not a queue of DAG {dag.name!r} "
             f"(queues: {', '.join(dag.queues)})"
         )
-    conn, _, _embedded = open_connection(url)
-    w = make_worker(
-        [dag], conn, queues or None, name=name, fork=worker_class == "fork", lease_s=lease_s
+    conn, resolved, _embedded = open_connection(url, ping=False)
+    serve_forever(
+        [dag],
+        conn,
+        where=mask_url(resolved),
+        queue_names=queues or None,
+        name=name,
+        fork=worker_class == "fork",
+        lease_s=lease_s,
+        burst=burst,
+        logging_level=os.environ.get("DAGRQ_LOG", "INFO"),
     )
-    w.work(burst=burst, with_scheduler=True, logging_level=os.environ.get("DAGRQ_LOG", "INFO"))
 
 
 def _console() -> Console:
@@ -247,6 +261,35 @@ def retry(run_id: str, url: str | None) -> None:
     after = run_.resume()
     redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
     click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
+
+
+@main.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@url_option
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a claimed job may wait unstarted (and a map's item count stand still) "
+    "before it counts as stuck.",
+)
+@_errors
+def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None:
+    """Repair stuck runs (default: every run that may still be running): re-drive lost jobs
+    and dead workers' nodes, re-deliver cut-short arrivals, end damaged runs with the damage
+    named. Workers do this on their own every sixth of their lease; this does it now."""
+    from .connection import open_connection
+    from .reconcile import Reconciler
+
+    conn, _, _embedded = open_connection(url)
+    for run_id in run_ids:
+        _run_handle(run_id, url)  # RunNotFound for a wrong id
+    repairs = Reconciler(conn, grace_s=grace_s, lease_margin_s=0).pass_(run_ids or None)
+    for repair in repairs:
+        click.echo(str(repair))
+    click.echo(f"{len(repairs)} repairs")
 
 
 @main.command()
@@ -429,11 +472,11 @@ def _local_workers(pipeline: str, url: str, count: int) -> Iterator[Processes]:
     from .connection import STATE_DIR
     from .worker import Processes, worker_argv
 
-    env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING")}
+    env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING"), "DAGRQ_URL": url}
     procs = Processes(Path(STATE_DIR, "logs"), env=env)
     try:
         if count:
-            procs.start(worker_argv(pipeline, url), count)
+            procs.start(worker_argv(pipeline), count)
         yield procs
     finally:
         procs.stop(grace_s=10)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .codec import get_codec
 from .dag import DAG
-from .errors import NoResult, RunFailed, RunNotFound, RunTimeout
+from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
 from .node import output_annotation
 from .plan import Plan
 from .status import Explanation, RunStatus, explain
@@ -47,25 +47,34 @@ class Run:
         connection: the ``redis.Redis`` it reads.
         dag: the :class:`~dagrq.dag.DAG` when known: results are then decoded into the
             nodes' return annotations (without it, into plain JSON types).
+        allow_pickle: read a pickled run's outputs without its DAG. Pickle runs code from
+            the bytes it reads, so outputs are unpickled only when ``dag`` (a DAG declared
+            with ``serializer="pickle"``) or this flag says so, never because Redis says so.
     """
 
-    def __init__(self, run_id: str, connection: Any, dag: DAG | None = None) -> None:
+    def __init__(
+        self, run_id: str, connection: Any, dag: DAG | None = None, *, allow_pickle: bool = False
+    ) -> None:
         self.id = run_id
         self.connection = connection
         self.dag = dag
+        self.allow_pickle = allow_pickle or (dag is not None and dag.serializer == "pickle")
         self._store = RunStore(connection, run_id, dag.plan if dag is not None else None)
 
     def __repr__(self) -> str:
         return f"<dagrq.Run {self.id}>"
 
     @classmethod
-    def fetch(cls, run_id: str, connection: Any, dag: DAG | None = None) -> Run:
-        """Re-attach to a run from any process.
+    def fetch(
+        cls, run_id: str, connection: Any, dag: DAG | None = None, *, allow_pickle: bool = False
+    ) -> Run:
+        """Re-attach to a run from any process (see the class for ``dag`` and
+        ``allow_pickle``).
 
         Raises:
             RunNotFound: no such run in this Redis (wrong id, other db, or expired).
         """
-        run = cls(run_id, connection, dag=dag)
+        run = cls(run_id, connection, dag=dag, allow_pickle=allow_pickle)
         if not run._store.exists():
             run._store.meta()  # raises RunNotFound with the fix
         return run
@@ -163,7 +172,14 @@ class Run:
         if self.dag is not None:
             fn = self.dag.nodes.get(node)
             annotation = output_annotation(fn) if fn is not None else None
-        return get_codec(self._store.plan.serializer).loads(blob, annotation)
+        serializer = self.dag.serializer if self.dag is not None else self._store.plan.serializer
+        if serializer == "pickle" and not self.allow_pickle:
+            raise RunError(
+                f"run {self.id} stores pickled outputs; unpickling runs code from the bytes, so "
+                "pass dag= (its DAG, declared with serializer='pickle') or allow_pickle=True "
+                "if you trust this Redis"
+            )
+        return get_codec(serializer).loads(blob, annotation)
 
     # ---------------------------------------------------------------- actions
     def cancel(self) -> RunStatus:

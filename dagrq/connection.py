@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,6 +22,25 @@ from redis.retry import Retry
 from .errors import ConnectionConfigError
 
 STATE_DIR = ".dagrq"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs.
+
+    Examples:
+        >>> mask_url("redis://user:s3cret@host:6379/0")
+        'redis://user:***@host:6379/0'
+        >>> mask_url("rediss://:pw@h/1?ssl_cert_reqs=none")
+        'rediss://:***@h/1?ssl_cert_reqs=none'
+        >>> mask_url("unix:///tmp/r.sock")
+        'unix:///tmp/r.sock'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def resolve_url(url: str | None = None) -> str | None:
@@ -34,7 +54,7 @@ def connect(url: str) -> redis.Redis:
         return redis.Redis.from_url(url)
     except ValueError as exc:
         raise ConnectionConfigError(
-            f"Redis URL {url!r} is not usable: {exc}; use redis://host:port/db, "
+            f"Redis URL {mask_url(url)!r} is not usable: {exc}; use redis://host:port/db, "
             "rediss://... or unix:///path/to/socket"
         ) from None
 
@@ -110,8 +130,13 @@ def _wait_gone(pid: int, timeout_s: float) -> None:
         time.sleep(0.01)
 
 
-def open_connection(url: str | None) -> tuple[redis.Redis, str, Embedded | None]:
+def open_connection(
+    url: str | None, *, ping: bool = True
+) -> tuple[redis.Redis, str, Embedded | None]:
     """Resolve and connect; returns ``(connection, url, embedded-or-None)``.
+
+    With ``ping`` (the default) the server must answer now; a worker passes False and waits
+    for it instead.
 
     Raises:
         ConnectionConfigError: the URL is malformed or the server does not answer.
@@ -122,10 +147,13 @@ def open_connection(url: str | None) -> tuple[redis.Redis, str, Embedded | None]
         embedded = Embedded()
         resolved = embedded.url
     conn = connect(resolved)
+    if not ping:
+        return conn, resolved, embedded
     try:
         conn.ping()
     except redis.RedisError as exc:
         raise ConnectionConfigError(
-            f"cannot reach Redis at {resolved!r}: {exc}; check --url, DAGRQ_URL or REDIS_URL"
+            f"cannot reach Redis at {mask_url(resolved)!r}: {exc}; check --url, DAGRQ_URL "
+            "or REDIS_URL"
         ) from None
     return conn, resolved, embedded

@@ -66,6 +66,8 @@ _DAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 #: default lifetime of everything a run writes, in seconds (refreshed on every write)
 DEFAULT_TTL_S = 24 * 3600
+#: default largest output a node may store
+DEFAULT_MAX_OUTPUT_BYTES = 10 * 2**20
 
 
 class DAG:
@@ -77,6 +79,9 @@ class DAG:
             ``"pickle"``.
         ttl_s: seconds every key of a run lives after its last write (default one day).
         queue: the RQ queue of the non-join nodes (default ``dagrq.<name>``).
+        max_output_bytes: the largest output a node may store (default 10 MiB; a node's own
+            ``max_output_bytes=`` overrides it). Redis holds every output in memory: pass
+            bigger data by reference (a path, a URL).
 
     Raises:
         DAGError: for a bad name, serializer or ttl.
@@ -89,6 +94,7 @@ class DAG:
         serializer: SerializerName = "json",
         ttl_s: int = DEFAULT_TTL_S,
         queue: str | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'")
@@ -98,6 +104,9 @@ class DAG:
             raise DAGError(f"DAG {name!r}: {exc}") from None
         if ttl_s <= 0:
             raise DAGError(f"DAG {name!r}: ttl_s must be a positive number of seconds")
+        if max_output_bytes <= 0:
+            raise DAGError(f"DAG {name!r}: max_output_bytes must be a positive number of bytes")
+        self.max_output_bytes = int(max_output_bytes)
         self.name = name
         self.serializer: str = serializer
         self.ttl_s = int(ttl_s)
@@ -288,6 +297,7 @@ class DAG:
                 result_ttl=n.options.result_ttl or self.ttl_s,
                 map_over=n.map_over,
                 chunk=n.chunk,
+                max_output_bytes=n.options.max_output_bytes or self.max_output_bytes,
             )
         return specs
 

@@ -17,6 +17,7 @@
     │   ├── RunTimeout              ``Run.wait`` gave up; also a ``TimeoutError``
     │   └── NoResult                the node has no stored output
     ├── ConnectionConfigError       a Redis URL that cannot be used
+    ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
     ├── DAGChanged                  a worker's DAG is not the version a run is pinned to
     └── NodeRefused                 a job a dagrq worker must not run (another callable, an
                                     unloaded DAG, an unknown node)
@@ -135,6 +136,18 @@ class NoResult(RunError):
     """The node has no stored output (not finished, failed, skipped or expired)."""
 
     exit_code = 2
+
+
+class OutputTooLarge(DagrqError):
+    """A node returned more than its ``max_output_bytes`` (the node fails with this)."""
+
+    def __init__(self, node: str, size: int, limit: int) -> None:
+        self.node, self.size, self.limit = node, size, limit
+        super().__init__(
+            f"output of node {node!r} is {size:,} bytes, over its limit of {limit:,}; raise it "
+            f"with @dag.node(max_output_bytes=...) or DAG(..., max_output_bytes=...), or store "
+            "the data elsewhere (a file, an object store) and return a reference to it"
+        )
 
 
 class DAGChanged(DagrqError):

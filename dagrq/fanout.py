@@ -112,7 +112,7 @@ def run_items(
     for index, blob in zip(indices, blobs, strict=True):
         try:
             kwargs[spec.map_over or ""] = None if blob is None else codec.loads(blob, annotation)
-            ok.append((index, serialize_output(codec, node, fn.fn(**kwargs))))
+            ok.append((index, serialize_output(codec, spec, fn.fn(**kwargs))))
         except Exception as exc:
             failed.append((index, attempt_error(exc, spec), exc))
     settlement = settle_failure(

@@ -123,3 +123,52 @@ def join_queue_name(dag: str, node: str) -> str:
 def queue_key(queue_name: str) -> str:
     """RQ's list key for a queue name."""
     return RQ_QUEUE_PREFIX + queue_name
+
+
+def intermediate_key(queue_name: str) -> str:
+    """RQ's intermediate list of a queue: job ids claimed by a worker, not yet started.
+
+    Examples:
+        >>> intermediate_key("dagrq.orders")
+        'rq:queue:dagrq.orders:intermediate'
+    """
+    return queue_key(queue_name) + ":intermediate"
+
+
+def doorbell_key(queue_name: str) -> str:
+    """List: a token per job pushed onto a queue by dagrq; idle dagrq workers block on the
+    doorbells of their queues (a blocking pop cannot claim from several lists atomically).
+
+    Examples:
+        >>> doorbell_key("dagrq.orders")
+        'dagrq:wake:dagrq.orders'
+    """
+    return f"{PREFIX}:wake:{queue_name}"
+
+
+def active_runs_key() -> str:
+    """Sorted set: runs that may still be running (id -> created at), pruned by the
+    reconciler once they have ended or expired."""
+    return f"{PREFIX}:runs:active"
+
+
+def rejected_key() -> str:
+    """List: garbage a worker found on a dagrq queue (an id that is not text, a job hash that
+    cannot be read), with why; bounded."""
+    return f"{PREFIX}:rejected"
+
+
+def reconcile_lock_key() -> str:
+    """String: held by the one process reconciling now (expires by itself)."""
+    return f"{PREFIX}:reconcile:lock"
+
+
+def first_seen_key(job_id: str) -> str:
+    """String: when the reconciler first saw ``job_id`` claimed but not started."""
+    return f"{PREFIX}:claimed:{job_id}"
+
+
+def progress_key() -> str:
+    """Hash: ``<run>:<node>`` -> the last item count the reconciler saw and since when (a
+    mapped node whose count stands still is looked at closely)."""
+    return f"{PREFIX}:reconcile:progress"

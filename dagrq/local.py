@@ -90,7 +90,7 @@ def _run_node(
     try:
         kwargs = build_kwargs(node, spec, raw, params, codec)
         if spec.map_over is None:
-            return _call(node, kwargs, attempts, codec)
+            return _call(node, spec, kwargs, attempts, codec)
         items = iter_items(codec, raw.get(spec.map_over), spec.map_over)
     except Exception as exc:
         return None, one_line_error(exc)
@@ -99,7 +99,7 @@ def _run_node(
     errors: list[str] = []
     for index, item in enumerate(items):
         kwargs[spec.map_over] = codec.loads(codec.dumps(item), annotation)
-        blob, error = _call(node, kwargs, attempts, codec)
+        blob, error = _call(node, spec, kwargs, attempts, codec)
         blobs.append(blob)
         if error is not None:
             errors.append(f"item {index}: {error}")
@@ -109,12 +109,14 @@ def _run_node(
     return joined, None
 
 
-def _call(node: Node[Any, Any], kwargs: dict[str, Any], attempts: int, codec: Codec) -> Outcome:
+def _call(
+    node: Node[Any, Any], spec: NodeSpec, kwargs: dict[str, Any], attempts: int, codec: Codec
+) -> Outcome:
     """Call ``node`` up to ``attempts`` times."""
     error = None
     for _ in range(attempts):
         try:
-            return serialize_output(codec, node.name, node.fn(**kwargs)), None
+            return serialize_output(codec, spec, node.fn(**kwargs)), None
         except Exception as exc:
             error = one_line_error(exc)
             traceback.clear_frames(exc.__traceback__)

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
 
 from .codec import Codec
-from .errors import NodeDefinitionError
+from .errors import NodeDefinitionError, OutputTooLarge
 from .options import NodeOptions
 from .params import coerce
 from .plan import NodeSpec
@@ -162,19 +162,23 @@ def join_items(codec: Codec, blobs: list[bytes | None]) -> bytes:
     return blob
 
 
-def serialize_output(codec: Codec, node: str, value: Any) -> bytes:
+def serialize_output(codec: Codec, spec: NodeSpec, value: Any) -> bytes:
     """``value`` as stored bytes.
 
     Raises:
         TypeError: naming the node and the fix, when the codec cannot serialize the value.
+        OutputTooLarge: the bytes are over the node's ``max_output_bytes``.
     """
     try:
-        return codec.dumps(value)
+        blob = codec.dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"output of node {node!r} cannot be stored as {codec.name}: {exc}; "
+            f"output of node {spec.name!r} cannot be stored as {codec.name}: {exc}; "
             "return JSON-friendly data or use DAG(..., serializer='pickle')"
         ) from exc
+    if len(blob) > spec.max_output_bytes:
+        raise OutputTooLarge(spec.name, len(blob), spec.max_output_bytes)
+    return blob
 
 
 def one_line_error(exc: BaseException) -> str:

@@ -76,6 +76,8 @@ class NodeOptions(BaseModel):
         timeout: seconds before a running attempt is killed (RQ's job timeout).
         trigger: when the node runs, given its parents' outcomes (see docs/failures.md).
         result_ttl: seconds the node's stored output is kept (default: the DAG's ``ttl_s``).
+        max_output_bytes: the largest output the node may store (default: the DAG's
+            ``max_output_bytes``, 10 MiB); a larger one fails the node.
         after: order-only upstream nodes (no data passed).
     """
 
@@ -87,6 +89,7 @@ class NodeOptions(BaseModel):
     timeout: Annotated[int, Field(gt=0)] | None = None
     trigger: Rule | Quorum = "all_success"
     result_ttl: Annotated[int, Field(gt=0)] | None = None
+    max_output_bytes: Annotated[int, Field(gt=0)] | None = None
     after: tuple[str, ...] = ()
 
     @field_validator("retry", mode="before")

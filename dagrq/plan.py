@@ -47,6 +47,7 @@ class NodeSpec:
         result_ttl: seconds the node's output is kept.
         map_over: for a mapped node (``@dag.map``), the parent whose output it maps over.
         chunk: items per RQ job of a mapped node.
+        max_output_bytes: the largest serialized output (per item, for a mapped node).
     """
 
     name: str
@@ -62,6 +63,7 @@ class NodeSpec:
     result_ttl: int = 24 * 3600
     map_over: str | None = None
     chunk: int = 1
+    max_output_bytes: int = 10 * 2**20
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""

@@ -5,7 +5,7 @@ The command counts follow the Lua scripts line by line (their headers list every
 
 Examples:
     >>> ARRIVAL_WAITING, ARRIVAL_FIRING
-    (14, 19)
+    (14, 21)
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ COMPLETE_BASE = 9
 #: per child: a waiting arrival (HGET state, HSETNX, HINCRBY, HMGET, EXPIRE)
 CHILD_WAITING = 5
 #: per child: the arrival that fires a join (the waiting five but EXPIRE, then RENAME, EXPIRE,
-#: HSET state, XADD, HSET RQ job, RPUSH)
-CHILD_FIRING_JOIN = 10
-#: per child with one parent: HGET state, HSET state, XADD, HSET RQ job, RPUSH
-CHILD_FIRING_SINGLE = 5
+#: HSET state, XADD, HSET RQ job, RPUSH, and RPUSH + LTRIM of the queue's doorbell)
+CHILD_FIRING_JOIN = 12
+#: per child with one parent: HGET state, HSET state, XADD, HSET RQ job, RPUSH, RPUSH, LTRIM
+CHILD_FIRING_SINGLE = 7
 #: start.lua: EVALSHA, HGET run, HGET node, HSET, HINCRBY, EXPIRE, XADD, HMGET, EXISTS inputs
 START_BASE = 9
 #: RQ's own commands for one job on a worker (dequeue, registries, heartbeats, result):
@@ -55,6 +55,7 @@ class Preflight:
     queues: dict[str, list[str]]
     critical_path: list[str]
     max_parallelism: int
+    parallelism_exact: bool
     params: dict[str, str]
     commands: dict[str, int] = field(default_factory=dict)
     bytes_per_run: int = 0
@@ -70,11 +71,18 @@ class Preflight:
             out.append(f"maps ({len(self.maps)}):")
             out += [f"  {m:<16} over {src}, chunk {c}" for m, (src, c) in self.maps.items()]
         out.append("queues:")
-        out += [f"  {q:<28} {', '.join(ns)}" for q, ns in self.queues.items()]
+        out += [f"  {q:<28} {abridged(ns, ', ')}" for q, ns in self.queues.items()]
         out.append(
-            f"critical path: {len(self.critical_path)} nodes ({' -> '.join(self.critical_path)})"
+            f"critical path: {len(self.critical_path)} nodes "
+            f"({abridged(self.critical_path, ' -> ')})"
         )
-        out.append(f"max parallelism: {self.max_parallelism} nodes at once (widest antichain)")
+        how = (
+            "widest antichain"
+            if self.parallelism_exact
+            else f"at least: the widest layer; the exact widest antichain is computed up to "
+            f"{EXACT_WIDTH_NODES:,} nodes"
+        )
+        out.append(f"max parallelism: {self.max_parallelism} nodes at once ({how})")
         c = self.commands
         out.append("Redis commands (dagrq's scripts; Lua's inner calls counted):")
         out.append(
@@ -98,6 +106,20 @@ class Preflight:
         return out
 
 
+def abridged(names: list[str], sep: str, keep: int = 6) -> str:
+    """``names`` joined by ``sep``; past ``2 * keep`` names, the middle ones are counted, not
+    listed.
+
+    Examples:
+        >>> abridged([f"n{i}" for i in range(20)], " -> ", keep=2)
+        'n0 -> n1 -> ... (16 more) -> n18 -> n19'
+    """
+    if len(names) <= 2 * keep:
+        return sep.join(names)
+    middle = f"... ({len(names) - 2 * keep:,} more)"
+    return sep.join([*names[:keep], middle, *names[-keep:]])
+
+
 def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
     """Compute the report for ``plan`` (``params`` maps run parameters to type names)."""
     graph = plan.graph
@@ -106,6 +128,8 @@ def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
     for spec in specs.values():
         queues.setdefault(spec.queue_name, []).append(spec.name)
     commands = _commands(plan)
+    exact = graph.number_of_nodes() <= EXACT_WIDTH_NODES
+    width = max_antichain(graph) if exact else widest_layer(graph)
     return Preflight(
         dag=plan.dag,
         nodes=graph.number_of_nodes(),
@@ -114,11 +138,28 @@ def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
         maps={s.name: (s.map_over, s.chunk) for s in specs.values() if s.map_over},
         queues=dict(sorted(queues.items())),
         critical_path=nx.dag_longest_path(graph),
-        max_parallelism=max_antichain(graph),
+        max_parallelism=width,
+        parallelism_exact=exact,
         params=params,
         commands=commands,
         bytes_per_run=BYTES_PER_RUN + BYTES_PER_NODE * len(specs),
     )
+
+
+#: graphs up to this many nodes get the exact widest antichain (a matching on the transitive
+#: closure, which grows with the square of the nodes); larger ones the widest layer, O(V+E)
+EXACT_WIDTH_NODES = 500
+
+
+def widest_layer(graph: nx.DiGraph) -> int:
+    """The most nodes in one topological generation (nodes whose longest path from a root has
+    the same length): an antichain, so a lower bound of the widest one; O(V+E).
+
+    Examples:
+        >>> widest_layer(nx.DiGraph([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]))
+        2
+    """
+    return max((len(g) for g in nx.topological_generations(graph)), default=0)
 
 
 def max_antichain(graph: nx.DiGraph) -> int:

@@ -9,16 +9,29 @@ and for the item and chunk jobs of a mapped node. :class:`DagrqJob` runs nothing
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
-from collections.abc import Iterable, Sequence
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from redis.exceptions import NoPermissionError
 from rq import Callback, Queue, get_current_job
 from rq import Retry as RQRetry
 from rq.command import send_stop_job_command
+from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import CanceledJobRegistry, FailedJobRegistry
+from rq.job_lifecycle import record_job_failure
+from rq.registry import (
+    CanceledJobRegistry,
+    FailedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
@@ -37,11 +50,22 @@ __all__ = [
     "create_node_jobs",
     "current_job",
     "enqueue_item_jobs",
+    "failure_text",
     "fetch_job",
     "forget_failures",
+    "job_fields",
+    "leases",
     "queue",
-    "queues",
+    "reject",
+    "ring",
+    "scheduled",
+    "settle_orphan",
+    "sign",
+    "signature_ok",
+    "started_jobs",
+    "still_started",
     "stop_jobs",
+    "take_expired_lease",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,11 +114,6 @@ def queue(name: str, connection: Any) -> Queue:
     return Queue(name, connection=connection, serializer=SERIALIZER, job_class=DagrqJob)
 
 
-def queues(names: Iterable[str], connection: Any) -> list[Queue]:
-    """:func:`queue` for each name, in order, without repeats."""
-    return [queue(name, connection) for name in dict.fromkeys(names)]
-
-
 def current_job() -> Job:
     """The RQ job this process is running (the entry point runs only inside one)."""
     job = get_current_job()
@@ -111,6 +130,38 @@ def fetch_job(job_id: str, connection: Any) -> DagrqJob:
     job = DagrqJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
     assert isinstance(job, DagrqJob)
     return job
+
+
+#: the environment variable holding the key dagrq signs its jobs with (optional)
+SECRET_ENV = "DAGRQ_SECRET"
+
+
+def sign(fields: Mapping[str, Any]) -> str | None:
+    """The HMAC-SHA256 of a job's dagrq fields (``dag``, ``run``, ``node``, ``chunk``,
+    ``item``) with ``$DAGRQ_SECRET``, or None when no secret is set. A worker that has the
+    secret refuses a job without the right signature, so a Redis writer without the key cannot
+    forge a node job.
+
+    Examples:
+        >>> import os; os.environ["DAGRQ_SECRET"] = "k"
+        >>> a = sign({"dag": "d", "run": "r", "node": "n"})
+        >>> a == sign({"node": "n", "run": "r", "dag": "d"}) and len(a) == 64
+        True
+        >>> del os.environ["DAGRQ_SECRET"]; sign({"dag": "d"}) is None
+        True
+    """
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        return None
+    signed = {k: fields.get(k) for k in ("dag", "run", "node", "chunk", "item")}
+    text = json.dumps(signed, sort_keys=True).encode()
+    return hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
+
+
+def signature_ok(fields: Mapping[str, Any]) -> bool:
+    """True when no secret is set, or the job's ``sig`` is the one :func:`sign` gives."""
+    expected = sign(fields)
+    return expected is None or hmac.compare_digest(str(fields.get("sig") or ""), expected)
 
 
 def _rq_retry(retry: Retry | None) -> RQRetry | None:
@@ -142,6 +193,9 @@ def _job_options(
         result_ttl = 1  # an item's result lives in dagrq's hash; RQ's copy expires at once
     else:
         retry = spec.retry
+    signature = sign(kwargs)
+    if signature is not None:
+        kwargs["sig"] = signature
     return {
         "func": keys.ENTRYPOINT,
         "kwargs": kwargs,
@@ -177,6 +231,7 @@ def create_node_jobs(
             pipe.expire(job.key, plan.ttl_s)
         else:
             queue(spec.queue_name, connection).enqueue_job(job, pipeline=pipe)
+            ring(pipe, spec.queue_name, 1)
     for spec in specs:
         pipe.sadd(Queue.redis_queues_keys, keys.queue_key(spec.queue_name))
 
@@ -197,21 +252,61 @@ def enqueue_item_jobs(
     ]
     with connection.pipeline() as pipe:
         queue(spec.queue_name, connection).enqueue_many(datas, pipeline=pipe)
+        ring(pipe, spec.queue_name, len(datas))
         pipe.execute()
 
 
+#: tokens a doorbell list keeps at most (each only says "look again")
+DOORBELL_MAX = 64
+
+
+def ring(pipe: Any, queue_name: str, jobs: int) -> None:
+    """On ``pipe``: wake up to ``jobs`` workers blocked on ``queue_name``'s doorbell."""
+    bell = keys.doorbell_key(queue_name)
+    pipe.rpush(bell, *([1] * min(jobs, DOORBELL_MAX)))
+    pipe.ltrim(bell, -DOORBELL_MAX, -1)
+
+
 def cancel_jobs(connection: Any, job_ids: Iterable[str]) -> None:
-    """Take queued jobs out of their queues (RQ's cancel); jobs already gone are skipped."""
+    """Take queued jobs out of their queues (RQ's cancel); jobs already gone or already
+    moving on are skipped (each call is safe to repeat)."""
     for job_id in job_ids:
-        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+        with contextlib.suppress(NoSuchJobError, InvalidJobOperation, ValueError):
             fetch_job(job_id, connection).cancel()
 
 
 def stop_jobs(connection: Any, job_ids: Iterable[str]) -> None:
-    """Ask the workers running these jobs to stop them (RQ's stop-job command)."""
+    """Ask the workers running these jobs to stop them now (RQ's stop-job command over
+    pub/sub). Where the Redis user may not publish (an ACL without channel rights) this does
+    nothing: a dagrq worker also stops a canceled run's node at its next lease renewal."""
     for job_id in job_ids:
-        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+        try:
             send_stop_job_command(connection, job_id, serializer=SERIALIZER)
+        except (NoSuchJobError, InvalidJobOperation, ValueError):
+            continue
+        except NoPermissionError:
+            log.warning("no right to PUBLISH stop commands; workers stop %s at a renewal", job_id)
+            return
+
+
+def started_jobs(connection: Any, queue_names: Iterable[str], prefix: str) -> list[str]:
+    """Ids starting with ``prefix`` in these queues' started registries (jobs running now, or
+    whose worker died with them)."""
+    found: list[str] = []
+    for name in queue_names:
+        registry = StartedJobRegistry(name, connection=connection)
+        found += [i for i in registry.get_job_ids() if i.startswith(prefix)]
+    return found
+
+
+def still_started(connection: Any, job_ids: Sequence[str]) -> list[str]:
+    """Those of ``job_ids`` that RQ still shows ``started`` (one round trip)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(keys.RQ_JOB_PREFIX + job_id, "status")
+        statuses = pipe.execute()
+    started = JobStatus.STARTED.value.encode()
+    return [j for j, st in zip(job_ids, statuses, strict=True) if st == started]
 
 
 def forget_failures(connection: Any, pipe: Any, queue_name: str, job_id: str) -> None:
@@ -219,3 +314,93 @@ def forget_failures(connection: Any, pipe: Any, queue_name: str, job_id: str) ->
     resumed node's job is RQ's fresh job again."""
     for registry in (FailedJobRegistry, CanceledJobRegistry):
         registry(queue_name, connection=connection).remove(job_id, pipeline=pipe)
+
+
+def reject(connection: Any, queue_name: str, raw_id: bytes, reason: str) -> None:
+    """Take a job a dagrq worker must not run out of ``queue_name``'s intermediate list, and
+    say why: a readable id goes to the queue's failed registry with ``reason`` as its error; an
+    id that is not text is kept in :func:`dagrq.keys.rejected_key` (the last 1,000) instead.
+    Nothing of it runs."""
+    with connection.pipeline() as pipe:
+        pipe.lrem(keys.intermediate_key(queue_name), 1, raw_id)
+        try:
+            job_id = raw_id.decode()
+        except UnicodeDecodeError:
+            job_id = None
+        if job_id is not None and connection.exists(keys.RQ_JOB_PREFIX + job_id):
+            pipe.hset(
+                keys.RQ_JOB_PREFIX + job_id,
+                mapping={"status": JobStatus.FAILED.value, "exc_info": reason},
+            )
+            expires = time.time() + DEFAULT_FAILURE_TTL  # RQ's score: when the entry lapses
+            pipe.zadd(FailedJobRegistry(queue_name, connection=connection).key, {job_id: expires})
+        else:
+            pipe.lpush(keys.rejected_key(), f"{queue_name} {raw_id!r}: {reason}")
+            pipe.ltrim(keys.rejected_key(), 0, 999)
+        pipe.execute()
+
+
+def job_fields(connection: Any, job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """RQ's ``status``, ``origin`` and ``retries_left`` of each job (``{}`` for a job with no
+    hash), in one round trip."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(keys.RQ_JOB_PREFIX + job_id, "status", "origin", "retries_left")
+        rows = pipe.execute()
+    out: dict[str, dict[str, str]] = {}
+    for job_id, row in zip(job_ids, rows, strict=True):
+        names = ("status", "origin", "retries_left")
+        out[job_id] = {k: v.decode() for k, v in zip(names, row, strict=True) if v is not None}
+    return out
+
+
+def leases(connection: Any, queue_name: str) -> list[tuple[str, float]]:
+    """The started registry of ``queue_name``: ``(job id:execution id, expiry)`` for every
+    execution registered (running now, or whose worker died with it)."""
+    registry = StartedJobRegistry(queue_name, connection=connection)
+    return [
+        (m.decode(), float(score))
+        for m, score in connection.zrange(registry.key, 0, -1, withscores=True)
+    ]
+
+
+def scheduled(connection: Any, queue_name: str, job_id: str) -> bool:
+    """True when ``job_id`` waits in its queue's scheduled registry (a retry's backoff)."""
+    key = ScheduledJobRegistry(queue_name, connection=connection).key  # type: ignore[no-untyped-call]
+    return connection.zscore(key, job_id) is not None
+
+
+def take_expired_lease(
+    connection: Any, queue_name: str, member: str, job: Any, reason: str
+) -> bool:
+    """Settle RQ's side of an execution whose lease expired, as RQ's own clean-up would (but
+    without its maintenance lock, which a dead worker may hold for 15 minutes): remove the
+    entry, then retry the job when it has retries left, else record it failed. Only the caller
+    whose removal succeeds proceeds, so two reconcilers never both settle one entry.
+
+    Returns:
+        True when this caller removed the entry (and settled RQ's side).
+    """
+    registry = StartedJobRegistry(queue_name, connection=connection)
+    if not connection.zrem(registry.key, member):
+        return False
+    settle_orphan(connection, queue_name, job, reason)
+    return True
+
+
+def settle_orphan(connection: Any, queue_name: str, job: Any, reason: str) -> None:
+    """Settle RQ's side of a job RQ shows started but holds no lease for: retried when it has
+    retries left, else recorded failed."""
+    with connection.pipeline() as pipe:
+        if job.retries_left and job.retries_left > 0:
+            job.retry(queue(queue_name, connection), pipe)
+        else:
+            record_job_failure(job, reason, pipe)
+        pipe.execute()
+
+
+def failure_text(job: Any) -> str:
+    """The last line of the error RQ recorded for ``job`` ('' when none)."""
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", None) or "").strip()
+    return text.splitlines()[-1] if text else ""

@@ -45,19 +45,32 @@ def served(name: str) -> DAG:
 
 
 def execute_node(
-    dag: str, run: str, node: str, chunk: int | None = None, item: int | None = None
+    dag: str,
+    run: str,
+    node: str,
+    chunk: int | None = None,
+    item: int | None = None,
+    sig: str | None = None,
 ) -> Summary:
     """The RQ entry point of every dagrq job: run one attempt of ``node`` in ``run``.
 
     For a mapped node, the node's own job expands it into item jobs; ``chunk`` (a chunk of
-    items) or ``item`` (one item retried on its own) names such a job. Returns a small summary
-    (stored by RQ as the job result); outputs go to dagrq's own keys.
+    items) or ``item`` (one item retried on its own) names such a job; ``sig`` is the job's
+    signature when jobs are signed (``$DAGRQ_SECRET``). Returns a small summary (stored by RQ
+    as the job result); outputs go to dagrq's own keys.
 
     Raises:
-        NodeRefused: the DAG is not served here, or has no such node.
+        NodeRefused: the DAG is not served here, has no such node, or (with a secret set)
+            the job's signature is wrong or missing.
         Exception: the node's own, after recording it, so RQ retries (``retry=``) or marks
             the job failed as usual.
     """
+    fields = {"dag": dag, "run": run, "node": node, "chunk": chunk, "item": item, "sig": sig}
+    if not rqjobs.signature_ok(fields):
+        raise NodeRefused(
+            f"job for node {node!r} of run {run} is not signed with this worker's "
+            f"{rqjobs.SECRET_ENV}; only a dagrq that has the key may make node jobs"
+        )
     served_dag = served(dag)
     if node not in served_dag.specs:
         raise NodeRefused(

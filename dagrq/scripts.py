@@ -29,7 +29,18 @@ _LIB = _source("_lib")
 #: every script, with the shared functions of _lib.lua in front
 _SOURCES = {
     name: _LIB + _source(name)
-    for name in ("start", "complete", "cancel", "requeue", "items", "purge")
+    for name in (
+        "start",
+        "complete",
+        "cancel",
+        "requeue",
+        "items",
+        "purge",
+        "claim",
+        "redrive",
+        "settle_run",
+        "chunk",
+    )
 }
 
 #: RQ's timestamp format (``rq.utils.utcformat``), for a fired job's ``enqueued_at``
@@ -204,6 +215,84 @@ def complete_call(
     return keys_, args
 
 
+def claim(connection: Any, queue_keys: Sequence[str]) -> tuple[str, bytes] | None:
+    """Move the first job id waiting on ``queue_keys`` into its queue's intermediate list
+    (``claim.lua``); ``(queue key, raw job id)``, or None when all are empty. The id is
+    returned as bytes: it may be garbage that is not text."""
+    reply = _script(connection, "claim")(keys=list(queue_keys))
+    if not reply:
+        return None
+    return _text(reply[0]), reply[1]
+
+
+def redrive(
+    connection: Any,
+    run_id: str,
+    node: str,
+    job_id: str,
+    queue_name: str,
+    *,
+    wanted: Sequence[str],
+    release: bool,
+) -> str:
+    """Put ``job_id`` back at the head of its queue if it is in no list and ``node`` is still
+    in one of the ``wanted`` states (``redrive.lua``; with ``release``, take it back from its
+    intermediate list too). Answers ``pushed``, ``waiting``, ``claimed``, ``unwanted`` or
+    ``gone``."""
+    reply = _script(connection, "redrive")(
+        keys=[
+            keys.queue_key(queue_name),
+            keys.intermediate_key(queue_name),
+            keys.RQ_JOB_PREFIX + job_id,
+            keys.doorbell_key(queue_name),
+            keys.nodes_key(run_id),
+        ],
+        args=[job_id, "1" if release else "0", node, ",".join(wanted)],
+    )
+    return _text(reply)
+
+
+def read_chunk(
+    connection: Any,
+    run_id: str,
+    node: str,
+    items_key: str,
+    indices: Sequence[int],
+    others: Sequence[str],
+) -> tuple[str | None, str | None, str | None, int, list[bytes | None], list[bytes | None]]:
+    """What one item job reads (``chunk.lua``): ``(run state, params JSON, plan hash, items
+    total, the items at ``indices``, the outputs of ``others``)``; counts the items begun."""
+    reply = _script(connection, "chunk")(
+        keys=[keys.run_key(run_id), keys.nodes_key(run_id), items_key]
+        + [keys.output_key(run_id, p) for p in others],
+        args=[node, len(indices), *indices],
+    )
+    if not reply[0]:
+        return None, None, None, 0, [None] * len(indices), [None] * len(others)
+    n = len(indices)
+    return (
+        _text(reply[0]),
+        _opt(reply[1]),
+        _opt(reply[2]),
+        int(reply[3]),
+        list(reply[4 : 4 + n]),
+        list(reply[4 + n :]),
+    )
+
+
+def settle_run(connection: Any, run_id: str, damaged: str = "") -> tuple[str, int, int]:
+    """Recount a running run's pending and failed nodes from their states, ending it when none
+    is pending (``settle_run.lua``); with ``damaged``, end it ``failed`` for that reason.
+    Returns ``(run state, pending, failed)`` (``-1`` where nothing was counted)."""
+    reply = _script(connection, "settle_run")(
+        keys=[keys.run_key(run_id), keys.nodes_key(run_id), keys.events_key(run_id)],
+        args=[repr(time.time()), damaged],
+    )
+    if len(reply) == 1:
+        return _text(reply[0]), -1, -1
+    return _text(reply[0]), int(reply[1]), int(reply[2])
+
+
 def complete_script(connection: Any) -> Any:
     """The registered ``complete.lua`` (for callers that pipeline it, like the benchmarks)."""
     return _script(connection, "complete")
@@ -255,6 +344,7 @@ def _lay_out_children(
             keys.inputs_key(run_id, child.name),
             keys.job_key(run_id, child.name),
             keys.queue_key(child.queue_name),
+            keys.doorbell_key(child.queue_name),
         ]
         args += [child.name, len(child.parents), child.rule, keys.job_id(run_id, child.name)]
 

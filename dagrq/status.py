@@ -82,6 +82,8 @@ class RunStatus(BaseModel):
     ended_at: float | None = None
     params: dict[str, Any] = {}
     nodes: dict[str, NodeStatus] = {}
+    #: why the run's state could not be repaired, when the reconciler ended it for that
+    damaged: str | None = None
 
     @property
     def done(self) -> bool:
@@ -99,6 +101,18 @@ class RunStatus(BaseModel):
         """``{node: one-line error}`` of the failed nodes."""
         return {n: s.error or "failed" for n, s in self.nodes.items() if s.state == "failed"}
 
+    @property
+    def reexecuted(self) -> int:
+        """Bodies run more than once so far: every attempt of a node past its first, and every
+        item execution past one per item. Retries of failures count, and so do re-runs after a
+        lost worker: dagrq runs a body at least once, and says how often it ran more."""
+        extra = 0
+        for node in self.nodes.values():
+            extra += max(0, node.attempts - 1)
+            if node.items is not None:
+                extra += max(0, node.items["executions"] - node.items["total"])
+        return extra
+
 
 class Explanation(BaseModel):
     """One node explained (``Run.explain``, ``dagrq why``).
@@ -115,6 +129,9 @@ class Explanation(BaseModel):
     decision: Decision
     waits_for: list[str]
     error: str | None = None
+    #: something is wrong beyond the rule: the run's state is damaged, or the rule is decided
+    #: but the node was never moved on (``dagrq reconcile`` repairs that)
+    problem: str | None = None
 
 
 def parse_status(
@@ -152,6 +169,7 @@ def parse_status(
         ended_at=_float(meta.get("ended_at")),
         params=json.loads(meta.get("params", "{}")),
         nodes=nodes,
+        damaged=meta.get("damaged"),
     )
 
 
@@ -171,24 +189,28 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
 
 
 def item_counts(fields: Mapping[str, str]) -> dict[str, int] | None:
-    """A mapped node's item counts (total, queued, running, done, failed), or None for a node
-    that is not mapped (or not expanded yet).
+    """A mapped node's item counts, or None for a node that is not mapped (or not expanded
+    yet): ``total``, ``queued``, ``running``, ``done`` (recorded), ``failed`` (recorded as
+    failed) and ``executions`` (item runs begun, retries and re-runs after a lost worker
+    included: more than ``total`` once any item ran twice).
 
     Examples:
         >>> item_counts({"items_total": "10", "items_started": "12", "items_done": "4"})
-        {'total': 10, 'queued': 0, 'running': 6, 'done': 4, 'failed': 0}
+        {'total': 10, 'queued': 0, 'running': 6, 'done': 4, 'failed': 0, 'executions': 12}
     """
     if "items_total" not in fields:
         return None
     total = int(fields["items_total"])
     done = int(fields.get("items_done", 0))
-    started = min(total, int(fields.get("items_started", 0)))  # the last chunk counts past the end
+    executions = int(fields.get("items_started", 0))
+    begun = min(total, executions)
     return {
         "total": total,
-        "queued": max(0, total - started),
-        "running": max(0, started - done),
+        "queued": max(0, total - begun),
+        "running": max(0, begun - done),
         "done": done,
         "failed": int(fields.get("items_failed", 0)),
+        "executions": executions,
     }
 
 
@@ -210,6 +232,14 @@ def explain(status: RunStatus, node: str) -> Explanation:
     decision: Decision = (
         decide(info.rule, total=len(info.parents), **counts) if info.parents else "fire"
     )
+    problem = None
+    if status.damaged:
+        problem = f"the run's state is damaged: {status.damaged}"
+    elif status.state == "running" and info.state == "pending" and decision != "wait":
+        problem = (
+            f"the rule is decided ({decision}) but the node was never moved on: a delivery was "
+            f"cut short or the run's state was edited; `dagrq reconcile {status.id}` repairs it"
+        )
     return Explanation(
         node=node,
         state=info.state,
@@ -219,6 +249,7 @@ def explain(status: RunStatus, node: str) -> Explanation:
         decision=decision,
         waits_for=[p for p in info.parents if p not in arrived],
         error=info.error,
+        problem=problem,
     )
 
 

@@ -42,6 +42,8 @@ _RESET_FIELDS = (
     "first_item_error",
     "expanded",
 )
+#: seconds a cancel waits for the nodes it stopped to stop
+STOP_WAIT_S = 15.0
 #: the run states after which a run's event stream has nothing more to say
 _FINAL_RUN_STATES = (b"succeeded", b"failed", b"canceled")
 
@@ -82,6 +84,22 @@ class ChunkInputs:
 
 def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def active_runs(connection: Any) -> list[str]:
+    """Ids of the runs that may still be running, oldest first (ended ones are pruned by the
+    reconciler)."""
+    return [r.decode() for r in connection.zrange(keys.active_runs_key(), 0, -1)]
+
+
+def claimed_since(connection: Any, job_id: str, ttl_s: int) -> float:
+    """Since when the caller has seen ``job_id`` claimed but not started: the time of the
+    first call (the marker lives ``ttl_s`` seconds)."""
+    now = time.time()
+    key = keys.first_seen_key(job_id)
+    if connection.set(key, repr(now), nx=True, ex=ttl_s):
+        return now
+    return float(connection.get(key) or now)
 
 
 class RunStore:
@@ -145,6 +163,7 @@ class RunStore:
             if not spec.parents:
                 pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
         pipe.expire(events, ttl)
+        pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
         rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
         pipe.execute()
         return cls(connection, run_id, plan)
@@ -341,35 +360,27 @@ class RunStore:
         return int(self.connection.hget(keys.nodes_key(self.run_id), f"{node}:items_total") or 0)
 
     def read_chunk(self, spec: NodeSpec, indices: Sequence[int]) -> ChunkInputs:
-        """Everything one item job of mapped node ``spec`` reads, in one round trip: the run's
-        state, params and plan hash, the item count, the items at ``indices`` (a map over a
-        map reads its source's results) and the other data parents' outputs. Counts the
-        items as started."""
-        specs = self.plan.specs
-        source = specs[spec.map_over or ""]
+        """Everything one item job of mapped node ``spec`` reads, in one atomic step
+        (``chunk.lua``): the run's state, params and plan hash, the item count, the items at
+        ``indices`` (a map over a map reads its source's results) and the other data parents'
+        outputs. Counts the items it is about to run (their executions)."""
+        source = self.plan.specs[spec.map_over or ""]
         others = [p for p in spec.data_parents if p != source.name]
         items_key = (
             keys.items_key(self.run_id, spec.name)
             if source.map_over is None
             else keys.map_results_key(self.run_id, source.name)
         )
-        nodes_key = keys.nodes_key(self.run_id)
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.run_key(self.run_id), "state", "params", "plan")
-            pipe.hget(nodes_key, f"{spec.name}:items_total")
-            # the last chunk may count a few indices past the end: readers clamp to the total
-            pipe.hincrby(nodes_key, f"{spec.name}:items_started", len(indices))
-            pipe.hmget(items_key, [str(i) for i in indices])
-            if others:
-                pipe.mget([keys.output_key(self.run_id, p) for p in others])
-            (state, params_json, plan_hash), total, _, blobs, *rest = pipe.execute()
+        state, params, plan_hash, total, items, outputs = scripts.read_chunk(
+            self.connection, self.run_id, spec.name, items_key, indices, others
+        )
         return ChunkInputs(
-            state=state.decode() if state is not None else None,
-            params=json.loads(params_json or b"{}"),
-            plan_hash=plan_hash.decode() if plan_hash is not None else None,
-            total=int(total or 0),
-            items=list(blobs),
-            outputs=dict(zip(others, rest[0], strict=True)) if others else {},
+            state=state,
+            params=json.loads(params or "{}"),
+            plan_hash=plan_hash,
+            total=total,
+            items=items,
+            outputs=dict(zip(others, outputs, strict=True)),
         )
 
     def store_items(self, node: str, blobs: Sequence[bytes], batch: int) -> None:
@@ -390,6 +401,46 @@ class RunStore:
         """Record that every item job of a mapped node is enqueued."""
         self.connection.hset(keys.nodes_key(self.run_id), f"{node}:expanded", repr(time.time()))
 
+    def node_fields(self) -> dict[str, str]:
+        """The nodes hash, decoded (``<node>:<attribute> -> value``)."""
+        return _decode(self.connection.hgetall(keys.nodes_key(self.run_id)))
+
+    def recorded_items(self, node: str) -> set[int]:
+        """The indices of a mapped node's items whose result or final error is recorded."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hkeys(keys.map_results_key(self.run_id, node))
+            pipe.hkeys(keys.map_errors_key(self.run_id, node))
+            results, errors = pipe.execute()
+        return {int(i) for i in [*results, *errors]}
+
+    def restore_plan(self, plan: Plan) -> None:
+        """Store ``plan`` again (a worker that serves the run's version can replace a plan that
+        expired or was deleted)."""
+        self.connection.set(keys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=plan.ttl_s)
+        self._plan = plan
+
+    def unchanged_since(self, node: str, value: str) -> float:
+        """Since when ``node`` has shown ``value`` (say its item count) to the caller: the
+        time of the first call that saw it; a new value restarts the clock."""
+        field, now = f"{self.run_id}:{node}", time.time()
+        raw = self.connection.hget(keys.progress_key(), field)
+        old, _, since = (raw or b"").decode().partition("|")
+        if raw is not None and old == value:
+            return float(since)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.progress_key(), field, f"{value}|{now!r}")
+            pipe.expire(keys.progress_key(), self.plan.ttl_s)
+            pipe.execute()
+        return now
+
+    def forget_active(self) -> None:
+        """Drop the run from the index of runs that may still be running (and the reconciler's
+        progress marks of its nodes)."""
+        self.connection.zrem(keys.active_runs_key(), self.run_id)
+        if self._plan is not None:
+            fields = [f"{self.run_id}:{n}" for n in self._plan.specs]
+            self.connection.hdel(keys.progress_key(), *fields)
+
     def lost_node_settled(self, node: str) -> bool:
         """True when a node whose worker was lost needs nothing more: its outcome is
         recorded, or (a mapped node) its items are all enqueued and will end it."""
@@ -399,9 +450,13 @@ class RunStore:
         return (state is not None and state.decode() in FINAL_NODE_STATES) or expanded is not None
 
     # ------------------------------------------------------------ cancel, resume
-    def cancel(self) -> scripts.Canceled:
-        """End the run as ``canceled`` (``cancel.lua``), then take its queued jobs out of their
-        queues (a mapped node's item and chunk jobs too) and stop its running ones.
+    def cancel(self, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
+        """End the run as ``canceled`` (``cancel.lua``), take its queued jobs out of their
+        queues (a mapped node's item and chunk jobs too), stop its running ones, and wait up to
+        ``wait_s`` seconds until none of them runs any more.
+
+        Safe to repeat: what a cancel that died half-way left to do is recorded in the run,
+        and a second call does it.
 
         Raises:
             RunNotFound: the run does not exist.
@@ -409,13 +464,25 @@ class RunStore:
         done = scripts.cancel(self.connection, self.run_id)
         if done.run_state == "gone":
             raise self._not_found()
+        if done.run_state != "canceled":
+            return done
         conn, run_id = self.connection, self.run_id
         rqjobs.cancel_jobs(conn, [keys.job_id(run_id, n) for n in done.queued])
-        rqjobs.stop_jobs(conn, [keys.job_id(run_id, n) for n in done.running])
         specs = self.plan.specs.values()
         mapped = sorted({s.queue_name for s in specs if s.map_over})
-        if done.running and mapped:
+        running = [keys.job_id(run_id, n) for n in done.running]
+        if mapped:
+            running += rqjobs.started_jobs(conn, mapped, keys.job_id(run_id, ""))
+        rqjobs.stop_jobs(conn, running)
+        deadline = time.monotonic() + wait_s
+        while running and time.monotonic() < deadline:
+            time.sleep(0.05)
+            running = rqjobs.still_started(conn, running)
+        if running:
+            log.warning("run %s canceled; %s still running after %s s", run_id, running, wait_s)
+        if mapped:  # after the stop: an expansion still running enqueues more item jobs
             scripts.purge(conn, run_id, mapped)
+        conn.hdel(keys.run_key(run_id), "canceling")
         return done
 
     def resume(self) -> None:
@@ -500,7 +567,8 @@ class RunStore:
         pipe.hset(
             keys.run_key(run_id), mapping={"state": "running", "pending": len(order), "failed": 0}
         )
-        pipe.hdel(keys.run_key(run_id), "ended_at")
+        pipe.hdel(keys.run_key(run_id), "ended_at", "damaged")
+        pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
         pipe.xadd(keys.events_key(run_id), {"node": "", "state": "running", "ts": now})
         pipe.expire(keys.events_key(run_id), plan.ttl_s)
 

@@ -27,6 +27,8 @@ def status_table(status: RunStatus) -> Table:
     title = Text.assemble(
         f"run {status.id} · DAG {status.dag} · ", (status.state, STATE_STYLE.get(status.state, ""))
     )
+    if status.damaged:
+        title.append(f" · run state damaged: {status.damaged}", style="bold red")
     table = Table(title=title, title_justify="left")
     for column in ("node", "state", "attempts", "queue", "started", "duration", "detail"):
         table.add_column(column, no_wrap=column != "detail")
@@ -67,8 +69,11 @@ def print_why(console: Console, why: Explanation) -> None:
             "skip": "the rule can no longer be met, so the node is skipped",
             "wait": "the rule is not decided yet",
         }[why.decision]
-        console.print(f"  {verdict}")
+        if why.problem is None:
+            console.print(f"  {verdict}")
         if why.waits_for and why.state == "pending":
             console.print(f"  waits for: {', '.join(why.waits_for)}")
     if why.error:
         console.print(f"  error: {why.error}")
+    if why.problem:
+        console.print(Text(f"  {why.problem}", style="bold red"))

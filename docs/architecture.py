@@ -33,6 +33,7 @@ LAYER_NAMES = [
     "6 edges: presentation, loading, connections",
     "5 client",
     "4 process control",
+    "3 repair: the reconciler",
     "3 wire entry points",
     "3 job bodies: fan-out",
     "3 job bodies: one attempt",

@@ -51,11 +51,11 @@ class Workers:
 
     def __init__(self, url: str, folder: Path) -> None:
         self.url = url
-        self.procs = Processes(folder, env={"DAGRQ_LOG": "WARNING"})
+        self.procs = Processes(folder, env={"DAGRQ_LOG": "WARNING", "DAGRQ_URL": url})
 
     def start(self, address: str, n: int = 2, *extra: str) -> list[subprocess.Popen[bytes]]:
         """Start ``n`` workers for pipeline ``address`` (extra ``dagrq worker`` options after)."""
-        return self.procs.start(worker_argv(address, self.url, *extra), n)
+        return self.procs.start(worker_argv(address, *extra), n)
 
     def stop(self) -> None:
         """Stop every worker (warm, then hard)."""

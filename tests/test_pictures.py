@@ -155,4 +155,4 @@ def test_dot_command_writes_dot_mermaid_and_svg(tmp_path: Path) -> None:
     assert no_graphviz.returncode == 2
     assert "needs Graphviz's `dot` on PATH" in no_graphviz.stderr
     plan = dagrq("plan", "examples/etl.py:dag")
-    assert plan.returncode == 0 and "per join arrival: 14 waiting, 19" in plan.stdout
+    assert plan.returncode == 0 and "per join arrival: 14 waiting, 21" in plan.stdout

@@ -70,7 +70,14 @@ def test_parse_a_running_run() -> None:
         ["a", "b"],
         ["b"],
     )
-    assert m.items == {"total": 30, "queued": 10, "running": 8, "done": 12, "failed": 1}
+    assert m.items == {
+        "total": 30,
+        "queued": 10,
+        "running": 8,
+        "done": 12,
+        "failed": 1,
+        "executions": 20,
+    }
     assert s.counts()["pending"] == 2 and not s.done
 
 
@@ -94,15 +101,28 @@ def test_without_a_plan_the_states_still_parse() -> None:
         explain(s, "a")  # no plan: nothing to explain with
 
 
-def test_item_counts_clamp_the_last_chunk() -> None:
+def test_item_counts_and_reexecutions() -> None:
     assert item_counts({"state": "running"}) is None
-    assert item_counts({"items_total": "5", "items_started": "10", "items_done": "5"}) == {
+    assert item_counts({"items_total": "5", "items_started": "7", "items_done": "5"}) == {
         "total": 5,
         "queued": 0,
         "running": 0,
         "done": 5,
         "failed": 0,
+        "executions": 7,  # two items ran twice
     }
+    s = status(
+        {
+            "a:state": "succeeded",
+            "a:attempts": "3",
+            "m:state": "succeeded",
+            "m:attempts": "1",
+            "m:items_total": "5",
+            "m:items_started": "7",
+            "m:items_done": "5",
+        }
+    )
+    assert s.reexecuted == 2 + 2
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,13 @@ local function event(R, name, state, field, value)
   end
 end
 
+-- Wake workers blocked on a queue's doorbell list (see keys.doorbell_key); the list is kept
+-- short: a token only says "look again".
+local function ring(bell)
+  redis.call('RPUSH', bell, 1)
+  redis.call('LTRIM', bell, -64, -1)
+end
+
 -- A node reached a final state: count it down; the last one ends the run.
 local function finish(R, name, state, err)
   redis.call('HSET', R.nodes, name .. ':state', state, name .. ':ended', R.now)
@@ -64,7 +71,7 @@ local function finish(R, name, state, err)
 end
 
 -- Deliver `parent`'s `outcome` to each child's received-set context.
--- children[i] = {name, total, rule, job_id, ctx, inputs, job_key, queue_key, enqueued_at}
+-- children[i] = {name, total, rule, job_id, ctx, inputs, job_key, queue_key, bell, enqueued_at}
 -- Returns fired (children enqueued now) and skipped (children skipped now, or, on a
 -- redelivery, already skipped: the caller cascades those).
 local function deliver(R, parent, outcome, redelivered, children)
@@ -97,6 +104,7 @@ local function deliver(R, parent, outcome, redelivered, children)
         event(R, c.name, 'queued')
         redis.call('HSET', c.job_key, 'status', 'queued', 'enqueued_at', c.enqueued_at)
         redis.call('RPUSH', c.queue_key, c.job_id)
+        ring(c.bell)
         fired[#fired + 1] = c.name
       elseif decision == 'skip' then
         redis.call('DEL', c.ctx, c.job_key)
@@ -110,16 +118,16 @@ local function deliver(R, parent, outcome, redelivered, children)
   return fired, skipped
 end
 
--- Children laid out by the callers: four KEYS from `key0 + 1` and four ARGV from `arg0 + 1`
+-- Children laid out by the callers: five KEYS from `key0 + 1` and four ARGV from `arg0 + 1`
 -- per child (see complete.lua's header).
 local function children_from(key0, arg0, n, enqueued_at)
   local out = {}
   for i = 1, n do
-    local k, a = key0 + 4 * (i - 1), arg0 + 4 * (i - 1)
+    local k, a = key0 + 5 * (i - 1), arg0 + 4 * (i - 1)
     out[i] = {
       name = ARGV[a + 1], total = tonumber(ARGV[a + 2]), rule = ARGV[a + 3], job_id = ARGV[a + 4],
       ctx = KEYS[k + 1], inputs = KEYS[k + 2], job_key = KEYS[k + 3], queue_key = KEYS[k + 4],
-      enqueued_at = enqueued_at,
+      bell = KEYS[k + 5], enqueued_at = enqueued_at,
     }
   end
   return out

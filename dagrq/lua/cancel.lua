@@ -1,6 +1,6 @@
 -- cancel.lua: end a running run as canceled; every node not yet final becomes canceled.
 --
--- KEYS[1]  run hash     dagrq:run:{id}         state, ended_at; reads 'nodes' (JSON list)
+-- KEYS[1]  run hash     dagrq:run:{id}         state, ended_at, canceling; reads 'nodes' (JSON)
 -- KEYS[2]  nodes hash   dagrq:run:{id}:nodes   <node>:state|ended
 -- KEYS[3]  event stream dagrq:run:{id}:events  XADD one entry per node canceled, and the run's
 -- ARGV[1]  now, unix seconds
@@ -10,8 +10,26 @@
 -- to leave their queues) and running (their jobs are to be stopped). Pending nodes need
 -- nothing more: no arrival can fire a node that is not pending, and start.lua refuses to
 -- start anything in a run that is not running.
+--
+-- What the caller has still to do is kept in the run hash ('canceling': the queued nodes, a
+-- '|', the running ones, comma-separated) until the caller deletes it; a canceled run that
+-- still has it answers the same lists again, so a second cancel finishes a first one that
+-- died half-way.
 
 -- event() lives in _lib.lua.
+
+local function split(text)
+  local out = {}
+  for name in string.gmatch(text, '[^,]+') do out[#out + 1] = name end
+  return out
+end
+
+local function reply(queued, running)
+  local out = {'canceled', #queued}
+  for _, n in ipairs(queued) do out[#out + 1] = n end
+  for _, n in ipairs(running) do out[#out + 1] = n end
+  return out
+end
 
 local R = {events = KEYS[3], now = ARGV[1]}
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -19,6 +37,11 @@ if not state then
   return {'gone'}
 end
 if state ~= 'running' then
+  local todo = redis.call('HGET', KEYS[1], 'canceling')
+  if state == 'canceled' and todo then
+    local queued, running = string.match(todo, '^([^|]*)|(.*)$')
+    return reply(split(queued), split(running))
+  end
   return {state}
 end
 redis.call('HSET', KEYS[1], 'state', 'canceled', 'ended_at', ARGV[1])
@@ -35,8 +58,6 @@ for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
     end
   end
 end
+redis.call('HSET', KEYS[1], 'canceling', table.concat(queued, ',') .. '|' .. table.concat(running, ','))
 event(R, '', 'canceled')
-local reply = {'canceled', #queued}
-for _, n in ipairs(queued) do reply[#reply + 1] = n end
-for _, n in ipairs(running) do reply[#reply + 1] = n end
-return reply
+return reply(queued, running)

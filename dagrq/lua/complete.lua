@@ -9,11 +9,12 @@
 -- KEYS[3]   output string   dagrq:run:{id}:out:<node>      written when the outcome is succeeded
 -- KEYS[4]   inputs hash     dagrq:run:{id}:inputs:<node>   this node's fired-with set: deleted
 -- KEYS[5]   event stream    dagrq:run:{id}:events          XADD one entry per state change
--- then per child i (i = 1..n), four keys:
--- KEYS[4i+2] join context  dagrq:run:{id}:join:<child>    hash: <parent> -> outcome, #<outcome> -> count
--- KEYS[4i+3] inputs hash   dagrq:run:{id}:inputs:<child>  the context, renamed when it fires
--- KEYS[4i+4] RQ job hash   rq:job:<job id>   pre-created (status deferred) at submit
--- KEYS[4i+5] RQ queue list rq:queue:<queue>
+-- then per child i (i = 1..n), five keys:
+-- KEYS[5i+1] join context  dagrq:run:{id}:join:<child>    hash: <parent> -> outcome, #<outcome> -> count
+-- KEYS[5i+2] inputs hash   dagrq:run:{id}:inputs:<child>  the context, renamed when it fires
+-- KEYS[5i+3] RQ job hash   rq:job:<job id>   pre-created (status deferred) at submit
+-- KEYS[5i+4] RQ queue list rq:queue:<queue>
+-- KEYS[5i+5] doorbell list dagrq:wake:<queue>   a token per fire (kept to 64): wakes workers
 --
 -- ARGV[1]  node name
 -- ARGV[2]  outcome: succeeded | failed | skipped

@@ -10,7 +10,7 @@
 -- KEYS[3]   results hash    dagrq:run:{id}:map:<node>      index -> serialized result
 -- KEYS[4]   errors hash     dagrq:run:{id}:maperr:<node>   index -> one-line error
 -- KEYS[5]   event stream    dagrq:run:{id}:events          XADD when the node ends
--- then per child, four keys, as in complete.lua (join context, inputs, RQ job, RQ queue)
+-- then per child, five keys, as in complete.lua (join context, inputs, RQ job, RQ queue, doorbell)
 --
 -- ARGV[1]  node name
 -- ARGV[2]  now, unix seconds

@@ -1,0 +1,124 @@
+"""Real Redis servers the reliability tests start, stop, pause and kill: Debian's redis-server
+and redis-sentinel on loopback ports, in a folder of the test's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import redis
+
+REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_SENTINEL = "/usr/bin/redis-sentinel"
+
+
+def require(binary: str) -> str:
+    """``binary``'s path; skip (or, with DAGRQ_REQUIRE_SERVERS=1 as in CI, fail) without it."""
+    if os.path.exists(binary):
+        return binary
+    why = f"needs {binary} (apt-get install redis-server redis-sentinel)"
+    if os.environ.get("DAGRQ_REQUIRE_SERVERS"):
+        pytest.fail(why)
+    pytest.skip(why)
+    raise AssertionError  # unreachable
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process on ``127.0.0.1:port`` keeping its data in ``folder``.
+
+    ``args`` are extra config lines as command-line options (``--appendonly yes`` ...).
+    """
+
+    def __init__(
+        self, folder: Path, *, port: int | None = None, args: Sequence[str] = (), binary: str = ""
+    ) -> None:
+        self.binary = binary or require(REDIS_SERVER)
+        self.folder, self.port = folder, port or free_port()
+        self.args = list(args)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.folder / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.folder),
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.log),
+            *self.args,
+        ]  # fmt: skip
+
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
+        """Start it and wait until it answers PING (loading its data first)."""
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout_s
+        probe = self.client(socket_timeout=1)
+        while True:
+            try:
+                if probe.ping():
+                    return self
+            except redis.ConnectionError:
+                pass
+            except redis.ResponseError:  # LOADING: replaying its AOF
+                pass
+            assert self.proc.poll() is None, self.log.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"redis-server on {self.port} did not start"
+            time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        """SHUTDOWN as an operator would (AOF flushed), and wait for the process to end."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(redis.ConnectionError):
+            self.client(socket_timeout=2).shutdown(nosave=False)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the server holds every connection and answers nothing."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: the machine died."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        """End it, whatever its state (teardown)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.kill()
