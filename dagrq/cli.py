@@ -216,13 +216,13 @@ def status(run_id: str, url: str | None, watch: bool) -> None:
     Exit 0 when the run succeeded, 1 when it failed or was canceled, 3 while it runs.
     """
     from .progress import follow
-    from .view import STATUS_EXIT, status_table
+    from .view import STATUS_EXIT, print_status
 
     run_, _embedded = _run_handle(run_id, url)
     if watch:
         follow(run_, _console())
     current = run_.status()
-    _console().print(status_table(current))
+    print_status(_console(), current)
     sys.exit(STATUS_EXIT.get(current.state, 1))
 
 

@@ -9,11 +9,12 @@ with its data under a state directory (``.dagrq/`` in the working directory), so
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -25,7 +26,8 @@ STATE_DIR = ".dagrq"
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs.
+    """``url`` with its password replaced by ``***``, for messages and logs (and a
+    ``sentinel_password`` in its query too).
 
     Examples:
         >>> mask_url("redis://user:s3cret@host:6379/0")
@@ -34,13 +36,17 @@ def mask_url(url: str) -> str:
         'rediss://:***@h/1?ssl_cert_reqs=none'
         >>> mask_url("unix:///tmp/r.sock")
         'unix:///tmp/r.sock'
+        >>> mask_url("redis+sentinel://:pw@a:26379,b:26379/main/0?sentinel_password=x")
+        'redis+sentinel://:***@a:26379,b:26379/main/0?sentinel_password=***'
     """
     parts = urlsplit(url)
-    if parts.password is None:
+    query = re.sub(r"((?:^|&)sentinel_password=)[^&]*", r"\1***", parts.query)
+    if parts.password is None and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def resolve_url(url: str | None = None) -> str | None:
@@ -48,8 +54,19 @@ def resolve_url(url: str | None = None) -> str | None:
     return url or os.environ.get("DAGRQ_URL") or os.environ.get("REDIS_URL") or None
 
 
+#: URL schemes of a Redis behind Sentinel (``rediss+sentinel`` talks TLS to the servers)
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
 def connect(url: str) -> redis.Redis:
-    """A ``redis.Redis`` for ``url``; raises :class:`ConnectionConfigError` for a bad one."""
+    """A ``redis.Redis`` for ``url``; raises :class:`ConnectionConfigError` for a bad one.
+
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`` reaches the
+    primary of ``service`` through its sentinels and follows it through a failover (the
+    password is the servers'; ``?sentinel_password=`` gives the sentinels' own).
+    """
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+        return connect_sentinel(url)
     try:
         return redis.Redis.from_url(url)
     except ValueError as exc:
@@ -57,6 +74,49 @@ def connect(url: str) -> redis.Redis:
             f"Redis URL {mask_url(url)!r} is not usable: {exc}; use redis://host:port/db, "
             "rediss://... or unix:///path/to/socket"
         ) from None
+
+
+def connect_sentinel(url: str) -> redis.Redis:
+    """The primary of a Sentinel-monitored service (see :func:`connect`).
+
+    Raises:
+        ConnectionConfigError: the URL names no sentinel or no service.
+    """
+    from redis.sentinel import Sentinel
+
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    sentinels: list[tuple[str, int]] = []
+    for hostport in filter(None, hosts.split(",")):
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            sentinels = []
+            break
+        sentinels.append((host.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not sentinels or not path or (len(path) > 1 and not path[1].isdigit()):
+        raise ConnectionConfigError(
+            f"Redis URL {mask_url(url)!r} is not a Sentinel URL; use "
+            "redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]"
+        )
+    query = dict(parse_qsl(parts.query))
+    kwargs: dict[str, Any] = {"db": int(path[1]) if len(path) > 1 else 0}
+    if parts.username:
+        kwargs["username"] = unquote(parts.username)
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    if parts.scheme.startswith("rediss"):
+        kwargs["ssl"] = True
+    sentinel_kwargs = {}
+    if "sentinel_password" in query:
+        sentinel_kwargs["password"] = query["sentinel_password"]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, sentinel_kwargs=sentinel_kwargs or None, socket_timeout=5
+    )
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        path[0], socket_timeout=30, **kwargs
+    )
+    return client
 
 
 class Embedded:

@@ -9,9 +9,9 @@ ways a node's worker can be lost, both settled by :func:`abandoned`:
 
 - the work horse of a forking worker dies (SIGKILL, out of memory): the worker itself sees
   it at once;
-- the whole worker dies (SIGKILL, the machine): its lease expires, and the next registry
-  clean-up by any live worker of the queue calls the job's failure callback,
-  :func:`on_failure`, with RQ's ``AbandonedJobError``.
+- the whole worker dies (SIGKILL, the machine): its lease expires, and the reconciler
+  (:mod:`dagrq.reconcile`) settles it, or RQ's own registry clean-up calls the job's failure
+  callback, :func:`on_failure`, with RQ's ``AbandonedJobError``, whichever comes first.
 
 Settling follows :func:`dagrq.attempt.settle_failure`, as a failed attempt does: with
 retries left, RQ requeues the job and the node shows ``queued`` again; without, the node

@@ -34,7 +34,7 @@ from typing import Any
 
 from . import keys, rqjobs, scripts
 from .dag import DAG
-from .errors import RunNotFound
+from .errors import RunError, RunNotFound
 from .lease import abandoned
 from .plan import NodeSpec
 from .rules import decide
@@ -142,12 +142,14 @@ class Reconciler:
         try:
             store._plan = load_plan(self.connection, dag, plan_hash)
             return None
-        except RunNotFound:
+        except RunError as exc:  # gone (RunNotFound), or edited
             served = self.served.get(dag)
             if served is not None and served.plan_hash == plan_hash:
                 store.restore_plan(served.plan)
                 return None
-        return f"its plan {plan_hash} of DAG {dag!r} is gone"
+            if isinstance(exc, RunNotFound):
+                return f"its plan {plan_hash} of DAG {dag!r} is gone"
+            return f"its plan {plan_hash} of DAG {dag!r} was edited"
 
     # ------------------------------------------------------------------ nodes
     def _node(self, store: RunStore, spec: NodeSpec, fields: Mapping[str, str]) -> list[Repair]:
@@ -237,12 +239,10 @@ class Reconciler:
         conn = self.connection
         job = rqjobs.fetch_job(job_id, conn)
         reason = "worker lost: its lease expired (found by the reconciler)"
-        taken = [m for m in members if rqjobs.take_expired_lease(conn, queue_name, m, job, reason)]
-        if members and not taken:
+        if members and not [m for m in members if rqjobs.take_lease(conn, queue_name, m)]:
             return []  # another process settled it first
-        if not members:  # RQ shows it started but holds no lease for it
-            rqjobs.settle_orphan(conn, queue_name, job, reason)
-        abandoned(job, reason)
+        abandoned(job, reason)  # dagrq's side first: it reads the retries left
+        rqjobs.settle_lost(conn, queue_name, job, reason)
         return [Repair(store.run_id, spec.name, f"job {job_id}: {reason}")]
 
     def _fail(

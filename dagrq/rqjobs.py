@@ -59,13 +59,13 @@ __all__ = [
     "reject",
     "ring",
     "scheduled",
-    "settle_orphan",
+    "settle_lost",
     "sign",
     "signature_ok",
     "started_jobs",
     "still_started",
     "stop_jobs",
-    "take_expired_lease",
+    "take_lease",
 ]
 
 log = logging.getLogger(__name__)
@@ -370,27 +370,22 @@ def scheduled(connection: Any, queue_name: str, job_id: str) -> bool:
     return connection.zscore(key, job_id) is not None
 
 
-def take_expired_lease(
-    connection: Any, queue_name: str, member: str, job: Any, reason: str
-) -> bool:
-    """Settle RQ's side of an execution whose lease expired, as RQ's own clean-up would (but
-    without its maintenance lock, which a dead worker may hold for 15 minutes): remove the
-    entry, then retry the job when it has retries left, else record it failed. Only the caller
-    whose removal succeeds proceeds, so two reconcilers never both settle one entry.
-
-    Returns:
-        True when this caller removed the entry (and settled RQ's side).
-    """
+def take_lease(connection: Any, queue_name: str, member: str) -> bool:
+    """Remove an expired execution from ``queue_name``'s started registry; True only for the
+    one caller whose removal succeeded (two reconcilers never both settle one entry). RQ's
+    own clean-up does this under its maintenance lock, which a dead worker may hold for 15
+    minutes: the reconciler does not wait for it."""
     registry = StartedJobRegistry(queue_name, connection=connection)
-    if not connection.zrem(registry.key, member):
-        return False
-    settle_orphan(connection, queue_name, job, reason)
-    return True
+    return bool(connection.zrem(registry.key, member))
 
 
-def settle_orphan(connection: Any, queue_name: str, job: Any, reason: str) -> None:
-    """Settle RQ's side of a job RQ shows started but holds no lease for: retried when it has
-    retries left, else recorded failed."""
+def settle_lost(connection: Any, queue_name: str, job: Any, reason: str) -> None:
+    """Settle RQ's side of a job whose worker was lost, as RQ's clean-up would: retried when
+    it has retries left, else recorded failed with ``reason``.
+
+    dagrq's side, the node, is :func:`dagrq.lease.abandoned`'s, which must see the retries
+    left before this spends one.
+    """
     with connection.pipeline() as pipe:
         if job.retries_left and job.retries_left > 0:
             job.retry(queue(queue_name, connection), pipe)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +43,10 @@ _RESET_FIELDS = (
     "first_item_error",
     "expanded",
 )
+#: how many replicas must hold each step before a worker goes on (``WAIT``; 0: none)
+WAIT_REPLICAS_ENV = "DAGRQ_WAIT_REPLICAS"
+#: how long a step waits for them, in milliseconds
+WAIT_MS_ENV = "DAGRQ_WAIT_MS"
 #: seconds a cancel waits for the nodes it stopped to stop
 STOP_WAIT_S = 15.0
 #: the run states after which a run's event stream has nothing more to say
@@ -55,8 +60,12 @@ _PLANS: dict[str, Plan] = {}
 def load_plan(connection: Any, dag: str, plan_hash: str) -> Plan:
     """The stored plan of a DAG version (cached per process: a plan never changes).
 
+    A plan is its own checksum: one whose content does not hash to the version it is stored
+    under was edited (or planted), and is refused.
+
     Raises:
         RunNotFound: the plan has expired or was never stored.
+        RunError: the stored plan does not hash to its version.
     """
     plan = _PLANS.get(plan_hash)
     if plan is None:
@@ -66,7 +75,14 @@ def load_plan(connection: Any, dag: str, plan_hash: str) -> Plan:
                 f"the plan {plan_hash} of DAG {dag!r} is not in this Redis (expired?); "
                 "submit a new run"
             )
-        plan = _PLANS[plan_hash] = Plan.from_json(raw)
+        plan = Plan.from_json(raw)
+        if plan.hash != plan_hash:
+            raise RunError(
+                f"the plan stored as version {plan_hash} of DAG {dag!r} hashes to {plan.hash}: "
+                "it was edited in Redis; submit a new run (a worker of that version stores it "
+                "again)"
+            )
+        _PLANS[plan_hash] = plan
     return plan
 
 
@@ -115,6 +131,24 @@ class RunStore:
         self.connection = connection
         self.run_id = run_id
         self._plan = plan
+        self._replicas = int(os.environ.get(WAIT_REPLICAS_ENV) or 0)
+
+    def _replicated(self) -> None:
+        """With ``$DAGRQ_WAIT_REPLICAS`` set, block until that many replicas hold the step just
+        written (``WAIT``), so a failover cannot lose it; a slow replica only logs a warning
+        after ``$DAGRQ_WAIT_MS`` (default 1000)."""
+        if not self._replicas:
+            return
+        timeout_ms = int(os.environ.get(WAIT_MS_ENV) or 1000)
+        acked = self.connection.wait(self._replicas, timeout_ms)
+        if acked < self._replicas:
+            log.warning(
+                "run %s: %d of %d replicas acknowledged a step within %d ms",
+                self.run_id,
+                acked,
+                self._replicas,
+                timeout_ms,
+            )
 
     def __repr__(self) -> str:
         return f"<dagrq.RunStore {self.run_id}>"
@@ -166,7 +200,9 @@ class RunStore:
         pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
         rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
         pipe.execute()
-        return cls(connection, run_id, plan)
+        store = cls(connection, run_id, plan)
+        store._replicated()
+        return store
 
     # ------------------------------------------------------------------- reads
     def exists(self) -> bool:
@@ -206,7 +242,7 @@ class RunStore:
         if self._plan is None:
             try:
                 self._plan = load_plan(self.connection, meta["dag"], meta["plan"])
-            except (RunNotFound, KeyError):
+            except (RunError, KeyError):  # RunNotFound is a RunError too
                 return None
         return self._plan
 
@@ -287,12 +323,16 @@ class RunStore:
     # ------------------------------------------------------------ atomic steps
     def start(self, spec: NodeSpec) -> scripts.Started:
         """Begin an attempt of ``spec`` (``start.lua``)."""
-        return scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s)
+        started = scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s)
+        self._replicated()
+        return started
 
     def requeue(self, node: str, error: str, attempt: int = 0) -> bool:
         """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``); False when
         the attempt is stale or the node no longer runs."""
-        return scripts.requeue(self.connection, self.run_id, node, error, attempt)
+        done = scripts.requeue(self.connection, self.run_id, node, error, attempt)
+        self._replicated()
+        return done
 
     def deliver(
         self,
@@ -331,6 +371,7 @@ class RunStore:
                 )
                 return False
             todo += [(child, scripts.Report("skipped")) for child in done.skipped]
+        self._replicated()
         return True
 
     def record_items(
@@ -352,6 +393,7 @@ class RunStore:
             results=results,
             errors=errors,
         )
+        self._replicated()
         for child in done.skipped:
             self.deliver(child, "skipped")
 

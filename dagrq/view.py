@@ -27,8 +27,6 @@ def status_table(status: RunStatus) -> Table:
     title = Text.assemble(
         f"run {status.id} · DAG {status.dag} · ", (status.state, STATE_STYLE.get(status.state, ""))
     )
-    if status.damaged:
-        title.append(f" · run state damaged: {status.damaged}", style="bold red")
     table = Table(title=title, title_justify="left")
     for column in ("node", "state", "attempts", "queue", "started", "duration", "detail"):
         table.add_column(column, no_wrap=column != "detail")
@@ -52,6 +50,18 @@ def status_table(status: RunStatus) -> Table:
             detail,
         )
     return table
+
+
+def print_status(console: Console, status: RunStatus) -> None:
+    """The status table, then what else a reader must know: damage, re-executed bodies."""
+    console.print(status_table(status))
+    if status.damaged:
+        console.print(Text(f"run state damaged: {status.damaged}", style="bold red"))
+    if status.reexecuted:
+        console.print(
+            f"{status.reexecuted} bodies ran more than once (retries, or re-runs after a lost "
+            "worker: a body runs at least once)"
+        )
 
 
 def print_why(console: Console, why: Explanation) -> None:

@@ -140,6 +140,8 @@ class ClaimingQueue(Queue):
             found = cls._fetch_dequeued_job(
                 connection, queue_key, job_id, job_class, serializer, death_penalty_class
             )
+            if found is not None:
+                _ = found[0].func_name  # read the payload now (RQ reads it lazily, later)
         except Exception as exc:
             reason = f"dagrq refused job {job_id}: it cannot be read ({one_line_error(exc)})"
             log.warning("%s", reason)

@@ -27,6 +27,7 @@ EXPORTS = {
     "DuplicateNodeError",
     "NodeImportError",
     "NodeRefused",
+    "OutputTooLarge",
     "DAGChanged",
     "Explanation",
     "NodeDefinitionError",

@@ -44,9 +44,16 @@ class RedisServer:
     """
 
     def __init__(
-        self, folder: Path, *, port: int | None = None, args: Sequence[str] = (), binary: str = ""
+        self,
+        folder: Path,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        binary: str = "",
+        bind: Sequence[str] = ("127.0.0.1",),
     ) -> None:
         self.binary = binary or require(REDIS_SERVER)
+        self.bind = list(bind)
         self.folder, self.port = folder, port or free_port()
         self.args = list(args)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -64,7 +71,7 @@ class RedisServer:
         return [
             self.binary,
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", *self.bind,
             "--dir", str(self.folder),
             "--save", "",
             "--daemonize", "no",
@@ -122,3 +129,69 @@ class RedisServer:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)
             self.kill()
+
+
+class SentinelSet:
+    """A primary, two replicas and three sentinels on loopback ports: an HA Redis."""
+
+    SERVICE = "dagrqha"
+
+    def __init__(self, folder: Path) -> None:
+        sentinel_binary = require(REDIS_SENTINEL)
+        durable = ["--appendonly", "yes", "--appendfsync", "always"]
+        self.primary = RedisServer(folder / "primary", args=durable).start()
+        self.replicas = [
+            RedisServer(
+                folder / f"replica{i}",
+                args=[*durable, "--replicaof", "127.0.0.1", str(self.primary.port)],
+            ).start()
+            for i in range(2)
+        ]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        for i, port in enumerate(self.sentinel_ports):
+            conf = folder / f"sentinel{i}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {folder}\n"
+                f"logfile {folder / f'sentinel{i}.log'}\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+                f"sentinel failover-timeout {self.SERVICE} 5000\n"
+                f"sentinel parallel-syncs {self.SERVICE} 2\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen([sentinel_binary, str(conf)], stdout=subprocess.DEVNULL)
+            )
+        self._wait_replicas_known()
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+    def primary_port(self) -> int:
+        """The primary's port as the sentinels see it now."""
+        probe = redis.Redis(port=self.sentinel_ports[0], socket_timeout=2)
+        _, port = probe.execute_command("SENTINEL", "get-master-addr-by-name", self.SERVICE)
+        return int(port)
+
+    def _wait_replicas_known(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                probe = redis.Redis(port=self.sentinel_ports[0], socket_timeout=2)
+                replicas = probe.execute_command("SENTINEL", "replicas", self.SERVICE)
+                links = self.primary.client().info("replication").get("connected_slaves", 0)
+                if len(replicas) == 2 and links == 2:
+                    return
+            except redis.RedisError:
+                pass
+            assert time.monotonic() < deadline, "sentinels never saw both replicas"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            proc.kill()
+            proc.wait()
+        for server in (self.primary, *self.replicas):
+            server.stop()

@@ -41,6 +41,8 @@ class StormReport:
     stuck: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     reexecuted_bodies: int = 0
+    reexecuted_reported: int = 0
+    event_mismatches: list[str] = field(default_factory=list)
     seconds_to_end_after_storm: float = 0.0
     worker_exits: int = 0
 
@@ -144,18 +146,40 @@ def storm(
 
 def _judge(conn: redis.Redis, dag: Any, handles: list[Run], report: StormReport) -> None:
     for run in handles:
-        state = conn.hget(keys.run_key(run.id), "state")
-        if state == b"succeeded":
+        status = run.status()
+        if status.state == "succeeded":
             report.succeeded += 1
-            params = run.status().params
-            if run.results() != dag.run_local(**params):
+            if run.results() != dag.run_local(**status.params):
                 report.wrong.append(run.id)
-        elif state != b"running":
+        elif status.state != "running":
             report.failed += 1
         executions = sum(
             int(v) for k in conn.scan_iter(f"test:exec:{run.id}:*") if (v := conn.get(k))
         )
         report.reexecuted_bodies += max(0, executions - _bodies(dag, run))
+        report.reexecuted_reported += status.reexecuted
+        report.event_mismatches += _events_disagree(run, status)
+
+
+def _events_disagree(run: Run, status: Any) -> list[str]:
+    """Where the run's event stream disagrees with its states: every attempt's start and
+    every node's final state must be in it."""
+    running: dict[str, int] = {}
+    last: dict[str, str] = {}
+    for event in run.events(follow=False):
+        node = event["node"]
+        last[node] = event["state"]
+        if event["state"] == "running" and node:
+            running[node] = running.get(node, 0) + 1
+    out = []
+    for name, node in status.nodes.items():
+        if running.get(name, 0) != node.attempts:
+            out.append(f"{run.id} {name}: {running.get(name, 0)} starts, {node.attempts} attempts")
+        if node.state != last.get(name, "pending"):
+            out.append(f"{run.id} {name}: last event {last.get(name)}, state {node.state}")
+    if status.state != last.get(""):
+        out.append(f"{run.id}: last run event {last.get('')}, state {status.state}")
+    return out
 
 
 def _bodies(dag: Any, run: Run) -> int:

@@ -1,0 +1,54 @@
+"""Cancel stops work: 200 runs canceled while their nodes run (on forking and in-process
+workers) or wait; no body runs after ``cancel()`` returns, and none starts."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from dagrq import keys, loader
+
+from ..conftest import pipeline
+from ..helpers import wait_for
+from .conftest import Fleet
+from .servers import RedisServer
+
+
+def test_200_canceled_runs_leave_no_body_running_after_cancel_returns(
+    server: RedisServer, fleet: Fleet
+) -> None:
+    address = pipeline("ticking")
+    dag = loader.load(address)
+    fleet.start(address, 2, "--worker-class", "simple", "--lease", "10")
+    fleet.start(address, 2, "--worker-class", "fork", "--lease", "10")
+    conn: redis.Redis = server.client()
+    runs = [dag.submit(conn) for _ in range(200)]
+    at_return: dict[str, int] = {}
+    pending = list(runs)
+    deadline = time.monotonic() + 240
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} runs not canceled in time"
+        ticking = [r for r in pending if conn.exists(f"test:tick:{r.id}")]
+        batch = ticking or pending[:4]  # a running body's run, else some still waiting
+        for run in batch:
+            after = run.cancel()
+            assert after.state == "canceled"
+            at_return[run.id] = int(conn.get(f"test:tick:{run.id}") or 0)
+            pending.remove(run)
+        if not ticking:
+            wait_for(
+                lambda: any(conn.exists(f"test:tick:{r.id}") for r in pending) or not pending,
+                30,
+                "a body running",
+            )
+    time.sleep(1.0)  # twenty ticks' time: a body still running would show
+    moved = {r: n for r in at_return if (n := int(conn.get(f"test:tick:{r}") or 0)) != at_return[r]}
+    assert moved == {}
+    assert not list(conn.scan_iter("test:tick-done:*"))  # no body ran to its end
+    stopped = sum(1 for n in at_return.values() if n > 0)
+    print(f"{stopped} of 200 runs were canceled with their body running")
+    assert stopped >= 40  # most cancels really stopped a running body
+    for run in runs:
+        assert conn.hget(keys.run_key(run.id), "canceling") is None  # every cancel finished
+        assert conn.hget(keys.nodes_key(run.id), "after:state") == b"canceled"

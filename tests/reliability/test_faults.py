@@ -1,0 +1,161 @@
+"""Faults around the workers and the server: Redis restarted and paused mid-run, a worker
+killed holding RQ's maintenance lock, a job claimed by a worker that died before starting it,
+a worker started before Redis, a server that persists nothing. Each bound is measured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import redis
+
+from dagrq import keys, loader, scripts
+from dagrq.worker import heartbeat_ttl
+
+from ..conftest import pipeline
+from ..helpers import wait_for
+from .conftest import Fleet
+from .servers import RedisServer
+from .storm import PIPELINE as STORM
+
+LEASE_S = 5
+
+
+def _all_end_right(conn: redis.Redis, dag: object, runs: list, timeout: float) -> None:  # type: ignore[type-arg]
+    wait_for(
+        lambda: all(conn.hget(keys.run_key(r.id), "state") != b"running" for r in runs),
+        timeout,
+        "every run ended",
+    )
+    for run in runs:
+        final = run.status()
+        assert final.state == "succeeded", (run.id, final.failed())
+        assert run.results() == dag.run_local(**final.params)  # type: ignore[attr-defined]
+
+
+def test_workers_ride_out_a_redis_restart_and_a_pause_of_three_leases(
+    server: RedisServer, fleet: Fleet
+) -> None:
+    dag = loader.load(STORM)
+    procs = fleet.start(STORM, 2, "--worker-class", "simple", "--lease", str(LEASE_S))
+    procs += fleet.start(STORM, 1, "--worker-class", "fork", "--lease", str(LEASE_S))
+    conn = server.client()
+    runs = [dag.submit(conn, seed=i) for i in range(20)]
+    time.sleep(1.0)
+    server.shutdown()  # AOF always: every acknowledged write is on disk
+    time.sleep(3.0)
+    server.start()
+    runs += [dag.submit(conn, seed=100 + i) for i in range(10)]
+    time.sleep(1.0)
+    server.pause()  # three leases without an answer
+    time.sleep(3 * LEASE_S)
+    server.resume()
+    _all_end_right(conn, dag, runs, 120)
+    assert [p.poll() for p in procs] == [None, None, None]  # the same three workers
+
+
+def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> float:
+    """SIGKILL the process running the first attempt of ``name``; return when."""
+    pid = int(wait_for(lambda: conn.get(f"test:pid:{name}:{run_id}"), 60, f"{name} started"))
+    os.kill(pid, signal.SIGKILL)
+    return time.monotonic()
+
+
+def _second_start(conn: redis.Redis, run_id: str, node: str) -> float:
+    """Wait for the node's second attempt to start; return when it was seen."""
+
+    def started() -> bool:
+        return int(conn.hget(keys.nodes_key(run_id), f"{node}:attempts") or 0) >= 2
+
+    wait_for(started, 60, f"{node} attempt 2")
+    return time.monotonic()
+
+
+def test_a_worker_killed_holding_rqs_maintenance_lock_delays_nothing(
+    server: RedisServer, fleet: Fleet
+) -> None:
+    address = pipeline("lease", "retried")
+    dag = loader.load(address)
+    conn = server.client()
+    for queue in dag.queues:  # as a worker that died while cleaning left it: 899 s to live
+        conn.set(f"rq:clean_registries:{queue}", 1, ex=899)
+        conn.set(f"rq:queue:{queue}:maintenance", "dead-worker", ex=899)
+    fleet.start(address, 2, "--worker-class", "simple", "--lease", str(LEASE_S))
+    run = dag.submit(conn)
+    killed = _kill_when_running(conn, "slow", run.id)
+    redriven = _second_start(conn, run.id, "slow")
+    took = redriven - killed
+    print(f"worker killed -> node re-driven: {took:.1f} s (lease {LEASE_S} s)")
+    assert took <= 2 * LEASE_S + 1  # the bound: two leases
+    final = run.wait(timeout=60)
+    assert final.state == "succeeded" and run.result("join") == {"slow_attempt": 2, "other": 2}
+
+
+def test_a_job_claimed_by_a_worker_that_died_before_starting_it_is_put_back(
+    server: RedisServer, fleet: Fleet
+) -> None:
+    address = pipeline("diamond")
+    dag = loader.load(address)
+    conn = server.client()
+    run = dag.submit(conn, x=2)
+    claimed = scripts.claim(conn, [keys.queue_key(q) for q in dag.queues])  # then "dies"
+    assert claimed is not None and claimed[1].decode() == keys.job_id(run.id, "a")
+    assert conn.llen(keys.queue_key(dag.queues[0])) == 0  # in no queue: only claimed
+    lost_at = time.monotonic()
+    fleet.start(address, 1, "--worker-class", "simple", "--lease", str(LEASE_S))
+    final = run.wait(timeout=60)
+    took = time.monotonic() - lost_at
+    print(f"claimed job put back and run ended in {took:.1f} s")
+    assert final.state == "succeeded" and run.result("d") == {"b": 4, "c": 6, "sum": 10}
+    assert took <= 2 * LEASE_S + 2
+    assert int(conn.hget(keys.nodes_key(run.id), "a:redriven") or 0) == 1
+
+
+def test_a_worker_started_before_redis_waits_for_it(tmp_path: Path) -> None:
+    later = RedisServer(tmp_path / "later")
+    fleet = Fleet(later.url, tmp_path / "logs")
+    try:
+        procs = fleet.start(pipeline("diamond"), 1, "--worker-class", "simple")
+        time.sleep(2.0)
+        assert procs[0].poll() is None, fleet.logs()  # still there, waiting
+        later.start()
+        conn = later.client()
+        run = loader.load(pipeline("diamond")).submit(conn, x=1)
+        assert run.wait(timeout=60).state == "succeeded"
+        assert "waiting for Redis at redis://127.0.0.1" in fleet.logs()
+    finally:
+        fleet.procs.stop()
+        later.stop()
+
+
+def test_a_server_that_persists_nothing_is_warned_about(tmp_path: Path) -> None:
+    volatile = RedisServer(tmp_path / "volatile", args=["--appendonly", "no"]).start()
+    fleet = Fleet(volatile.url, tmp_path / "logs")
+    try:
+        fleet.start(pipeline("diamond"), 1, "--worker-class", "simple")
+        wait_for(lambda: "persists nothing" in fleet.logs(), 30, "the warning")
+        assert "a restart loses every run" in fleet.logs()
+    finally:
+        fleet.procs.stop()
+        volatile.stop()
+
+
+def test_a_stall_shorter_than_the_lease_never_starts_a_second_attempt(
+    server: RedisServer, fleet: Fleet
+) -> None:
+    address = pipeline("cancel")
+    dag = loader.load(address)
+    conn = server.client()
+    fleet.start(address, 2, "--worker-class", "simple", "--lease", str(LEASE_S))
+    run = dag.submit(conn, pause_s=3.0)
+    wait_for(lambda: conn.get(f"test:slow-started:{run.id}"), 30, "slow started")
+    server.pause()  # shorter than the lease: the node finishes meanwhile, reports after
+    time.sleep(LEASE_S - 1)
+    server.resume()
+    final = run.wait(timeout=60)
+    assert final.state == "succeeded"
+    assert final.nodes["slow"].attempts == 1  # no second attempt was started
+    assert final.reexecuted == 0
+    assert heartbeat_ttl(LEASE_S) > LEASE_S  # the lease outlives a renewal due mid-stall

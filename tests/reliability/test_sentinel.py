@@ -1,0 +1,72 @@
+"""An HA Redis (Debian's redis-server and redis-sentinel: one primary, two replicas, three
+sentinels on loopback) fails over mid-run: the workers follow the new primary through a
+``redis+sentinel://`` URL, every run ends with the right result, and each join is fired once
+(``DAGRQ_WAIT_REPLICAS=1``: no acknowledged step is lost with the old primary)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dagrq import Run, keys, loader
+from dagrq.connection import connect
+
+from ..helpers import wait_for
+from .conftest import Fleet
+from .servers import SentinelSet
+from .storm import PIPELINE as STORM
+
+
+@pytest.fixture
+def ha(tmp_path: Path) -> Iterator[SentinelSet]:
+    cluster = SentinelSet(tmp_path / "ha")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_failover_mid_run_ends_every_run_and_fires_each_join_once(
+    ha: SentinelSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGRQ_WAIT_REPLICAS", "1")
+    conn = connect(ha.url)
+    dag = loader.load(STORM)
+    fleet = Fleet(ha.url, tmp_path / "logs")
+    fleet.procs.env["DAGRQ_WAIT_REPLICAS"] = "1"
+    try:
+        procs = fleet.start(STORM, 2, "--worker-class", "simple", "--lease", "5")
+        procs += fleet.start(STORM, 1, "--worker-class", "fork", "--lease", "5")
+        runs = [dag.submit(conn, seed=i) for i in range(20)]
+        time.sleep(1.5)
+        old = ha.primary_port()
+        ha.primary.kill()  # the primary's machine dies
+        wait_for(lambda: ha.primary_port() != old, 30, "a replica promoted")
+        took = time.monotonic()
+        runs += [dag.submit(conn, seed=100 + i) for i in range(5)]  # on the new primary
+        wait_for(
+            lambda: all(conn.hget(keys.run_key(r.id), "state") != b"running" for r in runs),
+            150,
+            "every run ended",
+        )
+        print(f"all runs ended {time.monotonic() - took:.1f} s after the promotion")
+        for run in runs:
+            final = run.status()
+            assert final.state == "succeeded", (run.id, final.failed())
+            assert run.results() == dag.run_local(**final.params)
+            assert _fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
+        assert [p.poll() for p in procs] == [None, None, None]
+    finally:
+        fleet.procs.stop()
+
+
+def _fires(run: Run, joins: tuple[str, ...]) -> dict[str, int]:
+    """How often each join was fired (queued by an arrival, not by a retry)."""
+    fired = dict.fromkeys(joins, 0)
+    for event in run.events(follow=False):
+        if event["node"] in fired and event["state"] == "queued" and "error" not in event:
+            fired[event["node"]] += 1
+    return fired
