@@ -1,16 +1,17 @@
-"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report."""
+"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale."""
 
 from __future__ import annotations
 
 import sys
 
-from . import compare, join_cost, map_scale, report
+from . import compare, join_cost, map_scale, report, scale
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
     "map": map_scale.main,
     "compare": compare.main,
     "report": report.main,
+    "scale": scale.main,
 }
 
 
