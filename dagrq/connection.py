@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .errors import ConnectionConfigError
@@ -54,6 +54,8 @@ def resolve_url(url: str | None = None) -> str | None:
     return url or os.environ.get("DAGRQ_URL") or os.environ.get("REDIS_URL") or None
 
 
+#: retries of a command through a Sentinel failover (backing off to 2 s: about 30 s in all)
+FAILOVER_RETRIES = 20
 #: URL schemes of a Redis behind Sentinel (``rediss+sentinel`` talks TLS to the servers)
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
@@ -113,8 +115,15 @@ def connect_sentinel(url: str) -> redis.Redis:
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels, sentinel_kwargs=sentinel_kwargs or None, socket_timeout=5
     )
+    # a failover takes seconds (a primary down, a replica promoted): retry a command through
+    # it instead of failing it (MasterNotFoundError is a ConnectionError)
+    through_failover = Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES)
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        path[0], socket_timeout=30, **kwargs
+        path[0],
+        socket_timeout=30,
+        retry=through_failover,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **kwargs,
     )
     return client
 
