@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .dag import DAG
 from .errors import (
+    BranchError,
     ConnectionConfigError,
     CycleError,
     DAGChanged,
@@ -29,6 +30,7 @@ from .errors import (
     RunFailed,
     RunNotFound,
     RunTimeout,
+    Skip,
     UnknownNodeError,
 )
 from .node import Node
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DAG",
+    "BranchError",
     "ConnectionConfigError",
     "CycleError",
     "DAGChanged",
@@ -67,6 +70,7 @@ __all__ = [
     "RunNotFound",
     "RunStatus",
     "RunTimeout",
+    "Skip",
     "UnknownNodeError",
     "__version__",
     "quorum",

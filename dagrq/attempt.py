@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from . import rqjobs
 from .dag import DAG
-from .errors import DAGChanged
-from .node import build_kwargs, one_line_error, serialize_output
+from .errors import DAGChanged, NodeStopped, Skip
+from .node import build_kwargs, chosen_children, one_line_error, serialize_output
 from .plan import NodeSpec
 from .store import RunStore, load_plan
 
@@ -120,6 +120,15 @@ def begin(dag: DAG, job: Any, run_id: str, node: str) -> Attempt | Summary:
     if started.status == "done":
         store.deliver(node, started.node_state or "failed")
         return {"node": node, "outcome": started.node_state, "redelivered": True}
+    if started.status == "refused":
+        log.warning(
+            "run %s: job %s for node %s refused: the node is %s, not queued (nothing fired it)",
+            run_id,
+            job.id,
+            node,
+            started.node_state,
+        )
+        return {"node": node, "outcome": None, "refused": started.node_state}
     if started.status != "run":
         log.info("run %s is %s; node %s not started", run_id, started.status, node)
         return {"node": node, "outcome": None, "run": started.status}
@@ -139,20 +148,36 @@ def begin(dag: DAG, job: Any, run_id: str, node: str) -> Attempt | Summary:
 def run_node(attempt: Attempt) -> Summary:
     """Call a plain node with its inputs and report its outcome in one atomic step.
 
+    A node that raises :class:`~dagrq.errors.Skip` ends ``skipped`` with its reason; a branch
+    reports the children it chose. Anything else escaping the node, ``SystemExit`` and other
+    ``BaseException`` s included, fails the attempt (retried by ``retry=``): a node that calls
+    ``sys.exit()`` does not hang its run.
+
     Raises:
-        Exception: the node's own, after settling it (so RQ retries or fails the job).
+        BaseException: the node's own, after settling it (so RQ retries or fails the job).
     """
     spec, store = attempt.spec, attempt.store
     node = attempt.dag.nodes[spec.name]
     codec = attempt.dag.codec
+    chosen = None
     try:
         outputs = store.read_inputs(spec, attempt.outputs)
         kwargs = build_kwargs(node, spec, outputs, attempt.params, codec)
-        output = serialize_output(codec, spec, node.fn(**kwargs))
-    except Exception as exc:
+        value = node.fn(**kwargs)
+        chosen = chosen_children(spec, value) if spec.branch else None
+        output = serialize_output(codec, spec, value)
+    except Skip as skip:
+        reason = skip.reason or "the node raised Skip"
+        store.deliver(spec.name, "skipped", error=reason, attempt=attempt.number)
+        return {"node": spec.name, "outcome": "skipped", "reason": reason}
+    except NodeStopped:
+        raise  # its run was canceled: nothing to record
+    except BaseException as exc:
         attempt.failed(exc)
         raise
-    fresh = store.deliver(spec.name, "succeeded", output=output, attempt=attempt.number)
+    fresh = store.deliver(
+        spec.name, "succeeded", output=output, attempt=attempt.number, chosen=chosen
+    )
     outcome = "succeeded" if fresh else "refused: a later attempt started"
     return {"node": spec.name, "outcome": outcome, "attempt": attempt.number}
 

@@ -33,7 +33,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args, get_origin, overload
 
 import networkx as nx
 from pydantic import BaseModel, ValidationError
@@ -190,6 +190,38 @@ class DAG:
 
         return mapped
 
+    @overload
+    def branch(self, fn: Callable[P, R], /) -> Node[P, R]: ...
+
+    @overload
+    def branch(
+        self, fn: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
+
+    def branch(
+        self, fn: Callable[P, R] | None = None, /, **options: Any
+    ) -> Node[P, R] | Callable[[Callable[P, R]], Node[P, R]]:
+        """Declare a branch: a node that returns the name (or a list of names) of the children
+        to follow; its other children end ``skipped`` and the skip goes on by their rules.
+        The names are also its output. ``options`` are :meth:`node`'s.
+
+        Annotate the return as ``Literal["a", "b"]`` (or a list of it) and :meth:`validate`
+        checks the names are children; any way, a name that is not a child fails the branch
+        at run time, naming the valid ones.
+
+        Raises:
+            NodeDefinitionError: as :meth:`node`; :meth:`validate` refuses a branch without
+                children.
+        """
+        register = self.node(**options)
+
+        def branching(func: Callable[P, R]) -> Node[P, R]:
+            new = register(func)
+            new.branch = True
+            return new
+
+        return branching(fn) if fn is not None else branching
+
     def _add(self, node: Node[Any, Any]) -> Node[Any, Any]:
         """Add a node and forget everything derived from the old set of nodes."""
         self._nodes.append(node)
@@ -236,6 +268,7 @@ class DAG:
             raise CycleError([u for u, _ in cycle] + [cycle[0][0]])
         for n in self._nodes:
             _check_rule(n, graph.in_degree(n.name))
+            _check_branch(n, sorted(graph.successors(n.name)))
         model = params.params_model(self.name, uses)
         return graph, self._specs(graph), model
 
@@ -298,6 +331,7 @@ class DAG:
                 map_over=n.map_over,
                 chunk=n.chunk,
                 max_output_bytes=n.options.max_output_bytes or self.max_output_bytes,
+                branch=n.branch,
             )
         return specs
 
@@ -440,6 +474,27 @@ def _check_rule(node: Node[Any, Any], parents: int) -> None:
             f"node {node.name!r}: trigger=quorum({k}) needs that many parents, "
             f"it has {parents}; lower the quorum or add parents"
         )
+
+
+def _check_branch(node: Node[Any, Any], children: list[str]) -> None:
+    """A branch has children to choose from, and the names its return annotation allows
+    (``Literal[...]``, or a list of it) are among them."""
+    if not node.branch:
+        return
+    if not children:
+        raise NodeDefinitionError(
+            f"branch {node.name!r} has no children to choose from; give it children, or make "
+            "it a plain node"
+        )
+    ret = node.signature.return_annotation
+    literal = get_args(ret)[0] if get_origin(ret) in (list, tuple) and get_args(ret) else ret
+    if get_origin(literal) is Literal:
+        bad = [n for n in get_args(literal) if n not in children]
+        if bad:
+            raise NodeDefinitionError(
+                f"branch {node.name!r} may return {bad[0]!r}, which is not one of its children "
+                f"({', '.join(children)}); fix the Literal or the edges"
+            )
 
 
 def _check_importable(node: Node[Any, Any]) -> None:

@@ -19,11 +19,15 @@
     ├── ConnectionConfigError       a Redis URL that cannot be used
     ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
     ├── DAGChanged                  a worker's DAG is not the version a run is pinned to
+    ├── BranchError                 a branch chose a node that is not its child
     └── NodeRefused                 a job a dagrq worker must not run (another callable, an
                                     unloaded DAG, an unknown node)
 
 Every error's message is one line that names the thing, the place and the fix; the CLI
 prints it as it is and exits with :attr:`DagrqError.exit_code`.
+
+Two exceptions are signals, not errors: :class:`Skip`, which a node raises to end
+``skipped``, and :class:`NodeStopped`, which dagrq raises inside a node to stop it.
 """
 
 from __future__ import annotations
@@ -161,3 +165,26 @@ class NodeRefused(DagrqError):
     node the DAG does not have."""
 
     exit_code = 1
+
+
+class BranchError(DagrqError):
+    """A branch returned a name that is not one of its children (the branch node fails)."""
+
+
+class Skip(Exception):
+    """Raise ``dagrq.Skip("why")`` inside a node to end it ``skipped`` with that reason; its
+    children hear ``skipped`` and decide by their rules, as after a branch not taken.
+
+    Examples:
+        >>> Skip("nothing new today").reason
+        'nothing new today'
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class NodeStopped(BaseException):
+    """Raised inside a node running in a worker's own process when its run is canceled (a
+    ``BaseException``, so a node's own ``except Exception`` cannot swallow it)."""

@@ -16,6 +16,7 @@ from typing import Any
 from . import rqjobs
 from .attempt import Attempt, Summary, attempt_error, refuse_changed, settle_failure
 from .dag import DAG
+from .errors import NodeStopped, Skip
 from .node import build_kwargs, item_annotation, iter_items, serialize_output
 from .plan import NodeSpec
 from .store import RunStore
@@ -113,7 +114,11 @@ def run_items(
         try:
             kwargs[spec.map_over or ""] = None if blob is None else codec.loads(blob, annotation)
             ok.append((index, serialize_output(codec, spec, fn.fn(**kwargs))))
-        except Exception as exc:
+        except Skip:  # a skipped item: its result is None
+            ok.append((index, codec.dumps(None)))
+        except NodeStopped:
+            raise
+        except BaseException as exc:  # SystemExit too: it fails the item, never the worker
             failed.append((index, attempt_error(exc, spec), exc))
     settlement = settle_failure(
         retries_left=job.retries_left,

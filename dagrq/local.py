@@ -1,21 +1,34 @@
-"""``run_local``: a whole DAG in this process, in topological order, without Redis. Pure.
+"""``run_local``: a whole DAG in this process, without Redis, as one dagrq worker would run it.
 
 The same validation, trigger rules, argument building and serialization round trip as a
 distributed run (every output goes through the DAG's codec and back into the child's
-annotation), so unit tests of a pipeline need no server.
+annotation), in one deterministic order: the order in which a single ``dagrq worker``
+serving the DAG runs its jobs. Jobs wait in one queue per RQ queue name; the worker takes the
+oldest job of the first non-empty queue, queues in name order (the DAG's queue, then each
+join's); roots (and ``always`` nodes) are queued at submit in topological order; a node's
+children hear its outcome in name order, and a child is queued when its rule fires. A node
+fired early (``one_success``, ``quorum`` ...) gets ``None`` for the parents that had not
+arrived then, as on the worker. A failed attempt with retries left goes to the back of its
+queue (a backoff is not waited for).
+
+With several workers the order is the workers' race: only nodes fired early can then see
+other inputs, and only those whose result depends on it.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .codec import Codec
-from .errors import RunFailed
+from .errors import NodeStopped, RunFailed, Skip
 from .node import (
     Node,
     build_kwargs,
+    chosen_children,
     item_annotation,
     iter_items,
     join_items,
@@ -24,19 +37,30 @@ from .node import (
     serialize_output,
 )
 from .plan import NodeSpec, Plan
-from .rules import decide
+from .rules import ENDS, decide
+from .status import ARRIVALS
 
-#: ``(serialized output, None)`` or ``(None, one-line error)``
-Outcome = tuple[bytes | None, str | None]
+
+@dataclass
+class LocalRun:
+    """What :func:`simulate` ends with: every node's final state, its reason or error, the
+    outputs of the nodes that succeeded, decoded."""
+
+    states: dict[str, str]
+    results: dict[str, Any]
+    errors: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    chosen: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def run_local(
     plan: Plan, nodes: Mapping[str, Node[Any, Any]], codec: Codec, params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Run every node of ``plan`` once (retries included) in topological order.
+    """Run every node of ``plan`` (see the module) and return the outputs of those that
+    succeeded.
 
     Args:
-        plan: the validated plan; its specs are in topological order.
+        plan: the validated plan.
         nodes: the :class:`~dagrq.node.Node` of every spec.
         codec: the DAG's codec.
         params: validated run parameters (JSON-ready, as stored at submit).
@@ -46,78 +70,209 @@ def run_local(
 
     Raises:
         RunFailed: when a node failed; ``.failed`` maps node to error, ``.results`` holds
-            the outputs of the nodes that succeeded.
+            the outputs of the nodes that succeeded, ``.states`` every node's state.
     """
-    raw: dict[str, bytes] = {}
-    outcome: dict[str, str] = {}
-    failed: dict[str, str] = {}
-    for name, spec in plan.specs.items():
-        counts = {"succeeded": 0, "failed": 0, "skipped": 0}
-        for parent in spec.parents:
-            counts[outcome[parent]] += 1
-        if spec.parents and decide(spec.rule, total=len(spec.parents), **counts) != "fire":
-            outcome[name] = "skipped"
-            continue
-        blob, error = _run_node(nodes[name], spec, raw, params, codec)
-        if blob is not None:
-            raw[name] = blob
-        if error is None:
-            outcome[name] = "succeeded"
-        else:
-            outcome[name], failed[name] = "failed", error
-    results = {
-        name: codec.loads(raw[name], output_annotation(nodes[name]))
-        for name in plan.specs
-        if outcome.get(name) == "succeeded"
-    }
-    if failed:
-        problem = RunFailed("local", failed)
-        problem.results = results  # type: ignore[attr-defined]
+    run = simulate(plan, nodes, codec, params)
+    if run.errors:
+        problem = RunFailed("local", run.errors)
+        problem.results = run.results  # type: ignore[attr-defined]
+        problem.states = run.states  # type: ignore[attr-defined]
         raise problem
-    return results
+    return run.results
 
 
-def _run_node(
-    node: Node[Any, Any],
-    spec: NodeSpec,
-    raw: Mapping[str, bytes],
-    params: Mapping[str, Any],
-    codec: Codec,
-) -> Outcome:
-    """One node (every item of a mapped one): its stored output and its error, if any. A
-    mapped node with failed items keeps the list of results (None where an item failed)."""
-    attempts = 1 + (spec.retry.max if spec.retry else 0)
-    try:
-        kwargs = build_kwargs(node, spec, raw, params, codec)
-        if spec.map_over is None:
-            return _call(node, spec, kwargs, attempts, codec)
-        items = iter_items(codec, raw.get(spec.map_over), spec.map_over)
-    except Exception as exc:
-        return None, one_line_error(exc)
-    annotation = item_annotation(node)
-    blobs: list[bytes | None] = []
-    errors: list[str] = []
-    for index, item in enumerate(items):
-        kwargs[spec.map_over] = codec.loads(codec.dumps(item), annotation)
-        blob, error = _call(node, spec, kwargs, attempts, codec)
-        blobs.append(blob)
-        if error is not None:
-            errors.append(f"item {index}: {error}")
-    joined = join_items(codec, blobs)  # children get the list, None where an item failed
-    if errors:
-        return joined, f"{len(errors)} of {len(blobs)} items failed; first: {errors[0]}"
-    return joined, None
+def simulate(
+    plan: Plan, nodes: Mapping[str, Node[Any, Any]], codec: Codec, params: Mapping[str, Any]
+) -> LocalRun:
+    """Run ``plan`` as one worker would (see the module); never raises for a node's failure."""
+    return _Worker(plan, nodes, codec, params).run()
 
 
-def _call(
-    node: Node[Any, Any], spec: NodeSpec, kwargs: dict[str, Any], attempts: int, codec: Codec
-) -> Outcome:
-    """Call ``node`` up to ``attempts`` times."""
-    error = None
-    for _ in range(attempts):
+class _Worker:
+    """One simulated worker and the run's state."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        nodes: Mapping[str, Node[Any, Any]],
+        codec: Codec,
+        params: Mapping[str, Any],
+    ) -> None:
+        self.plan, self.nodes, self.codec, self.params = plan, nodes, codec, params
+        self.specs = plan.specs
+        self.queues: dict[str, deque[tuple[str, int | None]]] = {
+            q: deque() for q in sorted({s.queue_name for s in self.specs.values()})
+        }
+        self.state = {
+            n: "queued" if s.starts_at_submit else "pending" for n, s in self.specs.items()
+        }
+        self.arrived: dict[str, dict[str, str]] = {n: {} for n in self.specs}
+        self.inputs: dict[str, set[str] | None] = {}  # parents read, None: read what exists
+        self.outputs: dict[str, bytes] = {}
+        self.attempts: dict[str, int] = {}
+        self.items: dict[str, list[bytes | None]] = {}
+        self.item_errors: dict[str, list[str]] = {}
+        self.items_left: dict[str, int] = {}
+        self.run_state = LocalRun(states={}, results={})
+        for name, spec in self.specs.items():
+            if spec.starts_at_submit:
+                self.inputs[name] = set() if spec.parents else None
+                self._push(name)
+
+    def _push(self, name: str, chunk: int | None = None) -> None:
+        self.queues[self.specs[name].queue_name].append((name, chunk))
+
+    def run(self) -> LocalRun:
+        while any(self.queues.values()):
+            queue = next(q for q in self.queues.values() if q)
+            name, chunk = queue.popleft()
+            if chunk is None:
+                self._node(name)
+            else:
+                self._chunk(name, chunk)
+        out = self.run_state
+        out.states = dict(self.state)
+        out.results = {
+            n: self.codec.loads(self.outputs[n], output_annotation(self.nodes[n]))
+            for n in self.specs
+            if self.state[n] == "succeeded"
+        }
+        return out
+
+    # ------------------------------------------------------------------ nodes
+    def _kwargs(self, spec: NodeSpec) -> dict[str, Any]:
+        read = self.inputs.get(spec.name)
+        outputs = {p: self.outputs.get(p) for p in spec.data_parents if read is None or p in read}
+        return build_kwargs(self.nodes[spec.name], spec, outputs, self.params, self.codec)
+
+    def _node(self, name: str) -> None:
+        spec, node = self.specs[name], self.nodes[name]
+        if self.state[name] not in ("queued", "running"):
+            return
+        self.state[name] = "running"
+        self.attempts[name] = self.attempts.get(name, 0) + 1
         try:
-            return serialize_output(codec, spec, node.fn(**kwargs)), None
-        except Exception as exc:
-            error = one_line_error(exc)
+            kwargs = self._kwargs(spec)
+            if spec.map_over is not None:
+                self._expand(spec)
+                return
+            value = node.fn(**kwargs)
+            chosen = chosen_children(spec, value) if spec.branch else None
+            blob = serialize_output(self.codec, spec, value)
+        except Skip as skip:
+            self.run_state.reasons[name] = skip.reason or "the node raised Skip"
+            self._finish(name, "skipped")
+            return
+        except NodeStopped:
+            raise
+        except BaseException as exc:
             traceback.clear_frames(exc.__traceback__)
-    return None, error
+            if self.attempts[name] <= (spec.retry.max if spec.retry else 0):
+                self.state[name] = "queued"
+                self._push(name)  # RQ's retry: to the back of the queue
+                return
+            self.run_state.errors[name] = one_line_error(exc)
+            self._finish(name, "failed")
+            return
+        self.outputs[name] = blob
+        if chosen is not None:
+            self.run_state.chosen[name] = chosen
+        self._finish(name, "succeeded")
+
+    def _finish(self, name: str, state: str) -> None:
+        """Record a final state and deliver it, cascading what ends, as ``store.deliver``
+        does (a stack: the last child to end is delivered first)."""
+        todo = [(name, state)]
+        while todo:
+            node, outcome = todo.pop()
+            self.state[node] = outcome
+            todo += self._deliver(node, outcome)
+
+    def _deliver(self, parent: str, outcome: str) -> list[tuple[str, str]]:
+        """One ``complete.lua`` step: each child hears ``outcome`` (a branch sends
+        ``skipped`` to the children it did not choose), in name order."""
+        chosen = self.run_state.chosen.get(parent)
+        ended: list[tuple[str, str]] = []
+        for child in self.specs[parent].children:
+            if self.state[child] != "pending":
+                continue
+            got = "skipped" if chosen is not None and child not in chosen else outcome
+            arrived = self.arrived[child]
+            arrived.setdefault(parent, got)
+            spec = self.specs[child]
+            counts = {o: sum(1 for a in arrived.values() if a == o) for o in ARRIVALS}
+            decision = decide(spec.rule, total=len(spec.parents), **counts)
+            if decision == "fire":  # it reads the parents that had succeeded when it fired
+                self.state[child] = "queued"
+                self.inputs[child] = {p for p, a in arrived.items() if a == "succeeded"}
+                self._push(child)
+            elif decision in ENDS:
+                self.state[child] = ENDS[decision]
+                ended.append((child, ENDS[decision]))
+        return ended
+
+    # ------------------------------------------------------------------ maps
+    def _expand(self, spec: NodeSpec) -> None:
+        source = self.specs[spec.map_over or ""]
+        if source.map_over is None:
+            read = self.inputs.get(spec.name)
+            blob = self.outputs.get(source.name) if read is None or source.name in read else None
+            total = len(iter_items(self.codec, blob, source.name))
+        else:
+            total = len(self.items.get(source.name, []))
+        self.items[spec.name] = [None] * total
+        self.item_errors[spec.name] = []
+        if total == 0:
+            self.outputs[spec.name] = join_items(self.codec, [])
+            self._finish(spec.name, "succeeded")
+            return
+        self.items_left[spec.name] = total
+        for c in range(-(-total // spec.chunk)):
+            self._push(spec.name, c)
+
+    def _item_values(self, spec: NodeSpec) -> list[Any]:
+        source = self.specs[spec.map_over or ""]
+        if source.map_over is None:
+            read = self.inputs.get(spec.name)
+            blob = self.outputs.get(source.name) if read is None or source.name in read else None
+            return iter_items(self.codec, blob, source.name)
+        return [None if b is None else self.codec.loads(b, None) for b in self.items[source.name]]
+
+    def _chunk(self, name: str, chunk: int) -> None:
+        spec, node = self.specs[name], self.nodes[name]
+        values = self._item_values(spec)
+        kwargs = self._kwargs(spec)
+        annotation = item_annotation(node)
+        first = chunk * spec.chunk
+        attempts = 1 + (spec.retry.max if spec.retry else 0)
+        for index in range(first, min(len(values), first + spec.chunk)):
+            item = values[index]
+            kwargs[spec.map_over or ""] = self.codec.loads(self.codec.dumps(item), annotation)
+            blob, error = None, None
+            for _ in range(attempts):  # an item's retries run before the next item's
+                try:
+                    blob, error = serialize_output(self.codec, spec, node.fn(**kwargs)), None
+                    break
+                except Skip:
+                    blob, error = self.codec.dumps(None), None
+                    break
+                except NodeStopped:
+                    raise
+                except BaseException as exc:
+                    traceback.clear_frames(exc.__traceback__)
+                    error = one_line_error(exc)
+            self.items[name][index] = blob
+            if error is not None:
+                self.item_errors[name].append(f"item {index}: {error}")
+            self.items_left[name] -= 1
+        if self.items_left[name] == 0:
+            self.outputs[name] = join_items(self.codec, self.items[name])
+            errors = self.item_errors[name]
+            if errors:
+                total = len(self.items[name])
+                self.run_state.errors[name] = (
+                    f"{len(errors)} of {total} items failed; first: {errors[0]}"
+                )
+                self._finish(name, "failed")
+            else:
+                self._finish(name, "succeeded")

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
 
 from .codec import Codec
-from .errors import NodeDefinitionError, OutputTooLarge
+from .errors import BranchError, NodeDefinitionError, OutputTooLarge
 from .options import NodeOptions
 from .params import coerce
 from .plan import NodeSpec
@@ -32,6 +32,7 @@ class Node(Generic[P, R]):
         options: the :class:`~dagrq.options.NodeOptions` it was declared with.
         map_over: the parent a mapped node (``@dag.map``) runs once per item of, else None.
         chunk: items per RQ job of a mapped node.
+        branch: a branch (``@dag.branch``): it returns the name(s) of the children to follow.
 
     Raises:
         NodeDefinitionError: a ``*args``, ``**kwargs`` or positional-only parameter.
@@ -48,6 +49,7 @@ class Node(Generic[P, R]):
         self.options = options
         self.map_over = map_over
         self.chunk = chunk
+        self.branch = False
         self.name: str = options.name or fn.__name__
         self._raw_signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
@@ -179,6 +181,28 @@ def serialize_output(codec: Codec, spec: NodeSpec, value: Any) -> bytes:
     if len(blob) > spec.max_output_bytes:
         raise OutputTooLarge(spec.name, len(blob), spec.max_output_bytes)
     return blob
+
+
+def chosen_children(spec: NodeSpec, value: Any) -> tuple[str, ...]:
+    """The children a branch's return value chooses: one name, or a list of names (None or
+    an empty list: none).
+
+    Raises:
+        BranchError: a name that is not one of the branch's children.
+
+    Examples:
+        >>> spec = NodeSpec(name="pick", children=("big", "small"), branch=True)
+        >>> chosen_children(spec, "big"), chosen_children(spec, ["small", "big"])
+        (('big',), ('small', 'big'))
+    """
+    names = [value] if isinstance(value, str) else list(value or [])
+    bad = [n for n in names if n not in spec.children]
+    if bad:
+        raise BranchError(
+            f"branch {spec.name!r} chose {bad[0]!r}, which is not one of its children "
+            f"({', '.join(spec.children)}); return one of those names, or a list of them"
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def one_line_error(exc: BaseException) -> str:

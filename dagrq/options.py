@@ -13,7 +13,20 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Rule = Literal["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
+Rule = Literal[
+    "all_success",
+    "all_done",
+    "all_failed",
+    "one_success",
+    "one_failed",
+    "one_done",
+    "none_failed",
+    "none_failed_min_one_success",
+    "none_skipped",
+    "all_skipped",
+    "all_done_min_one_success",
+    "always",
+]
 
 #: the trigger rules by name (``dagrq.quorum(k)`` is the one with an argument)
 RULES: tuple[str, ...] = get_args(Rule)

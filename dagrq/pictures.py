@@ -1,10 +1,11 @@
 """DOT and Mermaid text for a DAG, optionally coloured by a run's states. Pure: no I/O.
 
 Joins are drawn with a double border (DOT ``peripheries=2``; Mermaid ``[[...]]``), mapped
-nodes as stacks (DOT ``box3d``; Mermaid ``{{...}}``), order-only ``after=`` edges dashed, run
-parameters as inputs. With a run, every node is filled by its state from one colour-blind-safe
-palette (Okabe-Ito), and a mapped node is labelled with its item counts. Output is sorted, so
-it diffs and snapshots stably.
+nodes as stacks (DOT ``box3d``; Mermaid ``{{...}}``), branches as diamonds (DOT ``diamond``;
+Mermaid ``{...}``), order-only ``after=`` edges dashed, run parameters as inputs. With a run,
+every node is filled by its state from one colour-blind-safe palette (Okabe-Ito); a mapped
+node is labelled with its item counts, a branch with what it chose, a skipped node with its
+reason. Output is sorted, so it diffs and snapshots stably.
 
 Examples:
     >>> STATE_COLORS["failed"]
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from .plan import NodeSpec, Plan
 from .status import STATE_COLORS, NodeStatus, RunStatus
 
-#: text colour that reads on each fill
+#: text colour that reads on each fill (black on the others)
 _TEXT = {"running": "#FFFFFF", "succeeded": "#FFFFFF", "failed": "#FFFFFF"}
 
 
@@ -28,11 +29,17 @@ def _label_lines(spec: NodeSpec, node: NodeStatus | None) -> list[str]:
         lines.append(
             f"map over {spec.map_over}" + (f", chunk {spec.chunk}" if spec.chunk > 1 else "")
         )
+    if spec.branch:
+        lines.append("branch")
     if spec.rule != "all_success":
         lines.append(f"trigger {spec.rule}")
     if node is not None:
         state = node.state + (f" ({node.attempts} attempts)" if node.attempts > 1 else "")
         lines.append(state)
+        if node.chosen is not None:
+            lines.append("chose " + (", ".join(node.chosen) or "nothing"))
+        if node.reason:
+            lines.append(f"skip: {node.reason}")
         if node.items is not None:
             i = node.items
             lines.append(f"{i['done']:,}/{i['total']:,} items, {i['failed']:,} failed")
@@ -73,12 +80,14 @@ def to_dot(plan: Plan, params: Mapping[str, str], status: RunStatus | None = Non
         attrs = [f"label={_dot_lines(_label_lines(spec, node))}"]
         if spec.map_over is not None:
             attrs.append("shape=box3d")
+        elif spec.branch:
+            attrs.append("shape=diamond")
         if spec.is_join:
             attrs.append("peripheries=2")
         if node is not None:
             attrs.append(f'fillcolor="{STATE_COLORS.get(node.state, "#FFFFFF")}"')
             attrs.append(f'fontcolor="{_TEXT.get(node.state, "#000000")}"')
-            attrs.append(f"tooltip={_dot_quote(node.error or node.state)}")
+            attrs.append(f"tooltip={_dot_quote(node.error or node.reason or node.state)}")
         out.append(f"  {_dot_quote(name)} [{', '.join(attrs)}];")
     edges = sorted((p, s.name, p in s.data_parents) for s in plan.specs.values() for p in s.parents)
     for parent, child, data in edges:
@@ -110,6 +119,8 @@ def to_mermaid(plan: Plan, params: Mapping[str, str], status: RunStatus | None =
         label = _mm_text("<br/>".join(_label_lines(spec, nodes.get(name))))
         if spec.map_over is not None:
             shape = f'{{{{"{label}"}}}}'
+        elif spec.branch:
+            shape = f'{{"{label}"}}'
         elif spec.is_join:
             shape = f'[["{label}"]]'
         else:

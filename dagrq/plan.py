@@ -48,6 +48,7 @@ class NodeSpec:
         map_over: for a mapped node (``@dag.map``), the parent whose output it maps over.
         chunk: items per RQ job of a mapped node.
         max_output_bytes: the largest serialized output (per item, for a mapped node).
+        branch: a branch (``@dag.branch``): it returns the children to follow.
     """
 
     name: str
@@ -64,6 +65,13 @@ class NodeSpec:
     map_over: str | None = None
     chunk: int = 1
     max_output_bytes: int = 10 * 2**20
+    branch: bool = False
+
+    @property
+    def starts_at_submit(self) -> bool:
+        """Enqueued when the run is submitted: a root, or a node with the ``always`` rule
+        (which, as in Airflow, does not wait for its parents: it reads none of them)."""
+        return not self.parents or self.rule == "always"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""

@@ -52,6 +52,7 @@ class Preflight:
     edges: int
     joins: dict[str, tuple[int, str]]  # join -> (fan-in width, trigger rule)
     maps: dict[str, tuple[str, int]]  # mapped node -> (source, chunk)
+    branches: dict[str, list[str]]  # branch -> the children it chooses from
     queues: dict[str, list[str]]
     critical_path: list[str]
     max_parallelism: int
@@ -70,6 +71,9 @@ class Preflight:
         if self.maps:
             out.append(f"maps ({len(self.maps)}):")
             out += [f"  {m:<16} over {src}, chunk {c}" for m, (src, c) in self.maps.items()]
+        if self.branches:
+            out.append(f"branches ({len(self.branches)}):")
+            out += [f"  {b:<16} chooses among {', '.join(cs)}" for b, cs in self.branches.items()]
         out.append("queues:")
         out += [f"  {q:<28} {abridged(ns, ', ')}" for q, ns in self.queues.items()]
         out.append(
@@ -136,6 +140,7 @@ def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
         edges=graph.number_of_edges(),
         joins={s.name: (len(s.parents), s.rule) for s in specs.values() if s.is_join},
         maps={s.name: (s.map_over, s.chunk) for s in specs.values() if s.map_over},
+        branches={s.name: list(s.children) for s in specs.values() if s.branch},
         queues=dict(sorted(queues.items())),
         critical_path=nx.dag_longest_path(graph),
         max_parallelism=width,

@@ -37,8 +37,7 @@ from .dag import DAG
 from .errors import RunError, RunNotFound
 from .lease import abandoned
 from .plan import NodeSpec
-from .rules import decide
-from .status import FINAL_NODE_STATES, NODE_STATES
+from .status import FINAL_NODE_STATES, NODE_STATES, RunStatus, explain, parse_status
 from .store import RunStore, active_runs, claimed_since, load_plan
 
 log = logging.getLogger(__name__)
@@ -126,8 +125,9 @@ class Reconciler:
             scripts.settle_run(self.connection, run_id, damaged=damage)
             return [Repair(run_id, "", f"ended failed: run state damaged: {damage}")]
         repairs: list[Repair] = []
+        status = parse_status(run_id, meta, fields, store.plan)
         for spec in store.plan.specs.values():
-            repairs += self._node(store, spec, fields)
+            repairs += self._node(store, spec, fields, status)
         states = [fields.get(f"{n}:state") for n in store.plan.specs]
         if all(s in FINAL_NODE_STATES for s in states):
             state, _, _ = scripts.settle_run(self.connection, run_id)
@@ -152,10 +152,12 @@ class Reconciler:
             return f"its plan {plan_hash} of DAG {dag!r} was edited"
 
     # ------------------------------------------------------------------ nodes
-    def _node(self, store: RunStore, spec: NodeSpec, fields: Mapping[str, str]) -> list[Repair]:
+    def _node(
+        self, store: RunStore, spec: NodeSpec, fields: Mapping[str, str], status: RunStatus
+    ) -> list[Repair]:
         state = fields.get(f"{spec.name}:state")
         if state == "pending":
-            return self._pending(store, spec, fields)
+            return self._pending(store, spec, status)
         if state not in ("queued", "running"):
             return []
         if spec.map_over is not None and f"{spec.name}:expanded" in fields:
@@ -163,18 +165,15 @@ class Reconciler:
         job_id = keys.job_id(store.run_id, spec.name)
         return self._job(store, spec, job_id, state, fields)
 
-    def _pending(self, store: RunStore, spec: NodeSpec, fields: Mapping[str, str]) -> list[Repair]:
+    def _pending(self, store: RunStore, spec: NodeSpec, status: RunStatus) -> list[Repair]:
         """A pending node whose parents all ended was never decided: deliver them again."""
-        outcomes = [fields.get(f"{p}:state") for p in spec.parents]
-        if not spec.parents or any(o not in FINAL_NODE_STATES for o in outcomes):
+        states = [status.nodes[p].state for p in spec.parents]
+        if not spec.parents or any(s not in FINAL_NODE_STATES for s in states):
             return []
-        counts = {"succeeded": 0, "failed": 0, "skipped": 0}
-        for outcome in outcomes:
-            counts["skipped" if outcome == "canceled" else str(outcome)] += 1
-        if decide(spec.rule, total=len(spec.parents), **counts) == "wait":
+        if explain(status, spec.name).decision == "wait":
             return []
-        for parent, outcome in zip(spec.parents, outcomes, strict=True):
-            store.deliver(parent, str(outcome))
+        for parent, state in zip(spec.parents, states, strict=True):
+            store.deliver(parent, state)  # complete.lua delivers what was recorded
         return [Repair(store.run_id, spec.name, "its parents had ended: delivered them again")]
 
     def _job(
@@ -198,6 +197,8 @@ class Reconciler:
             if queued_at > now - self.grace_s:
                 return []  # just queued: a look at its queue would tell nothing new
         leases = self._leases_of(queue_name, job_id)
+        if status == "started" and not leases:  # started after this pass read the registry?
+            leases = self._leases_of(queue_name, job_id, fresh=True)
         if any(expiry >= now - self.lease_margin_s for _, expiry in leases):
             return []  # a worker holds it (or RQ's own clean-up still has its turn)
         if leases:
@@ -205,6 +206,9 @@ class Reconciler:
         if status is None:
             return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
         if status == "started":
+            began = rqjobs.started_at(conn, job_id)
+            if began is not None and began > now - self.grace_s:
+                return []  # between RQ's start and its lease: give it time
             return self._expired(store, spec, job_id, queue_name, [])
         if status == "scheduled" and rqjobs.scheduled(conn, queue_name, job_id):
             return []  # a retry waiting out its backoff
@@ -223,11 +227,13 @@ class Reconciler:
             return []
         return [Repair(run_id, node, f"job {job_id} was in no queue: put back ({status})")]
 
-    def _leases_of(self, queue_name: str, job_id: str) -> list[tuple[str, float]]:
+    def _leases_of(
+        self, queue_name: str, job_id: str, *, fresh: bool = False
+    ) -> list[tuple[str, float]]:
         """The started-registry entries of ``job_id`` (each queue's registry read once per
-        pass)."""
+        pass, unless ``fresh``; acting on an entry re-checks it atomically)."""
         entries = self._leases.get(queue_name)
-        if entries is None:
+        if entries is None or fresh:
             entries = self._leases[queue_name] = rqjobs.leases(self.connection, queue_name)
         prefix = f"{job_id}:"
         return [(m, expiry) for m, expiry in entries if m.startswith(prefix)]
@@ -239,8 +245,9 @@ class Reconciler:
         conn = self.connection
         job = rqjobs.fetch_job(job_id, conn)
         reason = "worker lost: its lease expired (found by the reconciler)"
-        if members and not [m for m in members if rqjobs.take_lease(conn, queue_name, m)]:
-            return []  # another process settled it first
+        cutoff, key = time.time() - self.lease_margin_s, rqjobs.started_key(queue_name)
+        if members and not [m for m in members if scripts.take_lease(conn, key, m, cutoff)]:
+            return []  # renewed since, or another process settled it first
         abandoned(job, reason)  # dagrq's side first: it reads the retries left
         rqjobs.settle_lost(conn, queue_name, job, reason)
         return [Repair(store.run_id, spec.name, f"job {job_id}: {reason}")]

@@ -62,10 +62,11 @@ __all__ = [
     "settle_lost",
     "sign",
     "signature_ok",
+    "started_at",
     "started_jobs",
+    "started_key",
     "still_started",
     "stop_jobs",
-    "take_lease",
 ]
 
 log = logging.getLogger(__name__)
@@ -213,8 +214,9 @@ def _job_options(
 def create_node_jobs(
     connection: Any, pipe: Any, plan: Plan, run_id: str, specs: Sequence[NodeSpec]
 ) -> None:
-    """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI): nodes without parents are
-    enqueued; the others are saved ``deferred`` for ``complete.lua`` to fire."""
+    """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI): nodes that start at submit
+    (roots, ``always``) are enqueued; the others are saved ``deferred`` for ``complete.lua``
+    to fire."""
     for spec in specs:
         options = _job_options(plan.dag, plan.ttl_s, run_id, spec)
         job = Job.create(
@@ -223,10 +225,10 @@ def create_node_jobs(
             connection=connection,
             origin=spec.queue_name,
             serializer=SERIALIZER,
-            status=JobStatus.DEFERRED if spec.parents else None,
+            status=None if spec.starts_at_submit else JobStatus.DEFERRED,
             **options,
         )
-        if spec.parents:
+        if not spec.starts_at_submit:
             job.save(pipeline=pipe)
             pipe.expire(job.key, plan.ttl_s)
         else:
@@ -370,13 +372,22 @@ def scheduled(connection: Any, queue_name: str, job_id: str) -> bool:
     return connection.zscore(key, job_id) is not None
 
 
-def take_lease(connection: Any, queue_name: str, member: str) -> bool:
-    """Remove an expired execution from ``queue_name``'s started registry; True only for the
-    one caller whose removal succeeded (two reconcilers never both settle one entry). RQ's
-    own clean-up does this under its maintenance lock, which a dead worker may hold for 15
-    minutes: the reconciler does not wait for it."""
-    registry = StartedJobRegistry(queue_name, connection=connection)
-    return bool(connection.zrem(registry.key, member))
+def started_key(queue_name: str) -> str:
+    """RQ's started registry of ``queue_name`` (execution -> lease expiry)."""
+    return str(StartedJobRegistry(queue_name, connection=None).key)
+
+
+def started_at(connection: Any, job_id: str) -> float | None:
+    """When RQ started ``job_id``'s current execution (unix seconds), if it did."""
+    raw = connection.hget(keys.RQ_JOB_PREFIX + job_id, "started_at")
+    if not raw:
+        return None
+    from datetime import UTC
+
+    from rq.utils import utcparse
+
+    when = utcparse(raw.decode())
+    return float((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
 
 def settle_lost(connection: Any, queue_name: str, job: Any, reason: str) -> None:

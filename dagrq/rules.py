@@ -1,17 +1,21 @@
 """Trigger rules as pure functions: the reference model the Lua join is tested against.
 
 A join node's context holds how many of its ``total`` parents arrived ``succeeded``,
-``failed`` or ``skipped``. After every arrival the rule answers ``fire`` (enqueue the node
-now), ``skip`` (the rule can no longer be met) or ``wait``. ``dagrq/lua/_lib.lua`` implements
-the same table; ``tests/test_join.py`` checks the two agree on every input and
-``tests/test_rules.py`` holds the table itself.
+``failed``, ``skipped`` or ``upstream_failed``. After every arrival the rule answers ``fire``
+(enqueue the node now), ``skip`` (it ends ``skipped``: the rule can no longer be met, by skips),
+``upstream_failed`` (it ends ``upstream_failed``: it cannot run because an upstream failed) or
+``wait``. The rules carry Airflow's names and Airflow's meaning (its ``TriggerRuleDep``);
+``dagrq/lua/_lib.lua`` implements the same table; ``tests/test_join.py`` checks the two agree
+on every input, ``tests/test_rules.py`` holds the table and Airflow's own test cases.
 
 Examples:
-    >>> decide("all_success", total=2, succeeded=2, failed=0, skipped=0)
+    >>> decide("all_success", total=2, succeeded=2)
     'fire'
-    >>> decide("all_success", total=3, succeeded=1, failed=1, skipped=0)
+    >>> decide("all_success", total=3, succeeded=1, failed=1)
+    'upstream_failed'
+    >>> decide("all_success", total=3, succeeded=1, skipped=1)
     'skip'
-    >>> decide("quorum:2", total=3, succeeded=1, failed=0, skipped=0)
+    >>> decide("quorum:2", total=3, succeeded=1)
     'wait'
 """
 
@@ -19,10 +23,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-Decision = Literal["fire", "skip", "wait"]
+Decision = Literal["fire", "skip", "upstream_failed", "wait"]
 
 #: the prefix of a quorum rule's text: ``quorum:<k>``
 QUORUM = "quorum"
+
+#: the final node state each ending decision gives
+ENDS = {"skip": "skipped", "upstream_failed": "upstream_failed"}
 
 
 def parse_rule(rule: str) -> tuple[str, int | None]:
@@ -45,37 +52,67 @@ def parse_rule(rule: str) -> tuple[str, int | None]:
     return name, int(arg)
 
 
-def decide(rule: str, *, total: int, succeeded: int, failed: int, skipped: int) -> Decision:
-    """Decide a join from its parents' outcomes so far.
+def decide(
+    rule: str,
+    *,
+    total: int,
+    succeeded: int = 0,
+    failed: int = 0,
+    skipped: int = 0,
+    upstream_failed: int = 0,
+) -> Decision:
+    """Decide a node from its parents' outcomes so far.
 
     Args:
-        rule: ``all_success``, ``all_done``, ``all_failed``, ``one_success``,
-            ``one_failed``, ``none_failed`` or ``quorum:<k>``.
+        rule: a rule's name (``all_success``, ``none_failed_min_one_success``, ...) or
+            ``quorum:<k>``.
         total: the number of parents (data and order-only edges).
         succeeded: how many parents arrived ``succeeded``.
         failed: how many arrived ``failed``.
-        skipped: how many arrived ``skipped``; the three sum to at most ``total``.
+        skipped: how many arrived ``skipped``.
+        upstream_failed: how many arrived ``upstream_failed``; the four sum to at most
+            ``total``.
 
     Raises:
         ValueError: for an unknown rule.
     """
-    arrived = succeeded + failed + skipped
-    done = arrived >= total
-    name, k = parse_rule(rule)
+    s, f, k, u = succeeded, failed, skipped, upstream_failed
+    done = s + f + k + u >= total
+    name, q = parse_rule(rule)
     if name == "all_success":
-        return "fire" if succeeded == total else "skip" if failed or skipped else "wait"
+        return "upstream_failed" if f or u else "skip" if k else "fire" if done else "wait"
     if name == "all_done":
         return "fire" if done else "wait"
     if name == "all_failed":
-        return "fire" if failed == total else "skip" if succeeded or skipped else "wait"
+        return "skip" if s or k else "fire" if done else "wait"
     if name == "one_success":
-        return "fire" if succeeded else "skip" if done else "wait"
-    if name == "one_failed":
-        return "fire" if failed else "skip" if done else "wait"
-    if name == "none_failed":
-        return "skip" if failed else "fire" if done else "wait"
-    if k is not None:
-        if succeeded >= k:
+        if s:
             return "fire"
-        return "skip" if succeeded + (total - arrived) < k else "wait"
+        return ("skip" if k == total else "upstream_failed") if done else "wait"
+    if name == "one_failed":
+        return "fire" if f or u else "skip" if done else "wait"
+    if name == "one_done":
+        return "fire" if s or f else "skip" if done else "wait"
+    if name == "none_failed":
+        return "upstream_failed" if f or u else "fire" if done else "wait"
+    if name == "none_failed_min_one_success":
+        if f or u:
+            return "upstream_failed"
+        return "skip" if k == total else "fire" if done else "wait"
+    if name == "none_skipped":
+        return "skip" if k else "fire" if done else "wait"
+    if name == "all_skipped":
+        return "skip" if s or f or u else "fire" if done else "wait"
+    if name == "all_done_min_one_success":
+        if k:
+            return "skip"
+        return ("fire" if s else "upstream_failed") if done else "wait"
+    if name == "always":
+        return "fire"
+    if q is not None:
+        if s >= q:
+            return "fire"
+        if s + (total - s - f - k - u) < q:  # too few parents left to reach q
+            return "upstream_failed" if f or u else "skip"
+        return "wait"
     raise ValueError(f"unknown trigger rule {rule!r}")

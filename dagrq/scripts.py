@@ -40,6 +40,7 @@ _SOURCES = {
         "redrive",
         "settle_run",
         "chunk",
+        "take_lease",
     )
 }
 
@@ -68,7 +69,8 @@ class Started:
     """What ``start.lua`` answered.
 
     ``status`` is ``run`` (go ahead), ``done`` (already final: ``node_state`` says how),
-    ``gone`` (no such run) or the run's state when it no longer runs.
+    ``refused`` (the node is not queued: ``node_state`` says what it is), ``gone`` (no such
+    run) or the run's state when it no longer runs.
     """
 
     status: str
@@ -81,11 +83,13 @@ class Started:
 
 @dataclass(frozen=True)
 class Completed:
-    """What ``complete.lua`` answered: the run's state, children fired and skipped."""
+    """What ``complete.lua`` answered: the run's state, the children it fired, and the
+    children that ended (``(child, "skipped" | "upstream_failed")``), for the caller to
+    deliver in turn."""
 
     run_state: str
     fired: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()
+    ended: tuple[tuple[str, str], ...] = ()
 
 
 def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
@@ -102,7 +106,7 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
         args=[spec.name, repr(time.time()), ttl_s, *parents],
     )
     status = _text(reply[0])
-    if status == "done":
+    if status in ("done", "refused"):
         return Started(status, node_state=_text(reply[1]))
     if status != "run":
         return Started(status)
@@ -156,7 +160,8 @@ class Report:
 
     ``attempt`` is the reporting attempt's number from :func:`start` (0: no check, as for a
     skip or a settlement by another process); a report from an attempt that is no longer the
-    node's current one is refused.
+    node's current one is refused. ``error`` is a failure's one-line error, or a skip's
+    reason.
     """
 
     outcome: str
@@ -164,6 +169,8 @@ class Report:
     error: str = ""
     traceback: str = ""
     attempt: int = 0
+    #: for a branch: the children it chose (the others receive ``skipped``)
+    chosen: tuple[str, ...] | None = None
 
 
 def complete(
@@ -210,6 +217,7 @@ def complete_call(
         len(children),
         "1" if spec.is_join else "0",
         report.attempt,
+        "*" if report.chosen is None else ",".join(report.chosen),
     ]
     _lay_out_children(run_id, children, keys_, args)
     return keys_, args
@@ -278,6 +286,13 @@ def read_chunk(
         list(reply[4 : 4 + n]),
         list(reply[4 + n :]),
     )
+
+
+def take_lease(connection: Any, registry_key: str, member: str, cutoff: float) -> bool:
+    """Remove ``member`` from a started registry if its lease expired before ``cutoff``
+    (``take_lease.lua``): True for the one caller that removed it."""
+    taken = _script(connection, "take_lease")(keys=[registry_key], args=[member, repr(cutoff)])
+    return bool(taken)
 
 
 def settle_run(connection: Any, run_id: str, damaged: str = "") -> tuple[str, int, int]:
@@ -355,7 +370,8 @@ def _completed(reply: Any) -> Completed:
         return Completed(run_state)
     n_fired = int(reply[1])
     names = tuple(_text(x) for x in reply[2:])
-    return Completed(run_state, names[:n_fired], names[n_fired:])
+    rest = names[n_fired:]
+    return Completed(run_state, names[:n_fired], tuple(zip(rest[::2], rest[1::2], strict=True)))
 
 
 def _opt(value: Any) -> str | None:

@@ -30,9 +30,20 @@ from .errors import NoResult
 from .plan import Plan
 from .rules import Decision, decide
 
-#: node states; the last four are final
-NODE_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
-FINAL_NODE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled"})
+#: node states; the last five are final
+NODE_STATES = (
+    "pending",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "upstream_failed",
+    "skipped",
+    "canceled",
+)
+FINAL_NODE_STATES = frozenset({"succeeded", "failed", "upstream_failed", "skipped", "canceled"})
+#: what a parent can deliver to a child (the four counters of a join)
+ARRIVALS = ("succeeded", "failed", "skipped", "upstream_failed")
 #: run states; every one but ``running`` is final
 RUN_STATES = ("running", "succeeded", "failed", "canceled")
 #: fill colour per node state (Okabe-Ito: distinguishable with every common colour blindness),
@@ -43,7 +54,8 @@ STATE_COLORS: dict[str, str] = {
     "running": "#0072B2",
     "succeeded": "#009E73",
     "failed": "#D55E00",
-    "skipped": "#E69F00",
+    "upstream_failed": "#E69F00",
+    "skipped": "#F0E442",
     "canceled": "#CC79A7",
 }
 
@@ -59,6 +71,10 @@ class NodeStatus(BaseModel):
     ended_at: float | None = None
     error: str | None = None
     traceback: str | None = None
+    #: why it was skipped, when it said so itself (``raise dagrq.Skip("...")``)
+    reason: str | None = None
+    #: for a branch that ran: the children it chose
+    chosen: list[str] | None = None
     rule: str | None = None
     parents: list[str] = []
     waits_for: list[str] = []
@@ -125,10 +141,14 @@ class Explanation(BaseModel):
     state: str
     rule: str
     parents: dict[str, str]
+    #: what each parent that ended delivered: its state, but ``skipped`` from a branch that
+    #: did not choose this node
     arrived: dict[str, str]
     decision: Decision
     waits_for: list[str]
     error: str | None = None
+    #: what led here, in words: a Skip's reason, a branch not taken, an upstream failure
+    causes: list[str] = []
     #: something is wrong beyond the rule: the run's state is damaged, or the rule is decided
     #: but the node was never moved on (``dagrq reconcile`` repairs that)
     problem: str | None = None
@@ -175,6 +195,7 @@ def parse_status(
 
 def _node_status(f: Mapping[str, str]) -> NodeStatus:
     state = f.get("state", "pending")
+    chosen = f.get("chosen")
     return NodeStatus(
         state=state,
         queue=f.get("queue"),
@@ -184,6 +205,8 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         ended_at=_float(f.get("ended")),
         error=f.get("error") or (f.get("last_error") if state != "succeeded" else None),
         traceback=f.get("traceback"),
+        reason=f.get("reason"),
+        chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),
     )
 
@@ -223,19 +246,32 @@ def explain(status: RunStatus, node: str) -> Explanation:
     info = status.nodes.get(node)
     if info is None or info.rule is None:
         raise NoResult(f"run {status.id} has no node {node!r} (nodes: {', '.join(status.nodes)})")
-    arrived = {
-        p: status.nodes[p].state for p in info.parents if status.nodes[p].state in FINAL_NODE_STATES
-    }
-    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
-    for outcome in arrived.values():
-        counts["skipped" if outcome == "canceled" else outcome] += 1
+    arrived: dict[str, str] = {}
+    causes = [f"it raised Skip: {info.reason}"] if info.reason else []
+    for p in info.parents:
+        parent = status.nodes[p]
+        if parent.state not in FINAL_NODE_STATES:
+            continue
+        got = "skipped" if parent.state == "canceled" else parent.state
+        if parent.chosen is not None and got == "succeeded" and node not in parent.chosen:
+            got = "skipped"
+            chose = ", ".join(parent.chosen) or "nothing"
+            causes.append(f"branch {p} did not choose it (it chose {chose})")
+        elif parent.state == "skipped":
+            causes.append(f"{p} was skipped" + (f": {parent.reason}" if parent.reason else ""))
+        elif parent.state == "upstream_failed":
+            causes.append(f"{p} could not run: an upstream of it failed")
+        elif parent.state == "failed":
+            causes.append(f"{p} failed: {parent.error or 'failed'}")
+        arrived[p] = got
+    counts = {o: sum(1 for a in arrived.values() if a == o) for o in ARRIVALS}
     decision: Decision = (
         decide(info.rule, total=len(info.parents), **counts) if info.parents else "fire"
     )
     problem = None
     if status.damaged:
         problem = f"the run's state is damaged: {status.damaged}"
-    elif status.state == "running" and info.state == "pending" and decision != "wait":
+    elif status.state == "running" and info.state == "pending" and decision not in ("wait",):
         problem = (
             f"the rule is decided ({decision}) but the node was never moved on: a delivery was "
             f"cut short or the run's state was edited; `dagrq reconcile {status.id}` repairs it"
@@ -249,6 +285,7 @@ def explain(status: RunStatus, node: str) -> Explanation:
         decision=decision,
         waits_for=[p for p in info.parents if p not in arrived],
         error=info.error,
+        causes=causes,
         problem=problem,
     )
 

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,8 @@ from .status import FINAL_NODE_STATES, RunStatus, parse_status
 #: fields of a node reset by a resume (its state is set anew)
 _RESET_FIELDS = (
     "error",
+    "reason",
+    "chosen",
     "last_error",
     "traceback",
     "started",
@@ -108,6 +110,15 @@ def active_runs(connection: Any) -> list[str]:
     return [r.decode() for r in connection.zrange(keys.active_runs_key(), 0, -1)]
 
 
+def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
+    """On ``pipe``: mark the ``always`` nodes among ``specs`` as fired with no parent (so
+    ``start.lua`` reads none of their parents, whoever finished first)."""
+    for spec in specs:
+        if spec.parents and spec.rule == "always":
+            pipe.hset(keys.inputs_key(run_id, spec.name), "#fired", "at submit")
+            pipe.expire(keys.inputs_key(run_id, spec.name), ttl_s)
+
+
 def claimed_since(connection: Any, job_id: str, ttl_s: int) -> float:
     """Since when the caller has seen ``job_id`` claimed but not started: the time of the
     first call (the marker lives ``ttl_s`` seconds)."""
@@ -166,9 +177,9 @@ class RunStore:
         ttl, specs = plan.ttl_s, plan.specs
         node_fields: dict[str, Any] = {}
         for spec in specs.values():
-            node_fields[f"{spec.name}:state"] = "pending" if spec.parents else "queued"
+            node_fields[f"{spec.name}:state"] = "queued" if spec.starts_at_submit else "pending"
             node_fields[f"{spec.name}:queue"] = spec.queue_name
-            if not spec.parents:
+            if spec.starts_at_submit:
                 node_fields[f"{spec.name}:queued"] = now
         events = keys.events_key(run_id)
         pipe = connection.pipeline(transaction=True)
@@ -194,8 +205,9 @@ class RunStore:
         pipe.expire(keys.nodes_key(run_id), ttl)
         pipe.xadd(events, {"node": "", "state": "running", "ts": now})
         for spec in specs.values():
-            if not spec.parents:
+            if spec.starts_at_submit:
                 pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
+        _fire_always(pipe, run_id, specs.values(), ttl)
         pipe.expire(events, ttl)
         pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
         rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
@@ -343,18 +355,22 @@ class RunStore:
         error: str = "",
         traceback: str = "",
         attempt: int = 0,
+        chosen: Sequence[str] | None = None,
     ) -> bool:
-        """Record ``node``'s outcome and deliver arrivals, cascading skips downstream.
+        """Record ``node``'s outcome and deliver arrivals, cascading what ends downstream
+        (``skipped``, ``upstream_failed``).
 
         Each step is one atomic, idempotent ``complete.lua`` call; a crash between steps is
-        repaired when the job is delivered again (the script re-reports skipped children).
-        ``attempt`` (start's number) makes a stale attempt's report a no-op.
+        repaired when the job is delivered again (the script re-reports the ended children).
+        ``attempt`` (start's number) makes a stale attempt's report a no-op. ``error`` is a
+        failure's error or a skip's reason; ``chosen``, a branch's chosen children.
 
         Returns:
             False when the report was refused as stale, else True.
         """
         specs, ttl_s = self.plan.specs, self.plan.ttl_s
-        todo = [(node, scripts.Report(outcome, output, error, traceback, attempt))]
+        picked = None if chosen is None else tuple(chosen)
+        todo = [(node, scripts.Report(outcome, output, error, traceback, attempt, picked))]
         while todo:
             name, report = todo.pop()
             spec = specs[name]
@@ -370,7 +386,7 @@ class RunStore:
                     report.attempt,
                 )
                 return False
-            todo += [(child, scripts.Report("skipped")) for child in done.skipped]
+            todo += [(child, scripts.Report(state)) for child, state in done.ended]
         self._replicated()
         return True
 
@@ -394,8 +410,8 @@ class RunStore:
             errors=errors,
         )
         self._replicated()
-        for child in done.skipped:
-            self.deliver(child, "skipped")
+        for child, state in done.ended:
+            self.deliver(child, state)
 
     def items_total(self, node: str) -> int:
         """How many items a mapped node expanded into (0 before its expansion)."""
@@ -551,11 +567,8 @@ class RunStore:
                         f"run {self.run_id} is still running; wait for it to end or cancel it first"
                     )
                 raw = pipe.hgetall(nodes_key)
-                redo: set[str] = {
-                    n
-                    for n in plan.specs
-                    if raw.get(f"{n}:state".encode()) in (b"failed", b"skipped", b"canceled")
-                }
+                again = (b"failed", b"upstream_failed", b"skipped", b"canceled")
+                redo: set[str] = {n for n in plan.specs if raw.get(f"{n}:state".encode()) in again}
                 for n in list(redo):
                     redo |= nx.descendants(plan.graph, n)
                 if not redo:
@@ -588,7 +601,7 @@ class RunStore:
         nodes_key = keys.nodes_key(run_id)
         for name in order:
             spec = plan.specs[name]
-            root = not spec.parents
+            root = spec.starts_at_submit
             pipe.delete(
                 keys.output_key(run_id, name),
                 keys.join_key(run_id, name),
@@ -602,6 +615,7 @@ class RunStore:
             state = {f"{name}:state": "queued" if root else "pending"}
             if root:
                 state[f"{name}:queued"] = now
+            _fire_always(pipe, run_id, [spec], plan.ttl_s)
             pipe.hset(nodes_key, mapping=state)
             rqjobs.forget_failures(
                 self.connection, pipe, spec.queue_name, keys.job_id(run_id, name)

@@ -70,19 +70,30 @@ def print_why(console: Console, why: Explanation) -> None:
     console.print(Text.assemble(f"node {why.node}: ", (why.state, style)))
     if not why.parents:
         console.print("  no upstream nodes: enqueued when the run was submitted")
+    elif why.rule == "always":
+        console.print(
+            f"  rule always over {len(why.parents)} parents: enqueued when the run was "
+            "submitted, reading none of them"
+        )
     else:
         console.print(f"  rule {why.rule} over {len(why.parents)} parents")
         for parent, state in why.parents.items():
-            console.print(Text.assemble("    ", parent, "  ", (state, STATE_STYLE.get(state, ""))))
+            got = why.arrived.get(parent)
+            shown = state if got in (None, state) else f"{state}, arrived as {got}"
+            console.print(Text.assemble("    ", parent, "  ", (shown, STATE_STYLE.get(state, ""))))
         verdict = {
             "fire": "the rule is met",
             "skip": "the rule can no longer be met, so the node is skipped",
+            "upstream_failed": "the rule can no longer be met because an upstream failed, so "
+            "the node is upstream_failed",
             "wait": "the rule is not decided yet",
         }[why.decision]
         if why.problem is None:
             console.print(f"  {verdict}")
         if why.waits_for and why.state == "pending":
             console.print(f"  waits for: {', '.join(why.waits_for)}")
+    for cause in why.causes:
+        console.print(f"  because {cause}")
     if why.error:
         console.print(f"  error: {why.error}")
     if why.problem:

@@ -26,6 +26,7 @@ from rq.worker import BaseWorker, WorkerStatus
 
 from . import keys, rqjobs, scripts
 from .dag import DAG
+from .errors import NodeStopped
 from .lease import abandoned
 from .node import one_line_error
 from .reconcile import Reconciler
@@ -152,11 +153,6 @@ class ClaimingQueue(Queue):
         return found
 
 
-class NodeStopped(BaseException):
-    """Raised inside a node run in-process when its run is canceled (a BaseException, so a
-    node's own ``except Exception`` cannot swallow it)."""
-
-
 class _Leased:
     """Leases, the claiming dequeue and cancellation checks shared by both worker classes
     (mixed in before RQ's class)."""
@@ -258,17 +254,24 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
         self.set_state(WorkerStatus.IDLE)
 
     def kill_horse(self, sig: Any = None) -> None:
-        """Stop the node running in this process (RQ's stop-job command, or a cancel seen at
-        a renewal): :class:`NodeStopped` is raised inside it."""
+        """Stop the node running in this process (RQ's stop-job command, which names the job
+        in ``_stopped_job_id``): :class:`NodeStopped` is raised inside it."""
         running = self._running
         if running is not None:
-            self._stop_target = running[0].id
-            signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
+            self._stop(self._stopped_job_id or running[0].id)
+
+    def _stop(self, job_id: str) -> None:
+        """Raise :class:`NodeStopped` in the main thread if, and only if, ``job_id`` is what
+        runs there when the signal lands (a stop meant for a job that has ended meanwhile must
+        not hit the next one)."""
+        self._stop_target = job_id
+        signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         running = self._running
         if running is not None and self._stop_target == running[0].id:
             self._stop_target = None
+            self._stopped_job_id = running[0].id  # RQ records the job stopped, not failed
             raise NodeStopped(f"job {running[0].id} was stopped: its run was canceled")
 
     def _renew(self) -> None:
@@ -279,9 +282,8 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
                 continue
             try:  # a renewal racing the job's end only re-adds an entry clean-up ignores
                 self.maintain_heartbeats(*running)
-                if self._canceled(running[0]) and self._running is running:
-                    self._stopped_job_id = running[0].id
-                    self.kill_horse()
+                if self._canceled(running[0]):
+                    self._stop(running[0].id)
             except Exception:  # a missed renewal is retried next tick
                 log.exception("renewing the lease of %s", running[0].id)
 

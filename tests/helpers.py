@@ -96,6 +96,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
         time.sleep(0.05)
 
 
+def failure_of(run: Any, timeout: float = 60.0) -> Any:
+    """Wait for ``run`` and return the RunFailed it must end with (AssertionError if it
+    succeeds instead)."""
+    from dagrq import RunFailed
+
+    try:
+        run.wait(timeout=timeout)
+    except RunFailed as failure:
+        return failure
+    raise AssertionError(f"run {run.id} succeeded; the test expected it to fail")
+
+
 def counter(conn: redis.Redis, name: str, run_id: str) -> int:
     """The count a test pipeline keeps under ``test:<name>:<run>`` (see pipelines/_counting)."""
     return int(conn.get(f"test:{name}:{run_id}") or 0)

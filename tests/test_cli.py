@@ -142,11 +142,12 @@ def test_status_why_cancel_and_retry_commands(conn: redis.Redis, redis_url: str)
     assert status.returncode == 1  # the run failed
     assert "ValueError: bad input 1" in status.stdout
     rows = {ln.split()[1]: ln for ln in status.stdout.splitlines() if ln.startswith("│ ")}
-    assert "skipped" in rows["after_boom"] and "succeeded" in rows["fine"]
+    assert "upstream_failed" in rows["after_boom"] and "succeeded" in rows["fine"]
     why = dagrq("why", failed, "after_boom", "--url", redis_url)
     assert why.returncode == 0, why.stderr
     assert "rule all_success over 1 parents" in why.stdout
-    assert "boom  failed" in why.stdout and "can no longer be met" in why.stdout
+    assert "boom  failed" in why.stdout and "because an upstream failed" in why.stdout
+    assert "because boom failed: ValueError: bad input 1" in why.stdout
 
     waiting = dagrq("submit", pipeline("diamond"), "-p", "x=1", "--url", redis_url).stdout.strip()
     status = dagrq("status", waiting, "--url", redis_url)

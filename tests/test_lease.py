@@ -57,7 +57,7 @@ def test_killed_node_without_retries_fails_and_the_run_ends(
     assert final.state == "failed"
     assert final.nodes["lost"].state == "failed"
     assert "worker lost" in (final.nodes["lost"].error or "")
-    assert final.nodes["after"].state == "skipped"
+    assert final.nodes["after"].state == "upstream_failed"
     assert conn.get(f"test:after:{run.id}") is None
 
 
@@ -145,7 +145,10 @@ def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis
     final = run.status()
     assert final.state == "failed"
     assert final.nodes["start"].error == "worker lost: test"
-    assert [final.nodes[n].state for n in ("lost", "after")] == ["skipped", "skipped"]
+    assert [final.nodes[n].state for n in ("lost", "after")] == [
+        "upstream_failed",
+        "upstream_failed",
+    ]
 
 
 def test_a_map_lost_after_its_expansion_is_left_to_its_items(conn: redis.Redis) -> None:

@@ -78,17 +78,17 @@ def test_a_run_colours_the_nodes_by_state(conn: redis.Redis, workers: Workers) -
     with pytest.raises(RunFailed):
         run.wait(timeout=60)
     states = {n: s.state for n, s in run.status().nodes.items()}
-    assert set(states.values()) == {"succeeded", "failed", "skipped"}
+    assert set(states.values()) == {"succeeded", "failed", "upstream_failed"}
     nodes = attrs(parse(dag.to_dot(run)))
     for name, state in states.items():
         assert nodes[name]["fillcolor"].strip('"') == STATE_COLORS[state], name
         assert state in nodes[name]["label"]
     mermaid = dag.to_mermaid(run).splitlines()
-    for state in ("succeeded", "failed", "skipped"):
+    for state in ("succeeded", "failed", "upstream_failed"):
         assert any(
             ln.startswith(f"  classDef {state} fill:{STATE_COLORS[state]}") for ln in mermaid
         )
-    assert "  class boom failed" in mermaid and "  class after_boom skipped" in mermaid
+    assert "  class boom failed" in mermaid and "  class after_boom upstream_failed" in mermaid
 
 
 def test_events_stream_every_state_change(
@@ -105,7 +105,7 @@ def test_events_stream_every_state_change(
         by_node.setdefault(event["node"], []).append(event["state"])
     assert by_node["a"] == ["queued", "running", "succeeded"]
     assert by_node["boom"] == ["queued", "running", "failed"]
-    assert by_node["after_boom"] == ["skipped"]
+    assert by_node["after_boom"] == ["upstream_failed"]
     assert next(e for e in seen if e["state"] == "failed" and e["node"] == "boom")["error"] == (
         "ValueError: bad input 1"
     )
@@ -156,3 +156,14 @@ def test_dot_command_writes_dot_mermaid_and_svg(tmp_path: Path) -> None:
     assert "needs Graphviz's `dot` on PATH" in no_graphviz.stderr
     plan = dagrq("plan", "examples/etl.py:dag")
     assert plan.returncode == 0 and "per join arrival: 14 waiting, 21" in plan.stdout
+
+
+def test_branches_are_drawn_and_planned_distinctly() -> None:
+    dag = loader.load(pipeline("branching"))
+    nodes = attrs(parse(dag.to_dot()))
+    assert nodes["route"]["shape"] == "diamond" and "branch" in nodes["route"]["label"]
+    assert '  route{"route' in dag.to_mermaid()
+    from dagrq.preflight import preflight
+
+    lines = preflight(dag.plan, dag.param_types).lines()
+    assert "branches (1):" in lines and any("route" in ln and "big, small" in ln for ln in lines)

@@ -13,8 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dagrq import CycleError, loader
+from dagrq.local import simulate
+from dagrq.options import RULES
 
 from .conftest import Workers
+from .helpers import wait_for
 
 
 @st.composite
@@ -99,25 +102,90 @@ def test_a_cycle_is_always_refused_and_names_a_real_cycle(
     assert all(full.has_edge(u, v) for u, v in itertools.pairwise(ring))
 
 
+@st.composite
+def flavoured_dags(
+    draw: st.DrawFn,
+) -> tuple[int, set[tuple[int, int]], set[tuple[int, int]], dict[int, str], set[int]]:
+    """A random DAG with a trigger rule on every node with parents (any rule, quorums too) and
+    some branches: ``(n, data_edges, order_edges, rules, branches)``."""
+    n, data, order = draw(random_dags(max_nodes=8))
+    rules: dict[int, str] = {}
+    for j in range(n):
+        parents = {i for i, c in data | order if c == j}
+        if parents:
+            choices = [*RULES, *(f"quorum:{k}" for k in range(1, len(parents) + 1))]
+            rules[j] = draw(st.sampled_from(choices))
+    with_children = sorted({i for i, _ in data | order})
+    branches = (
+        set(draw(st.lists(st.sampled_from(with_children), unique=True, max_size=2)))
+        if with_children
+        else set()
+    )
+    return n, data, order, rules, branches
+
+
+def render_flavoured(name: str, shape: tuple) -> str:  # type: ignore[type-arg]
+    """A pipeline of that shape whose nodes also skip themselves or fail, depending on the run's
+    seed, and whose branches choose children by the seed."""
+    n, data, order, rules, branches = shape
+    lines = [
+        "from typing import Any",
+        "from dagrq import DAG, Skip",
+        "",
+        f"dag = DAG({name!r})",
+        "",
+    ]
+    lines += ["def val(x: Any) -> int:", "    return x if isinstance(x, int) else len(x or [])", ""]
+    for j in range(n):
+        parents = sorted(i for i, c in data if c == j)
+        after = sorted(f"n{i}" for i, c in order if c == j)
+        children = sorted(f"n{c}" for i, c in data | order if i == j)
+        opts = [f"after={after!r}"] if after else []
+        if j in rules:
+            opts.append(
+                f"trigger={rules[j]!r}"
+                if not rules[j].startswith("quorum")
+                else f"trigger=__import__('dagrq').quorum({rules[j].split(':')[1]})"
+            )
+        decorator = "@dag.branch" if j in branches else "@dag.node"
+        lines.append(f"{decorator}({', '.join(opts)})" if opts else decorator)
+        args = [f"n{i}: Any = None" for i in parents] + ["seed: int = 1"]
+        lines.append(f"def n{j}({', '.join(args)}) -> Any:")
+        lines.append(f"    if (seed + {j}) % 7 == 3:")
+        lines.append(f"        raise Skip('n{j} skips for seed ' + str(seed))")
+        lines.append(f"    if (seed * 3 + {j}) % 11 == 5:")
+        lines.append(f"        raise ValueError('n{j} fails for seed ' + str(seed))")
+        if j in branches:
+            lines.append(f"    names = {children!r}")
+            lines.append("    return names[: 1 + seed % len(names)][::-1][: 1 + (seed // 3) % 2]")
+        else:
+            terms = " + ".join(f"val(n{i}) * {i + 2}" for i in parents) or "0"
+            lines.append(f"    return (seed * {j + 1} + {terms}) % 1000003")
+        lines.append("")
+    return "\n".join(lines)
+
+
 @settings(
-    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(shape=random_dags(max_nodes=8), seed=st.integers(0, 10**6))
-def test_distributed_results_equal_run_local(
+@given(shape=flavoured_dags(), seed=st.integers(0, 10**6))
+def test_a_real_run_on_one_worker_equals_run_local(
     tmp_path: Path,
     conn: redis.Redis,
     redis_url: str,
-    shape: tuple,
-    seed: int,  # type: ignore[type-arg]
+    shape: tuple,  # type: ignore[type-arg]
+    seed: int,
 ) -> None:
-    n, data, order = shape
-    address = write(tmp_path, render(f"dist{uuid.uuid4().hex[:6]}", n, data, order))
+    address = write(tmp_path, render_flavoured(f"dist{uuid.uuid4().hex[:6]}", shape))
     dag = loader.load(address)
+    dag.validate()
     pool = Workers(redis_url, tmp_path)
     try:
-        pool.start(address, 2)
+        pool.start(address, 1, "--worker-class", "simple")
         run = dag.submit(conn, seed=seed)
-        run.wait(timeout=120)
-        assert run.results() == dag.run_local(seed=seed)
+        wait_for(lambda: run.status().state != "running", 60, "the run ended")
+        local = simulate(dag.plan, dag.nodes, dag.codec, dag.validate_params({"seed": seed}))
+        assert {n: s.state for n, s in run.status().nodes.items()} == local.states
+        assert run.results() == local.results
     finally:
         pool.stop()

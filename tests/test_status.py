@@ -136,8 +136,8 @@ def test_item_counts_and_reexecutions() -> None:
             [],
             {"a": "succeeded", "b": "succeeded"},
         ),
-        ({"a": "failed", "b": "running"}, "j", "skip", ["b"], {"a": "failed"}),
-        ({"a": "canceled", "b": "succeeded"}, "j", "skip", [], {"a": "canceled", "b": "succeeded"}),
+        ({"a": "failed", "b": "running"}, "j", "upstream_failed", ["b"], {"a": "failed"}),
+        ({"a": "canceled", "b": "succeeded"}, "j", "skip", [], {"a": "skipped", "b": "succeeded"}),
         ({"a": "running"}, "a", "fire", [], {}),  # a root: enqueued at submit
         ({"j": "skipped", "m": "succeeded"}, "q", "fire", [], {"j": "skipped", "m": "succeeded"}),
     ],

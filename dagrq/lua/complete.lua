@@ -17,9 +17,9 @@
 -- KEYS[5i+5] doorbell list dagrq:wake:<queue>   a token per fire (kept to 64): wakes workers
 --
 -- ARGV[1]  node name
--- ARGV[2]  outcome: succeeded | failed | skipped
+-- ARGV[2]  outcome: succeeded | failed | skipped | upstream_failed
 -- ARGV[3]  serialized output (used when succeeded)
--- ARGV[4]  one-line error ('' for none)
+-- ARGV[4]  one-line error ('' for none), or for 'skipped' the reason (a Skip's)
 -- ARGV[5]  traceback ('' for none)
 -- ARGV[6]  now, unix seconds
 -- ARGV[7]  ttl_s of run keys
@@ -28,15 +28,18 @@
 -- ARGV[10] number of children n
 -- ARGV[11] '1' when this node is a join (it has an inputs hash to delete), else '0'
 -- ARGV[12] the attempt reporting (start.lua's number), or '0' to skip the check (skips)
--- then per child i, four values: ARGV[12+4i-3] name, ARGV[12+4i-2] number of parents,
---          ARGV[12+4i-1] trigger rule, ARGV[12+4i] RQ job id
+-- ARGV[13] for a branch: the children it chose, comma-separated (kept as <node>:chosen; the
+--          others receive 'skipped'); '*' for a node that is no branch
+-- then per child i, four values: ARGV[13+4i-3] name, ARGV[13+4i-2] number of parents,
+--          ARGV[13+4i-1] trigger rule, ARGV[13+4i] RQ job id
 --
--- Returns {run_state, n_fired, fired_1..fired_n_fired, skipped_1, ...}:
+-- Returns {run_state, n_fired, fired_1..fired_n_fired, then pairs child, end state}:
 --   fired    children enqueued by this call (exactly once over all calls);
---   skipped  children whose rule can no longer be met, now skipped; the caller completes
---            them as 'skipped' in turn, so skips cascade. On a redelivery (the node was
---            already final) every skipped child is returned again, to finish a cascade a
---            crashed worker left half done.
+--   ended    children that ended now, 'skipped' (their rule can no longer be met) or
+--            'upstream_failed' (they cannot run because an upstream failed); the caller
+--            completes each with that outcome in turn, so the cascade goes on. On a
+--            redelivery (the node was already final) every such child is returned again, to
+--            finish a cascade a crashed worker left half done.
 -- or {'gone'} when the run hash no longer exists, or {'stale'} when a later attempt of the
 -- node has started (this attempt's worker was presumed dead): its result is refused.
 
@@ -51,19 +54,24 @@ if not R.state then
   return {'gone'}
 end
 
-local read = redis.call('HMGET', R.nodes, node .. ':state', node .. ':attempts')
+local read = redis.call('HMGET', R.nodes, node .. ':state', node .. ':attempts', node .. ':chosen')
 local current = read[1]
 local redelivered = is_final(current)
 if not redelivered and ARGV[12] ~= '0' and read[2] ~= ARGV[12] then
   return {'stale'}
 end
+local chosen = ARGV[13] ~= '*' and ARGV[13] or nil
 if redelivered then
   outcome = current -- deliver what was recorded, never a second opinion
+  chosen = read[3] or nil
 else
   if outcome == 'succeeded' then
     redis.call('SET', out_key, ARGV[3], 'EX', ARGV[8])
+    if chosen then
+      redis.call('HSET', R.nodes, node .. ':chosen', chosen)
+    end
   end
-  if ARGV[4] ~= '' then
+  if ARGV[4] ~= '' and outcome == 'failed' then
     redis.call('HSET', R.nodes, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5])
   end
   if ARGV[11] == '1' then -- a join: drop the set it fired with
@@ -72,9 +80,9 @@ else
   finish(R, node, outcome, ARGV[4] ~= '' and ARGV[4] or nil)
 end
 
-local children = children_from(5, 12, tonumber(ARGV[10]), ARGV[9])
-local fired, skipped = deliver(R, node, outcome, redelivered, children)
+local children = children_from(5, 13, tonumber(ARGV[10]), ARGV[9])
+local fired, ended = deliver(R, node, outcome, chosen, redelivered, children)
 
 redis.call('EXPIRE', R.run, R.ttl)
 redis.call('EXPIRE', R.nodes, R.ttl)
-return reply_of(R, fired, skipped)
+return reply_of(R, fired, ended)

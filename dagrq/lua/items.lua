@@ -23,7 +23,7 @@
 -- then per child four values, as in complete.lua (name, parents, rule, RQ job id)
 -- then s pairs (index, result), then f pairs (index, error)
 --
--- Returns {run_state, n_fired, fired..., skipped...} as complete.lua does ({run_state, 0}
+-- Returns {run_state, n_fired, fired..., ended pairs...} as complete.lua does ({run_state, 0}
 -- while items are still out), or {'gone'} for no such run.
 
 local R = {run = KEYS[1], nodes = KEYS[2], events = KEYS[5], now = ARGV[2], ttl = ARGV[3]}
@@ -39,8 +39,8 @@ local children = children_from(5, 8, n_children, ARGV[5])
 
 local current = redis.call('HGET', R.nodes, node .. ':state')
 if is_final(current) then -- a late duplicate: finish a cascade a crash may have cut short
-  local fired, skipped = deliver(R, node, current, true, children)
-  return reply_of(R, fired, skipped)
+  local fired, ended = deliver(R, node, current, nil, true, children)
+  return reply_of(R, fired, ended)
 end
 
 local base = 8 + 4 * n_children
@@ -89,6 +89,6 @@ if failed > 0 then
   redis.call('HSET', R.nodes, node .. ':error', message)
 end
 finish(R, node, outcome, message)
-local fired, skipped = deliver(R, node, outcome, false, children)
+local fired, ended = deliver(R, node, outcome, nil, false, children)
 redis.call('EXPIRE', R.run, R.ttl)
-return reply_of(R, fired, skipped)
+return reply_of(R, fired, ended)

@@ -19,6 +19,8 @@
 --   {"gone"}                      the run does not exist (never submitted, or expired)
 --   {"<run state>"}               the run is no longer running (failed, canceled, ...)
 --   {"done", "<node state>"}      the node is already final: a redelivery, do not run it
+--   {"refused", "<node state>"}   the node is not queued (nor running, as a re-run after a
+--                                 lost worker is): nothing fired it, so nothing starts
 --   {"run", attempt, params_json, plan_hash, out_1, ..., out_k}   run it; nil for no output
 --
 -- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended; others read only.
@@ -37,6 +39,9 @@ local node = ARGV[1]
 local state = redis.call('HGET', KEYS[2], node .. ':state')
 if is_final(state) then
   return {'done', state}
+end
+if state ~= 'queued' and state ~= 'running' then
+  return {'refused', state or 'unknown'} -- pending: its job was pushed by something else
 end
 
 redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARGV[2])

@@ -1,10 +1,11 @@
-"""Every trigger rule, each where it fires and where it is skipped, plus a skip cascade."""
+"""Every trigger rule, each where it fires and where it ends skipped or upstream_failed,
+a node that skips itself, and the cascade of an upstream failure."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dagrq import DAG, quorum
+from dagrq import DAG, Skip, quorum
 
 dag = DAG("t_rules")
 
@@ -29,12 +30,17 @@ def bad2() -> str:
     raise RuntimeError("bad2 fails")
 
 
+@dag.node
+def skipper() -> str:
+    raise Skip("nothing to do today")
+
+
 @dag.node(trigger="all_done")
 def done_any(ok1: str, bad: str | None) -> dict[str, Any]:
     return {"ok1": ok1, "bad": bad}
 
 
-@dag.node  # all_success: skipped, and the skip cascades
+@dag.node  # all_success after a failure: upstream_failed, and that cascades
 def needs_all(ok1: str, bad: str) -> str:
     return "never"
 
@@ -85,8 +91,8 @@ def all_bad_skip(ok1: str | None, bad: str | None) -> str:
 
 
 @dag.node(trigger="none_failed")
-def nf(ok1: str, needs_all: str | None) -> dict[str, Any]:
-    return {"ok1": ok1, "needs_all": needs_all}
+def nf(ok1: str, skipper: str | None) -> dict[str, Any]:
+    return {"ok1": ok1, "skipper": skipper}
 
 
 @dag.node(trigger="none_failed")
@@ -102,3 +108,58 @@ def two_of_three(ok1: str | None, ok2: str | None, bad: str | None) -> list[str 
 @dag.node(trigger=quorum(3))
 def three_of_three(ok1: str | None, ok2: str | None, bad: str | None) -> str:
     return "never"
+
+
+@dag.node(trigger="none_failed_min_one_success")
+def nfmos(ok1: str, skipper: str | None) -> dict[str, Any]:
+    return {"ok1": ok1, "skipper": skipper}
+
+
+@dag.node(trigger="none_failed_min_one_success")
+def nfmos_skip(skipper: str | None) -> str:
+    return "never"
+
+
+@dag.node(trigger="one_done")
+def one_done_ok(bad: str | None, skipper: str | None) -> str:
+    return "one done"
+
+
+@dag.node(trigger="one_done")
+def one_done_skip(skipper: str | None) -> str:
+    return "never"
+
+
+@dag.node(trigger="none_skipped")
+def none_skipped_ok(ok1: str | None, bad: str | None) -> str:
+    return "none skipped"
+
+
+@dag.node(trigger="none_skipped")
+def none_skipped_skip(ok1: str | None, skipper: str | None) -> str:
+    return "never"
+
+
+@dag.node(trigger="all_skipped")
+def all_skipped_ok(skipper: str | None) -> str:
+    return "all skipped"
+
+
+@dag.node(trigger="all_skipped")
+def all_skipped_skip(ok1: str | None) -> str:
+    return "never"
+
+
+@dag.node(trigger="all_done_min_one_success")
+def adm1(ok1: str | None, bad: str | None) -> str:
+    return "all done, one ok"
+
+
+@dag.node(trigger="all_done_min_one_success")
+def adm1_uf(bad: str | None, bad2: str | None) -> str:
+    return "never"
+
+
+@dag.node(trigger="always")
+def always_node(ok1: str | None, bad: str | None) -> list[str | None]:
+    return [ok1, bad]  # started at submit: it reads no parent

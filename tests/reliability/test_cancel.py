@@ -33,7 +33,7 @@ def test_200_canceled_runs_leave_no_body_running_after_cancel_returns(
         batch = ticking or pending[:4]  # a running body's run, else some still waiting
         for run in batch:
             after = run.cancel()
-            assert after.state == "canceled"
+            assert after.state == "canceled", (run.id, after.failed(), fleet.logs()[-3000:])
             at_return[run.id] = int(conn.get(f"test:tick:{run.id}") or 0)
             pending.remove(run)
         if not ticking:
