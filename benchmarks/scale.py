@@ -21,7 +21,7 @@ import redis
 
 from dagrq import RunFailed, loader
 from dagrq.preflight import preflight
-from dagrq.worker import Processes, worker_argv
+from dagrq.processes import Processes, worker_argv
 
 from .server import redis_server
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported where used: validate, plan and dot need neither Re
     from rich.console import Console
 
     from .client import Run
-    from .worker import Processes
+    from .processes import Processes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +46,7 @@ param_option = click.option(
 
 
 def _errors(fn: F) -> F:
-    """Turn dagrq and Redis errors into one line on stderr and the error's exit code."""
+    """Turn dagrq, usage and Redis errors into one line on stderr and the error's exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,6 +55,9 @@ def _errors(fn: F) -> F:
         except DagrqError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # a bad value found by the command itself: one line
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2)
         except Exception as exc:
             redis = sys.modules.get("redis")  # a command that never imported redis cannot fail so
             if redis is None or not isinstance(exc, redis.RedisError):
@@ -128,19 +131,44 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
 
 
 @main.command()
-@click.argument("pipeline")
+@click.argument("pipelines", nargs=-1, required=True, metavar="PIPELINE...")
 @url_option
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="DAGRQ_CONCURRENCY",
+    help="Worker processes to keep running [default: the CPUs this process may use; "
+    "env DAGRQ_CONCURRENCY].",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run each node in a fresh forked process (RQ's Worker), for untrusted or leaky code; "
+    "several times slower per node than the default, which runs nodes in the pool's "
+    "long-lived processes.",
+)
+@click.option(
+    "--max-jobs-per-process",
+    "max_jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replace a process after it ran this many jobs (bounds memory growth from leaky "
+    "nodes, as Celery's max_tasks_per_child) [default: never].",
+)
+@click.option(
+    "--drain-timeout",
+    "drain_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="On SIGTERM, seconds running nodes may take to finish before they are stopped and "
+    "put back on their queues (no retry spent). A second SIGTERM or Ctrl-C stops at once.",
+)
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--queue", "queues", multiple=True, help="Listen only on this queue; repeatable.")
-@click.option("--name", default=None, help="The RQ worker name.")
-@click.option(
-    "--worker-class",
-    type=click.Choice(["fork", "simple"]),
-    default="fork",
-    show_default=True,
-    help="fork: RQ's Worker, a work horse process per job; simple: RQ's SimpleWorker, "
-    "jobs in the worker process (faster per job, less isolated).",
-)
+@click.option("--name", default=None, help="Prefix of the RQ worker names [default: host.pid].")
 @click.option(
     "--lease",
     "lease_s",
@@ -151,43 +179,83 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     "(its node is then retried or failed by its retry= rule); renewed every third of it; "
     "at least 5.",
 )
+@click.option(
+    "--worker-class",
+    type=click.Choice(["fork", "simple"]),
+    default=None,
+    hidden=True,
+    help="Deprecated: fork is --isolate; simple is the default.",
+)
 @_errors
 def worker(
-    pipeline: str,
+    pipelines: tuple[str, ...],
     url: str | None,
+    concurrency: int | None,
+    isolate: bool,
+    max_jobs: int | None,
+    drain_s: float,
     burst: bool,
     queues: tuple[str, ...],
     name: str | None,
-    worker_class: str,
     lease_s: int,
+    worker_class: str | None,
 ) -> None:
-    """Run an RQ worker for PIPELINE's queues (any machine that reaches Redis).
+    """Run a supervised pool of worker processes for the PIPELINEs' queues (on any machine
+    that reaches Redis).
 
-    It waits for Redis to answer, and rides out restarts, failovers and pauses of the server:
-    its work loop starts again once Redis is back. SIGTERM stops it after the node at hand.
+    Each process runs nodes in-process and is replaced at once if it dies; its node is then
+    retried or failed by its rule. A node past its timeout= is stopped, even when blocked in
+    C (its process is killed). Processes wait for Redis and ride out restarts, failovers and
+    pauses of the server. SIGTERM drains: running nodes finish (up to --drain-timeout), no
+    new ones start.
     """
-    from .connection import mask_url, open_connection
-    from .worker import serve_forever
+    from functools import partial
 
-    dag = _load(pipeline)
-    unknown = sorted(set(queues) - set(dag.queues))
+    from .connection import connect, mask_url, open_connection
+    from .pool import PoolSettings, default_concurrency, run_pool
+
+    if worker_class is not None:
+        click.echo("warning: --worker-class is deprecated: use --isolate for fork", err=True)
+        isolate = isolate or worker_class == "fork"
+    dags = _load_many(pipelines)
+    every = [q for dag in dags for q in dag.queues]
+    unknown = sorted(set(queues) - set(every))
     if unknown:
         raise click.UsageError(
-            f"--queue {unknown[0]!r} is not a queue of DAG {dag.name!r} "
-            f"(queues: {', '.join(dag.queues)})"
+            f"--queue {unknown[0]!r} is not a queue of {_names(dags)} (queues: {', '.join(every)})"
         )
-    conn, resolved, _embedded = open_connection(url, ping=False)
-    serve_forever(
-        [dag],
-        conn,
+    _conn, resolved, _embedded = open_connection(url, ping=False)
+    settings = PoolSettings(
+        dags=dags,
+        connect=partial(connect, resolved),
         where=mask_url(resolved),
         queue_names=queues or None,
-        name=name,
-        fork=worker_class == "fork",
+        isolate=isolate,
         lease_s=lease_s,
-        burst=burst,
+        max_jobs=max_jobs,
         logging_level=os.environ.get("DAGRQ_LOG", "INFO"),
     )
+    run_pool(
+        settings, concurrency or default_concurrency(), burst=burst, name=name, drain_s=drain_s
+    )
+
+
+def _load_many(pipelines: tuple[str, ...]) -> list[DAG]:
+    """Load and validate each pipeline; two with one DAG name cannot be served together."""
+    dags: dict[str, tuple[str, DAG]] = {}
+    for address in pipelines:
+        dag = _load(address)
+        if dag.name in dags and dags[dag.name][1] is not dag:
+            raise click.UsageError(
+                f"{address} and {dags[dag.name][0]} both define a DAG named {dag.name!r}; "
+                "a worker serves one DAG per name: give one a different DAG(name)"
+            )
+        dags[dag.name] = (address, dag)
+    return [dag for _, dag in dags.values()]
+
+
+def _names(dags: list[DAG]) -> str:
+    return ", ".join(f"DAG {d.name!r}" for d in dags)
 
 
 def _console() -> Console:
@@ -361,10 +429,10 @@ def plan_command(pipeline: str) -> None:
 @click.option(
     "--workers",
     "-w",
-    default=2,
-    show_default=True,
-    type=click.IntRange(0, 64),
-    help="Local worker processes to start (0: rely on workers elsewhere).",
+    default=None,
+    type=click.IntRange(0, 256),
+    help="Processes of the local worker pool (as `dagrq worker -c N`; 0: rely on workers "
+    "elsewhere) [default: the CPUs this process may use].",
 )
 @click.option("--timeout", default=None, type=float, help="Give up after this many seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
@@ -373,7 +441,7 @@ def run(
     pipeline: str,
     params: tuple[str, ...],
     url: str | None,
-    workers: int,
+    workers: int | None,
     timeout: float | None,
     quiet: bool,
 ) -> None:
@@ -466,17 +534,19 @@ def _interruptible() -> Iterator[None]:
 
 
 @contextmanager
-def _local_workers(pipeline: str, url: str, count: int) -> Iterator[Processes]:
-    """Start ``count`` ``dagrq worker`` processes, logging under ``.dagrq/logs``; stop them
-    (warm, then hard) on exit."""
+def _local_workers(pipeline: str, url: str, count: int | None) -> Iterator[Processes]:
+    """Start one ``dagrq worker -c count`` pool, logging under ``.dagrq/logs``; stop it
+    (drain, then hard) on exit."""
     from .connection import STATE_DIR
-    from .worker import Processes, worker_argv
+    from .pool import default_concurrency
+    from .processes import Processes, worker_argv
 
     env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING"), "DAGRQ_URL": url}
     procs = Processes(Path(STATE_DIR, "logs"), env=env)
+    count = default_concurrency() if count is None else count
     try:
         if count:
-            procs.start(worker_argv(pipeline), count)
+            procs.start(worker_argv(pipeline, "-c", str(count), "--drain-timeout", "5"))
         yield procs
     finally:
         procs.stop(grace_s=10)

@@ -13,6 +13,10 @@ ways a node's worker can be lost, both settled by :func:`abandoned`:
   (:mod:`dagrq.reconcile`) settles it, or RQ's own registry clean-up calls the job's failure
   callback, :func:`on_failure`, with RQ's ``AbandonedJobError``, whichever comes first.
 
+A third, in a pooled worker (:mod:`dagrq.pool`): the process running a node dies (or is killed
+past its timeout, or at the end of a shutdown's drain time); its supervisor sees it at once and
+calls :func:`settle_lost`, as the reconciler does when a lease expires.
+
 Settling follows :func:`dagrq.attempt.settle_failure`, as a failed attempt does: with
 retries left, RQ requeues the job and the node shows ``queued`` again; without, the node
 fails (``worker lost ...``) and its children get that outcome, so joins still fire exactly
@@ -23,9 +27,11 @@ worker was only slow, its late report is refused (``complete.lua`` compares atte
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from typing import Any
 
-from . import rqjobs
+from . import rqjobs, scripts
 from .attempt import settle_failure
 from .fanout import enqueue_alone
 from .store import RunStore
@@ -82,3 +88,46 @@ def abandoned(job: Any, reason: str) -> None:
         enqueue_alone(store.plan.dag, store.plan.ttl_s, store, spec, indices)
         return
     store.record_items(spec, errors=[(i, reason) for i in indices])
+
+
+def settle_lost(
+    job: Any,
+    reason: str,
+    *,
+    members: Sequence[str] | None = None,
+    cutoff: float = math.inf,
+    interrupted: bool = False,
+) -> bool:
+    """Settle ``job``, whose worker is gone, on both sides: take its lease (the started-registry
+    ``members``, read here when None) if it expired before ``cutoff`` (default: whatever its
+    expiry, for a process known dead), then settle dagrq's side (:func:`abandoned`) and RQ's
+    (retried or failed). ``interrupted`` (a process dagrq itself stopped, at the end of a
+    shutdown's drain time) puts the job back on its queue instead, spending no retry.
+
+    Returns False, changing nothing, when another process took the lease first, the lease was
+    renewed since, or (``members`` read here) the job never started: a claimed job that never
+    started is the reconciler's to re-drive.
+    """
+    connection, queue_name = job.connection, job.origin
+    if members is None:
+        members = rqjobs.lease_members(connection, queue_name, job.id)
+        if not members:
+            return False
+    key = rqjobs.started_key(queue_name)
+    if members and not [m for m in members if scripts.take_lease(connection, key, m, cutoff)]:
+        return False
+    kwargs = job.kwargs
+    if interrupted:
+        store = RunStore(connection, kwargs["run"])
+        node = kwargs["node"]
+        own_job = kwargs.get("chunk") is None and kwargs.get("item") is None
+        if store.state() != "running" or (own_job and store.lost_node_settled(node)):
+            return True  # nothing of it is wanted any more
+        if own_job:
+            store.requeue(node, reason)
+        log.warning("run %s: node %s (%s): %s; put back", store.run_id, node, job.id, reason)
+        rqjobs.put_back(connection, queue_name, job)
+        return True
+    abandoned(job, reason)  # dagrq's side first: it reads the retries left
+    rqjobs.settle_lost(connection, queue_name, job, reason)
+    return True

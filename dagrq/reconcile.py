@@ -35,7 +35,7 @@ from typing import Any
 from . import keys, rqjobs, scripts
 from .dag import DAG
 from .errors import RunError, RunNotFound
-from .lease import abandoned
+from .lease import settle_lost
 from .plan import NodeSpec
 from .status import FINAL_NODE_STATES, NODE_STATES, RunStatus, explain, parse_status
 from .store import RunStore, active_runs, claimed_since, load_plan
@@ -202,14 +202,14 @@ class Reconciler:
         if any(expiry >= now - self.lease_margin_s for _, expiry in leases):
             return []  # a worker holds it (or RQ's own clean-up still has its turn)
         if leases:
-            return self._expired(store, spec, job_id, queue_name, [m for m, _ in leases])
+            return self._expired(store, spec, job_id, [m for m, _ in leases])
         if status is None:
             return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
         if status == "started":
             began = rqjobs.started_at(conn, job_id)
             if began is not None and began > now - self.grace_s:
                 return []  # between RQ's start and its lease: give it time
-            return self._expired(store, spec, job_id, queue_name, [])
+            return self._expired(store, spec, job_id, [])
         if status == "scheduled" and rqjobs.scheduled(conn, queue_name, job_id):
             return []  # a retry waiting out its backoff
         if status in _ENDED:
@@ -239,17 +239,14 @@ class Reconciler:
         return [(m, expiry) for m, expiry in entries if m.startswith(prefix)]
 
     def _expired(
-        self, store: RunStore, spec: NodeSpec, job_id: str, queue_name: str, members: list[str]
+        self, store: RunStore, spec: NodeSpec, job_id: str, members: list[str]
     ) -> list[Repair]:
         """The worker running ``job_id`` died: settle RQ's side and dagrq's."""
-        conn = self.connection
-        job = rqjobs.fetch_job(job_id, conn)
+        job = rqjobs.fetch_job(job_id, self.connection)
         reason = "worker lost: its lease expired (found by the reconciler)"
-        cutoff, key = time.time() - self.lease_margin_s, rqjobs.started_key(queue_name)
-        if members and not [m for m in members if scripts.take_lease(conn, key, m, cutoff)]:
+        cutoff = time.time() - self.lease_margin_s
+        if not settle_lost(job, reason, members=members, cutoff=cutoff):
             return []  # renewed since, or another process settled it first
-        abandoned(job, reason)  # dagrq's side first: it reads the retries left
-        rqjobs.settle_lost(conn, queue_name, job, reason)
         return [Repair(store.run_id, spec.name, f"job {job_id}: {reason}")]
 
     def _fail(

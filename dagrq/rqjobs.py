@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from redis.exceptions import NoPermissionError
-from rq import Callback, Queue, get_current_job
+from rq import Callback, Queue, Worker, get_current_job
 from rq import Retry as RQRetry
 from rq.command import send_stop_job_command
 from rq.defaults import DEFAULT_FAILURE_TTL
@@ -46,6 +46,7 @@ __all__ = [
     "DagrqJob",
     "Job",
     "JobTimeoutException",
+    "NoSuchJobError",
     "cancel_jobs",
     "create_node_jobs",
     "current_job",
@@ -53,8 +54,11 @@ __all__ = [
     "failure_text",
     "fetch_job",
     "forget_failures",
+    "forget_worker",
     "job_fields",
+    "lease_members",
     "leases",
+    "put_back",
     "queue",
     "reject",
     "ring",
@@ -403,6 +407,31 @@ def settle_lost(connection: Any, queue_name: str, job: Any, reason: str) -> None
         else:
             record_job_failure(job, reason, pipe)
         pipe.execute()
+
+
+def put_back(connection: Any, queue_name: str, job: Any) -> None:
+    """Put ``job``, whose process was stopped by dagrq (a shutdown past its drain time), back
+    at the head of ``queue_name`` as queued, spending no retry."""
+    with connection.pipeline() as pipe:
+        pipe.hset(job.key, "status", JobStatus.QUEUED.value)
+        queue(queue_name, connection).push_job_id(job.id, pipeline=pipe, at_front=True)
+        ring(pipe, queue_name, 1)
+        pipe.execute()
+
+
+def forget_worker(connection: Any, name: str) -> None:
+    """Unregister RQ worker ``name``, whose process died without doing so (RQ's listings would
+    show it until its key expired)."""
+    key = Worker.redis_worker_namespace_prefix + name
+    found = Worker.find_by_key(key, connection=connection, serializer=SERIALIZER)
+    if found is not None:
+        found.register_death()  # type: ignore[no-untyped-call]
+
+
+def lease_members(connection: Any, queue_name: str, job_id: str) -> list[str]:
+    """``job_id``'s executions in ``queue_name``'s started registry (usually one)."""
+    prefix = f"{job_id}:"
+    return [m for m, _ in leases(connection, queue_name) if m.startswith(prefix)]
 
 
 def failure_text(job: Any) -> str:

@@ -1,10 +1,9 @@
-"""Process control: the RQ worker classes that hold leases, and groups of worker processes.
+"""The RQ worker classes that hold leases, and the dequeue that never loses a job.
 
-:func:`make_worker` builds the worker ``dagrq worker`` runs: RQ's forking ``Worker`` or its
-``SimpleWorker``, listening on the queues of the DAGs it serves, with leases renewed while a
-node runs (see :mod:`dagrq.lease`). :class:`Processes` starts and stops a group of
-processes (``dagrq worker`` or any other command): ``dagrq run``'s local workers, the test
-suite's and the benchmarks' all come from it.
+:func:`make_worker` builds the worker each process of ``dagrq worker`` runs: RQ's
+``SimpleWorker`` (nodes run in the process; the default, under :mod:`dagrq.pool`'s
+supervisor) or its forking ``Worker`` (``--isolate``: a work horse per job), listening on the
+queues of the DAGs it serves, with leases renewed while a node runs (see :mod:`dagrq.lease`).
 """
 
 from __future__ import annotations
@@ -12,12 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rq import Queue, SimpleWorker, Worker
@@ -29,7 +25,6 @@ from .dag import DAG
 from .errors import NodeStopped
 from .lease import abandoned
 from .node import one_line_error
-from .reconcile import Reconciler
 from .runtime import serve
 
 log = logging.getLogger(__name__)
@@ -72,6 +67,38 @@ def heartbeat_ttl(lease_s: int) -> int:
         (80, 6)
     """
     return lease_s + lease_settings(lease_s)["job_monitoring_interval"]
+
+
+#: seconds a node past its ``timeout=`` has to stop by itself (RQ interrupts it with SIGALRM)
+#: before its pooled process is killed: the hard stop for a node blocked in C
+KILL_GRACE_S = 5.0
+
+
+def hard_deadline(timeout: Any) -> float | None:
+    """Seconds after its start at which a node running in a pooled process is killed: its
+    RQ ``timeout`` plus :data:`KILL_GRACE_S`; None for no timeout (RQ's ``-1``).
+
+    Examples:
+        >>> hard_deadline(10), hard_deadline(-1), hard_deadline(None)
+        (15.0, None, None)
+    """
+    if timeout is None or float(timeout) <= 0:
+        return None
+    return float(timeout) + KILL_GRACE_S
+
+
+def how_it_ended(code: int | None) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it).
+
+    Examples:
+        >>> how_it_ended(7), how_it_ended(-9)
+        ('exit status 7', 'signal 9, SIGKILL')
+    """
+    if code is None:
+        return "still running"
+    if code < 0:
+        return f"signal {-code}, {signal.Signals(-code).name}"
+    return f"exit status {code}"
 
 
 class ClaimingQueue(Queue):
@@ -153,20 +180,44 @@ class ClaimingQueue(Queue):
         return found
 
 
+#: told when a job starts, ``(job id, seconds after which its process is to be killed or
+#: None)``, and when it ends, ``(None, None)``: how a pooled process keeps its supervisor
+#: informed (:mod:`dagrq.pool`)
+Report = Callable[[str | None, float | None], None]
+
+
 class _Leased:
-    """Leases, the claiming dequeue and cancellation checks shared by both worker classes
-    (mixed in before RQ's class)."""
+    """Leases, the claiming dequeue, cancellation checks and the start/end report shared by
+    both worker classes (mixed in before RQ's class)."""
 
     job_monitoring_interval: int
     maintenance_interval: int
     connection: Any
     _stopped_job_id: str | None
 
-    def __init__(self, *args: Any, lease_s: int = DEFAULT_LEASE_S, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        lease_s: int = DEFAULT_LEASE_S,
+        report: Report | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.lease_s = lease_s
         self.stop_asked = False
+        self.report = report
+        self.jobs_run = 0
         kwargs.setdefault("queue_class", ClaimingQueue)
         super().__init__(*args, **{**lease_settings(lease_s), **kwargs})
+
+    def _started(self, job: Any, kill_after_s: float | None) -> None:
+        """Count ``job`` and tell the supervisor it runs here."""
+        self.jobs_run += 1
+        if self.report is not None:
+            self.report(job.id, kill_after_s)
+
+    def _ended(self) -> None:
+        if self.report is not None:
+            self.report(None, None)
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         """SIGTERM/SIGINT: RQ's warm shutdown, remembered so the worker does not restart."""
@@ -200,6 +251,14 @@ class _Leased:
 class LeasedWorker(_Leased, Worker):
     """RQ's forking ``Worker`` with dagrq leases; a dead work horse is settled at once."""
 
+    def execute_job(self, job: Any, queue: Any) -> None:
+        """RQ's fork-and-monitor, reported (its own monitor kills an overrunning horse)."""
+        self._started(job, None)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self._ended()
+
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         """Renew the lease; stop the work horse when the node's run was canceled."""
         super().maintain_heartbeats(job, execution)
@@ -212,10 +271,8 @@ class LeasedWorker(_Leased, Worker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
         if ret_val is None:
             why = f"its work horse overran the {job.timeout} s timeout and was killed"
-        elif os.WIFSIGNALED(ret_val):
-            why = f"its work horse died (signal {os.WTERMSIG(ret_val)})"
         else:
-            why = f"its work horse exited with status {os.waitstatus_to_exitcode(ret_val)}"
+            why = f"its work horse died ({how_it_ended(os.waitstatus_to_exitcode(ret_val))})"
         try:
             abandoned(job, f"worker lost: {why}")
         except Exception:  # the lease path settles it later
@@ -237,6 +294,7 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
 
         The stop signal is let through only while the job runs; a stop asked for another job
         (or arriving late) is ignored, so it can never hit the worker's own loop."""
+        self._started(job, hard_deadline(job.timeout))
         execution = self.prepare_execution(job)
         if self._renewer is None:
             signal.signal(STOP_SIGNAL, self._on_stop_signal)
@@ -251,6 +309,7 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
         finally:
             signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
             self._running, self._stop_target = None, None
+            self._ended()
         self.set_state(WorkerStatus.IDLE)
 
     def kill_horse(self, sig: Any = None) -> None:
@@ -300,6 +359,7 @@ def make_worker(
     *,
     fork: bool = True,
     lease_s: int = DEFAULT_LEASE_S,
+    report: Report | None = None,
 ) -> BaseWorker:
     """An RQ worker that runs the nodes of ``dags`` and nothing else.
 
@@ -314,6 +374,7 @@ def make_worker(
             affects the worker).
         lease_s: a node whose worker sends no heartbeat for this long is presumed lost, and
             retried or failed by its rule (see :mod:`dagrq.lease`).
+        report: told of every job's start and end (see :data:`Report`).
     """
     dags = list(dags)
     serve(*dags)
@@ -327,216 +388,5 @@ def make_worker(
         serializer=rqjobs.SERIALIZER,
         job_class=rqjobs.DagrqJob,
         lease_s=lease_s,
+        report=report,
     )
-
-
-def worker_argv(pipeline: str, *extra: str) -> list[str]:
-    """The command line of one ``dagrq worker`` for ``pipeline``. The Redis URL is not on it
-    (a command line is visible to every user of the machine): give it as ``DAGRQ_URL`` in the
-    environment (:meth:`Processes` ``env``)."""
-    return [sys.executable, "-m", "dagrq", "worker", pipeline, *extra]
-
-
-def serve_forever(
-    dags: Sequence[DAG],
-    connection: Any,
-    *,
-    where: str,
-    queue_names: Iterable[str] | None = None,
-    name: str | None = None,
-    fork: bool = True,
-    lease_s: int = DEFAULT_LEASE_S,
-    burst: bool = False,
-    logging_level: str = "INFO",
-) -> None:
-    """Run a dagrq worker until it is asked to stop, riding out Redis outages.
-
-    Waits for Redis to answer (with backoff) before the first job and after every outage: a
-    restart, a failover or a pause ends RQ's work loop, and a new one starts once Redis is
-    back. A node whose lease lapsed meanwhile is settled as any lost node. Warns once when
-    the server persists nothing. ``where`` names the server in logs (password masked).
-    """
-    stop = _Stop()
-    warned = False
-    reconciling: ReconcileThread | None = None
-    while not stop.asked:
-        if not wait_for_redis(connection, where, stop):
-            return
-        if not warned:
-            warn_if_volatile(connection, where)
-            warned = True
-        if reconciling is None and not burst:
-            reconciling = ReconcileThread(connection, dags, lease_s)
-            reconciling.start()
-        worker = None
-        try:
-            worker = make_worker(dags, connection, queue_names, name, fork=fork, lease_s=lease_s)
-            worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-        except Exception as exc:  # Redis went away under RQ's loop (its teardown raises)
-            log.warning("worker loop stopped: %s", one_line_error(exc))
-        stop.asked = stop.asked or burst or getattr(worker, "stop_asked", False)
-        stop.install()  # RQ's handlers are gone with its loop: SIGTERM must still stop us
-        if not stop.asked:
-            log.warning("worker loop ended without a stop request; starting it again")
-            time.sleep(0.5)
-
-
-class ReconcileThread(threading.Thread):
-    """Runs the reconciler (:mod:`dagrq.reconcile`) every sixth of the lease, in one process
-    of all the workers at a time (a lock that expires by itself within one interval, so a
-    dead holder delays nothing)."""
-
-    def __init__(self, connection: Any, dags: Sequence[DAG], lease_s: int) -> None:
-        super().__init__(name="dagrq-reconcile", daemon=True)
-        self.interval_s = max(1.0, lease_s / 6)
-        self.reconciler = Reconciler(
-            connection,
-            grace_s=max(2.0, self.interval_s),
-            lease_margin_s=self.interval_s,
-            served={d.name: d for d in dags},
-        )
-        self.connection = connection
-
-    def run(self) -> None:
-        """Every interval: take the lock if free, then reconcile every active run."""
-        lock = keys.reconcile_lock_key()
-        hold_ms = int(self.interval_s * 900)
-        while True:
-            time.sleep(self.interval_s)
-            try:
-                if self.connection.set(lock, os.getpid(), nx=True, px=hold_ms):
-                    self.reconciler.pass_()
-            except Exception as exc:  # Redis away: the next interval tries again
-                log.debug("reconcile pass skipped: %s", one_line_error(exc))
-
-
-class _Stop:
-    """SIGTERM and SIGINT while no RQ work loop is running: stop waiting and exit."""
-
-    def __init__(self) -> None:
-        self.asked = False
-        self.install()
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._ask)
-
-    def _ask(self, signum: int, frame: Any) -> None:
-        self.asked = True
-
-
-def wait_for_redis(connection: Any, where: str, stop: _Stop, cap_s: float = 5.0) -> bool:
-    """Block until ``connection`` answers a PING (backing off up to ``cap_s`` between tries);
-    False when a stop was asked for meanwhile."""
-    delay, said = 0.1, False
-    while not stop.asked:
-        try:
-            connection.ping()
-        except Exception as exc:
-            if not said:
-                log.warning("waiting for Redis at %s: %s", where, one_line_error(exc))
-                said = True
-            time.sleep(delay)
-            delay = min(cap_s, delay * 2)
-            continue
-        if said:
-            log.warning("Redis at %s answers again", where)
-        return True
-    return False
-
-
-def warn_if_volatile(connection: Any, where: str) -> None:
-    """Log a warning when the server would lose runs on a restart (no AOF; or RDB only)."""
-    try:
-        aof = connection.config_get("appendonly").get("appendonly")
-        save = connection.config_get("save").get("save")
-    except Exception:  # CONFIG may be refused (ACL, managed Redis): nothing to say
-        return
-    if aof == "yes":
-        return
-    if not save:
-        log.warning(
-            "Redis at %s persists nothing (appendonly no, no save points): a restart loses "
-            "every run; run it with --appendonly yes",
-            where,
-        )
-    else:
-        log.warning(
-            "Redis at %s keeps RDB snapshots only (save %s): a restart loses what changed since "
-            "the last one; run it with --appendonly yes for every write",
-            where,
-            save,
-        )
-
-
-class Processes:
-    """A group of processes started together and stopped together (a context manager).
-
-    Args:
-        log_dir: where each process's output goes (``<log_name>-<n>.log``); without it,
-            output is discarded.
-        env: extra environment for every process.
-        cwd: their working directory.
-    """
-
-    def __init__(
-        self,
-        log_dir: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.log_dir, self.cwd = log_dir, cwd
-        self.env = {**os.environ, **(env or {})}
-        self.procs: list[tuple[subprocess.Popen[bytes], Path | None]] = []
-
-    def start(
-        self, argv: Sequence[str], n: int = 1, log_name: str = "worker"
-    ) -> list[subprocess.Popen[bytes]]:
-        """Start ``n`` processes running ``argv``; return them."""
-        started = []
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(n):
-            log_path = None
-            if self.log_dir is not None:
-                log_path = self.log_dir / f"{log_name}-{len(self.procs)}.log"
-            with open(log_path or os.devnull, "ab") as out:
-                proc = subprocess.Popen(
-                    list(argv),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=self.env,
-                    cwd=self.cwd,
-                )
-            self.procs.append((proc, log_path))
-            started.append(proc)
-        return started
-
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM every process still running (a warm shutdown: RQ finishes the job at
-        hand), then SIGKILL what has not exited after ``grace_s`` seconds."""
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for proc, _ in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def logs(self) -> str:
-        """Every process's output so far, each under its file name."""
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')}"
-            for _, path in self.procs
-            if path is not None and path.exists()
-        )
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dagrq.worker import Processes, worker_argv
+from dagrq.processes import Processes, worker_argv
 
 PIPELINES = Path(__file__).parent / "pipelines"
 
@@ -51,7 +51,9 @@ class Workers:
 
     def __init__(self, url: str, folder: Path) -> None:
         self.url = url
-        self.procs = Processes(folder, env={"DAGRQ_LOG": "WARNING", "DAGRQ_URL": url})
+        self.procs = Processes(
+            folder, env={"DAGRQ_LOG": "WARNING", "DAGRQ_URL": url, "DAGRQ_CONCURRENCY": "1"}
+        )
 
     def start(self, address: str, n: int = 2, *extra: str) -> list[subprocess.Popen[bytes]]:
         """Start ``n`` workers for pipeline ``address`` (extra ``dagrq worker`` options after)."""

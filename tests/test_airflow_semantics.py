@@ -15,6 +15,9 @@ from dagrq.local import simulate
 from .conftest import Workers, pipeline
 from .helpers import failure_of, wait_for
 
+#: ``dagrq worker`` options of each way to run nodes
+MODES = {"pooled": (), "isolated": ("--isolate",)}
+
 
 def local(dag: object, **params: object) -> object:
     return simulate(dag.plan, dag.nodes, dag.codec, dag.validate_params(params))  # type: ignore[attr-defined]
@@ -93,12 +96,12 @@ def test_skip_with_a_reason_and_the_join_after_it(conn: redis.Redis, workers: Wo
     )
 
 
-@pytest.mark.parametrize("worker_class", ["simple", "fork"])
+@pytest.mark.parametrize("mode", MODES)
 def test_nodes_that_exit_fail_fast_and_the_run_ends(
-    conn: redis.Redis, workers: Workers, worker_class: str
+    conn: redis.Redis, workers: Workers, mode: str
 ) -> None:
     dag = loader.load(pipeline("exits"))
-    procs = workers.start(pipeline("exits"), 1, "--worker-class", worker_class, "--lease", "5")
+    procs = workers.start(pipeline("exits"), 1, *MODES[mode], "--lease", "5")
     started = time.monotonic()
     run = dag.submit(conn)
     failure = failure_of(run)
@@ -112,17 +115,21 @@ def test_nodes_that_exit_fail_fast_and_the_run_ends(
     assert procs[0].poll() is None  # the worker goes on
 
 
-@pytest.mark.parametrize("worker_class", ["simple", "fork"])
-def test_a_node_that_vanishes_is_settled_by_the_lease_path(
-    conn: redis.Redis, workers: Workers, worker_class: str
+@pytest.mark.parametrize("mode", MODES)
+def test_a_node_that_vanishes_fails_at_once_and_the_run_ends(
+    conn: redis.Redis, workers: Workers, mode: str
 ) -> None:
+    # pooled: the supervisor sees its process die; isolated: the worker sees its horse die
     dag = loader.load(pipeline("exits", "vanish"))
-    workers.start(pipeline("exits", "vanish"), 2, "--worker-class", worker_class, "--lease", "5")
+    workers.start(pipeline("exits", "vanish"), 1, *MODES[mode], "--lease", "60")
     started = time.monotonic()
     run = dag.submit(conn)
-    with pytest.raises(RunFailed, match="worker lost"):
+    with pytest.raises(RunFailed, match="worker lost") as info:
         run.wait(timeout=60)
-    print(f"{worker_class}: os._exit settled in {time.monotonic() - started:.1f} s")
+    took = time.monotonic() - started
+    print(f"{mode}: os._exit settled in {took:.1f} s")
+    assert took < 30  # far under the 60 s lease: not the lease path
+    assert "exit status 7" in info.value.failed["calls_os_exit"]
     assert run.status().nodes["after_vanish"].state == "upstream_failed"
 
 
@@ -133,7 +140,7 @@ def test_a_job_pushed_by_hand_for_a_pending_node_is_refused(
     run = dag.submit(conn, x=4)
     join_queue = dag.specs["d"].queue_name
     conn.rpush(keys.queue_key(join_queue), keys.job_id(run.id, "d"))  # d's parents have not run
-    workers.start(pipeline("diamond"), 1, "--worker-class", "simple", "--queue", join_queue)
+    workers.start(pipeline("diamond"), 1, "--queue", join_queue)
     wait_for(lambda: conn.llen(keys.queue_key(join_queue)) == 0, 30, "the pushed job taken")
     time.sleep(0.5)
     status = run.status()
@@ -141,6 +148,6 @@ def test_a_job_pushed_by_hand_for_a_pending_node_is_refused(
     assert not conn.exists(keys.output_key(run.id, "d"))
     result = rqjobs.fetch_job(keys.job_id(run.id, "d"), conn).latest_result()
     assert result is not None and result.return_value["refused"] == "pending"
-    workers.start(pipeline("diamond"), 1, "--worker-class", "simple")
+    workers.start(pipeline("diamond"), 1)
     final = run.wait(timeout=60)
     assert run.result("d") == {"b": 8, "c": 12, "sum": 20} and final.nodes["d"].attempts == 1

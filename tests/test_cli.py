@@ -201,3 +201,13 @@ def test_an_interrupted_run_is_canceled_and_its_workers_stopped(
         if "worker" in (p.info["cmdline"] or []) and pipeline("cancel") in (p.info["cmdline"] or [])
     ]
     assert workers == []
+
+
+def test_worker_refuses_two_pipelines_with_one_dag_name_and_an_unknown_queue() -> None:
+    twice = dagrq("worker", pipeline("changed_v1"), pipeline("changed_v2"), "--url", "redis://x")
+    assert twice.returncode == 2
+    line = one_line_error(twice)
+    assert "changed_v2.py:dag and " in line and "both define a DAG named" in line
+    queue = dagrq("worker", pipeline("diamond"), "--queue", "nope", "--url", "redis://x")
+    assert queue.returncode == 2
+    assert "--queue 'nope' is not a queue of DAG 't_diamond'" in one_line_error(queue)

@@ -23,13 +23,14 @@ def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> int:
     return pid
 
 
-@pytest.mark.parametrize("worker_class", ["simple", "fork"])
+@pytest.mark.parametrize("isolate", [False, True], ids=["pooled", "isolated"])
 def test_killed_node_is_retried_and_its_join_fires_once(
-    conn: redis.Redis, workers: Workers, worker_class: str
+    conn: redis.Redis, workers: Workers, isolate: bool
 ) -> None:
-    # simple: the whole worker dies (the lease expires; the other worker settles the node);
-    # fork: the work horse dies (its worker settles the node at once)
-    workers.start(pipeline("lease", "retried"), 2, "--worker-class", worker_class, "--lease", "5")
+    # pooled: the pool's process dies (its supervisor settles the node at once);
+    # isolated: the work horse dies (its worker settles the node at once)
+    extra = ("--isolate",) if isolate else ()
+    workers.start(pipeline("lease", "retried"), 2, *extra, "--lease", "5")
     dag = loader.load(pipeline("lease", "retried"))
     run = dag.submit(conn)
     _kill_when_running(conn, "slow", run.id)
@@ -46,7 +47,7 @@ def test_killed_node_is_retried_and_its_join_fires_once(
 def test_killed_node_without_retries_fails_and_the_run_ends(
     conn: redis.Redis, workers: Workers
 ) -> None:
-    workers.start(pipeline("lease", "doomed"), 2, "--worker-class", "simple", "--lease", "5")
+    workers.start(pipeline("lease", "doomed"), 2, "--lease", "5")
     dag = loader.load(pipeline("lease", "doomed"))
     run = dag.submit(conn)
     _kill_when_running(conn, "lost", run.id)
@@ -121,7 +122,7 @@ def test_a_dagrq_job_ignores_callbacks_it_did_not_set(conn: redis.Redis) -> None
 
 
 def test_a_lost_chunk_is_retried_item_by_item(conn: redis.Redis, workers: Workers) -> None:
-    workers.start(pipeline("lease", "mapped"), 2, "--worker-class", "simple", "--lease", "5")
+    workers.start(pipeline("lease", "mapped"), 2, "--lease", "5")
     dag = loader.load(pipeline("lease", "mapped"))
     run = dag.submit(conn)
     _kill_when_running(conn, "seven", run.id)

@@ -181,7 +181,7 @@ def test_a_real_run_on_one_worker_equals_run_local(
     dag.validate()
     pool = Workers(redis_url, tmp_path)
     try:
-        pool.start(address, 1, "--worker-class", "simple")
+        pool.start(address, 1)
         run = dag.submit(conn, seed=seed)
         wait_for(lambda: run.status().state != "running", 60, "the run ended")
         local = simulate(dag.plan, dag.nodes, dag.codec, dag.validate_params({"seed": seed}))

@@ -1,5 +1,6 @@
-"""Kill storms: many concurrent runs while workers (and their work horses) are SIGKILLed at
-random and started again, then a check that every run ended with the right result.
+"""Kill storms: many concurrent runs while workers are SIGKILLed at random (a whole worker
+with every process under it, or one process of its pool, which its supervisor replaces) and
+started again, then a check that every run ended with the right result.
 
 The tests run small storms; a long one runs by hand:
 
@@ -25,7 +26,7 @@ import psutil
 import redis
 
 from dagrq import Run, keys, loader
-from dagrq.worker import worker_argv
+from dagrq.processes import worker_argv
 
 PIPELINE = str(Path(__file__).resolve().parents[1] / "pipelines" / "storm.py") + ":dag"
 
@@ -47,6 +48,10 @@ class StormReport:
     worker_exits: int = 0
 
 
+#: ``dagrq worker`` options of each kind of slot
+KINDS = {"pooled": ("-c", "2"), "isolated": ("--isolate", "-c", "1")}
+
+
 class Slots:
     """Worker processes in fixed slots; a killed slot is started again at once."""
 
@@ -60,18 +65,23 @@ class Slots:
             self.procs.append(self._start(slot))
 
     def _start(self, slot: int) -> subprocess.Popen[bytes]:
-        argv = worker_argv(
-            PIPELINE, "--worker-class", self.classes[slot], "--lease", str(self.lease_s)
-        )
+        argv = worker_argv(PIPELINE, *KINDS[self.classes[slot]], "--lease", str(self.lease_s))
         with open(self.log_dir / f"slot-{slot}.log", "ab") as out:
             return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env)
 
-    def kill(self, slot: int) -> None:
-        """SIGKILL the slot's worker with every process under it (horses, RQ's scheduler),
-        then start the slot again."""
+    def kill(self, slot: int, rng: random.Random, whole: bool = True) -> None:
+        """SIGKILL the slot's worker with every process under it (pool processes, horses,
+        RQ's scheduler), then start the slot again; or (not ``whole``) one of its pool's
+        processes, which the worker itself replaces."""
         proc = self.procs[slot]
         try:
-            tree = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+            top = psutil.Process(proc.pid)
+            tree = [*top.children(recursive=True), top]
+            if not whole and top.children():
+                victim = rng.choice(top.children())
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    victim.send_signal(signal.SIGKILL)
+                return
         except psutil.NoSuchProcess:
             tree = []
         for p in tree:
@@ -107,7 +117,7 @@ def storm(
     runs: int = 50,
     seconds: float = 20.0,
     every: tuple[float, float] = (0.3, 1.5),
-    classes: tuple[str, ...] = ("simple", "fork", "simple"),
+    classes: tuple[str, ...] = ("pooled", "isolated", "pooled"),
     lease_s: int = 5,
     settle_s: float = 120.0,
     log_dir: Path = Path("/tmp/dagrq-storm"),
@@ -126,7 +136,7 @@ def storm(
         while time.monotonic() < end:
             time.sleep(rng.uniform(*every))
             slots.check()
-            slots.kill(rng.randrange(len(classes)))
+            slots.kill(rng.randrange(len(classes)), rng, whole=rng.random() < 0.5)
             report.kills += 1
         storm_over = time.monotonic()
         deadline = storm_over + settle_s

@@ -20,8 +20,8 @@ def test_200_canceled_runs_leave_no_body_running_after_cancel_returns(
 ) -> None:
     address = pipeline("ticking")
     dag = loader.load(address)
-    fleet.start(address, 2, "--worker-class", "simple", "--lease", "10")
-    fleet.start(address, 2, "--worker-class", "fork", "--lease", "10")
+    fleet.start(address, 2, "--lease", "10")
+    fleet.start(address, 2, "--isolate", "--lease", "10")
     conn: redis.Redis = server.client()
     runs = [dag.submit(conn) for _ in range(200)]
     at_return: dict[str, int] = {}

@@ -78,7 +78,7 @@ def test_damage_beyond_repair_ends_that_run_only(server: RedisServer, fleet: Fle
         assert status.returncode == 1 and "run state damaged" in status.stdout
         why = dagrq(server.url, "why", run.id, "a")
         assert "damaged" in why.stdout and "the rule is met" not in why.stdout
-    fleet.start(pipeline("diamond"), 1, "--worker-class", "simple")
+    fleet.start(pipeline("diamond"), 1)
     assert healthy.wait(timeout=60).state == "succeeded"  # the other run went on
 
 
@@ -90,7 +90,7 @@ def test_a_deleted_plan_is_stored_again_by_a_worker_that_serves_it(
     run = dag.submit(conn, x=3, pause_ms=1500)
     plan_key = keys.plan_key(dag.name, dag.plan_hash)
     conn.delete(plan_key)
-    fleet.start(pipeline("diamond"), 1, "--worker-class", "simple", "--lease", "6")
+    fleet.start(pipeline("diamond"), 1, "--lease", "6")
     wait_for(lambda: conn.exists(plan_key), 30, "the plan stored again")
     assert run.wait(timeout=60).state == "succeeded"
     fleet.procs.stop()  # no worker of this version is left to put the plan back

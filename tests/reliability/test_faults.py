@@ -39,8 +39,8 @@ def test_workers_ride_out_a_redis_restart_and_a_pause_of_three_leases(
     server: RedisServer, fleet: Fleet
 ) -> None:
     dag = loader.load(STORM)
-    procs = fleet.start(STORM, 2, "--worker-class", "simple", "--lease", str(LEASE_S))
-    procs += fleet.start(STORM, 1, "--worker-class", "fork", "--lease", str(LEASE_S))
+    procs = fleet.start(STORM, 2, "--lease", str(LEASE_S))
+    procs += fleet.start(STORM, 1, "--isolate", "--lease", str(LEASE_S))
     conn = server.client()
     runs = [dag.submit(conn, seed=i) for i in range(20)]
     time.sleep(1.0)
@@ -82,7 +82,7 @@ def test_a_worker_killed_holding_rqs_maintenance_lock_delays_nothing(
     for queue in dag.queues:  # as a worker that died while cleaning left it: 899 s to live
         conn.set(f"rq:clean_registries:{queue}", 1, ex=899)
         conn.set(f"rq:queue:{queue}:maintenance", "dead-worker", ex=899)
-    fleet.start(address, 2, "--worker-class", "simple", "--lease", str(LEASE_S))
+    fleet.start(address, 2, "--lease", str(LEASE_S))
     run = dag.submit(conn)
     killed = _kill_when_running(conn, "slow", run.id)
     redriven = _second_start(conn, run.id, "slow")
@@ -104,7 +104,7 @@ def test_a_job_claimed_by_a_worker_that_died_before_starting_it_is_put_back(
     assert claimed is not None and claimed[1].decode() == keys.job_id(run.id, "a")
     assert conn.llen(keys.queue_key(dag.queues[0])) == 0  # in no queue: only claimed
     lost_at = time.monotonic()
-    fleet.start(address, 1, "--worker-class", "simple", "--lease", str(LEASE_S))
+    fleet.start(address, 1, "--lease", str(LEASE_S))
     final = run.wait(timeout=60)
     took = time.monotonic() - lost_at
     print(f"claimed job put back and run ended in {took:.1f} s")
@@ -117,7 +117,7 @@ def test_a_worker_started_before_redis_waits_for_it(tmp_path: Path) -> None:
     later = RedisServer(tmp_path / "later")
     fleet = Fleet(later.url, tmp_path / "logs")
     try:
-        procs = fleet.start(pipeline("diamond"), 1, "--worker-class", "simple")
+        procs = fleet.start(pipeline("diamond"), 1)
         time.sleep(2.0)
         assert procs[0].poll() is None, fleet.logs()  # still there, waiting
         later.start()
@@ -134,7 +134,7 @@ def test_a_server_that_persists_nothing_is_warned_about(tmp_path: Path) -> None:
     volatile = RedisServer(tmp_path / "volatile", args=["--appendonly", "no"]).start()
     fleet = Fleet(volatile.url, tmp_path / "logs")
     try:
-        fleet.start(pipeline("diamond"), 1, "--worker-class", "simple")
+        fleet.start(pipeline("diamond"), 1)
         wait_for(lambda: "persists nothing" in fleet.logs(), 30, "the warning")
         assert "a restart loses every run" in fleet.logs()
     finally:
@@ -148,7 +148,7 @@ def test_a_stall_shorter_than_the_lease_never_starts_a_second_attempt(
     address = pipeline("cancel")
     dag = loader.load(address)
     conn = server.client()
-    fleet.start(address, 2, "--worker-class", "simple", "--lease", str(LEASE_S))
+    fleet.start(address, 2, "--lease", str(LEASE_S))
     run = dag.submit(conn, pause_s=3.0)
     wait_for(lambda: conn.get(f"test:slow-started:{run.id}"), 30, "slow started")
     server.pause()  # shorter than the lease: the node finishes meanwhile, reports after

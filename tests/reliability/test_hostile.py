@@ -44,8 +44,8 @@ def test_garbage_and_foreign_jobs_run_nothing_and_stop_no_worker(
     conn: redis.Redis = server.client()
     queue_name = dag.queues[0]
     marker = tmp_path / "pwned"
-    procs = fleet.start(address, 1, "--worker-class", "simple", "--lease", "5")
-    procs += fleet.start(address, 1, "--worker-class", "fork", "--lease", "5")
+    procs = fleet.start(address, 1, "--lease", "5")
+    procs += fleet.start(address, 1, "--isolate", "--lease", "5")
     good = [dag.submit(conn, x=i) for i in range(3)]
     as_json = Queue(queue_name, connection=conn, serializer=JSONSerializer)
     as_pickle = Queue(queue_name, connection=conn, serializer=DefaultSerializer)
@@ -94,7 +94,7 @@ def test_a_worker_with_a_secret_refuses_forged_node_jobs(
     conn: redis.Redis = server.client()
     monkeypatch.setenv("DAGRQ_SECRET", "s3cret")  # the client signs what it submits
     fleet.procs.env["DAGRQ_SECRET"] = "s3cret"
-    fleet.start(address, 1, "--worker-class", "simple")
+    fleet.start(address, 1)
     run = dag.submit(conn, x=5)
     assert run.wait(timeout=60).state == "succeeded"
     forged = dag.submit(conn, x=6)
@@ -120,7 +120,7 @@ def test_the_client_never_unpickles_unless_told_and_refuses_a_planted_plan(
     address = pipeline("pickled")
     dag = loader.load(address)
     conn: redis.Redis = server.client()
-    fleet.start(address, 1, "--worker-class", "simple")
+    fleet.start(address, 1)
     run = dag.submit(conn, word="abba")
     run.wait(timeout=60)
     assert Run.fetch(run.id, connection=conn, dag=dag).result("letters") == {"a", "b"}
@@ -132,7 +132,7 @@ def test_the_client_never_unpickles_unless_told_and_refuses_a_planted_plan(
     assert not marker.exists()
     # a JSON DAG's plan edited to say pickle no longer matches its hash: refused outright
     json_dag = loader.load(pipeline("diamond"))
-    fleet.start(pipeline("diamond"), 1, "--worker-class", "simple")
+    fleet.start(pipeline("diamond"), 1)
     other = json_dag.submit(conn, x=1)
     other.wait(timeout=60)
     plan_key = keys.plan_key(json_dag.name, json_dag.plan_hash)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dagrq import loader
-from dagrq.worker import Processes, worker_argv
+from dagrq.processes import Processes, worker_argv
 
 from ..conftest import pipeline
 from ..helpers import wait_for
@@ -92,7 +92,7 @@ def test_a_run_spreads_over_two_hosts_and_a_cut_off_host_is_re_driven_on_the_oth
                 tmp_path / host.name,
                 env={"DAGRQ_URL": url, "TEST_HOST": host.name, "DAGRQ_LOG": "WARNING"},
             )
-            argv = worker_argv(address, "--worker-class", "simple", "--lease", "5")
+            argv = worker_argv(address, "--lease", "5")
             procs.start(["ip", "netns", "exec", host.name, *argv], 1)
             groups.append(procs)
         conn = server.client()

@@ -76,7 +76,7 @@ def test_a_2000_node_chain_and_a_2000_parent_join_run_to_the_end(
     join.write_text(join_source("join2k", 2000))
     conn = server.client()
     for path in (chain, join):
-        fleet.start(f"{path}:dag", 2, "--worker-class", "simple")
+        fleet.start(f"{path}:dag", 2)
     chain_run = loader.load(f"{chain}:dag").submit(conn)
     join_run = loader.load(f"{join}:dag").submit(conn)
     assert join_run.wait(timeout=240).state == "succeeded"
@@ -92,8 +92,8 @@ def test_outputs_over_the_limit_fail_in_one_clear_line_and_a_raised_limit_takes_
     dag = loader.load(f"{address}:dag")
     roomy = loader.load(f"{address}:roomy")
     conn = server.client()
-    fleet.start(f"{address}:dag", 1, "--worker-class", "simple")
-    fleet.start(f"{address}:roomy", 1, "--worker-class", "simple")
+    fleet.start(f"{address}:dag", 1)
+    fleet.start(f"{address}:roomy", 1)
     with pytest.raises(RunFailed) as info:
         dag.submit(conn, mb=20).wait(timeout=60)
     error = info.value.failed["blob"]

@@ -38,8 +38,8 @@ def test_a_failover_mid_run_ends_every_run_and_fires_each_join_once(
     fleet = Fleet(ha.url, tmp_path / "logs")
     fleet.procs.env["DAGRQ_WAIT_REPLICAS"] = "1"
     try:
-        procs = fleet.start(STORM, 2, "--worker-class", "simple", "--lease", "5")
-        procs += fleet.start(STORM, 1, "--worker-class", "fork", "--lease", "5")
+        procs = fleet.start(STORM, 2, "--lease", "5")
+        procs += fleet.start(STORM, 1, "--isolate", "--lease", "5")
         runs = [dag.submit(conn, seed=i) for i in range(20)]
         time.sleep(1.5)
         old = ha.primary_port()

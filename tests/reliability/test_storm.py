@@ -1,6 +1,6 @@
-"""Kill storms: 50 concurrent runs of a many-to-many DAG with a map, while workers and their
-work horses are SIGKILLed at random and started again. Every run must end, succeed with the
-right result, and say how often bodies ran more than once."""
+"""Kill storms: 50 concurrent runs of a many-to-many DAG with a map, while whole workers, or
+single processes of their pools, are SIGKILLed at random and started again. Every run must
+end, succeed with the right result, and say how often bodies ran more than once."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from .storm import storm
 @pytest.mark.parametrize(
     ("every", "seconds", "classes"),
     [
-        ((0.3, 1.0), 20.0, ("simple", "fork", "simple")),  # tight: a kill every 0.3-1 s
-        ((1.0, 6.0), 25.0, ("fork", "fork", "simple")),  # sparse: every 1-6 s
+        ((0.3, 1.0), 20.0, ("pooled", "isolated", "pooled")),  # tight: a kill every 0.3-1 s
+        ((1.0, 6.0), 25.0, ("isolated", "isolated", "pooled")),  # sparse: every 1-6 s
     ],
     ids=["tight", "sparse"],
 )

@@ -79,8 +79,8 @@ def test_dagrq_works_as_a_limited_acl_user_over_tls_and_never_shows_the_password
     dag = loader.load(address)
     fleet = Fleet(url, tmp_path / "logs")
     try:
-        procs = fleet.start(address, 1, "--worker-class", "simple", "--lease", "6")
-        procs += fleet.start(pipeline("diamond"), 1, "--worker-class", "fork")
+        procs = fleet.start(address, 1, "--lease", "6")
+        procs += fleet.start(pipeline("diamond"), 1, "--isolate")
         diamond = loader.load(pipeline("diamond")).submit(conn, x=3)
         assert diamond.wait(timeout=60).state == "succeeded"
         run = dag.submit(conn, ticks=4)

@@ -1,0 +1,129 @@
+"""The supervised pool of `dagrq worker`, with real processes: a process that dies mid-node is
+replaced and its node retried at once; a node blocked past its timeout is stopped; one worker
+serves several pipelines; SIGTERM drains; processes retire after --max-jobs-per-process and
+die with their supervisor."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+import redis
+
+from dagrq import loader
+
+from .conftest import Workers, pipeline
+from .helpers import failure_of, wait_for
+
+
+def test_a_node_that_ends_its_process_is_retried_at_once_and_the_run_ends(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    address = pipeline("pooled", "exits_once")
+    procs = workers.start(address, 1, "-c", "1")  # the default 60 s lease
+    started = time.monotonic()
+    run = loader.load(address).submit(conn)
+    final = run.wait(timeout=60)
+    took = time.monotonic() - started
+    print(f"os._exit retried; run ended in {took:.1f} s")
+    assert final.state == "succeeded", final.failed()
+    assert final.nodes["vanish_once"].attempts == 2
+    assert took < 20  # the supervisor settled it, not the 60 s lease
+    requeued = [
+        e for e in run.events(follow=False) if e["node"] == "vanish_once" and e.get("error")
+    ]
+    assert [e["error"] for e in requeued] == ["worker lost: its process died (exit status 9)"]
+    assert procs[0].poll() is None  # the worker serves on
+
+
+def test_a_node_blocked_past_its_timeout_is_stopped_and_the_pool_serves_on(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    address = pipeline("pooled", "blocked")
+    procs = workers.start(address, 1, "-c", "1")
+    started = time.monotonic()
+    run = loader.load(address).submit(conn)
+    failure = failure_of(run, timeout=90)
+    took = time.monotonic() - started
+    print(f"blocked nodes stopped; run ended in {took:.1f} s")
+    assert failure.failed == {
+        "masked_sleep": "timed out after 1 s (it did not stop; its process was killed)",
+        "silent_socket": "timed out after 1 s",  # RQ's own interrupt reaches select()
+    }
+    assert run.status().nodes["report"].state == "succeeded"  # all_done: a process ran it
+    assert took < 30  # 1 s timeout + 5 s grace, twice at most, on a busy machine
+    assert procs[0].poll() is None
+
+
+def test_one_worker_serves_two_pipelines(conn: redis.Redis, workers: Workers) -> None:
+    workers.start(pipeline("diamond"), 1, pipeline("pooled", "pids"), "-c", "2")
+    diamond = loader.load(pipeline("diamond")).submit(conn, x=3)
+    pids = loader.load(pipeline("pooled", "pids")).submit(conn, n=6)
+    assert diamond.wait(timeout=60).state == "succeeded"
+    assert pids.wait(timeout=60).state == "succeeded"
+    assert diamond.result("d") == {"b": 6, "c": 9, "sum": 15}
+    assert len(pids.result("pid_of")) == 6
+
+
+def test_processes_retire_after_max_jobs(conn: redis.Redis, workers: Workers) -> None:
+    address = pipeline("pooled", "pids")
+    workers.start(address, 1, "-c", "1", "--max-jobs-per-process", "4")
+    run = loader.load(address).submit(conn, n=12)
+    assert run.wait(timeout=60).state == "succeeded"
+    # 14 jobs (items, the map's own, 12 items) on one slot, 4 per process: 4 processes
+    assert len(set(run.result("pid_of"))) >= 3
+
+
+def test_sigterm_drains_running_nodes_and_starts_no_new_one(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    address = pipeline("pooled", "slow")
+    procs = workers.start(address, 1, "-c", "1")
+    run = loader.load(address).submit(conn, seconds=3)
+    wait_for(lambda: conn.get(f"test:napping:{run.id}"), 30, "nap running")
+    procs[0].send_signal(signal.SIGTERM)
+    assert procs[0].wait(timeout=30) == 0
+    status = run.status()
+    assert status.nodes["nap"].state == "succeeded" and status.nodes["nap"].attempts == 1
+    assert status.nodes["after_nap"].state == "queued"  # enqueued, but not taken: drained
+    workers.start(address, 1, "-c", "1")
+    assert run.wait(timeout=60).state == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("extra", "signals"),
+    [(("--drain-timeout", "1"), 1), ((), 2)],
+    ids=["drain-time-up", "second-signal"],
+)
+def test_a_stop_that_cannot_wait_puts_running_nodes_back_without_spending_a_retry(
+    conn: redis.Redis, workers: Workers, extra: tuple[str, ...], signals: int
+) -> None:
+    address = pipeline("pooled", "slow")
+    procs = workers.start(address, 1, "-c", "1", *extra)
+    run = loader.load(address).submit(conn, seconds=120)
+    napper = int(wait_for(lambda: conn.get(f"test:napping:{run.id}"), 30, "nap running"))
+    stopped = time.monotonic()
+    for _ in range(signals):
+        procs[0].send_signal(signal.SIGTERM)
+        time.sleep(1.2)  # RQ ignores a repeat within a second
+    assert procs[0].wait(timeout=30) == 0
+    print(f"stopped in {time.monotonic() - stopped:.1f} s")
+    assert not psutil.pid_exists(napper)
+    status = run.status()
+    assert status.state == "running"
+    assert status.nodes["nap"].state == "queued"  # put back: nap has no retry= to spend
+    workers.start(address, 1, "-c", "1")
+    final = run.wait(timeout=60)
+    assert final.state == "succeeded" and final.nodes["nap"].attempts == 2
+
+
+def test_killing_the_supervisor_kills_its_processes(workers: Workers) -> None:
+    procs = workers.start(pipeline("diamond"), 1, "-c", "2")
+    top = psutil.Process(procs[0].pid)
+    children = wait_for(lambda: top.children() if len(top.children()) >= 2 else None, 30, "pool")
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].wait(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
