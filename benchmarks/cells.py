@@ -272,14 +272,16 @@ def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         if mode == "round_trip":
             for s in specs:
-                scripts.complete(conn, run_id, s, [child], scripts.Report("succeeded"), ttl_s=60)
+                scripts.complete(
+                    conn, run_id, s, [child], scripts.Report("succeeded"), ttl_s=60, version="b"
+                )
         else:
             script = scripts.complete_script(conn)
             for start in range(0, arrivals, 500):
                 with conn.pipeline(transaction=False) as pipe:
                     for s in specs[start : start + 500]:
                         k, a = scripts.complete_call(
-                            run_id, s, [child], scripts.Report("succeeded"), ttl_s=60
+                            run_id, s, [child], scripts.Report("succeeded"), ttl_s=60, version="b"
                         )
                         script(keys=k, args=a, client=pipe)
                     pipe.execute()

@@ -132,7 +132,9 @@ def arrival_only(conn: redis.Redis, width: int) -> tuple[int, int]:
         costs = []
         for parent in parents:
             before = command_count(conn)
-            scripts.complete(conn, run_id, parent, [child], scripts.Report("succeeded"), ttl_s=60)
+            scripts.complete(
+                conn, run_id, parent, [child], scripts.Report("succeeded"), ttl_s=60, version="b"
+            )
             costs.append(command_count(conn) - before)
         return costs[0], costs[-1]
 

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 from . import rqjobs
 from .dag import DAG
-from .errors import DAGChanged, NodeStopped, Skip
+from .errors import NodeStopped, Skip
 from .node import build_kwargs, chosen_children, one_line_error, serialize_output
 from .plan import NodeSpec
-from .store import RunStore, load_plan
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,9 @@ def begin(dag: DAG, job: Any, run_id: str, node: str) -> Attempt | Summary:
     """Start an attempt of ``node`` (``start.lua``), or say why none is started.
 
     A job delivered again after its node's outcome was recorded re-delivers that outcome
-    (finishing what a crashed worker left undone); a run that has ended starts nothing.
-
-    Raises:
-        DAGChanged: the run was submitted with another version of the DAG (the node fails).
+    (finishing what a crashed worker left undone); a run that has ended starts nothing; a run
+    pinned to another version of the DAG is not this worker's to run (see
+    :func:`refused_version`).
     """
     store = RunStore(job.connection, run_id, dag.plan)
     spec = dag.specs[node]
@@ -129,11 +128,11 @@ def begin(dag: DAG, job: Any, run_id: str, node: str) -> Attempt | Summary:
             started.node_state,
         )
         return {"node": node, "outcome": None, "refused": started.node_state}
+    if started.status == "other_version":
+        return refused_version(dag, job, run_id, node, started.plan_hash)
     if started.status != "run":
         log.info("run %s is %s; node %s not started", run_id, started.status, node)
         return {"node": node, "outcome": None, "run": started.status}
-    if started.plan_hash != dag.plan_hash:
-        refuse_changed(dag, job, run_id, node, started.plan_hash)
     return Attempt(
         dag=dag,
         store=store,
@@ -182,18 +181,18 @@ def run_node(attempt: Attempt) -> Summary:
     return {"node": spec.name, "outcome": outcome, "attempt": attempt.number}
 
 
-def refuse_changed(dag: DAG, job: Any, run_id: str, node: str, plan_hash: str | None) -> None:
-    """Fail ``node`` because this worker's DAG is not the run's version; always raises.
-
-    Raises:
-        DAGChanged: always.
-    """
-    plan = load_plan(job.connection, dag.name, plan_hash or "?")
-    error = (
-        f"DAG changed since this run was submitted (run's plan {plan_hash}, this "
-        f"worker's {dag.plan_hash}); run workers with the code the run was submitted "
-        "with, or submit a new run"
+def refused_version(dag: DAG, job: Any, run_id: str, node: str, version: str | None) -> Summary:
+    """The answer to a job of a run pinned to another version of ``dag`` than this worker's:
+    nothing runs and nothing changes (versions have queues of their own, so only a job moved
+    by hand gets here; the reconciler puts it back on its own queue)."""
+    log.warning(
+        "run %s: job %s for node %s refused: the run is pinned to version %s of DAG %r, this "
+        "worker serves version %s",
+        run_id,
+        job.id,
+        node,
+        version,
+        dag.name,
+        dag.plan_hash,
     )
-    RunStore(job.connection, run_id, plan).deliver(node, "failed", error=error)
-    job.retries_left = 0  # another attempt on this worker cannot do better
-    raise DAGChanged(error)
+    return {"node": node, "outcome": None, "refused": f"version {version}"}

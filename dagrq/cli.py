@@ -361,6 +361,44 @@ def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None
 
 
 @main.command()
+@click.argument("pipelines", nargs=-1, metavar="[PIPELINE]...")
+@url_option
+@_errors
+def workers(pipelines: tuple[str, ...], url: str | None) -> None:
+    """List the DAG versions that live workers serve (processes, busy, hosts) and how many
+    running runs each version has; a version with runs and no worker is one whose runs wait.
+    With PIPELINEs, mark the versions of that code."""
+    from .connection import open_connection
+    from .versions import served_versions
+    from .view import print_versions
+
+    current = {dag.name: dag.plan_hash for dag in _load_many(pipelines)}
+    conn, _, _embedded = open_connection(url)
+    print_versions(_console(), served_versions(conn), current)
+
+
+@main.command()
+@click.argument("run_id")
+@click.argument("pipeline")
+@url_option
+@_errors
+def upgrade(run_id: str, pipeline: str, url: str | None) -> None:
+    """Move RUN_ID to PIPELINE's version of its DAG: its waiting jobs go to that version's
+    queues, finished nodes' outputs are kept. For a run whose version no live worker serves
+    any more (refused while one does, or when the graph changed). An ended run is re-pinned,
+    so that `dagrq retry` runs it on the new version."""
+    dag = _load(pipeline)
+    run_, _embedded = _run_handle(run_id, url)
+    before = run_.status().version
+    after = run_.upgrade(dag)
+    waiting = sum(1 for n in after.nodes.values() if n.state == "queued")
+    click.echo(
+        f"run {run_id} ({after.state}) moved from version {before} to {after.version} of DAG "
+        f"{dag.name}: {waiting} nodes queued"
+    )
+
+
+@main.command()
 @click.argument("run_id")
 @url_option
 @click.option("--no-follow", is_flag=True, help="Print what is stored and stop.")

@@ -20,6 +20,7 @@ from .node import output_annotation
 from .plan import Plan
 from .status import Explanation, RunStatus, explain
 from .store import RunStore
+from .versions import upgrade
 
 
 def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
@@ -217,3 +218,22 @@ class Run:
     def retry(self) -> RunStatus:
         """The same as :meth:`resume` (``dagrq retry``); kept for callers of the first API."""
         return self.resume()
+
+    def upgrade(self, dag: DAG) -> RunStatus:
+        """Move this run to ``dag``'s version of its DAG (an explicit opt-in; see
+        :mod:`dagrq.versions`): the run's waiting jobs go to that version's queues and its
+        workers run the rest; outputs of finished nodes are kept. An ended run is re-pinned,
+        so :meth:`resume` then runs on ``dag``'s version. Node bodies of the new version must
+        accept what the old version's finished nodes returned.
+
+        Returns:
+            the status after the move.
+
+        Raises:
+            DAGChanged: ``dag`` changed the graph, or the run's own version still has live
+                workers (they go on running it).
+            RunNotFound: the run does not exist.
+        """
+        dag.validate()
+        upgrade(self._store, dag.plan)
+        return self.status()

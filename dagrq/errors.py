@@ -18,7 +18,7 @@
     │   └── NoResult                the node has no stored output
     ├── ConnectionConfigError       a Redis URL that cannot be used
     ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
-    ├── DAGChanged                  a worker's DAG is not the version a run is pinned to
+    ├── DAGChanged                  a run cannot go on as another version of its DAG
     ├── BranchError                 a branch chose a node that is not its child
     └── NodeRefused                 a job a dagrq worker must not run (another callable, an
                                     unloaded DAG, an unknown node)
@@ -155,9 +155,10 @@ class OutputTooLarge(DagrqError):
 
 
 class DAGChanged(DagrqError):
-    """A worker's DAG is not the version (plan hash) the run was submitted with."""
+    """A run cannot go on as another version of its DAG (``Run.upgrade``): the graph changed,
+    or the old version still has live workers."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class NodeRefused(DagrqError):

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from . import rqjobs
-from .attempt import Attempt, Summary, attempt_error, refuse_changed, settle_failure
+from .attempt import Attempt, Summary, attempt_error, refused_version, settle_failure
 from .dag import DAG
 from .errors import NodeStopped, Skip
 from .node import build_kwargs, item_annotation, iter_items, serialize_output
@@ -74,9 +74,7 @@ def _expand(attempt: Attempt) -> Summary:
     retry = spec.retry if spec.chunk == 1 else None  # a chunk retries item by item instead
     for batch in batches(chunks):
         jobs: list[rqjobs.ItemJob] = [("chunk", c) for c in batch]
-        rqjobs.enqueue_item_jobs(
-            store.connection, dag.name, dag.ttl_s, store.run_id, spec, jobs, retry
-        )
+        rqjobs.enqueue_item_jobs(store.connection, store.plan, store.run_id, spec, jobs, retry)
     store.mark_expanded(spec.name)
     return {"node": spec.name, "items": total, "chunks": chunks}
 
@@ -102,7 +100,7 @@ def run_items(
     if read.state != "running":
         return {"node": node, "outcome": None, "run": read.state or "gone"}
     if read.plan_hash != dag.plan_hash:
-        refuse_changed(dag, job, run_id, node, read.plan_hash)
+        return refused_version(dag, job, run_id, node, read.plan_hash)
     kept = [i for i, index in enumerate(indices) if index < read.total]
     indices, blobs = [indices[i] for i in kept], [read.items[i] for i in kept]
     fn, codec = dag.nodes[node], dag.codec
@@ -127,7 +125,7 @@ def run_items(
     )
     record = [(index, error) for index, error, _ in failed] if settlement == "fail" else []
     if failed and settlement == "retry_alone":
-        enqueue_alone(dag.name, dag.ttl_s, store, spec, [index for index, _, _ in failed])
+        enqueue_alone(store, spec, [index for index, _, _ in failed])
     if ok or record:
         store.record_items(spec, results=ok, errors=record)
     if failed and single:  # RQ retries the job, or records it failed
@@ -141,12 +139,10 @@ def run_items(
     }
 
 
-def enqueue_alone(
-    dag: str, ttl_s: int, store: RunStore, spec: NodeSpec, indices: list[int]
-) -> None:
+def enqueue_alone(store: RunStore, spec: NodeSpec, indices: list[int]) -> None:
     """Enqueue single-item jobs for items of a chunk that failed (or whose worker was lost);
     they get the node's remaining retries (the chunk was their first attempt)."""
     assert spec.retry is not None
     rest = spec.retry.model_copy(update={"max": spec.retry.max - 1})
     jobs: list[rqjobs.ItemJob] = [("item", i) for i in indices]
-    rqjobs.enqueue_item_jobs(store.connection, dag, ttl_s, store.run_id, spec, jobs, rest)
+    rqjobs.enqueue_item_jobs(store.connection, store.plan, store.run_id, spec, jobs, rest)

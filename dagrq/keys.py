@@ -120,6 +120,32 @@ def join_queue_name(dag: str, node: str) -> str:
     return f"{PREFIX}.{dag}.{node}"
 
 
+#: the field of RQ's worker hash where a dagrq worker says which DAG versions it serves
+#: (JSON ``{dag: plan hash}``)
+SERVES_FIELD = "dagrq_serves"
+
+
+def versioned_queue(queue_name: str, version: str) -> str:
+    """The RQ queue where nodes of queue ``queue_name`` wait in runs pinned to DAG version
+    ``version`` (a plan hash). A worker listens only on its own version's queues, so a rolling
+    upgrade never hands a run to code of another version.
+
+    Examples:
+        >>> versioned_queue("dagrq.orders", "3f9a1c2b4d5e6f70")
+        'dagrq.orders@3f9a1c2b4d5e6f70'
+        >>> split_versioned("dagrq.orders@3f9a1c2b4d5e6f70"), split_versioned("other")
+        (('dagrq.orders', '3f9a1c2b4d5e6f70'), ('other', None))
+    """
+    return f"{queue_name}@{version}"
+
+
+def split_versioned(rq_queue: str) -> tuple[str, str | None]:
+    """``(queue name, version)`` of an RQ queue name; the version is None for a queue that
+    is not a versioned dagrq queue."""
+    base, sep, version = rq_queue.rpartition("@")
+    return (base, version) if sep and base else (rq_queue, None)
+
+
 def queue_key(queue_name: str) -> str:
     """RQ's list key for a queue name."""
     return RQ_QUEUE_PREFIX + queue_name

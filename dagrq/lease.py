@@ -85,7 +85,7 @@ def abandoned(job: Any, reason: str) -> None:
     if settlement == "retry":
         return  # RQ runs this item's job again
     if settlement == "retry_alone":
-        enqueue_alone(store.plan.dag, store.plan.ttl_s, store, spec, indices)
+        enqueue_alone(store, spec, indices)
         return
     store.record_items(spec, errors=[(i, reason) for i in indices])
 

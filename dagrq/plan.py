@@ -24,6 +24,7 @@ from typing import Any
 
 import networkx as nx
 
+from .keys import versioned_queue
 from .options import Retry
 
 
@@ -121,6 +122,52 @@ class Plan:
     def hash(self) -> str:
         """The first 16 hex digits of the SHA-256 of :meth:`to_json`."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def differences(self, other: Plan) -> list[str]:
+        """Why a run of this version cannot go on as a run of ``other``: a changed graph
+        (nodes, edges, which parents pass data, maps, chunks, branches), DAG name or
+        serializer. Empty when it can: code, queues, retries, timeouts, rules and TTLs may
+        differ (a rule applies to arrivals still to come).
+
+        Examples:
+            >>> a = Plan("d", "json", 60, {"x": NodeSpec(name="x")})
+            >>> b = Plan("d", "json", 60, {"x": NodeSpec(name="x", timeout=5)})
+            >>> a.differences(b)
+            []
+            >>> a.differences(Plan("d", "json", 60, {"y": NodeSpec(name="y")}))
+            ['nodes added: y', 'nodes removed: x']
+        """
+        out = [
+            f"{what} {mine!r} -> {theirs!r}"
+            for what, mine, theirs in (
+                ("DAG", self.dag, other.dag),
+                ("serializer", self.serializer, other.serializer),
+            )
+            if mine != theirs
+        ]
+        added, removed = (
+            sorted(set(other.specs) - set(self.specs)),
+            sorted(set(self.specs) - set(other.specs)),
+        )
+        out += [f"nodes added: {', '.join(added)}"] if added else []
+        out += [f"nodes removed: {', '.join(removed)}"] if removed else []
+        for name in sorted(set(self.specs) & set(other.specs)):
+            mine, theirs = self.specs[name], other.specs[name]
+            for field_name in ("parents", "data_parents", "map_over", "chunk", "branch"):
+                before, after = getattr(mine, field_name), getattr(theirs, field_name)
+                if before != after:
+                    out.append(f"node {name}: {field_name} {before!r} -> {after!r}")
+        return out
+
+    def rq_queue(self, queue_name: str) -> str:
+        """The RQ queue where a node of queue ``queue_name`` waits in runs of this version
+        (see :func:`dagrq.keys.versioned_queue`)."""
+        return versioned_queue(queue_name, self.hash)
+
+    @cached_property
+    def rq_queues(self) -> list[str]:
+        """Every RQ queue of this version, in the order of first use."""
+        return list(dict.fromkeys(self.rq_queue(s.queue_name) for s in self.specs.values()))
 
     @cached_property
     def graph(self) -> nx.DiGraph:

@@ -46,7 +46,7 @@ from .dag import DAG
 from .lease import settle_lost
 from .node import one_line_error
 from .serving import serve_forever, warn_if_volatile
-from .worker import DEFAULT_LEASE_S, how_it_ended
+from .worker import DEFAULT_LEASE_S, how_it_ended, rq_queues
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Pool(WorkerPool):
         self._drain_until: float | None = None
         self._logging_level = settings.logging_level
         connection = settings.connect()
-        queues = list(settings.queue_names or [q for d in settings.dags for q in d.queues])
+        queues = rq_queues(settings.dags, settings.queue_names)
         super().__init__(queues, connection, num_workers=concurrency)
 
     # ------------------------------------------------------------ processes

@@ -190,7 +190,7 @@ class Reconciler:
         conn, run_id, node = self.connection, store.run_id, spec.name
         info = rqjobs.job_fields(conn, [job_id])[job_id]
         status = info.get("status")
-        queue_name = info.get("origin") or spec.queue_name
+        queue_name = info.get("origin") or store.plan.rq_queue(spec.queue_name)
         now = time.time()
         if items is None and status in ("queued", "deferred"):
             queued_at = float(fields.get(f"{node}:queued") or 0)

@@ -34,6 +34,7 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from . import keys
 from .errors import NodeRefused
@@ -55,11 +56,14 @@ __all__ = [
     "fetch_job",
     "forget_failures",
     "forget_worker",
+    "home_keys",
     "job_fields",
     "lease_members",
     "leases",
+    "listeners",
     "put_back",
     "queue",
+    "register_queues",
     "reject",
     "ring",
     "scheduled",
@@ -71,6 +75,7 @@ __all__ = [
     "started_key",
     "still_started",
     "stop_jobs",
+    "workers",
 ]
 
 log = logging.getLogger(__name__)
@@ -218,16 +223,17 @@ def _job_options(
 def create_node_jobs(
     connection: Any, pipe: Any, plan: Plan, run_id: str, specs: Sequence[NodeSpec]
 ) -> None:
-    """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI): nodes that start at submit
-    (roots, ``always``) are enqueued; the others are saved ``deferred`` for ``complete.lua``
-    to fire."""
+    """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI), on their queues of ``plan``'s
+    version: nodes that start at submit (roots, ``always``) are enqueued; the others are saved
+    ``deferred`` for ``complete.lua`` to fire."""
     for spec in specs:
         options = _job_options(plan.dag, plan.ttl_s, run_id, spec)
+        rq_queue = plan.rq_queue(spec.queue_name)
         job = Job.create(
             options.pop("func"),
             id=options.pop("job_id"),
             connection=connection,
-            origin=spec.queue_name,
+            origin=rq_queue,
             serializer=SERIALIZER,
             status=None if spec.starts_at_submit else JobStatus.DEFERRED,
             **options,
@@ -236,29 +242,36 @@ def create_node_jobs(
             job.save(pipeline=pipe)
             pipe.expire(job.key, plan.ttl_s)
         else:
-            queue(spec.queue_name, connection).enqueue_job(job, pipeline=pipe)
-            ring(pipe, spec.queue_name, 1)
-    for spec in specs:
-        pipe.sadd(Queue.redis_queues_keys, keys.queue_key(spec.queue_name))
+            queue(rq_queue, connection).enqueue_job(job, pipeline=pipe)
+            ring(pipe, rq_queue, 1)
+    register_queues(pipe, {plan.rq_queue(spec.queue_name) for spec in specs})
+
+
+def register_queues(pipe: Any, rq_queues: Iterable[str]) -> None:
+    """On ``pipe``: list ``rq_queues`` in RQ's set of queues (``rq info`` shows them)."""
+    for rq_queue in rq_queues:
+        pipe.sadd(Queue.redis_queues_keys, keys.queue_key(rq_queue))
 
 
 def enqueue_item_jobs(
     connection: Any,
-    dag: str,
-    ttl_s: int,
+    plan: Plan,
     run_id: str,
     spec: NodeSpec,
     jobs: Sequence[ItemJob],
     retry: Retry | None,
 ) -> None:
-    """Enqueue item jobs of mapped node ``spec``, ``("chunk", c)`` or ``("item", i)``, in one
-    pipelined batch (RQ's ``enqueue_many``); each gets ``retry``."""
+    """Enqueue item jobs of mapped node ``spec``, ``("chunk", c)`` or ``("item", i)``, on its
+    queue of ``plan``'s version, in one pipelined batch (RQ's ``enqueue_many``); each gets
+    ``retry``."""
     datas = [
-        Queue.prepare_data(**_job_options(dag, ttl_s, run_id, spec, item, retry)) for item in jobs
+        Queue.prepare_data(**_job_options(plan.dag, plan.ttl_s, run_id, spec, item, retry))
+        for item in jobs
     ]
+    rq_queue = plan.rq_queue(spec.queue_name)
     with connection.pipeline() as pipe:
-        queue(spec.queue_name, connection).enqueue_many(datas, pipeline=pipe)
-        ring(pipe, spec.queue_name, len(datas))
+        queue(rq_queue, connection).enqueue_many(datas, pipeline=pipe)
+        ring(pipe, rq_queue, len(datas))
         pipe.execute()
 
 
@@ -376,6 +389,17 @@ def scheduled(connection: Any, queue_name: str, job_id: str) -> bool:
     return connection.zscore(key, job_id) is not None
 
 
+def home_keys(queue_name: str) -> tuple[tuple[str, str, str, str], tuple[str, str, str, str]]:
+    """The keys where a job of ``queue_name`` can wait, as ``rehome.lua`` takes them: as the
+    old home (list, intermediate list, scheduled and started registries) and as the new one
+    (list, scheduled and started registries, doorbell)."""
+    scheduled = str(ScheduledJobRegistry(queue_name, connection=None).key)  # type: ignore[no-untyped-call]
+    started = started_key(queue_name)
+    as_old = (keys.queue_key(queue_name), keys.intermediate_key(queue_name), scheduled, started)
+    as_new = (keys.queue_key(queue_name), scheduled, started, keys.doorbell_key(queue_name))
+    return as_old, as_new
+
+
 def started_key(queue_name: str) -> str:
     """RQ's started registry of ``queue_name`` (execution -> lease expiry)."""
     return str(StartedJobRegistry(queue_name, connection=None).key)
@@ -426,6 +450,48 @@ def forget_worker(connection: Any, name: str) -> None:
     found = Worker.find_by_key(key, connection=connection, serializer=SERIALIZER)
     if found is not None:
         found.register_death()  # type: ignore[no-untyped-call]
+
+
+#: what :func:`workers` reads of each RQ worker's registration
+WORKER_FIELDS = ("hostname", "pid", "state", "current_job", "last_heartbeat", keys.SERVES_FIELD)
+
+
+def workers(connection: Any) -> list[dict[str, str]]:
+    """Every live RQ worker's registration (name and :data:`WORKER_FIELDS`), in two round
+    trips; a dagrq worker's says which DAG versions it serves."""
+    names = sorted(m.decode() for m in connection.smembers(Worker.redis_workers_keys))
+    with connection.pipeline(transaction=False) as pipe:
+        for key in names:
+            pipe.hmget(key, *WORKER_FIELDS)
+        rows = pipe.execute()
+    prefix = Worker.redis_worker_namespace_prefix
+    return [
+        {
+            "name": key.removeprefix(prefix),
+            **{f: v.decode() for f, v in zip(WORKER_FIELDS, row, strict=True) if v is not None},
+        }
+        for key, row in zip(names, rows, strict=True)
+        if any(v is not None for v in row)
+    ]
+
+
+def listeners(connection: Any, rq_queues: Sequence[str]) -> dict[str, int]:
+    """How many live RQ workers listen on each of ``rq_queues`` (a worker whose registration
+    expired no longer counts), in two round trips."""
+    with connection.pipeline(transaction=False) as pipe:
+        for name in rq_queues:
+            pipe.smembers(WORKERS_BY_QUEUE_KEY % name)
+        members = [sorted(m) for m in pipe.execute()]
+    every = sorted({m for ms in members for m in ms})
+    if not every:
+        return dict.fromkeys(rq_queues, 0)
+    with connection.pipeline(transaction=False) as pipe:
+        for key in every:
+            pipe.exists(key)
+        alive = {k for k, there in zip(every, pipe.execute(), strict=True) if there}
+    return {
+        name: sum(1 for m in ms if m in alive) for name, ms in zip(rq_queues, members, strict=True)
+    }
 
 
 def lease_members(connection: Any, queue_name: str, job_id: str) -> list[str]:

@@ -41,6 +41,7 @@ _SOURCES = {
         "settle_run",
         "chunk",
         "take_lease",
+        "rehome",
     )
 }
 
@@ -69,8 +70,9 @@ class Started:
     """What ``start.lua`` answered.
 
     ``status`` is ``run`` (go ahead), ``done`` (already final: ``node_state`` says how),
-    ``refused`` (the node is not queued: ``node_state`` says what it is), ``gone`` (no such
-    run) or the run's state when it no longer runs.
+    ``refused`` (the node is not queued: ``node_state`` says what it is), ``other_version``
+    (the run is pinned to DAG version ``plan_hash``, not the worker's), ``gone`` (no such run)
+    or the run's state when it no longer runs.
     """
 
     status: str
@@ -92,8 +94,9 @@ class Completed:
     ended: tuple[tuple[str, str], ...] = ()
 
 
-def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
-    """Begin an attempt of ``spec`` in ``run_id``; read params, plan hash and parents' outputs."""
+def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int, version: str) -> Started:
+    """Begin an attempt of ``spec`` in ``run_id`` if the run is pinned to DAG ``version``;
+    read its params and parents' outputs."""
     parents = spec.data_parents
     reply = _script(connection, "start")(
         keys=[
@@ -103,15 +106,17 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int) -> Started:
             keys.events_key(run_id),
         ]
         + [keys.output_key(run_id, p) for p in parents],
-        args=[spec.name, repr(time.time()), ttl_s, *parents],
+        args=[spec.name, repr(time.time()), ttl_s, version, *parents],
     )
     status = _text(reply[0])
     if status in ("done", "refused"):
         return Started(status, node_state=_text(reply[1]))
+    if status == "other_version":
+        return Started(status, plan_hash=_text(reply[1]))
     if status != "run":
         return Started(status)
-    outputs = dict(zip(parents, reply[4:], strict=False))
-    return Started(status, int(reply[1]), _opt(reply[2]), _opt(reply[3]), outputs)
+    outputs = dict(zip(parents, reply[3:], strict=False))
+    return Started(status, int(reply[1]), _opt(reply[2]), outputs=outputs)
 
 
 def requeue(connection: Any, run_id: str, node: str, error: str, attempt: int = 0) -> bool:
@@ -181,20 +186,28 @@ def complete(
     report: Report,
     *,
     ttl_s: int,
+    version: str,
 ) -> Completed:
     """Record ``spec``'s final outcome and deliver one arrival to each child.
 
-    ``children`` are the specs of ``spec.children``. Returns the children this call fired
+    ``children`` are the specs of ``spec.children``; a child fired goes onto its queue of DAG
+    version ``version`` (the run's plan hash). Returns the children this call fired
     (enqueued, exactly once over all calls) and skipped (the caller completes those as
     ``skipped`` so the skip cascades). When a later attempt than ``report.attempt`` has
     started, nothing is recorded and the answer's ``run_state`` is ``"stale"``.
     """
-    keys_, args = complete_call(run_id, spec, children, report, ttl_s=ttl_s)
+    keys_, args = complete_call(run_id, spec, children, report, ttl_s=ttl_s, version=version)
     return _completed(_script(connection, "complete")(keys=keys_, args=args))
 
 
 def complete_call(
-    run_id: str, spec: NodeSpec, children: Sequence[NodeSpec], report: Report, *, ttl_s: int
+    run_id: str,
+    spec: NodeSpec,
+    children: Sequence[NodeSpec],
+    report: Report,
+    *,
+    ttl_s: int,
+    version: str,
 ) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV of one ``complete.lua`` call (see its header)."""
     keys_: list[str] = [
@@ -219,7 +232,7 @@ def complete_call(
         report.attempt,
         "*" if report.chosen is None else ",".join(report.chosen),
     ]
-    _lay_out_children(run_id, children, keys_, args)
+    _lay_out_children(run_id, version, children, keys_, args)
     return keys_, args
 
 
@@ -258,6 +271,21 @@ def redrive(
         args=[job_id, "1" if release else "0", node, ",".join(wanted)],
     )
     return _text(reply)
+
+
+def rehome_calls(
+    connection: Any,
+    pipe: Any,
+    moves: Sequence[tuple[str, str, Sequence[str], Sequence[str]]],
+) -> None:
+    """Queue one ``rehome.lua`` call on ``pipe`` per ``(job id, new queue, old keys, new
+    keys)``: the old queue's list, intermediate list, scheduled and started registries, and
+    the new queue's list, scheduled and started registries and doorbell."""
+    script = _script(connection, "rehome")
+    for job_id, new_queue, old, new in moves:
+        script(
+            keys=[keys.RQ_JOB_PREFIX + job_id, *old, *new], args=[job_id, new_queue], client=pipe
+        )
 
 
 def read_chunk(
@@ -320,11 +348,13 @@ def record_items(
     children: Sequence[NodeSpec],
     *,
     ttl_s: int,
+    version: str,
     results: Sequence[tuple[int, bytes]] = (),
     errors: Sequence[tuple[int, str]] = (),
 ) -> Completed:
     """Record item results (and final item failures) of mapped node ``spec``; the call that
-    records the last item ends the node and delivers it to ``children``."""
+    records the last item ends the node and delivers it to ``children`` (onto their queues of
+    DAG version ``version``)."""
     keys_ = [
         keys.run_key(run_id),
         keys.nodes_key(run_id),
@@ -342,7 +372,7 @@ def record_items(
         len(results),
         len(errors),
     ]
-    _lay_out_children(run_id, children, keys_, args)
+    _lay_out_children(run_id, version, children, keys_, args)
     for index, blob in results:
         args += [index, blob]
     for index, error in errors:
@@ -351,15 +381,16 @@ def record_items(
 
 
 def _lay_out_children(
-    run_id: str, children: Sequence[NodeSpec], keys_: list[str], args: list[Any]
+    run_id: str, version: str, children: Sequence[NodeSpec], keys_: list[str], args: list[Any]
 ) -> None:
     for child in children:
+        queue = keys.versioned_queue(child.queue_name, version)
         keys_ += [
             keys.join_key(run_id, child.name),
             keys.inputs_key(run_id, child.name),
             keys.job_key(run_id, child.name),
-            keys.queue_key(child.queue_name),
-            keys.doorbell_key(child.queue_name),
+            keys.queue_key(queue),
+            keys.doorbell_key(queue),
         ]
         args += [child.name, len(child.parents), child.rule, keys.job_id(run_id, child.name)]
 

@@ -100,6 +100,20 @@ class RunStatus(BaseModel):
     nodes: dict[str, NodeStatus] = {}
     #: why the run's state could not be repaired, when the reconciler ended it for that
     damaged: str | None = None
+    #: the DAG version (plan hash) the run is pinned to
+    version: str | None = None
+    #: queues where nodes of this run wait and no live worker of the run's version listens
+    #: (read by ``Run.status()`` while the run runs)
+    unserved: list[str] = []
+
+    def waiting_note(self, queue: str | None) -> str | None:
+        """What a node waiting on ``queue`` waits for, when no live worker serves it."""
+        if queue is None or queue not in self.unserved:
+            return None
+        return (
+            f"waiting for a worker that serves version {self.version} of DAG {self.dag!r} "
+            f"(none listens on queue {queue}; `dagrq workers` lists the versions served)"
+        )
 
     @property
     def done(self) -> bool:
@@ -152,6 +166,8 @@ class Explanation(BaseModel):
     #: something is wrong beyond the rule: the run's state is damaged, or the rule is decided
     #: but the node was never moved on (``dagrq reconcile`` repairs that)
     problem: str | None = None
+    #: a queued node that no live worker of the run's version would take
+    waiting: str | None = None
 
 
 def parse_status(
@@ -190,6 +206,7 @@ def parse_status(
         params=json.loads(meta.get("params", "{}")),
         nodes=nodes,
         damaged=meta.get("damaged"),
+        version=meta.get("plan"),
     )
 
 
@@ -287,7 +304,13 @@ def explain(status: RunStatus, node: str) -> Explanation:
         error=info.error,
         causes=causes,
         problem=problem,
+        waiting=status.waiting_note(info.queue) if _waits_in_queue(info) else None,
     )
+
+
+def _waits_in_queue(node: NodeStatus) -> bool:
+    """True while a node's job (or a mapped node's item jobs) wait in a queue."""
+    return node.state == "queued" or (node.items is not None and node.items["queued"] > 0)
 
 
 def _float(value: str | None) -> float | None:

@@ -272,7 +272,26 @@ class RunStore:
         if not raw_meta:
             raise self._not_found()
         meta = _decode(raw_meta)
-        return parse_status(self.run_id, meta, _decode(raw_nodes), self.plan_or_none(meta))
+        plan = self.plan_or_none(meta)
+        status = parse_status(self.run_id, meta, _decode(raw_nodes), plan)
+        if status.state == "running" and plan is not None:
+            status.unserved = self._unserved(status, plan)
+        return status
+
+    def _unserved(self, status: RunStatus, plan: Plan) -> list[str]:
+        """The queues where nodes of this run wait (as jobs) with no live worker of the run's
+        version listening."""
+        waiting = sorted(
+            {
+                n.queue
+                for n in status.nodes.values()
+                if n.queue and (n.state == "queued" or (n.items and n.items["queued"]))
+            }
+        )
+        if not waiting:
+            return []
+        live = rqjobs.listeners(self.connection, [plan.rq_queue(q) for q in waiting])
+        return [q for q in waiting if not live[plan.rq_queue(q)]]
 
     def node_state(self, node: str) -> str | None:
         """One node's state, or None when the run does not know the node."""
@@ -335,7 +354,7 @@ class RunStore:
     # ------------------------------------------------------------ atomic steps
     def start(self, spec: NodeSpec) -> scripts.Started:
         """Begin an attempt of ``spec`` (``start.lua``)."""
-        started = scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s)
+        started = scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s, self.plan.hash)
         self._replicated()
         return started
 
@@ -376,7 +395,13 @@ class RunStore:
             spec = specs[name]
             children = [specs[c] for c in spec.children]
             done = scripts.complete(
-                self.connection, self.run_id, spec, children, report, ttl_s=ttl_s
+                self.connection,
+                self.run_id,
+                spec,
+                children,
+                report,
+                ttl_s=ttl_s,
+                version=self.plan.hash,
             )
             if done.run_state == "stale":
                 log.warning(
@@ -406,6 +431,7 @@ class RunStore:
             spec,
             [specs[c] for c in spec.children],
             ttl_s=self.plan.ttl_s,
+            version=self.plan.hash,
             results=results,
             errors=errors,
         )
@@ -527,7 +553,7 @@ class RunStore:
         conn, run_id = self.connection, self.run_id
         rqjobs.cancel_jobs(conn, [keys.job_id(run_id, n) for n in done.queued])
         specs = self.plan.specs.values()
-        mapped = sorted({s.queue_name for s in specs if s.map_over})
+        mapped = sorted({self.plan.rq_queue(s.queue_name) for s in specs if s.map_over})
         running = [keys.job_id(run_id, n) for n in done.running]
         if mapped:
             running += rqjobs.started_jobs(conn, mapped, keys.job_id(run_id, ""))
@@ -588,6 +614,29 @@ class RunStore:
                 ) from None
         return self._redeliver(sources)
 
+    def repin(self, plan: Plan) -> None:
+        """Pin the run to version ``plan`` of its DAG (``dagrq upgrade``; the caller moves
+        its jobs): store the plan, set the run's version and its nodes' queues, and say so in
+        its events, in one transaction.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        run_key, now = keys.run_key(self.run_id), repr(time.time())
+        if not self.exists():
+            raise self._not_found()
+        with self.connection.pipeline(transaction=True) as pipe:
+            ttl = max(plan.ttl_s, self.plan.ttl_s)
+            pipe.set(keys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
+            pipe.hset(run_key, "plan", plan.hash)
+            queues = {f"{n}:queue": s.queue_name for n, s in plan.specs.items()}
+            pipe.hset(keys.nodes_key(self.run_id), mapping=queues)
+            event = {"node": "", "state": "running", "ts": now, "version": plan.hash}
+            pipe.xadd(keys.events_key(self.run_id), event)
+            rqjobs.register_queues(pipe, plan.rq_queues)
+            pipe.execute()
+        self._plan = plan
+
     def _redeliver(self, sources: list[str]) -> None:
         """Deliver the resume's finished parents again, then clear the ``resuming`` record."""
         for parent in sources:
@@ -618,7 +667,7 @@ class RunStore:
             _fire_always(pipe, run_id, [spec], plan.ttl_s)
             pipe.hset(nodes_key, mapping=state)
             rqjobs.forget_failures(
-                self.connection, pipe, spec.queue_name, keys.job_id(run_id, name)
+                self.connection, pipe, plan.rq_queue(spec.queue_name), keys.job_id(run_id, name)
             )
         pipe.hset(
             keys.run_key(run_id), mapping={"state": "running", "pending": len(order), "failed": 0}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from .status import STATE_COLORS, Explanation, RunStatus
+
+if TYPE_CHECKING:
+    from .versions import VersionInfo
 
 #: the shared palette; pending is grey on a terminal (white would vanish on a light one)
 STATE_STYLE = {**STATE_COLORS, "pending": "grey62"}
@@ -34,6 +39,10 @@ def status_table(status: RunStatus) -> Table:
         detail = node.error or ""
         if node.state == "pending" and node.waits_for:
             detail = "waits for " + ", ".join(node.waits_for)
+        elif node.queue in status.unserved and node.state == "queued":
+            detail = f"no live worker of version {status.version}" + (
+                f"; {detail}" if detail else ""
+            )
         elif node.items is not None:
             counts = " · ".join(
                 f"{node.items[k]:,} {k}" for k in ("queued", "running", "done", "failed")
@@ -57,6 +66,16 @@ def print_status(console: Console, status: RunStatus) -> None:
     console.print(status_table(status))
     if status.damaged:
         console.print(Text(f"run state damaged: {status.damaged}", style="bold red"))
+    if status.unserved:
+        console.print(
+            Text(
+                f"waiting for a worker that serves version {status.version} of DAG "
+                f"{status.dag!r}: no live worker listens on {', '.join(status.unserved)}. "
+                f"Start one with this version's code, `dagrq upgrade {status.id} PIPELINE` "
+                f"to go on with another version, or `dagrq cancel {status.id}`",
+                style="bold yellow",
+            )
+        )
     if status.reexecuted:
         console.print(
             f"{status.reexecuted} bodies ran more than once (retries, or re-runs after a lost "
@@ -96,5 +115,41 @@ def print_why(console: Console, why: Explanation) -> None:
         console.print(f"  because {cause}")
     if why.error:
         console.print(f"  error: {why.error}")
+    if why.waiting:
+        console.print(Text(f"  {why.waiting}", style="bold yellow"))
     if why.problem:
         console.print(Text(f"  {why.problem}", style="bold red"))
+
+
+def print_versions(
+    console: Console, versions: list[VersionInfo], current: Mapping[str, str] | None = None
+) -> None:
+    """The DAG versions live workers serve and running runs are pinned to; ``current``
+    (``{DAG: version}`` of the code at hand) marks which version is that code's."""
+    if not versions:
+        console.print("no dagrq worker is running, and no run is running")
+        return
+    table = Table(title="DAG versions: live workers and running runs", title_justify="left")
+    for column in ("DAG", "version", "workers", "busy", "hosts", "runs", "note"):
+        table.add_column(column, no_wrap=column != "note")
+    for v in versions:
+        hosts = sorted({w.host or "?" for w in v.workers})
+        note: list[Text] = []
+        if current and current.get(v.dag) == v.version:
+            note.append(Text("this code"))
+        if v.runs and not v.workers:
+            note.append(
+                Text(
+                    "no worker: its runs wait (start one, or `dagrq upgrade`)", style="bold yellow"
+                )
+            )
+        table.add_row(
+            v.dag,
+            v.version,
+            str(len(v.workers)),
+            str(v.busy),
+            ", ".join(hosts),
+            str(v.runs),
+            Text(" · ").join(note),
+        )
+    console.print(table)

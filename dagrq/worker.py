@@ -8,12 +8,13 @@ queues of the DAGs it serves, with leases renewed while a node runs (see :mod:`d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rq import Queue, SimpleWorker, Worker
@@ -55,6 +56,18 @@ def lease_settings(lease_s: int) -> dict[str, int]:
         "job_monitoring_interval": max(1, lease_s // 3),
         "maintenance_interval": max(1, lease_s // 2),
     }
+
+
+def worker_ttl(lease_s: int) -> int:
+    """RQ's ``worker_ttl`` for a lease: an idle worker heartbeats every half lease, so its
+    registration outlives one heartbeat and a dead worker's is gone within about that plus
+    RQ's 60 s margin (RQ's default keeps it 480 s).
+
+    Examples:
+        >>> worker_ttl(60), worker_ttl(5)
+        (60, 32)
+    """
+    return max(1, lease_s // 2) + 30
 
 
 def heartbeat_ttl(lease_s: int) -> int:
@@ -193,6 +206,7 @@ class _Leased:
     job_monitoring_interval: int
     maintenance_interval: int
     connection: Any
+    key: str
     _stopped_job_id: str | None
 
     def __init__(
@@ -200,14 +214,24 @@ class _Leased:
         *args: Any,
         lease_s: int = DEFAULT_LEASE_S,
         report: Report | None = None,
+        serves: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         self.lease_s = lease_s
         self.stop_asked = False
         self.report = report
+        self.serves = dict(serves or {})
         self.jobs_run = 0
         kwargs.setdefault("queue_class", ClaimingQueue)
+        kwargs.setdefault("worker_ttl", worker_ttl(lease_s))
         super().__init__(*args, **{**lease_settings(lease_s), **kwargs})
+
+    def register_birth(self) -> None:
+        """RQ's registration, plus which version of which DAG this worker serves (``dagrq
+        workers`` lists them; the field goes with RQ's worker hash)."""
+        super().register_birth()  # type: ignore[misc]
+        if self.serves:
+            self.connection.hset(self.key, keys.SERVES_FIELD, json.dumps(self.serves))
 
     def _started(self, job: Any, kill_after_s: float | None) -> None:
         """Count ``job`` and tell the supervisor it runs here."""
@@ -378,15 +402,25 @@ def make_worker(
     """
     dags = list(dags)
     serve(*dags)
-    wanted = list(queue_names or [])
-    names = wanted or [q for dag in dags for q in dag.queues]
     worker_class = LeasedWorker if fork else LeasedSimpleWorker
     return worker_class(
-        list(dict.fromkeys(names)),  # RQ makes each a ClaimingQueue with our job class
+        rq_queues(dags, queue_names),  # RQ makes each a ClaimingQueue with our job class
         connection=connection,
         name=name,
         serializer=rqjobs.SERIALIZER,
         job_class=rqjobs.DagrqJob,
         lease_s=lease_s,
         report=report,
+        serves={d.name: d.plan_hash for d in dags},
+    )
+
+
+def rq_queues(dags: Iterable[DAG], queue_names: Iterable[str] | None = None) -> list[str]:
+    """The RQ queues a worker of ``dags`` listens on: each DAG's queues (or those of them
+    named in ``queue_names``) of the version it has loaded."""
+    wanted = set(queue_names or ())
+    return list(
+        dict.fromkeys(
+            dag.plan.rq_queue(q) for dag in dags for q in dag.queues if not wanted or q in wanted
+        )
     )

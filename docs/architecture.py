@@ -32,6 +32,7 @@ LAYER_NAMES = [
     "6 command line",
     "6 edges: presentation, loading, connections",
     "5 client",
+    "5 versions: who serves which, upgrades",
     "4 process control: the supervised pool, process groups",
     "4 process control: one worker's life",
     "4 process control: worker classes",

@@ -13,6 +13,9 @@ import redis
 from dagrq import keys, scripts
 from dagrq.plan import NodeSpec
 
+#: the DAG version (plan hash) fake runs are pinned to
+VERSION = "v-test"
+
 
 def spec(name: str, parents: tuple[str, ...] = (), **fields: Any) -> NodeSpec:
     """A NodeSpec on queue ``q.test`` whose parents all pass data; a join when it has two or
@@ -31,7 +34,8 @@ def fake_run(conn: redis.Redis, states: Mapping[str, str], **nodes_fields: Any) 
     pending), plus any other node-hash fields; return its id."""
     run_id = uuid.uuid4().hex
     conn.hset(
-        keys.run_key(run_id), mapping={"state": "running", "pending": len(states), "failed": 0}
+        keys.run_key(run_id),
+        mapping={"state": "running", "pending": len(states), "failed": 0, "plan": VERSION},
     )
     fields = {f"{node}:state": state for node, state in states.items()}
     conn.hset(keys.nodes_key(run_id), mapping={**fields, **nodes_fields})
@@ -57,7 +61,7 @@ def arrive(
 ) -> scripts.Completed:
     """One arrival of ``parent`` at ``child`` (``complete.lua``), as a worker reports it."""
     report = scripts.Report(outcome, output=b"1", attempt=attempt)
-    return scripts.complete(conn, run_id, parent, [child], report, ttl_s=600)
+    return scripts.complete(conn, run_id, parent, [child], report, ttl_s=600, version=VERSION)
 
 
 def commands(conn: redis.Redis) -> int:

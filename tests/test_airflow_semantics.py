@@ -139,9 +139,10 @@ def test_a_job_pushed_by_hand_for_a_pending_node_is_refused(
     dag = loader.load(pipeline("diamond"))
     run = dag.submit(conn, x=4)
     join_queue = dag.specs["d"].queue_name
-    conn.rpush(keys.queue_key(join_queue), keys.job_id(run.id, "d"))  # d's parents have not run
+    rq_queue = keys.queue_key(dag.plan.rq_queue(join_queue))
+    conn.rpush(rq_queue, keys.job_id(run.id, "d"))  # d's parents have not run
     workers.start(pipeline("diamond"), 1, "--queue", join_queue)
-    wait_for(lambda: conn.llen(keys.queue_key(join_queue)) == 0, 30, "the pushed job taken")
+    wait_for(lambda: conn.llen(rq_queue) == 0, 30, "the pushed job taken")
     time.sleep(0.5)
     status = run.status()
     assert status.nodes["d"].state == "pending" and status.nodes["d"].attempts == 0

@@ -1,5 +1,5 @@
 """Failure semantics with real workers: trigger rules, skips, retries, timeouts, cancel,
-resume and changed-DAG detection. Every run in here ends."""
+and resume (DAG versions are tests/test_versions.py's). Every run in here ends."""
 
 from __future__ import annotations
 
@@ -182,18 +182,6 @@ def test_resume_of_a_canceled_run_and_of_a_running_one(conn: redis.Redis, worker
     run.retry()  # the first name of resume() still works
     assert run.wait(timeout=60).state == "succeeded"
     assert run.result("after") == 2
-
-
-def test_a_worker_with_a_changed_dag_fails_the_node_clearly(
-    conn: redis.Redis, workers: Workers
-) -> None:
-    v1 = loader.load(pipeline("changed_v1"))
-    run = v1.submit(conn)
-    workers.start(pipeline("changed_v2"), 1)
-    failure = failure_of(run)
-    assert "DAG changed since this run was submitted" in failure.failed["a"]
-    assert run.status().nodes["a"].attempts == 1
-    assert run.status().nodes["b"].state == "upstream_failed"
 
 
 def test_a_resume_cut_short_is_finished_by_calling_retry_again(

@@ -126,7 +126,8 @@ def test_a_dagrq_worker_refuses_jobs_naming_any_other_callable(
     from rq.serializers import JSONSerializer
 
     marker = tmp_path / "pwned"
-    queue = Queue("dagrq.t_diamond", connection=conn, serializer=JSONSerializer)
+    served = loader.load(pipeline("diamond")).plan.rq_queues[0]  # dagrq.t_diamond@<version>
+    queue = Queue(served, connection=conn, serializer=JSONSerializer)
     job = queue.enqueue("os.system", f"touch {marker}")
     done = subprocess.run(
         [

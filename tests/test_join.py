@@ -13,7 +13,7 @@ from dagrq import keys, scripts
 from dagrq.options import RULES
 from dagrq.rules import decide
 
-from .helpers import arrival_cost, arrive, fake_join
+from .helpers import VERSION, arrival_cost, arrive, fake_join
 
 OUTCOMES = ("succeeded", "failed", "skipped", "upstream_failed")
 #: the node state each decision leaves
@@ -68,7 +68,8 @@ def test_a_parent_delivered_twice_counts_once(conn: redis.Redis) -> None:
     # late duplicates after the fire: nothing fires again, no context is recreated
     for p in parents:
         assert arrive(conn, run_id, p, child, "succeeded").fired == ()
-    assert conn.lrange(keys.queue_key("q.test"), 0, -1) == [keys.job_id(run_id, "j").encode()]
+    queue = keys.queue_key(keys.versioned_queue("q.test", VERSION))
+    assert conn.lrange(queue, 0, -1) == [keys.job_id(run_id, "j").encode()]
     assert not conn.exists(keys.join_key(run_id, "j"))
     # a redelivered parent never changes its recorded outcome or the pending count
     assert conn.hget(keys.run_key(run_id), "pending") == b"1"
@@ -77,7 +78,7 @@ def test_a_parent_delivered_twice_counts_once(conn: redis.Redis) -> None:
 def test_the_last_arrival_fires_and_enqueues_in_the_same_step(conn: redis.Redis) -> None:
     run_id, parents, child = fake_join(conn, 2)
     arrive(conn, run_id, parents[0], child, "succeeded")
-    assert conn.llen(keys.queue_key("q.test")) == 0
+    assert conn.llen(keys.queue_key(keys.versioned_queue("q.test", VERSION))) == 0
     done = arrive(conn, run_id, parents[1], child, "succeeded")
     assert done.fired == ("j",)
     job = conn.hgetall(keys.job_key(run_id, "j"))

@@ -13,7 +13,7 @@ from dagrq import RunFailed, keys, loader, rqjobs, scripts
 from dagrq.lease import abandoned, on_failure
 
 from .conftest import Workers, pipeline
-from .helpers import fake_run, spec, wait_for
+from .helpers import VERSION, fake_run, spec, wait_for
 
 
 def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> int:
@@ -67,8 +67,8 @@ def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
     # success must not be recorded, nor arrive at the child
     node, child = spec("n", children=("c",)), spec("c", ("n",))
     run_id = fake_run(conn, {"n": "queued", "c": "pending"})
-    first = scripts.start(conn, run_id, node, 60)
-    second = scripts.start(conn, run_id, node, 60)
+    first = scripts.start(conn, run_id, node, 60, VERSION)
+    second = scripts.start(conn, run_id, node, 60, VERSION)
     assert (first.attempt, second.attempt) == (1, 2)
     late = scripts.complete(
         conn,
@@ -77,6 +77,7 @@ def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
         [child],
         scripts.Report("succeeded", b"1", attempt=first.attempt),
         ttl_s=60,
+        version=VERSION,
     )
     assert late.run_state == "stale"
     assert conn.hget(keys.nodes_key(run_id), "n:state") == b"running"
@@ -89,6 +90,7 @@ def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
         [child],
         scripts.Report("succeeded", b"2", attempt=second.attempt),
         ttl_s=60,
+        version=VERSION,
     )
     assert done.fired == ("c",)
     assert conn.get(keys.output_key(run_id, "n")) == b"2"

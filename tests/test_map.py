@@ -17,7 +17,7 @@ from dagrq.fanout import batches, expand
 from dagrq.store import RunStore
 
 from .conftest import Workers, pipeline
-from .helpers import failure_of, fake_run, spec, wait_for
+from .helpers import VERSION, failure_of, fake_run, spec, wait_for
 
 
 @pytest.fixture
@@ -72,10 +72,13 @@ def test_expansion_enqueues_one_rq_job_per_chunk(conn: redis.Redis) -> None:
             outputs={"files": items, "config": None},
         )
         expand(attempt)
-        queued = [j.decode() for j in conn.lrange(keys.queue_key(mapped.queue_name), 0, -1)]
+        queued = [
+            j.decode()
+            for j in conn.lrange(keys.queue_key(dag.plan.rq_queue(mapped.queue_name)), 0, -1)
+        ]
         assert queued == [keys.chunk_job_id(run_id, node, c) for c in range(count)]
         assert conn.hget(keys.nodes_key(run_id), f"{node}:items_total") == b"250"
-        conn.delete(keys.queue_key(mapped.queue_name))
+        conn.delete(keys.queue_key(dag.plan.rq_queue(mapped.queue_name)))
     assert conn.hlen(keys.items_key(run_id, "parse_chunked")) == 250
 
 
@@ -131,21 +134,29 @@ def test_a_duplicate_item_delivery_counts_once(conn: redis.Redis) -> None:
     j = spec("j", ("m",), is_join=True)
     run_id = fake_run(conn, {"m": "running", "j": "pending"}, **{"m:items_total": 3})
     for _ in range(3):
-        done = scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(0, b"10")])
+        done = scripts.record_items(
+            conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(0, b"10")]
+        )
         assert done.fired == ()
     assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"1"
-    scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(1, b"11"), (0, b"99")])
+    scripts.record_items(
+        conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(1, b"11"), (0, b"99")]
+    )
     assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"2"
-    done = scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
+    done = scripts.record_items(
+        conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(2, b"12")]
+    )
     assert done.fired == ("j",)
-    again = scripts.record_items(conn, run_id, m, [j], ttl_s=60, results=[(2, b"12")])
+    again = scripts.record_items(
+        conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(2, b"12")]
+    )
     assert again.fired == ()
     assert conn.hgetall(keys.map_results_key(run_id, "m")) == {
         b"0": b"10",
         b"1": b"11",
         b"2": b"12",
     }
-    assert conn.llen(keys.queue_key("q.test")) == 1
+    assert conn.llen(keys.queue_key(keys.versioned_queue("q.test", VERSION))) == 1
 
 
 def test_map_declarations_are_validated() -> None:
@@ -203,7 +214,7 @@ def test_cancel_takes_a_maps_queued_item_jobs_out_of_its_queue(
     assert status.state == "canceled"
     queued = [
         job_id
-        for q in dag.queues
+        for q in dag.plan.rq_queues
         for job_id in conn.lrange(keys.queue_key(q), 0, -1)
         if job_id.decode().startswith(keys.job_id(run.id, ""))
     ]

@@ -9,7 +9,8 @@
 -- ARGV[1]      node name
 -- ARGV[2]      now, unix seconds
 -- ARGV[3]      ttl_s of the run's keys
--- ARGV[4..n]   the data parents' names, in the order of KEYS[5..n]
+-- ARGV[4]      the DAG version (plan hash) of the worker's code
+-- ARGV[5..n]   the data parents' names, in the order of KEYS[5..n]
 --
 -- A data parent's output is read only if the parent had succeeded when the node fired (the
 -- inputs hash says so), so a node fired early by one_success or quorum sees the same inputs
@@ -21,7 +22,9 @@
 --   {"done", "<node state>"}      the node is already final: a redelivery, do not run it
 --   {"refused", "<node state>"}   the node is not queued (nor running, as a re-run after a
 --                                 lost worker is): nothing fired it, so nothing starts
---   {"run", attempt, params_json, plan_hash, out_1, ..., out_k}   run it; nil for no output
+--   {"other_version", plan}       the run is pinned to another version of the DAG: this
+--                                 worker's code must not run it (nothing changes)
+--   {"run", attempt, params_json, out_1, ..., out_k}   run it; nil for no output
 --
 -- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended; others read only.
 
@@ -44,18 +47,22 @@ if state ~= 'queued' and state ~= 'running' then
   return {'refused', state or 'unknown'} -- pending: its job was pushed by something else
 end
 
+local meta = redis.call('HMGET', KEYS[1], 'params', 'plan')
+if meta[2] ~= ARGV[4] then
+  return {'other_version', meta[2] or ''}
+end
+
 redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARGV[2])
 local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 event({events = KEYS[4], now = ARGV[2]}, node, 'running', 'attempt', attempt)
 
-local meta = redis.call('HMGET', KEYS[1], 'params', 'plan')
-local reply = {'run', attempt, meta[1], meta[2]}
+local reply = {'run', attempt, meta[1]}
 local fired_with = redis.call('EXISTS', KEYS[3]) == 1
 for i = 5, #KEYS do
   local read = true
   if fired_with then
-    read = redis.call('HGET', KEYS[3], ARGV[i - 1]) == 'succeeded'
+    read = redis.call('HGET', KEYS[3], ARGV[i]) == 'succeeded'
   end
   if read then
     reply[#reply + 1] = redis.call('GET', KEYS[i])

@@ -4,11 +4,13 @@ a worker started before Redis, a server that persists nothing. Each bound is mea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
+import psutil
 import redis
 
 from dagrq import keys, loader, scripts
@@ -57,9 +59,14 @@ def test_workers_ride_out_a_redis_restart_and_a_pause_of_three_leases(
 
 
 def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> float:
-    """SIGKILL the process running the first attempt of ``name``; return when."""
+    """SIGKILL the whole worker running the first attempt of ``name`` (its supervisor first,
+    so no supervisor settles the node: only its lease can); return when."""
     pid = int(wait_for(lambda: conn.get(f"test:pid:{name}:{run_id}"), 60, f"{name} started"))
-    os.kill(pid, signal.SIGKILL)
+    supervisor = psutil.Process(pid).parent()
+    assert supervisor is not None
+    supervisor.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # it dies with its supervisor anyway
     return time.monotonic()
 
 
@@ -79,7 +86,7 @@ def test_a_worker_killed_holding_rqs_maintenance_lock_delays_nothing(
     address = pipeline("lease", "retried")
     dag = loader.load(address)
     conn = server.client()
-    for queue in dag.queues:  # as a worker that died while cleaning left it: 899 s to live
+    for queue in dag.plan.rq_queues:  # as a worker that died while cleaning left it: 899 s
         conn.set(f"rq:clean_registries:{queue}", 1, ex=899)
         conn.set(f"rq:queue:{queue}:maintenance", "dead-worker", ex=899)
     fleet.start(address, 2, "--lease", str(LEASE_S))
@@ -100,9 +107,9 @@ def test_a_job_claimed_by_a_worker_that_died_before_starting_it_is_put_back(
     dag = loader.load(address)
     conn = server.client()
     run = dag.submit(conn, x=2)
-    claimed = scripts.claim(conn, [keys.queue_key(q) for q in dag.queues])  # then "dies"
+    claimed = scripts.claim(conn, [keys.queue_key(q) for q in dag.plan.rq_queues])  # "dies"
     assert claimed is not None and claimed[1].decode() == keys.job_id(run.id, "a")
-    assert conn.llen(keys.queue_key(dag.queues[0])) == 0  # in no queue: only claimed
+    assert conn.llen(keys.queue_key(dag.plan.rq_queues[0])) == 0  # in no queue: only claimed
     lost_at = time.monotonic()
     fleet.start(address, 1, "--lease", str(LEASE_S))
     final = run.wait(timeout=60)

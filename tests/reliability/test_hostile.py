@@ -42,7 +42,7 @@ def test_garbage_and_foreign_jobs_run_nothing_and_stop_no_worker(
     address = pipeline("diamond")
     dag = loader.load(address)
     conn: redis.Redis = server.client()
-    queue_name = dag.queues[0]
+    queue_name = dag.plan.rq_queues[0]
     marker = tmp_path / "pwned"
     procs = fleet.start(address, 1, "--lease", "5")
     procs += fleet.start(address, 1, "--isolate", "--lease", "5")
@@ -103,11 +103,15 @@ def test_a_worker_with_a_secret_refuses_forged_node_jobs(
     victim = dag.submit(conn, x=7)
     victim.cancel()
     conn.hset(keys.run_key(victim.id), "state", "running")
-    Queue(dag.queues[0], connection=conn, serializer=JSONSerializer).enqueue(
+    Queue(dag.plan.rq_queues[0], connection=conn, serializer=JSONSerializer).enqueue(
         keys.ENTRYPOINT, kwargs={"dag": dag.name, "run": victim.id, "node": "a"}
     )
-    wait_for(lambda: FailedJobRegistry(dag.queues[0], connection=conn).get_job_ids(), 30, "refused")
-    job_id = FailedJobRegistry(dag.queues[0], connection=conn).get_job_ids()[0]
+    wait_for(
+        lambda: FailedJobRegistry(dag.plan.rq_queues[0], connection=conn).get_job_ids(),
+        30,
+        "refused",
+    )
+    job_id = FailedJobRegistry(dag.plan.rq_queues[0], connection=conn).get_job_ids()[0]
     result = rqjobs.fetch_job(job_id, conn).latest_result()
     assert result is not None
     assert "not signed with this worker's DAGRQ_SECRET" in (result.exc_string or "")
