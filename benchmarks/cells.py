@@ -71,7 +71,7 @@ def fanin(system: str, b: Bench, n: int, cap_s: float) -> dict[str, Any]:
     t0 = time.time()
     token, target, q = uuid.uuid4().hex, None, Queue("bench", connection=conn)
     if system.startswith("dagrq"):
-        run = b.dag("fanin" if system == "dagrq" else "fanin100").submit(conn, n=n)
+        run = b.dag("fanin100" if system == "dagrq_chunk100" else "fanin").submit(conn, n=n)
         token = run.id
     elif system == "rq_native":
         # every job exists, and the join waits on every parent, before anything runs: the
@@ -165,7 +165,7 @@ def _concurrent(
 
 def diamonds(system: str, b: Bench, runs: int, cap_s: float) -> dict[str, Any]:
     """``runs`` concurrent a -> (b, c) -> d runs, all submitted at once."""
-    if system == "dagrq":
+    if system.startswith("dagrq"):
         dag = b.dag("diamond")
         return _concurrent("diamonds", system, b, runs, cap_s, lambda: dag.submit(b.conn).id)
     if system == "rq_native":
@@ -239,7 +239,7 @@ def _runs_row(
 def chain(system: str, b: Bench, n: int, cap_s: float) -> dict[str, Any]:
     """A chain of ``n`` dagrq nodes plus its end, or ``n + 1`` plain RQ jobs: ms per node."""
     t0 = time.time()
-    if system == "dagrq":
+    if system.startswith("dagrq"):
         token = b.dag("chain").submit(b.conn).id
         wall = _wait(b.conn, f"bench:done:{token}", None, cap_s, t0)
     else:
@@ -259,6 +259,60 @@ def chain(system: str, b: Bench, n: int, cap_s: float) -> dict[str, Any]:
         "capped": wall is None,
         "wall_s": None if wall is None else round(wall, 3),
         "ms_per_node": None if wall is None else round(wall / (n + 1) * 1000, 2),
+    }
+
+
+def killed(b: Bench, cap_s: float) -> dict[str, Any]:
+    """SIGKILL the process running a node (default worker settings, retry=1): seconds from
+    the kill to the node's second attempt starting, and whether the worker went on."""
+    import os
+    import signal
+
+    conn, dag = b.conn, b.dag("victim")
+    run = dag.submit(conn)
+    t0 = time.time()
+    pid = None
+    while pid is None and time.time() - t0 < cap_s:
+        pid = conn.get(f"bench:pid:{run.id}")
+        time.sleep(0.005)
+    assert pid is not None, "the victim never started"
+    os.kill(int(pid), signal.SIGKILL)
+    killed_at = time.time()
+    again = None
+    while again is None and time.time() - killed_at < cap_s:
+        if int(conn.get(f"bench:attempt:{run.id}") or 0) >= 2:
+            again = time.time() - killed_at
+        time.sleep(0.005)
+    done = _wait(conn, f"bench:done:{run.id}", None, cap_s, killed_at)
+    return {
+        "cell": "killed",
+        "system": "dagrq",
+        "rerun_s": None if again is None else round(again, 3),
+        "run_ended": done is not None,
+    }
+
+
+def memory(
+    b: Bench, pids: Callable[[], list[int]], marks: list[int], cap_s: float
+) -> dict[str, Any]:
+    """Resident memory of each pooled worker process after ``marks`` no-op nodes in total
+    (one fan-in of one RQ job per item per step): flat memory means no growth per node."""
+    import psutil
+
+    dag, done, rss = b.dag("fanin"), 0, {}
+    for mark in marks:
+        run = dag.submit(b.conn, n=mark - done - 3)  # items, the map, its items, join
+        assert _wait(b.conn, f"bench:done:{run.id}", None, cap_s, time.time()) is not None
+        done = mark
+        time.sleep(0.5)  # let the processes settle after the run
+        rss[mark] = [round(psutil.Process(p).memory_info().rss / 2**20, 1) for p in pids()]
+    first, last = rss[marks[0]], rss[marks[-1]]
+    growth = max(b_ / a_ for a_, b_ in zip(first, last, strict=True)) - 1
+    return {
+        "cell": "memory",
+        "system": "dagrq",
+        "rss_mib": {str(k): v for k, v in rss.items()},
+        "growth": round(growth, 3),
     }
 
 

@@ -30,8 +30,20 @@ from .pool import for_system
 from .server import redis_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SYSTEMS = ("dagrq", "dagrq_chunk100", "rq_native", "rq_plain", "celery")
-CELLS = ("fan-in", "diamonds", "layered", "chain", "ceiling")
+SYSTEMS = (
+    "dagrq",
+    "dagrq_chunk100",
+    "dagrq_simple",
+    "dagrq_isolate",
+    "rq_native",
+    "rq_plain",
+    "celery",
+)
+#: the kind of worker processes each system runs on (see pool.for_system)
+WORKERS = {"dagrq_chunk100": "dagrq"}
+CELLS = ("fan-in", "diamonds", "layered", "chain", "killed", "memory", "ceiling")
+#: fan-in sizes the reference columns (bare SimpleWorkers, --isolate) run at
+REFERENCE_NS = (100, 1000, 3000)
 #: a cell whose first run takes longer than this is not repeated (its one run is reported)
 LONG_S = 60.0
 
@@ -101,7 +113,7 @@ def main(argv: list[str]) -> int:
             """Fresh workers on an empty database: a capped or stranded cell leaves jobs
             behind that the next cell's workers must not inherit."""
             b.conn.flushdb()
-            kind = "dagrq" if system.startswith("dagrq") else system.split("_")[0]
+            kind = WORKERS.get(system, system.split("_")[0])
             return for_system(kind, url, f"{path}:{attr}", n)
 
         if "fan-in" in chosen:
@@ -111,6 +123,8 @@ def main(argv: list[str]) -> int:
             for system in systems:
                 extra = [] if args.sizes else [1000] if quick else [100000]
                 todo = sizes + extra if system == "dagrq_chunk100" else sizes
+                if system in ("dagrq_simple", "dagrq_isolate") and not args.sizes:
+                    todo = [n for n in sizes if n in REFERENCE_NS] or sizes[-1:]
                 attr = "fanin100" if system == "dagrq_chunk100" else "fanin"
                 with workers(system, attr):
                     cells.fanin(system, b, 10, cap)  # warm-up, not recorded: imports, scripts
@@ -133,10 +147,20 @@ def main(argv: list[str]) -> int:
                     measure = partial(cells.layered, system, b, runs, cap / 4)
                     rows.append(repeat(measure, times, "runs_per_s"))
         if "chain" in chosen:
-            for system in ("dagrq", "rq_plain"):
-                with workers(system, "chain", 1):
-                    measure = partial(cells.chain, system, b, chain_n, cap)
-                    rows.append(repeat(measure, times, "ms_per_node"))
+            for system in ("dagrq", "dagrq_simple", "dagrq_isolate", "rq_plain"):
+                if system in systems:
+                    with workers(system, "chain", 1):
+                        measure = partial(cells.chain, system, b, chain_n, cap)
+                        rows.append(repeat(measure, times, "ms_per_node"))
+        if "killed" in chosen:
+            with workers("dagrq", "victim"):
+                rows.append(repeat(partial(cells.killed, b, cap), times, "rerun_s"))
+        if "memory" in chosen:
+            with workers("dagrq", "fanin") as pool:
+                marks = [100, 1000] if quick else [100, 10000]
+                row = cells.memory(b, pool.children, marks, cap * 4)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
         if "ceiling" in chosen:
             row = cells.ceiling(b.conn, 2000 if quick else 20000)
             print(json.dumps(row), flush=True)

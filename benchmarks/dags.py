@@ -2,8 +2,9 @@
 
 DAGs: ``fanin`` (items -> N mapped items, one RQ job each -> join), ``fanin100`` (the same
 with ``chunk=100``), ``diamond`` (a -> b, c -> d), ``layered`` (5 layers x 20 nodes, each
-joining 5 of the layer above, then one sink) and ``chain`` (nodes in a row). Every final node
-marks its end as the RQ and Celery bodies do: ``SET bench:done:<run id> <time>``.
+joining 5 of the layer above, then one sink), ``chain`` (nodes in a row) and ``victim`` (one
+node whose first attempt waits to be killed). Every final node marks its end as the RQ and
+Celery bodies do: ``SET bench:done:<run id> <time>``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ fanin100 = DAG("bench_fanin100")
 diamond = DAG("bench_diamond")
 layered = DAG("bench_layered")
 chain = DAG("bench_chain")
+victim = DAG("bench_victim")
 
 
 def _mark() -> None:
@@ -76,6 +78,18 @@ def c(a: int) -> int:
 
 @diamond.node
 def d(b: int, c: int) -> None:
+    _mark()
+
+
+@victim.node(retry=1)
+def sleeper() -> None:
+    import os
+    import time
+    job = get_current_job()
+    run = job.kwargs["run"]
+    if job.connection.incr(f"bench:attempt:{run}") == 1:
+        job.connection.set(f"bench:pid:{run}", os.getpid())
+        time.sleep(600)  # killed here
     _mark()
 """
 

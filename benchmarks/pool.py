@@ -15,9 +15,14 @@ from dagrq.processes import Processes, worker_argv
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def dagrq_worker(url: str, target: str) -> list[str]:
-    """``dagrq worker`` for one pipeline (``file.py:attr``), RQ's SimpleWorker class."""
-    return worker_argv(target, "--url", url, "--worker-class", "simple")
+def dagrq_worker(url: str, target: str, processes: int, *extra: str) -> list[str]:
+    """``dagrq worker`` for one pipeline (``file.py:attr``): a pool of ``processes``."""
+    return worker_argv(target, "--url", url, "-c", str(processes), *extra)
+
+
+def dagrq_simple_worker(url: str, target: str) -> list[str]:
+    """One unsupervised dagrq worker on RQ's SimpleWorker (the reference column)."""
+    return [sys.executable, "-m", "benchmarks.simple_worker", target, url]
 
 
 def rq_worker(url: str) -> list[str]:
@@ -64,16 +69,30 @@ class Workers:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def children(self) -> list[int]:
+        """The pids of the worker processes under the started ones (a pool's processes)."""
+        import psutil
+
+        return [c.pid for proc, _ in self.procs.procs for c in psutil.Process(proc.pid).children()]
+
     def stop(self) -> None:
         """Terminate every process (kill after 15 s)."""
         self.procs.stop(grace_s=15)
 
 
 def for_system(system: str, url: str, target: str | None, n: int) -> Workers:
-    """``n`` workers of ``system``: ``dagrq`` (for ``target``), ``rq`` or ``celery``."""
+    """``n`` worker processes of ``system``: ``dagrq`` (the default pool of ``n``),
+    ``dagrq_isolate`` (the pool with a work horse per node), ``dagrq_simple`` (``n``
+    unsupervised SimpleWorkers), each for ``target``; ``rq`` or ``celery``."""
     if system == "dagrq":
         assert target is not None
-        return Workers(url, [dagrq_worker(url, target)] * n, n)
+        return Workers(url, [dagrq_worker(url, target, n)], n)
+    if system == "dagrq_isolate":
+        assert target is not None
+        return Workers(url, [dagrq_worker(url, target, n, "--isolate")], n)
+    if system == "dagrq_simple":
+        assert target is not None
+        return Workers(url, [dagrq_simple_worker(url, target)] * n, n)
     if system == "rq":
         return Workers(url, [rq_worker(url)] * n, n)
     return Workers(url, [celery_worker(n)], 0)

@@ -100,7 +100,12 @@ class Plan:
     specs: dict[str, NodeSpec] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        """Deterministic JSON: sorted keys, nodes in topological order."""
+        """Deterministic JSON: sorted keys, nodes in topological order (computed once: a
+        plan is frozen, and every submit stores it)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         return json.dumps(
             {
                 "dag": self.dag,

@@ -236,14 +236,18 @@ def complete_call(
     return keys_, args
 
 
-def claim(connection: Any, queue_keys: Sequence[str]) -> tuple[str, bytes] | None:
+def claim(
+    connection: Any, queue_keys: Sequence[str]
+) -> tuple[str, bytes, dict[bytes, bytes]] | None:
     """Move the first job id waiting on ``queue_keys`` into its queue's intermediate list
-    (``claim.lua``); ``(queue key, raw job id)``, or None when all are empty. The id is
-    returned as bytes: it may be garbage that is not text."""
-    reply = _script(connection, "claim")(keys=list(queue_keys))
+    (``claim.lua``); ``(queue key, raw job id, its RQ job hash)``, or None when all are
+    empty. The id is returned as bytes: it may be garbage that is not text; the hash is empty
+    when the job is gone."""
+    reply = _script(connection, "claim")(keys=list(queue_keys), args=[keys.RQ_JOB_PREFIX])
     if not reply:
         return None
-    return _text(reply[0]), reply[1]
+    fields = reply[2:]
+    return _text(reply[0]), reply[1], dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 def redrive(

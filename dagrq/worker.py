@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import DequeueTimeout
+from rq.utils import now as rq_now
 from rq.worker import BaseWorker, WorkerStatus
 
 from . import keys, rqjobs, scripts
@@ -114,6 +116,10 @@ def how_it_ended(code: int | None) -> str:
     return f"exit status {code}"
 
 
+#: the most often a worker sends RQ's own heartbeat and ``rq suspend`` check (seconds)
+BOOKKEEPING_S = 1.0
+
+
 class ClaimingQueue(Queue):
     """RQ's queue with a dequeue that never loses a job.
 
@@ -159,38 +165,56 @@ class ClaimingQueue(Queue):
                 raise DequeueTimeout(timeout, queue_keys)
             connection.blpop(bells, timeout=min(WAKE_S, left))
 
+    def move_dependents_to_ready(
+        self,
+        job: Any,
+        pipeline: Any = None,
+        exclude_job_id: str | None = None,
+        refresh_job_status: bool = True,
+    ) -> dict[str, list[str]]:
+        """Nothing: a dagrq job has no RQ dependents (dagrq fires a node's children itself),
+        so RQ's read of them after every job is saved."""
+        return {}
+
     @classmethod
     def _fetch_claimed(
         cls,
         connection: Any,
         queue_key: str,
         raw_id: bytes,
+        fields: dict[bytes, bytes],
         job_class: Any,
         serializer: Any,
         death_penalty_class: Any,
     ) -> tuple[Any, Queue] | None:
-        """The claimed job and its queue; None (the claim undone) for a job that is gone or
-        garbage."""
+        """The claimed job (from the hash ``claim.lua`` read with it) and its queue; None
+        (the claim undone) for a job that is gone or garbage."""
         queue_name = queue_key.removeprefix(keys.RQ_QUEUE_PREFIX)
         try:
             job_id = raw_id.decode()
         except UnicodeDecodeError:
             rqjobs.reject(connection, queue_name, raw_id, "the job id is not text")
             return None
+        if not fields:  # the job hash is gone: nothing to run
+            connection.lrem(keys.intermediate_key(queue_name), 1, raw_id)
+            return None
         try:
-            found = cls._fetch_dequeued_job(
-                connection, queue_key, job_id, job_class, serializer, death_penalty_class
-            )
-            if found is not None:
-                _ = found[0].func_name  # read the payload now (RQ reads it lazily, later)
+            job = job_class(job_id, connection=connection, serializer=serializer)
+            job.restore(fields)
+            _ = job.func_name  # read the payload now (RQ reads it lazily, later)
         except Exception as exc:
             reason = f"dagrq refused job {job_id}: it cannot be read ({one_line_error(exc)})"
             log.warning("%s", reason)
             rqjobs.reject(connection, queue_name, raw_id, reason)
             return None
-        if found is None:  # the job hash is gone: nothing to run
-            connection.lrem(keys.intermediate_key(queue_name), 1, raw_id)
-        return found
+        queue = cls.from_queue_key(
+            queue_key,
+            connection=connection,
+            job_class=job_class,
+            serializer=serializer,
+            death_penalty_class=death_penalty_class,
+        )
+        return job, queue
 
 
 #: told when a job starts, ``(job id, seconds after which its process is to be killed or
@@ -222,6 +246,7 @@ class _Leased:
         self.report = report
         self.serves = dict(serves or {})
         self.jobs_run = 0
+        self._beat = self._suspension_checked = -math.inf
         kwargs.setdefault("queue_class", ClaimingQueue)
         kwargs.setdefault("worker_ttl", worker_ttl(lease_s))
         super().__init__(*args, **{**lease_settings(lease_s), **kwargs})
@@ -232,6 +257,44 @@ class _Leased:
         super().register_birth()  # type: ignore[misc]
         if self.serves:
             self.connection.hset(self.key, keys.SERVES_FIELD, json.dumps(self.serves))
+
+    # RQ's bookkeeping around every job, trimmed: of the 22 round trips RQ's SimpleWorker makes
+    # per job, 13 are worker heartbeats (three round trips each, three times), `rq suspend`
+    # checks and state writes that say what the next write says again.
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's worker heartbeat; outside a pipeline, at most every :data:`BOOKKEEPING_S`
+        (the registration lives ``worker_ttl`` + 60 s). Lease renewals are not throttled."""
+        now = time.monotonic()
+        if pipeline is None and timeout is None and now - self._beat < BOOKKEEPING_S:
+            return
+        self._beat = now
+        super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's ``rq suspend`` check, at most every :data:`BOOKKEEPING_S`."""
+        now = time.monotonic()
+        if now - self._suspension_checked < BOOKKEEPING_S:
+            return
+        self._suspension_checked = now
+        super().check_for_suspension(burst)  # type: ignore[misc]
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """RQ's worker state, written only when it changes (RQ writes ``idle`` again before
+        every dequeue; the end of a job writes it in the job's own transaction)."""
+        if pipeline is None and state == getattr(self, "_state", None):
+            return
+        super().set_state(state, pipeline)  # type: ignore[misc]
+
+    def cleanup_execution(self, job: Any, pipeline: Any, execution: Any = None) -> None:
+        """RQ's clean-up after a job, which says ``idle`` in the same transaction."""
+        super().cleanup_execution(job, pipeline, execution)  # type: ignore[misc]
+        super().set_state(WorkerStatus.IDLE, pipeline)  # type: ignore[misc]
+
+    def handle_execution_ended(self, job: Any, queue: Any, heartbeat_ttl: int) -> None:
+        """RQ's end of an execution without its job-heartbeat round trip: the job's outcome
+        is written in the next transaction, and no dagrq job has a success callback for the
+        heartbeat to cover."""
+        job.ended_at = job.last_heartbeat = rq_now()
 
     def _started(self, job: Any, kill_after_s: float | None) -> None:
         """Count ``job`` and tell the supervisor it runs here."""
