@@ -5,7 +5,7 @@ items per second, Redis commands per item arrival (``INFO commandstats``, everyt
 caused, RQ's own commands included), bytes of Redis memory per item (``used_memory`` with the
 run's results still stored), and the time from the last item's end to the join's start.
 
-    python -m benchmarks map [--sizes 1000,10000,100000] [--workers 2] [--worker-class simple]
+    python -m benchmarks map [--sizes 1000,10000,100000] [--workers 2] [--worker-class pool|fork]
 """
 
 from __future__ import annotations
@@ -67,26 +67,12 @@ def join_c(work: list[int]) -> int:
 
 
 def _workers(address: str, url: str, n: int, worker_class: str) -> list[subprocess.Popen[bytes]]:
+    """One ``dagrq worker`` with ``n`` pooled processes (``--isolate`` for ``fork``)."""
     env = dict(os.environ, DAGRQ_LOG="WARNING")
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dagrq",
-                "worker",
-                address,
-                "--url",
-                url,
-                "--worker-class",
-                worker_class,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(n)
-    ]
+    argv = [sys.executable, "-m", "dagrq", "worker", address, "--url", url, "-c", str(n)]
+    if worker_class == "fork":
+        argv.append("--isolate")
+    return [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
 
 
 def measure(
@@ -151,7 +137,7 @@ def main(argv: list[str]) -> int:
     opts = {
         "--sizes": "1000,10000,100000",
         "--workers": "2",
-        "--worker-class": "simple",
+        "--worker-class": "pool",
         "--repeat": "1",
     }
     for key, value in zip(argv[::2], argv[1::2], strict=False):

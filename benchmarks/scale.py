@@ -91,7 +91,7 @@ def cell(url: str, folder: Path, name: str, source: str, params: dict[str, Any])
     run = dag.submit(conn, **params)
     submitted = time.perf_counter()
     procs = Processes(env={"DAGRQ_URL": url, "DAGRQ_LOG": "WARNING"}, cwd=folder)
-    procs.start(worker_argv(f"{path}:dag", "--worker-class", "simple"), 2)
+    procs.start(worker_argv(f"{path}:dag", "-c", "2"), 1)
     outcome = "succeeded"
     try:
         run.wait(timeout=3600)
