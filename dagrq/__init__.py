@@ -24,6 +24,7 @@ from .errors import (
     NodeRefused,
     NoResult,
     OutputTooLarge,
+    OutputTypeError,
     ParameterError,
     PipelineError,
     RunError,
@@ -35,7 +36,7 @@ from .errors import (
 )
 from .node import Node
 from .options import NodeOptions, Quorum, Retry, quorum
-from .status import Explanation, NodeStatus, RunStatus
+from .status import Explanation, NodeStatus, RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from .client import Run
@@ -60,6 +61,7 @@ __all__ = [
     "NodeRefused",
     "NodeStatus",
     "OutputTooLarge",
+    "OutputTypeError",
     "ParameterError",
     "PipelineError",
     "Quorum",
@@ -69,6 +71,7 @@ __all__ = [
     "RunFailed",
     "RunNotFound",
     "RunStatus",
+    "RunSummary",
     "RunTimeout",
     "Skip",
     "UnknownNodeError",

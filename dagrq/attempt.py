@@ -18,7 +18,13 @@ from typing import Any, Literal
 from . import rqjobs
 from .dag import DAG
 from .errors import NodeStopped, Skip
-from .node import build_kwargs, chosen_children, one_line_error, serialize_output
+from .node import (
+    build_kwargs,
+    check_output_type,
+    chosen_children,
+    one_line_error,
+    serialize_output,
+)
 from .plan import NodeSpec
 from .store import RunStore
 
@@ -162,7 +168,9 @@ def run_node(attempt: Attempt) -> Summary:
     try:
         outputs = store.read_inputs(spec, attempt.outputs)
         kwargs = build_kwargs(node, spec, outputs, attempt.params, codec)
-        value = node.fn(**kwargs)
+        with attempt.store.capture_logs(spec.name, attempt.number):
+            value = node.fn(**kwargs)
+        check_output_type(node, value)
         chosen = chosen_children(spec, value) if spec.branch else None
         output = serialize_output(codec, spec, value)
     except Skip as skip:

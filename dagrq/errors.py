@@ -18,6 +18,7 @@
     │   └── NoResult                the node has no stored output
     ├── ConnectionConfigError       a Redis URL that cannot be used
     ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
+    ├── OutputTypeError             a node returned a value its return annotation does not allow
     ├── DAGChanged                  a run cannot go on as another version of its DAG
     ├── BranchError                 a branch chose a node that is not its child
     └── NodeRefused                 a job a dagrq worker must not run (another callable, an
@@ -32,6 +33,7 @@ Two exceptions are signals, not errors: :class:`Skip`, which a node raises to en
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 
@@ -62,14 +64,20 @@ class CycleError(DAGError):
 
 
 class UnknownNodeError(DAGError):
-    """A reference (``after=``) names a node the DAG does not have."""
+    """A reference (``after=``, ``@dag.map``, or a parameter close to a node's name) names a
+    node the DAG does not have."""
 
-    def __init__(self, node: str, ref: str, known: Sequence[str]) -> None:
+    def __init__(
+        self, node: str, ref: str, known: Sequence[str], *, fix: str | None = None
+    ) -> None:
         self.node, self.ref = node, ref
         choices = ", ".join(sorted(known)) or "none"
+        if fix is None:
+            close = difflib.get_close_matches(ref, list(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            fix = f"{hint}fix the name or define that node"
         super().__init__(
-            f"node {node!r}: {ref!r} names no node of this DAG (nodes: {choices}); "
-            "fix the name or define that node"
+            f"node {node!r}: {ref!r} names no node of this DAG (nodes: {choices}); {fix}"
         )
 
 
@@ -151,6 +159,18 @@ class OutputTooLarge(DagrqError):
             f"output of node {node!r} is {size:,} bytes, over its limit of {limit:,}; raise it "
             f"with @dag.node(max_output_bytes=...) or DAG(..., max_output_bytes=...), or store "
             "the data elsewhere (a file, an object store) and return a reference to it"
+        )
+
+
+class OutputTypeError(DagrqError):
+    """A node returned a value its return annotation does not allow (the node fails with
+    this, before anything is stored)."""
+
+    def __init__(self, node: str, expected: str, actual: str, detail: str) -> None:
+        self.node, self.expected, self.actual = node, expected, actual
+        super().__init__(
+            f"node {node!r} returned {actual}, not {expected} (its return annotation): "
+            f"{detail}; return a {expected}, or change the annotation"
         )
 
 

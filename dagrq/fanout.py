@@ -17,7 +17,13 @@ from . import rqjobs
 from .attempt import Attempt, Summary, attempt_error, refused_version, settle_failure
 from .dag import DAG
 from .errors import NodeStopped, Skip
-from .node import build_kwargs, item_annotation, iter_items, serialize_output
+from .node import (
+    build_kwargs,
+    check_output_type,
+    item_annotation,
+    iter_items,
+    serialize_output,
+)
 from .plan import NodeSpec
 from .store import RunStore
 
@@ -108,10 +114,14 @@ def run_items(
     kwargs = build_kwargs(fn, spec, store.read_inputs(spec, read.outputs), read.params, codec)
     ok: list[tuple[int, bytes]] = []
     failed: list[tuple[int, str, BaseException]] = []
+    attempt = 1 + (spec.retry.max if spec.retry else 0) - (job.retries_left or 0)
     for index, blob in zip(indices, blobs, strict=True):
         try:
             kwargs[spec.map_over or ""] = None if blob is None else codec.loads(blob, annotation)
-            ok.append((index, serialize_output(codec, spec, fn.fn(**kwargs))))
+            with store.capture_logs(spec.name, attempt, item=index):
+                value = fn.fn(**kwargs)
+            check_output_type(fn, value)
+            ok.append((index, serialize_output(codec, spec, value)))
         except Skip:  # a skipped item: its result is None
             ok.append((index, codec.dumps(None)))
         except NodeStopped:

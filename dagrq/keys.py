@@ -54,6 +54,11 @@ def inputs_key(run_id: str, node: str) -> str:
     return f"{run_key(run_id)}:inputs:{node}"
 
 
+def logs_key(run_id: str, node: str) -> str:
+    """Stream: what one node's attempts printed and logged (bounded; the run's TTL)."""
+    return f"{run_key(run_id)}:logs:{node}"
+
+
 def events_key(run_id: str) -> str:
     """Stream: the run's state changes, one entry each (bounded; the run's TTL)."""
     return f"{run_key(run_id)}:events"
@@ -176,6 +181,21 @@ def active_runs_key() -> str:
     """Sorted set: runs that may still be running (id -> created at), pruned by the
     reconciler once they have ended or expired."""
     return f"{PREFIX}:runs:active"
+
+
+#: runs kept in each run index (the newest); older entries are dropped at submit
+RUN_INDEX_MAX = 100_000
+
+
+def runs_index_key(dag: str | None = None) -> str:
+    """Sorted set: submitted runs, ``id -> created at``, of every DAG or of ``dag``; bounded
+    to the newest :data:`RUN_INDEX_MAX`, and entries of expired runs are dropped when read.
+
+    Examples:
+        >>> runs_index_key(), runs_index_key("orders")
+        ('dagrq:runs', 'dagrq:runs:dag:orders')
+    """
+    return f"{PREFIX}:runs" if dag is None else f"{PREFIX}:runs:dag:{dag}"
 
 
 def rejected_key() -> str:

@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
 
-from .codec import Codec
-from .errors import BranchError, NodeDefinitionError, OutputTooLarge
+from pydantic import ValidationError
+
+from .codec import Codec, is_untyped, type_adapter
+from .errors import BranchError, NodeDefinitionError, OutputTooLarge, OutputTypeError
 from .options import NodeOptions
-from .params import coerce
+from .params import coerce, type_name
 from .plan import NodeSpec
 
 P = ParamSpec("P")
@@ -181,6 +183,31 @@ def serialize_output(codec: Codec, spec: NodeSpec, value: Any) -> bytes:
     if len(blob) > spec.max_output_bytes:
         raise OutputTooLarge(spec.name, len(blob), spec.max_output_bytes)
     return blob
+
+
+def check_output_type(node: Node[Any, Any], value: Any) -> None:
+    """Check ``value`` against ``node``'s return annotation (pydantic, strict: ``-> int``
+    refuses ``"5"``); an annotation pydantic cannot check is not checked.
+
+    Raises:
+        OutputTypeError: naming the node, the annotation and what was returned.
+    """
+    annotation = node.signature.return_annotation
+    if annotation is inspect.Signature.empty or is_untyped(annotation):
+        return
+    try:
+        adapter = type_adapter(annotation)
+    except Exception:  # a TypeVar, a forward reference... pydantic cannot check it
+        return
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        detail = f"{where}: {first['msg']}" if where else first["msg"]
+        raise OutputTypeError(
+            node.name, type_name(annotation), type(value).__name__, detail
+        ) from None
 
 
 def chosen_children(spec: NodeSpec, value: Any) -> tuple[str, ...]:

@@ -50,6 +50,8 @@ class NodeSpec:
         chunk: items per RQ job of a mapped node.
         max_output_bytes: the largest serialized output (per item, for a mapped node).
         branch: a branch (``@dag.branch``): it returns the children to follow.
+        returns: the stored output's type as text (:func:`dagrq.codec.type_expr`) when it is
+            made of standard types: a reader without the DAG's code decodes into it.
     """
 
     name: str
@@ -67,6 +69,7 @@ class NodeSpec:
     chunk: int = 1
     max_output_bytes: int = 10 * 2**20
     branch: bool = False
+    returns: str | None = None
 
     @property
     def starts_at_submit(self) -> bool:

@@ -32,13 +32,13 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from rq.logutils import setup_loghandlers
 from rq.worker_pool import WorkerData, WorkerPool
 
 from . import rqjobs
@@ -206,7 +206,7 @@ class Pool(WorkerPool):
         self._burst = burst
         self._logging_level = logging_level
         self.status = self.Status.STARTED
-        setup_loghandlers(logging_level, name="dagrq")  # as RQ's own, for dagrq's loggers
+        configure_logging(logging_level)
         log.info(
             "dagrq worker pool %s: %d processes (%s) serving %s",
             self.prefix,
@@ -300,6 +300,24 @@ class Pool(WorkerPool):
             self.stop_worker(data, sig=signal.SIGTERM)
 
 
+#: the format of a worker's own log lines (on stderr; nodes' output goes to their logs)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Worker log lines (RQ's and dagrq's) to stderr in :data:`LOG_FORMAT` at ``level``;
+    RQ then adds no handler of its own (it would write to stdout)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for name in ("rq", "dagrq"):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
 def _die_with(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent (the supervisor) dies."""
     try:
@@ -317,6 +335,7 @@ def _serve(
     """A pool process: its own group, dies with the supervisor, serves until stopped."""
     os.setpgrp()
     _die_with(parent)
+    configure_logging(settings.logging_level)
     for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
@@ -348,7 +367,10 @@ def run_pool(
     name: str | None = None,
     drain_s: float = DEFAULT_DRAIN_S,
 ) -> None:
-    """Run a :class:`Pool` of ``concurrency`` processes in this process until it stops."""
-    Pool(settings, concurrency, name=name, drain_s=drain_s).start(
-        burst=burst, logging_level=settings.logging_level
-    )
+    """Run a :class:`Pool` of ``concurrency`` processes in this process until it stops;
+    its connections are closed when it returns."""
+    pool = Pool(settings, concurrency, name=name, drain_s=drain_s)
+    try:
+        pool.start(burst=burst, logging_level=settings.logging_level)
+    finally:
+        pool.connection.connection_pool.disconnect()

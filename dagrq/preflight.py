@@ -10,7 +10,7 @@ Examples:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -60,6 +60,15 @@ class Preflight:
     params: dict[str, str]
     commands: dict[str, int] = field(default_factory=dict)
     bytes_per_run: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``dagrq plan --json``): joins as ``{join: {"in":
+        width, "rule": rule}}``, maps as ``{node: {"over": source, "chunk": n}}``, the rest as
+        the fields are."""
+        out = asdict(self)
+        out["joins"] = {j: {"in": w, "rule": r} for j, (w, r) in self.joins.items()}
+        out["maps"] = {m: {"over": src, "chunk": c} for m, (src, c) in self.maps.items()}
+        return out
 
     def lines(self) -> list[str]:
         """The report as text lines."""

@@ -9,6 +9,23 @@ from pathlib import Path
 from .errors import DagrqError
 
 RENDERED = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
+#: text suffixes and the format each holds
+TEXT = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
+
+
+def format_for(path: Path, fmt: str | None) -> str:
+    """The text format to draw for ``-o path`` (``--format`` wins where it can).
+
+    Raises:
+        DagrqError: an unknown suffix, or a folder that does not exist.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in RENDERED and suffix not in TEXT:
+        known = ", ".join(sorted({*RENDERED, *TEXT}))
+        raise DagrqError(f"-o {path}: unknown picture suffix {suffix or '(none)'!r}; use {known}")
+    if not path.parent.is_dir():
+        raise DagrqError(f"-o {path}: folder {path.parent} does not exist; create it first")
+    return fmt or TEXT.get(suffix, "dot")
 
 
 def write_picture(text: str, path: Path, fmt: str) -> None:
@@ -20,7 +37,10 @@ def write_picture(text: str, path: Path, fmt: str) -> None:
     """
     kind = RENDERED.get(path.suffix.lower())
     if kind is None:
-        path.write_text(text)
+        try:
+            path.write_text(text)
+        except OSError as exc:
+            raise DagrqError(f"-o {path}: cannot write: {exc.strerror or exc}") from None
         return
     if fmt != "dot":
         raise DagrqError(

@@ -9,6 +9,8 @@ the script itself, with RQ's key names from :mod:`dagrq.keys`.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,6 +96,10 @@ class Completed:
     ended: tuple[tuple[str, str], ...] = ()
 
 
+#: this machine's name, recorded with the pid of each attempt (``dagrq status`` shows it)
+HOST = socket.gethostname()
+
+
 def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int, version: str) -> Started:
     """Begin an attempt of ``spec`` in ``run_id`` if the run is pinned to DAG ``version``;
     read its params and parents' outputs."""
@@ -106,7 +112,7 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int, version: str
             keys.events_key(run_id),
         ]
         + [keys.output_key(run_id, p) for p in parents],
-        args=[spec.name, repr(time.time()), ttl_s, version, *parents],
+        args=[spec.name, repr(time.time()), ttl_s, version, f"{HOST}:{os.getpid()}", *parents],
     )
     status = _text(reply[0])
     if status in ("done", "refused"):

@@ -71,6 +71,8 @@ class NodeStatus(BaseModel):
     ended_at: float | None = None
     error: str | None = None
     traceback: str | None = None
+    #: where the last attempt ran: ``<host>:<pid>``
+    worker: str | None = None
     #: why it was skipped, when it said so itself (``raise dagrq.Skip("...")``)
     reason: str | None = None
     #: for a branch that ran: the children it chose
@@ -105,6 +107,9 @@ class RunStatus(BaseModel):
     #: queues where nodes of this run wait and no live worker of the run's version listens
     #: (read by ``Run.status()`` while the run runs)
     unserved: list[str] = []
+    #: the name given at submit (``--name``), and its tags (``--tag``)
+    name: str | None = None
+    tags: list[str] = []
 
     def waiting_note(self, queue: str | None) -> str | None:
         """What a node waiting on ``queue`` waits for, when no live worker serves it."""
@@ -207,6 +212,73 @@ def parse_status(
         nodes=nodes,
         damaged=meta.get("damaged"),
         version=meta.get("plan"),
+        name=meta.get("name") or None,
+        tags=json.loads(meta.get("tags", "[]")),
+    )
+
+
+class RunSummary(BaseModel):
+    """One line of ``dagrq runs`` / ``Run.list``: a run without its nodes.
+
+    ``done`` counts nodes that have ended, of ``total``.
+    """
+
+    id: str
+    dag: str
+    state: str
+    created_at: float
+    ended_at: float | None = None
+    name: str | None = None
+    tags: list[str] = []
+    params: dict[str, Any] = {}
+    done: int = 0
+    total: int = 0
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from submit to the end (None while running)."""
+        return None if self.ended_at is None else max(0.0, self.ended_at - self.created_at)
+
+
+#: the run-hash fields a :class:`RunSummary` reads
+SUMMARY_FIELDS = (
+    "dag",
+    "state",
+    "created_at",
+    "ended_at",
+    "name",
+    "tags",
+    "params",
+    "pending",
+    "nodes",
+)
+
+
+def parse_summary(run_id: str, values: list[str | None]) -> RunSummary | None:
+    """A :class:`RunSummary` from the run hash's :data:`SUMMARY_FIELDS` (decoded, in that
+    order); None when the run is gone.
+
+    Examples:
+        >>> raw = ["d", "running", "1.0", None, None, None, "{}", "1", '["a","b"]']
+        >>> s = parse_summary("r", raw)
+        >>> s.state, s.done, s.total, s.duration_s
+        ('running', 1, 2, None)
+    """
+    meta = dict(zip(SUMMARY_FIELDS, values, strict=True))
+    if meta["dag"] is None or meta["created_at"] is None:
+        return None
+    total = len(json.loads(meta["nodes"] or "[]"))
+    return RunSummary(
+        id=run_id,
+        dag=meta["dag"],
+        state=meta["state"] or "running",
+        created_at=float(meta["created_at"]),
+        ended_at=_float(meta["ended_at"]),
+        name=meta["name"] or None,
+        tags=json.loads(meta["tags"] or "[]"),
+        params=json.loads(meta["params"] or "{}"),
+        done=max(0, total - int(meta["pending"] or 0)),
+        total=total,
     )
 
 
@@ -222,6 +294,7 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         ended_at=_float(f.get("ended")),
         error=f.get("error") or (f.get("last_error") if state != "succeeded" else None),
         traceback=f.get("traceback"),
+        worker=f.get("worker"),
         reason=f.get("reason"),
         chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),

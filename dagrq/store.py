@@ -21,10 +21,11 @@ from typing import Any
 import networkx as nx
 from redis.exceptions import WatchError
 
-from . import keys, rqjobs, scripts
+from . import index, keys, rqjobs, scripts
 from .codec import get_codec
 from .errors import RunError, RunNotFound
 from .node import join_items
+from .nodelogs import Capture
 from .plan import NodeSpec, Plan
 from .status import FINAL_NODE_STATES, RunStatus, parse_status
 
@@ -166,11 +167,21 @@ class RunStore:
 
     # ------------------------------------------------------------------ create
     @classmethod
-    def create(cls, connection: Any, plan: Plan, params: Mapping[str, Any]) -> RunStore:
+    def create(
+        cls,
+        connection: Any,
+        plan: Plan,
+        params: Mapping[str, Any],
+        *,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> RunStore:
         """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
 
         The plan is stored once per version; roots are enqueued, every other job is saved
-        ``deferred`` until ``complete.lua`` fires it. ``params`` are already validated.
+        ``deferred`` until ``complete.lua`` fires it. ``params`` are already validated. The
+        run enters the run indexes (every DAG's and its own), which keep the newest
+        :data:`~dagrq.keys.RUN_INDEX_MAX`.
         """
         run_id = uuid.uuid4().hex
         now = repr(time.time())
@@ -198,9 +209,16 @@ class RunStore:
                 "serializer": plan.serializer,
                 "ttl_s": ttl,
                 "nodes": json.dumps(list(specs)),
+                "name": name or "",
+                "tags": json.dumps(list(tags)),
             },
         )
         pipe.expire(keys.run_key(run_id), ttl)
+        indexed = {keys.runs_index_key(): index.member(plan.dag, run_id)}
+        indexed[keys.runs_index_key(plan.dag)] = run_id
+        for key, entry in indexed.items():
+            pipe.zadd(key, {entry: float(now)})
+            pipe.zremrangebyrank(key, 0, -keys.RUN_INDEX_MAX - 1)
         pipe.hset(keys.nodes_key(run_id), mapping=node_fields)
         pipe.expire(keys.nodes_key(run_id), ttl)
         pipe.xadd(events, {"node": "", "state": "running", "ts": now})
@@ -215,6 +233,11 @@ class RunStore:
         store = cls(connection, run_id, plan)
         store._replicated()
         return store
+
+    def capture_logs(self, node: str, attempt: int, item: int | None = None) -> Capture:
+        """A context that captures a node body's stdout, stderr and logging into the node's
+        log in this run (see :mod:`dagrq.nodelogs`)."""
+        return Capture(self.connection, self.run_id, node, attempt, self.plan.ttl_s, item)
 
     # ------------------------------------------------------------------- reads
     def exists(self) -> bool:

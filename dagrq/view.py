@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .status import STATE_COLORS, Explanation, RunStatus
+from .status import STATE_COLORS, Explanation, NodeStatus, RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from .versions import VersionInfo
@@ -81,6 +81,54 @@ def print_status(console: Console, status: RunStatus) -> None:
             f"{status.reexecuted} bodies ran more than once (retries, or re-runs after a lost "
             "worker: a body runs at least once)"
         )
+
+
+def runs_table(runs: list[RunSummary]) -> Table:
+    """``dagrq runs``: one row per run, newest first."""
+    table = Table(title_justify="left")
+    for column in ("run", "dag", "name", "state", "started", "duration", "progress", "params"):
+        table.add_column(column, no_wrap=column not in ("name", "params"))
+    for run in runs:
+        started = datetime.fromtimestamp(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        duration = f"{run.duration_s:.1f}s" if run.duration_s is not None else ""
+        params = ", ".join(f"{k}={v}" for k, v in run.params.items())
+        name = run.name or ""
+        if run.tags:
+            name = f"{name} [{', '.join(run.tags)}]".strip()
+        table.add_row(
+            run.id,
+            run.dag,
+            name,
+            Text(run.state, style=STATE_STYLE.get(run.state, "")),
+            started,
+            duration,
+            f"{run.done}/{run.total}",
+            params,
+        )
+    return table
+
+
+def print_node(console: Console, name: str, node: NodeStatus) -> None:
+    """``dagrq status RUN NODE``: one node in full, its traceback included."""
+    style = STATE_STYLE.get(node.state, "")
+    console.print(Text.assemble(f"node {name}: ", (node.state, style)))
+    rows = {
+        "attempts": str(node.attempts),
+        "queue": node.queue or "",
+        "ran on": node.worker or "",
+        "started": _clock(node.started_at),
+        "duration": f"{node.duration_s:.3f}s" if node.duration_s is not None else "",
+        "rule": node.rule or "",
+        "waits for": ", ".join(node.waits_for),
+        "reason": node.reason or "",
+        "error": node.error or "",
+    }
+    for key, value in rows.items():
+        if value:
+            console.print(f"  {key}: {value}", highlight=False)
+    if node.traceback:
+        console.print("  traceback:")
+        console.print(node.traceback.rstrip(), highlight=False, markup=False)
 
 
 def print_why(console: Console, why: Explanation) -> None:

@@ -347,11 +347,17 @@ class LeasedWorker(_Leased, Worker):
             self._ended()
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
-        """Renew the lease; stop the work horse when the node's run was canceled."""
-        super().maintain_heartbeats(job, execution)
-        if self._canceled(job):
+        """Stop the work horse when the node's run was canceled, else renew the lease."""
+        try:
+            canceled = self._canceled(job)
+        except Exception:
+            log.exception("checking whether the run of %s was canceled", job.id)
+            canceled = False
+        if canceled:
             self._stopped_job_id = job.id
             self.kill_horse()
+            return
+        super().maintain_heartbeats(job, execution)
 
     def handle_work_horse_killed(self, job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
         """The horse died without reporting (killed, crashed): settle its node now."""
@@ -426,10 +432,14 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
             running = self._running
             if running is None:
                 continue
-            try:  # a renewal racing the job's end only re-adds an entry clean-up ignores
-                self.maintain_heartbeats(*running)
+            try:  # first, and whatever the renewal does: a canceled run's node stops
                 if self._canceled(running[0]):
                     self._stop(running[0].id)
+                    continue
+            except Exception:
+                log.exception("checking whether the run of %s was canceled", running[0].id)
+            try:  # a renewal racing the job's end only re-adds an entry clean-up ignores
+                self.maintain_heartbeats(*running)
             except Exception:  # a missed renewal is retried next tick
                 log.exception("renewing the lease of %s", running[0].id)
 

@@ -30,6 +30,8 @@ UPWARD = ("dagrq.dag", "dagrq.client")
 #: what each layer of the contract is, top to bottom
 LAYER_NAMES = [
     "6 command line",
+    "6 command line: finding runs, reading what they did, the embedded server",
+    "6 command line: shared options, errors, connections",
     "6 edges: presentation, loading, connections",
     "5 client",
     "5 versions: who serves which, upgrades",
@@ -41,9 +43,9 @@ LAYER_NAMES = [
     "3 job bodies: fan-out",
     "3 job bodies: one attempt",
     "2 run store",
-    "2 Redis scripts and the RQ adapter",
+    "2 the run index, node logs, Redis scripts and the RQ adapter",
     "1 model: the DAG",
-    "1 model: executor, pictures, cost report",
+    "1 model: executor, pictures, cost report, JSON shapes",
     "1 model: nodes and run status",
     "1 model: parameters and plan",
     "0 vocabulary",

@@ -1,7 +1,7 @@
 -- start.lua: a node job begins an attempt. One atomic step; O(number of data parents).
 --
 -- KEYS[1]      run hash          dagrq:run:{id}            read: state, params, plan
--- KEYS[2]      nodes hash        dagrq:run:{id}:nodes      write: <node>:state|started|attempts
+-- KEYS[2]      nodes hash        dagrq:run:{id}:nodes      write: <node>:state|started|attempts|worker
 -- KEYS[3]      inputs hash       dagrq:run:{id}:inputs:<node>   read: the received-set the
 --                                node fired with (absent for a node with one parent or none)
 -- KEYS[4]      event stream      dagrq:run:{id}:events     XADD the 'running' entry
@@ -10,7 +10,8 @@
 -- ARGV[2]      now, unix seconds
 -- ARGV[3]      ttl_s of the run's keys
 -- ARGV[4]      the DAG version (plan hash) of the worker's code
--- ARGV[5..n]   the data parents' names, in the order of KEYS[5..n]
+-- ARGV[5]      where the attempt runs: "<host>:<pid>"
+-- ARGV[6..n]   the data parents' names, in the order of KEYS[5..n]
 --
 -- A data parent's output is read only if the parent had succeeded when the node fired (the
 -- inputs hash says so), so a node fired early by one_success or quorum sees the same inputs
@@ -52,7 +53,8 @@ if meta[2] ~= ARGV[4] then
   return {'other_version', meta[2] or ''}
 end
 
-redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARGV[2])
+redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARGV[2],
+  node .. ':worker', ARGV[5])
 local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 event({events = KEYS[4], now = ARGV[2]}, node, 'running', 'attempt', attempt)
@@ -62,7 +64,7 @@ local fired_with = redis.call('EXISTS', KEYS[3]) == 1
 for i = 5, #KEYS do
   local read = true
   if fired_with then
-    read = redis.call('HGET', KEYS[3], ARGV[i]) == 'succeeded'
+    read = redis.call('HGET', KEYS[3], ARGV[i + 1]) == 'succeeded'
   end
   if read then
     reply[#reply + 1] = redis.call('GET', KEYS[i])

@@ -1,0 +1,222 @@
+"""``dagrq runs``, ``result``, ``logs`` and ``server``: finding runs and reading what they did.
+
+Registered on the ``dagrq`` group by :mod:`dagrq.cli`; exit codes as there (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from .cli_common import (
+    connect,
+    console,
+    emit_json,
+    errors,
+    json_option,
+    print_value,
+    run_handle,
+    url_option,
+)
+from .status import RUN_STATES
+
+
+@click.command()
+@click.argument("dag", required=False, metavar="[DAG]")
+@click.option("--state", type=click.Choice(RUN_STATES), default=None, help="Only runs in it.")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@json_option
+@url_option
+@errors
+def runs(dag: str | None, state: str | None, limit: int, as_json: bool, url: str | None) -> None:
+    """List runs, newest first: id, DAG, name, state, start, duration, progress, params.
+
+    DAG is a DAG's name, or a PIPELINE (module:attr or file.py:attr) to list its DAG's runs.
+    """
+    from .client import Run
+    from .shapes import summary_json
+    from .view import runs_table
+
+    name = _dag_name(dag) if dag else None
+    conn, _ = connect(url)
+    found = Run.list(conn, dag=name, state=state, limit=limit)
+    if as_json:
+        emit_json([summary_json(s) for s in found])
+        return
+    if not found:
+        where = f" of DAG {name!r}" if name else ""
+        click.echo(f"no runs{where}{' in state ' + state if state else ''}")
+        return
+    console().print(runs_table(found))
+
+
+def _dag_name(dag: str) -> str:
+    """A DAG name from a name or a pipeline address."""
+    if ":" in dag or dag.endswith(".py"):
+        from .cli_common import load
+
+        return load(dag).name
+    return dag
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node", required=False)
+@json_option
+@url_option
+@errors
+def result(run_id: str, node: str | None, as_json: bool, url: str | None) -> None:
+    """Print RUN_ID's output of NODE (default: of every sink that has one).
+
+    With --json: the output itself as JSON with NODE, else ``{sink: output}``. Exit 1 when
+    the node has no output (not finished, failed, skipped or expired).
+    """
+    run_ = run_handle(run_id, url)
+    if node is not None:
+        value = run_.result(node)
+        if as_json:
+            emit_json(value)
+        else:
+            print_value(console(), node, value)
+        return
+    status = run_.status()
+    children = {p for n in status.nodes.values() for p in n.parents}
+    sinks = [n for n in status.nodes if n not in children]
+    outputs = {s: run_.result(s) for s in sinks if status.nodes[s].state == "succeeded"}
+    if as_json:
+        emit_json(outputs)
+    else:
+        for name, value in outputs.items():
+            print_value(console(), name, value)
+    if not outputs:
+        states = ", ".join(f"{s} {status.nodes[s].state}" for s in sinks)
+        click.echo(f"error: run {run_id} has no sink output yet ({states})", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--attempt", type=click.IntRange(1), default=None, help="Only this attempt.")
+@json_option
+@url_option
+@errors
+def logs(
+    run_id: str,
+    node: str | None,
+    follow: bool,
+    attempt: int | None,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """Print what NODE (default: every node) of RUN_ID printed and logged, per attempt, with
+    the host and pid it ran on. With --json, one JSON object per line."""
+    from . import nodelogs
+    from .shapes import iso
+
+    run_ = run_handle(run_id, url)
+    plan = run_.plan()
+    if node is not None and node not in plan.specs:
+        raise click.UsageError(
+            f"run {run_id} has no node {node!r} (nodes: {', '.join(plan.specs)})"
+        )
+    nodes = [node] if node else list(plan.specs)
+
+    def show(entry: Any) -> None:
+        if attempt is not None and entry.attempt != attempt:
+            return
+        if as_json:
+            fields = {"node": entry.node, "attempt": entry.attempt, "item": entry.item}
+            fields |= {"stream": entry.stream, "level": entry.level, "line": entry.line}
+            click.echo(_one_line_json(fields | {"ts": iso(entry.ts)}))
+            return
+        if entry.stream == "meta":
+            item = f" item {entry.item}" if entry.item is not None else ""
+            click.echo(
+                f"── {entry.node}{item} · attempt {entry.attempt} · {entry.line} · "
+                f"{time.strftime('%H:%M:%S', time.localtime(entry.ts))}"
+            )
+            return
+        prefix = {"stderr": "! ", "log": f"{entry.level} "}.get(entry.stream, "")
+        click.echo(f"{prefix}{entry.line}")
+
+    conn = run_.connection
+    if not follow:
+        for stored in nodelogs.read(conn, run_id, nodes):
+            show(stored)
+        return
+    ending = False
+    for entry in nodelogs.follow(conn, run_id, nodes):
+        if entry is not None:
+            show(entry)
+        elif ending:
+            return  # one more read after the run ended: its last lines are out
+        else:
+            ending = run_.status().done
+
+
+def _one_line_json(value: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(value, default=str)
+
+
+@click.group()
+def server() -> None:
+    """The embedded Redis server under .dagrq/: start it to keep it running between
+    commands, stop it, or see whether it runs. Without `start`, commands share one server
+    that stops when the last of them ends."""
+
+
+@server.command(name="start")
+@errors
+def server_start() -> None:
+    """Start the embedded server (or keep the running one) until `dagrq server stop`."""
+    from .connection import Embedded
+
+    embedded = Embedded()
+    embedded.keep()
+    click.echo(f"embedded Redis running: {embedded.url} (stop it with `dagrq server stop`)")
+    embedded.close()
+
+
+@server.command(name="stop")
+@errors
+def server_stop() -> None:
+    """Stop the embedded server (its data is written to .dagrq/redis.db first)."""
+    from .connection import Embedded, embedded_running
+
+    if not embedded_running():
+        click.echo("embedded Redis is not running")
+        return
+    embedded = Embedded()
+    embedded.keep(False)
+    clients = embedded.clients() - 1
+    embedded.close(force=True)
+    note = f" ({clients} clients were connected)" if clients else ""
+    click.echo(f"embedded Redis stopped{note}")
+
+
+@server.command(name="status")
+@errors
+def server_status() -> None:
+    """Say whether the embedded server runs; exit 0 when it does, 3 when it does not."""
+    from .connection import Embedded, embedded_running
+
+    if not embedded_running():
+        click.echo("embedded Redis is not running")
+        sys.exit(3)
+    embedded = Embedded()
+    kept = "kept (`dagrq server start`)" if embedded.kept else "stops with its last client"
+    click.echo(
+        f"embedded Redis running: {embedded.url}, pid {embedded.client.pid}, "
+        f"{embedded.clients() - 1} other clients, {kept}"
+    )
+    embedded.close()
+
+
+COMMANDS = (runs, result, logs, server)

@@ -1,0 +1,69 @@
+"""The JSON shapes of ``--json`` (and of anything else that speaks JSON about runs). Pure.
+
+Stable, documented in docs/cli.md: keys are only ever added. Timestamps are ISO 8601 in UTC
+(``2026-11-28T08:00:00.123456Z``), durations are seconds.
+
+Examples:
+    >>> iso(0.0)
+    '1970-01-01T00:00:00Z'
+    >>> iso(None) is None
+    True
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .status import Explanation, NodeStatus, RunStatus, RunSummary
+
+#: the fields of a status and a node that are points in time
+_TIMES = ("created_at", "ended_at", "queued_at", "started_at")
+
+
+def iso(ts: float | None) -> str | None:
+    """A Unix time as ISO 8601 UTC with a ``Z``; None stays None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _timed(fields: dict[str, Any]) -> dict[str, Any]:
+    for key in _TIMES:
+        if key in fields:
+            fields[key] = iso(fields[key])
+    return fields
+
+
+def node_json(node: NodeStatus) -> dict[str, Any]:
+    """One node: state, queue, attempts, times, duration_s, error, traceback, reason, chosen,
+    rule, parents, waits_for, items."""
+    out = _timed(node.model_dump())
+    out["duration_s"] = node.duration_s
+    return out
+
+
+def status_json(status: RunStatus) -> dict[str, Any]:
+    """A run with every node: id, dag, name, tags, state, version, created_at, ended_at,
+    duration_s, params, counts, damaged, unserved, reexecuted, nodes."""
+    out = _timed(status.model_dump(exclude={"nodes"}))
+    end = status.ended_at
+    out["duration_s"] = None if end is None else max(0.0, end - status.created_at)
+    out["counts"] = {k: v for k, v in status.counts().items() if v}
+    out["reexecuted"] = status.reexecuted
+    out["nodes"] = {name: node_json(node) for name, node in status.nodes.items()}
+    return out
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    """One line of ``dagrq runs``: id, dag, name, tags, state, created_at, ended_at,
+    duration_s, done, total, params."""
+    out = _timed(summary.model_dump())
+    out["duration_s"] = summary.duration_s
+    return out
+
+
+def explanation_json(why: Explanation) -> dict[str, Any]:
+    """``dagrq why``: node, state, rule, parents, arrived, decision, waits_for, error, causes,
+    problem, waiting."""
+    return why.model_dump()

@@ -1,0 +1,114 @@
+"""Write docs/api.md, the API reference, from the docstrings of dagrq's public names.
+
+    python docs/api.py            # regenerate docs/api.md
+    python docs/api.py --check    # exit 1 when docs/api.md is out of date (CI)
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagrq
+from dagrq import errors
+from dagrq.client import Run
+
+OUT = Path(__file__).with_name("api.md")
+
+#: (heading, objects) in page order
+SECTIONS: list[tuple[str, list[Any]]] = [
+    ("Declaring", [dagrq.DAG, dagrq.Node, dagrq.NodeOptions, dagrq.Retry, dagrq.quorum]),
+    ("Running and reading runs", [Run]),
+    (
+        "What a run looks like",
+        [dagrq.RunStatus, dagrq.NodeStatus, dagrq.RunSummary, dagrq.Explanation],
+    ),
+    ("Signals", [dagrq.Skip]),
+]
+
+
+def _doc(obj: Any) -> str:
+    return inspect.cleandoc(inspect.getdoc(obj) or "(no docstring)")
+
+
+def _signature(name: str, obj: Any) -> str:
+    try:
+        return f"{name}{inspect.signature(obj)}"
+    except (TypeError, ValueError):
+        return name
+
+
+def _members(cls: type) -> list[tuple[str, Any]]:
+    """Public methods and properties defined by ``cls`` itself (not pydantic's)."""
+    out = []
+    for name, member in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(member, (staticmethod, classmethod)):
+            member = member.__func__
+        if inspect.isfunction(member) or isinstance(member, property):
+            out.append((name, member))
+    return out
+
+
+def _fields(cls: type) -> list[str]:
+    fields = getattr(cls, "model_fields", None)
+    if not fields:
+        return []
+    return [f"`{name}`: `{dagrq.params.type_name(f.annotation)}`" for name, f in fields.items()]
+
+
+def render() -> str:
+    """The page."""
+    lines = [
+        "# API reference",
+        "",
+        "Generated from the docstrings by `python docs/api.py` (CI checks it is current). The",
+        "names are importable from `dagrq` (`Run` too, imported on first use).",
+        "",
+    ]
+    for heading, objects in SECTIONS:
+        lines += [f"## {heading}", ""]
+        for obj in objects:
+            name = obj.__name__
+            lines += [f"### `{_signature(name, obj)}`", "", _doc(obj), ""]
+            fields = _fields(obj) if inspect.isclass(obj) else []
+            if fields:
+                lines += ["Fields: " + ", ".join(fields) + ".", ""]
+            if inspect.isclass(obj):
+                for member_name, member in _members(obj):
+                    if isinstance(member, property):
+                        lines += [f"#### `{name}.{member_name}` (property)", "", _doc(member), ""]
+                    else:
+                        shown = _signature(member_name, member)
+                        for bound in ("(self, ", "(cls, "):
+                            shown = shown.replace(bound, "(")
+                        shown = shown.replace("(self)", "()")
+                        lines += [f"#### `{name}.{shown}`", "", _doc(member), ""]
+    lines += ["## Errors", "", "```text", inspect.cleandoc(errors.__doc__ or "").split("::")[1]]
+    lines[-1] = lines[-1].split("Every error's")[0].strip("\n")
+    lines += ["```", ""]
+    for name in sorted(n for n in dir(errors) if n[0].isupper()):
+        obj = getattr(errors, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseException):
+            lines += [f"- `{name}`: {_doc(obj).splitlines()[0]}"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Write the page, or with ``--check`` compare it."""
+    text = render()
+    if "--check" in argv:
+        if not OUT.exists() or OUT.read_text() != text:
+            print("docs/api.md is out of date: run python docs/api.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
