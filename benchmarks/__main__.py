@@ -1,10 +1,10 @@
-"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale."""
+"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands."""
 
 from __future__ import annotations
 
 import sys
 
-from . import compare, join_cost, map_scale, report, scale
+from . import commands, compare, join_cost, map_scale, report, scale
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "compare": compare.main,
     "report": report.main,
     "scale": scale.main,
+    "commands": commands.main,
 }
 
 

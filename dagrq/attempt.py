@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import rqjobs
+from .commands import running
 from .dag import DAG
 from .errors import NodeStopped, Skip
 from .node import (
@@ -168,7 +169,10 @@ def run_node(attempt: Attempt) -> Summary:
     try:
         outputs = store.read_inputs(spec, attempt.outputs)
         kwargs = build_kwargs(node, spec, outputs, attempt.params, codec)
-        with attempt.store.capture_logs(spec.name, attempt.number):
+        with (
+            attempt.store.capture_logs(spec.name, attempt.number),
+            running(attempt.store.run_id, spec.name, attempt.number),
+        ):
             value = node.fn(**kwargs)
         check_output_type(node, value)
         chosen = chosen_children(spec, value) if spec.branch else None

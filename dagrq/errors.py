@@ -19,6 +19,7 @@
     ├── ConnectionConfigError       a Redis URL that cannot be used
     ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
     ├── OutputTypeError             a node returned a value its return annotation does not allow
+    ├── CommandFailed               a command node's program failed, timed out or gave bad output
     ├── DAGChanged                  a run cannot go on as another version of its DAG
     ├── BranchError                 a branch chose a node that is not its child
     └── NodeRefused                 a job a dagrq worker must not run (another callable, an
@@ -172,6 +173,11 @@ class OutputTypeError(DagrqError):
             f"node {node!r} returned {actual}, not {expected} (its return annotation): "
             f"{detail}; return a {expected}, or change the annotation"
         )
+
+
+class CommandFailed(DagrqError):
+    """A command node's program exited non-zero, timed out, could not start or printed output
+    that does not parse (the node fails with this)."""
 
 
 class DAGChanged(DagrqError):

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import rqjobs
 from .attempt import Attempt, Summary, attempt_error, refused_version, settle_failure
+from .commands import running
 from .dag import DAG
 from .errors import NodeStopped, Skip
 from .node import (
@@ -118,7 +119,7 @@ def run_items(
     for index, blob in zip(indices, blobs, strict=True):
         try:
             kwargs[spec.map_over or ""] = None if blob is None else codec.loads(blob, annotation)
-            with store.capture_logs(spec.name, attempt, item=index):
+            with store.capture_logs(spec.name, attempt, item=index), running(run_id, node, attempt):
                 value = fn.fn(**kwargs)
             check_output_type(fn, value)
             ok.append((index, serialize_output(codec, spec, value)))

@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
 from pydantic import ValidationError
 
 from .codec import Codec, is_untyped, type_adapter
+from .commands import command_of
 from .errors import BranchError, NodeDefinitionError, OutputTooLarge, OutputTypeError
 from .options import NodeOptions
 from .params import coerce, type_name
@@ -71,6 +72,8 @@ class Node(Generic[P, R]):
         Raises:
             NodeDefinitionError: an annotation names something the module does not define.
         """
+        if command_of(self.fn) is not None:
+            return self._raw_signature  # built from the command's inputs and output
         try:
             hints = get_type_hints(self.fn, include_extras=True)
         except Exception as exc:

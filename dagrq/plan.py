@@ -52,6 +52,9 @@ class NodeSpec:
         branch: a branch (``@dag.branch``): it returns the children to follow.
         returns: the stored output's type as text (:func:`dagrq.codec.type_expr`) when it is
             made of standard types: a reader without the DAG's code decodes into it.
+        command: a command node's argv (shown by ``dagrq plan`` and ``why``; a worker runs
+            the argv of the DAG it loaded, never this copy).
+        image: a command node's container image, if any.
     """
 
     name: str
@@ -70,6 +73,8 @@ class NodeSpec:
     max_output_bytes: int = 10 * 2**20
     branch: bool = False
     returns: str | None = None
+    command: tuple[str, ...] | None = None
+    image: str | None = None
 
     @property
     def starts_at_submit(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 import networkx as nx
 
+from .commands import shown
 from .plan import Plan
 
 #: complete.lua for one node before its children: EVALSHA, HGET run state, HMGET node state and
@@ -53,6 +54,7 @@ class Preflight:
     joins: dict[str, tuple[int, str]]  # join -> (fan-in width, trigger rule)
     maps: dict[str, tuple[str, int]]  # mapped node -> (source, chunk)
     branches: dict[str, list[str]]  # branch -> the children it chooses from
+    programs: dict[str, str]  # command node -> its program, as a person reads it
     queues: dict[str, list[str]]
     critical_path: list[str]
     max_parallelism: int
@@ -80,6 +82,9 @@ class Preflight:
         if self.maps:
             out.append(f"maps ({len(self.maps)}):")
             out += [f"  {m:<16} over {src}, chunk {c}" for m, (src, c) in self.maps.items()]
+        if self.programs:
+            out.append(f"command nodes ({len(self.programs)}):")
+            out += [f"  {c:<16} runs {line}" for c, line in self.programs.items()]
         if self.branches:
             out.append(f"branches ({len(self.branches)}):")
             out += [f"  {b:<16} chooses among {', '.join(cs)}" for b, cs in self.branches.items()]
@@ -150,6 +155,7 @@ def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
         joins={s.name: (len(s.parents), s.rule) for s in specs.values() if s.is_join},
         maps={s.name: (s.map_over, s.chunk) for s in specs.values() if s.map_over},
         branches={s.name: list(s.children) for s in specs.values() if s.branch},
+        programs={s.name: shown(s.command, s.image) for s in specs.values() if s.command},
         queues=dict(sorted(queues.items())),
         critical_path=nx.dag_longest_path(graph),
         max_parallelism=width,

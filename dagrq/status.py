@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .commands import shown
 from .errors import NoResult
 from .plan import Plan
 from .rules import Decision, decide
@@ -73,6 +74,8 @@ class NodeStatus(BaseModel):
     traceback: str | None = None
     #: where the last attempt ran: ``<host>:<pid>``
     worker: str | None = None
+    #: a command node's program, as a person reads it
+    command: str | None = None
     #: why it was skipped, when it said so itself (``raise dagrq.Skip("...")``)
     reason: str | None = None
     #: for a branch that ran: the children it chose
@@ -173,6 +176,8 @@ class Explanation(BaseModel):
     problem: str | None = None
     #: a queued node that no live worker of the run's version would take
     waiting: str | None = None
+    #: a command node's program
+    command: str | None = None
 
 
 def parse_status(
@@ -198,6 +203,8 @@ def parse_status(
             if spec is None:
                 continue
             node.rule, node.parents = spec.rule, list(spec.parents)
+            if spec.command is not None:
+                node.command = shown(spec.command, spec.image)
             if node.state == "pending":
                 node.waits_for = [
                     p for p in spec.parents if nodes[p].state not in FINAL_NODE_STATES
@@ -378,6 +385,7 @@ def explain(status: RunStatus, node: str) -> Explanation:
         causes=causes,
         problem=problem,
         waiting=status.waiting_note(info.queue) if _waits_in_queue(info) else None,
+        command=info.command,
     )
 
 

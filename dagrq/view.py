@@ -119,6 +119,7 @@ def print_node(console: Console, name: str, node: NodeStatus) -> None:
         "started": _clock(node.started_at),
         "duration": f"{node.duration_s:.3f}s" if node.duration_s is not None else "",
         "rule": node.rule or "",
+        "runs": node.command or "",
         "waits for": ", ".join(node.waits_for),
         "reason": node.reason or "",
         "error": node.error or "",
@@ -135,6 +136,8 @@ def print_why(console: Console, why: Explanation) -> None:
     """One node explained, in plain sentences."""
     style = STATE_STYLE.get(why.state, "")
     console.print(Text.assemble(f"node {why.node}: ", (why.state, style)))
+    if why.command:
+        console.print(f"  runs: {why.command}", highlight=False, markup=False)
     if not why.parents:
         console.print("  no upstream nodes: enqueued when the run was submitted")
     elif why.rule == "always":

@@ -47,7 +47,7 @@ LAYER_NAMES = [
     "1 model: the DAG",
     "1 model: executor, pictures, cost report, JSON shapes",
     "1 model: nodes and run status",
-    "1 model: parameters and plan",
+    "1 model: parameters, plan, command programs",
     "0 vocabulary",
 ]
 

