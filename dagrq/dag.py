@@ -206,7 +206,6 @@ class DAG:
         self,
         name: str,
         argv: Sequence[str],
-        /,
         *,
         inputs: Sequence[str] = (),
         output: Any = str,
