@@ -219,4 +219,30 @@ def server_status() -> None:
     embedded.close()
 
 
-COMMANDS = (runs, result, logs, server)
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="DAGRQ_UI_TOKEN",
+    default=None,
+    help="Required of every request when --host is not loopback [env: DAGRQ_UI_TOKEN].",
+)
+@url_option
+@errors
+def ui(host: str, port: int, token: str | None, url: str | None) -> None:
+    """A live web view of runs: runs list, each run's DAG with live node states, logs,
+    cancel and resume (docs/ui.md). Loopback only unless --token is given."""
+    import uvicorn
+
+    from .ui import LOOPBACK, check_bind, create_app
+
+    check_bind(host, token)
+    conn, _ = connect(url)
+    app = create_app(conn, token, require_token=host not in LOOPBACK)
+    shown = f"http://{host}:{port}/" + ("?token=..." if host not in LOOPBACK else "")
+    click.echo(f"dagrq ui on {shown} (Ctrl-C to stop)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+COMMANDS = (runs, result, logs, server, ui)

@@ -1,0 +1,200 @@
+"""`dagrq ui` in a real headless browser (Debian's chromium driven by playwright), against a
+real Redis with real runs and real workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from dagrq import Run
+
+from .conftest import Workers, pipeline
+from .test_cli import ROOT, dagrq
+
+DOCS = ROOT / "docs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def ui(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """A running `dagrq ui` on a free loopback port; its base URL."""
+    port = _free_port()
+    log = (tmp_path / "ui.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagrq", "ui", "--url", redis_url, "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/api/runs", timeout=2).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless chromium (Debian's) through playwright; skip (fail in CI) without it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        if os.environ.get("DAGRQ_REQUIRE_SERVERS"):
+            pytest.fail("chromium and playwright are needed for the browser tests")
+        pytest.skip("no chromium or no playwright: apt-get install chromium")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--headless"], headless=True
+        )
+        yield launched
+        launched.close()
+
+
+def _state(page: Any, node: str) -> str:
+    return str(page.eval_on_selector(f"#node-{node}", "g => g.dataset.state"))
+
+
+def test_runs_list_run_page_live_colours_cancel_and_resume(
+    conn: redis.Redis, workers: Workers, ui: str, browser: Any
+) -> None:
+    from tests.pipelines.uiflow import dag
+
+    live, other = dag.submit(conn, run_name="watched"), dag.submit(conn)
+    workers.start(pipeline("uiflow"), 2)
+    page = browser.new_page()
+
+    page.goto(ui + "/")
+    for run in (live, other):
+        page.wait_for_selector(f'tr[data-run="{run.id}"]', timeout=15_000)
+    assert "watched" in page.inner_text("#runs")
+
+    page.goto(f"{ui}/runs/{live.id}")
+    for node in ("start", "gate", "end"):
+        label = page.eval_on_selector(f"#node-{node} text", "t => t.textContent")
+        assert label == node
+    page.wait_for_function(
+        "document.getElementById('node-gate').dataset.state === 'running'", timeout=30_000
+    )
+    assert _state(page, "end") == "pending"
+    conn.set(f"test:gate:{live.id}", 1)  # gate succeeds while the page is open
+    page.wait_for_function(
+        "document.getElementById('node-end').dataset.state === 'succeeded'", timeout=30_000
+    )
+    fill = page.eval_on_selector("#node-gate rect", "r => r.getAttribute('fill')")
+    assert fill == "#009E73"  # succeeded's colour, without a reload
+    assert live.wait(timeout=30).state == "succeeded"
+
+    page.click("#node-gate")
+    page.wait_for_selector("#panelnode", timeout=10_000)
+    panel = page.inner_text("#panel")
+    assert "succeeded" in panel and "gate opened" in panel and "2" in panel
+    shot = DOCS / "ui.png" if os.environ.get("DAGRQ_UPDATE_SCREENSHOT") else None
+    if shot is not None:
+        page.set_viewport_size({"width": 1100, "height": 560})
+        page.screenshot(path=str(shot))
+
+    page.goto(f"{ui}/runs/{other.id}")
+    page.wait_for_function(
+        "document.getElementById('node-gate').dataset.state === 'running'", timeout=30_000
+    )
+    page.click("#cancel")
+    page.wait_for_function(
+        "document.getElementById('runstate').textContent.includes('canceled')", timeout=30_000
+    )
+    assert Run.fetch(other.id, conn).status().state == "canceled"
+    page.click("#resume")
+    page.wait_for_function(
+        "document.getElementById('runstate').textContent.includes('running')", timeout=30_000
+    )
+    conn.set(f"test:gate:{other.id}", 1)
+    assert Run.fetch(other.id, conn).wait(timeout=60).state == "succeeded"
+    page.close()
+
+
+def test_a_dag_page_and_the_json_api(conn: redis.Redis, ui: str, browser: Any) -> None:
+    from tests.pipelines.uiflow import dag
+
+    run = dag.submit(conn)
+    page = browser.new_page()
+    page.goto(f"{ui}/dags/uiflow")
+    assert "critical path" in page.inner_text("pre")
+    assert run.id in page.inner_text("table")
+    import json
+
+    listed = json.loads(urllib.request.urlopen(f"{ui}/api/runs").read())
+    assert listed[0]["id"] == run.id and listed[0]["created_at"].endswith("Z")
+    node = json.loads(urllib.request.urlopen(f"{ui}/api/runs/{run.id}/nodes/start").read())
+    assert node["state"] == "queued" and node["why"]["decision"] == "fire"
+    with pytest.raises(urllib.error.HTTPError) as denied:  # an action without the token
+        urllib.request.urlopen(
+            urllib.request.Request(f"{ui}/api/runs/{run.id}/cancel", method="POST")
+        )
+    assert denied.value.code == 403
+    assert Run.fetch(run.id, conn).status().state == "running"
+    page.close()
+
+
+def test_a_non_loopback_bind_needs_a_token(redis_url: str) -> None:
+    out = dagrq("ui", "--host", "0.0.0.0", "--url", redis_url, timeout=30)
+    assert out.returncode == 2
+    assert "give --token" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_open_page_on_a_1000_node_run_costs_a_few_commands_a_second(
+    conn: redis.Redis, ui: str, browser: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "wide.py"
+    source.write_text(
+        "from dagrq import DAG\n"
+        "dag = DAG('wide')\n"
+        "def root() -> int:\n    return 1\n"
+        "dag.node(root)\n"
+        + "".join(
+            f"def n{i}(root: int) -> int:\n    return root\ndag.node(n{i})\n" for i in range(998)
+        )
+        + f"def sink({', '.join(f'n{i}: int' for i in range(998))}) -> int:\n    return 1\n"
+        "dag.node(sink)\n"
+    )
+    from dagrq import loader
+
+    dag = loader.load(f"{source}:dag")
+    run = dag.submit(conn)
+    assert len(run.status().nodes) == 1000
+    page = browser.new_page()
+    page.goto(f"{ui}/runs/{run.id}")
+    page.wait_for_selector("#node-sink", timeout=30_000)
+    time.sleep(2)  # the page has loaded; its event stream is open
+    before = sum(v["calls"] for v in conn.info("commandstats").values())
+    time.sleep(10)
+    after = sum(v["calls"] for v in conn.info("commandstats").values())
+    per_s = (after - before - 2) / 10  # less our own two INFO calls
+    print(f"an open page on a 1,000-node run, nothing changing: {per_s:.1f} commands/s")
+    assert per_s <= 3
+    page.close()
