@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +32,39 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def ui(redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """A running `dagrq ui` on a free loopback port; its base URL."""
+@contextmanager
+def _ui_on(url: str, log_path: Path) -> Iterator[str]:
+    """A running `dagrq ui` for ``url`` on a free loopback port; its base URL."""
     port = _free_port()
-    log = (tmp_path / "ui.log").open("wb")
+    log = log_path.open("wb")
     env = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagrq", "ui", "--url", redis_url, "--port", str(port)],
+        [sys.executable, "-m", "dagrq", "ui", "--url", url, "--port", str(port)],
         env=env,
         stdout=log,
         stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/api/runs", timeout=2).read()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
-            time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/runs", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def ui(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """A running `dagrq ui` on the session's Redis; its base URL."""
+    with _ui_on(redis_url, tmp_path / "ui.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +178,19 @@ def test_a_non_loopback_bind_needs_a_token(redis_url: str) -> None:
 
 
 def test_an_open_page_on_a_1000_node_run_costs_a_few_commands_a_second(
-    conn: redis.Redis, ui: str, browser: Any, tmp_path: Path
+    browser: Any, tmp_path: Path
 ) -> None:
+    from dagrq.connection import Embedded
+
+    server = Embedded(tmp_path / "redis", persist=False)  # a server no one else talks to
+    try:
+        with _ui_on(server.url, tmp_path / "ui.log") as ui:
+            _measure_open_page(redis.Redis.from_url(server.url), ui, browser, tmp_path)
+    finally:
+        server.close(force=True)
+
+
+def _measure_open_page(conn: redis.Redis, ui: str, browser: Any, tmp_path: Path) -> None:
     source = tmp_path / "wide.py"
     source.write_text(
         "from dagrq import DAG\n"
