@@ -116,19 +116,22 @@ def run_items(
     ok: list[tuple[int, bytes]] = []
     failed: list[tuple[int, str, BaseException]] = []
     attempt = 1 + (spec.retry.max if spec.retry else 0) - (job.retries_left or 0)
-    for index, blob in zip(indices, blobs, strict=True):
-        try:
-            kwargs[spec.map_over or ""] = None if blob is None else codec.loads(blob, annotation)
-            with store.capture_logs(spec.name, attempt, item=index), running(run_id, node, attempt):
+    # one capture for the whole chunk (the hot path of a map): each line names its item
+    with store.capture_logs(spec.name, attempt) as capture, running(run_id, node, attempt):
+        for index, blob in zip(indices, blobs, strict=True):
+            capture.item = index
+            try:
+                item = None if blob is None else codec.loads(blob, annotation)
+                kwargs[spec.map_over or ""] = item
                 value = fn.fn(**kwargs)
-            check_output_type(fn, value)
-            ok.append((index, serialize_output(codec, spec, value)))
-        except Skip:  # a skipped item: its result is None
-            ok.append((index, codec.dumps(None)))
-        except NodeStopped:
-            raise
-        except BaseException as exc:  # SystemExit too: it fails the item, never the worker
-            failed.append((index, attempt_error(exc, spec), exc))
+                check_output_type(fn, value)
+                ok.append((index, serialize_output(codec, spec, value)))
+            except Skip:  # a skipped item: its result is None
+                ok.append((index, codec.dumps(None)))
+            except NodeStopped:
+                raise
+            except BaseException as exc:  # SystemExit too: it fails the item, not the worker
+                failed.append((index, attempt_error(exc, spec), exc))
     settlement = settle_failure(
         retries_left=job.retries_left,
         items=1 if single else spec.chunk,

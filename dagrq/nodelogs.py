@@ -90,8 +90,8 @@ class Capture:
     ) -> None:
         self.connection, self.key, self.ttl_s = connection, keys.logs_key(run_id, node), ttl_s
         self.base: dict[str, str] = {"a": str(attempt)}
-        if item is not None:
-            self.base["i"] = str(item)
+        #: the item of a mapped node now running (lines name it); None for a plain node
+        self.item = item
         self.pending: list[dict[str, str]] = []
         self.started = False
         self.last_flush = time.monotonic()
@@ -123,11 +123,12 @@ class Capture:
 
     def add(self, stream: str, line: str, level: str | None = None) -> None:
         """Queue one line; write the batch when it is due."""
+        base = self.base if self.item is None else {**self.base, "i": str(self.item)}
         if not self.started:
             self.started = True
             where = f"{socket.gethostname()}:{os.getpid()}"
-            self.pending.append({**self.base, "s": "meta", "m": where})
-        entry = {**self.base, "s": stream, "m": line[:MAX_LINE]}
+            self.pending.append({**base, "s": "meta", "m": where})
+        entry = {**base, "s": stream, "m": line[:MAX_LINE]}
         if level is not None:
             entry["l"] = level
         self.pending.append(entry)

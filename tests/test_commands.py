@@ -141,6 +141,10 @@ def test_a_map_of_commands_over_100_items(conn: redis.Redis, workers: Workers) -
     assert run.result("add") == 2 * sum(range(100))
     items = run.status().nodes["double"].items or {}
     assert (items["total"], items["done"], items["failed"]) == (100, 100, 0)
+    from dagrq.nodelogs import read
+
+    printed = {e.item: e.line for e in read(conn, run.id, ["double"]) if e.stream == "stdout"}
+    assert printed == {i: str(2 * i) for i in range(100)}  # each line names its item
 
 
 def test_container_nodes_joined_by_a_python_node(
