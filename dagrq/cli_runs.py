@@ -5,6 +5,7 @@ Registered on the ``dagrq`` group by :mod:`dagrq.cli`; exit codes as there (docs
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
@@ -132,7 +133,7 @@ def logs(
         if as_json:
             fields = {"node": entry.node, "attempt": entry.attempt, "item": entry.item}
             fields |= {"stream": entry.stream, "level": entry.level, "line": entry.line}
-            click.echo(_one_line_json(fields | {"ts": iso(entry.ts)}))
+            click.echo(json.dumps(fields | {"ts": iso(entry.ts)}, default=str))
             return
         if entry.stream == "meta":
             item = f" item {entry.item}" if entry.item is not None else ""
@@ -157,12 +158,6 @@ def logs(
             return  # one more read after the run ended: its last lines are out
         else:
             ending = run_.status().done
-
-
-def _one_line_json(value: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(value, default=str)
 
 
 @click.group()

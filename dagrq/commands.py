@@ -323,37 +323,6 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation)
 
 
-def declare(
-    name: str,
-    argv: Sequence[str],
-    *,
-    inputs: Sequence[str] = (),
-    output: Any = str,
-    image: str | None = None,
-    env: Mapping[str, str] | None = None,
-    network: bool = False,
-    pull: bool = False,
-    timeout: int | None = None,
-) -> Command:
-    """A :class:`Command` from :meth:`dagrq.dag.DAG.command`'s arguments (checked)."""
-    if isinstance(argv, str):
-        raise NodeDefinitionError(
-            f"command node {name!r}: argv is a string; give a list (no shell unless you call "
-            'one: ["/bin/sh", "-c", "..."])'
-        )
-    return Command(
-        name=name,
-        argv=tuple(argv),
-        inputs=tuple(inputs),
-        output=output,
-        image=image,
-        env=dict(env or {}),
-        network=network,
-        pull=pull,
-        timeout=timeout,
-    )
-
-
 @contextlib.contextmanager
 def running(run_id: str, node: str, attempt: int) -> Iterator[None]:
     """Tell command nodes called inside which run, node and attempt they run for."""

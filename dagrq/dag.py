@@ -232,19 +232,24 @@ class DAG:
             NodeDefinitionError: an argv that is not a list of strings, env values that are
                 not strings, or an invalid option.
         """
+        if isinstance(argv, str):
+            raise NodeDefinitionError(
+                f"command node {name!r}: argv is a string; give a list (no shell unless you "
+                'call one: ["/bin/sh", "-c", "..."])'
+            )
         inputs = list(inputs)
         if map_over is not None and map_over not in inputs:
             inputs.append(map_over)
-        program = commands.declare(
+        program = commands.Command(
             name,
-            argv,
-            inputs=inputs,
-            output=output,
-            image=image,
-            env=env,
-            network=network,
-            pull=pull,
-            timeout=options.get("timeout"),
+            tuple(argv),
+            tuple(inputs),
+            output,
+            image,
+            dict(env or {}),
+            network,
+            pull,
+            options.get("timeout"),
         )
         if map_over is not None:
             return self.map(map_over, chunk=chunk, name=name, **options)(program)

@@ -32,7 +32,6 @@ from .client import Run
 from .errors import DagrqError, NoResult, RunNotFound
 from .layout import to_svg
 from .nodelogs import read as read_logs
-from .plan import Plan
 from .preflight import preflight
 from .shapes import explanation_json, iso, node_json, status_json, summary_json
 from .status import STATE_COLORS
@@ -287,8 +286,3 @@ def check_bind(host: str, token: str | None) -> None:
             f"--host {host} serves the UI beyond this machine: give --token (or "
             "DAGRQ_UI_TOKEN) so that only holders of it can see runs and act on them"
         )
-
-
-def plan_of(run: Run) -> Plan:
-    """The run's plan (a helper for callers that have a Run)."""
-    return run.plan()
