@@ -166,8 +166,8 @@ def run_node(attempt: Attempt) -> Summary:
     node = attempt.dag.nodes[spec.name]
     codec = attempt.dag.codec
     chosen = None
+    outputs = store.read_inputs(spec, attempt.outputs)  # Redis out of reach: not the node's fault
     try:
-        outputs = store.read_inputs(spec, attempt.outputs)
         kwargs = build_kwargs(node, spec, outputs, attempt.params, codec)
         with (
             attempt.store.capture_logs(spec.name, attempt.number),

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from .errors import ConnectionConfigError
 
@@ -86,8 +87,6 @@ def connect_sentinel(url: str) -> redis.Redis:
     Raises:
         ConnectionConfigError: the URL names no sentinel or no service.
     """
-    from redis.sentinel import Sentinel
-
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
     sentinels: list[tuple[str, int]] = []
@@ -104,13 +103,15 @@ def connect_sentinel(url: str) -> redis.Redis:
             "redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]"
         )
     query = dict(parse_qsl(parts.query))
-    kwargs: dict[str, Any] = {"db": int(path[1]) if len(path) > 1 else 0}
+    tls = parts.scheme.startswith("rediss")
+    kwargs: dict[str, Any] = {
+        "db": int(path[1]) if len(path) > 1 else 0,
+        "connection_class": FollowingSSLConnection if tls else FollowingConnection,
+    }
     if parts.username:
         kwargs["username"] = unquote(parts.username)
     if parts.password:
         kwargs["password"] = unquote(parts.password)
-    if parts.scheme.startswith("rediss"):
-        kwargs["ssl"] = True
     sentinel_kwargs = {}
     if "sentinel_password" in query:
         sentinel_kwargs["password"] = query["sentinel_password"]
@@ -128,6 +129,33 @@ def connect_sentinel(url: str) -> redis.Redis:
         **kwargs,
     )
     return client
+
+
+class _FollowsFailover:
+    """A reconnect of a connection to a Sentinel service's primary asks the sentinels again.
+
+    redis-py 8's ``SentinelManagedConnection`` asks the sentinels for the primary only in
+    ``connect()``; a command sent on a connection that dropped (its primary died) reconnects
+    through ``send_packed_command``, to the address it had, and retries that dead address
+    until its retries run out, though a replica was promoted seconds before. Here such a
+    reconnect goes through ``connect()``.
+    """
+
+    _sock: Any
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Send ``command``, (re)connecting first to the primary the sentinels name now."""
+        if not self._sock:
+            self.connect()  # type: ignore[attr-defined]
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+class FollowingConnection(_FollowsFailover, SentinelManagedConnection):
+    """A connection to a Sentinel service's primary that follows it through a failover."""
+
+
+class FollowingSSLConnection(_FollowsFailover, SentinelManagedSSLConnection):
+    """:class:`FollowingConnection` over TLS."""
 
 
 #: a file in the state directory: while it exists the embedded server outlives its clients

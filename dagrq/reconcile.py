@@ -11,8 +11,9 @@ holds dagrq's state against RQ's:
 - a ``queued``/``running`` node whose execution's lease expired (its worker died): RQ's side is
   settled as RQ's clean-up would, and dagrq's by :func:`dagrq.lease.abandoned` (retried or
   failed by the node's ``retry=``);
-- a node whose job ended without reporting: failed with RQ's error, or (its report lost)
-  re-driven up to :data:`MAX_REDRIVES` times;
+- a node whose job ended without reporting: failed with RQ's error, or (its report lost, or
+  Redis out of reach when it ran: a failover longer than the client's retries) re-driven up
+  to :data:`MAX_REDRIVES` times;
 - a mapped node whose item count stands still: the same checks on its chunk and item jobs;
 - a ``pending`` node all of whose parents ended (a cascade cut short, a join context deleted by
   hand): the parents' outcomes are delivered again (idempotent, ``complete.lua``);
@@ -46,6 +47,28 @@ log = logging.getLogger(__name__)
 MAX_REDRIVES = 3
 #: RQ job statuses of a job that ended
 _ENDED = ("finished", "failed", "stopped", "canceled")
+#: the errors of a Redis out of reach (redis-py's, by the name RQ records them under)
+_UNREACHABLE = (
+    "redis.exceptions.ConnectionError",
+    "redis.exceptions.TimeoutError",
+    "redis.exceptions.BusyLoadingError",
+    "redis.exceptions.ReadOnlyError",
+    "redis.sentinel.MasterNotFoundError",
+)
+
+
+def redis_unreachable(failure: str) -> bool:
+    """True when a job's recorded failure (its last line) is Redis being out of reach: dagrq
+    could not read or report the node, which says nothing about the node itself (a node's own
+    errors, whatever their type, are recorded by dagrq before RQ sees them).
+
+    Examples:
+        >>> redis_unreachable("redis.exceptions.ConnectionError: Error 111 connecting to x:1.")
+        True
+        >>> redis_unreachable("ValueError: bad input")
+        False
+    """
+    return failure.startswith(_UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -213,9 +236,10 @@ class Reconciler:
         if status == "scheduled" and rqjobs.scheduled(conn, queue_name, job_id):
             return []  # a retry waiting out its backoff
         if status in _ENDED:
-            redriven = int(fields.get(f"{node}:redriven", 0))
-            if status == "failed" or redriven >= MAX_REDRIVES:
-                why = rqjobs.failure_text(rqjobs.fetch_job(job_id, conn)) or f"status {status}"
+            why = rqjobs.failure_text(rqjobs.fetch_job(job_id, conn)) if status == "failed" else ""
+            lost_report = status != "failed" or redis_unreachable(why)
+            if not lost_report or int(fields.get(f"{node}:redriven", 0)) >= MAX_REDRIVES:
+                why = why or f"status {status}"
                 return self._fail(store, spec, items, f"its job ended without reporting ({why})")
         wanted = ("queued", "running") if items is None else ("running",)
         done = scripts.redrive(conn, run_id, node, job_id, queue_name, wanted=wanted, release=False)

@@ -7,13 +7,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 import redis
+from rq.job import JobStatus
 
-from dagrq import keys, loader, scripts
+from dagrq import keys, loader, rqjobs, scripts
 from dagrq.worker import heartbeat_ttl
 
 from ..conftest import pipeline
@@ -166,3 +170,60 @@ def test_a_stall_shorter_than_the_lease_never_starts_a_second_attempt(
     assert final.nodes["slow"].attempts == 1  # no second attempt was started
     assert final.reexecuted == 0
     assert heartbeat_ttl(LEASE_S) > LEASE_S  # the lease outlives a renewal due mid-stall
+
+
+def _fail_as_rq_would(conn: redis.Redis, job_id: str, last_line: str) -> None:
+    """Take a waiting job off its queue and record it failed with ``last_line``, as RQ does
+    for a job that raised (a job whose worker lost Redis while reporting it: the report never
+    arrived, RQ's record of the failure did)."""
+    job = rqjobs.fetch_job(job_id, conn)
+    assert conn.lrem(f"rq:queue:{job.origin}", 0, job_id) == 1
+    with conn.pipeline() as pipe:
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        job._handle_failure(f"Traceback (most recent call last):\n  ...\n{last_line}\n", pipe)
+        pipe.execute()
+
+
+def _status(conn: redis.Redis, job_id: str) -> str | None:
+    return rqjobs.job_fields(conn, [job_id])[job_id].get("status")
+
+
+@pytest.mark.parametrize(
+    ("last_line", "ends"),
+    [
+        ("redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:1.", "succeeded"),
+        ("ValueError: the chunk's own error", "failed"),
+    ],
+)
+def test_a_chunk_job_failed_because_redis_was_out_of_reach_runs_again(
+    server: RedisServer, fleet: Fleet, last_line: str, ends: str
+) -> None:
+    """A chunk job whose failure RQ recorded but whose report never came: run again when
+    the failure was Redis out of reach (not the items' fault), its items failed otherwise."""
+    dag = loader.load(pipeline("gated"))
+    conn = server.client()
+    fleet.start(pipeline("gated"), 1)  # one process: chunk 0 runs (held), chunk 1 waits
+    run = dag.submit(conn)
+    held, waiting = (keys.chunk_job_id(run.id, "double", c) for c in (0, 1))
+    wait_for(lambda: _status(conn, held) == "started", 60, "chunk 0 started")
+    _fail_as_rq_would(conn, waiting, last_line)
+    repaired = subprocess.run(
+        [sys.executable, "-m", "dagrq", "reconcile", run.id, "--grace", "0", "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert repaired.returncode == 0, repaired.stderr
+    redriven = int(conn.hget(keys.nodes_key(run.id), "double:redriven") or 0)
+    conn.set(f"test:gate:{run.id}", 1)
+    wait_for(lambda: run.status().state != "running", 60, "the run ended")
+    final = run.status()
+    assert final.state == ends, final.failed()
+    if ends == "succeeded":
+        assert redriven == 1 and run.result("total") == 12
+    else:
+        assert redriven == 0
+        assert final.failed() == {
+            "double": "2 of 4 items failed; first: item 2: its job ended without reporting "
+            f"({last_line})"
+        }

@@ -5,11 +5,13 @@ sentinels on loopback) fails over mid-run: the workers follow the new primary th
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from dagrq import Run, keys, loader
 from dagrq.connection import connect
@@ -61,6 +63,35 @@ def test_a_failover_mid_run_ends_every_run_and_fires_each_join_once(
         assert [p.poll() for p in procs] == [None, None, None]
     finally:
         fleet.procs.stop()
+
+
+def test_a_command_in_flight_when_the_primary_dies_ends_on_the_promoted_replica(
+    ha: SentinelSet,
+) -> None:
+    """A command whose connection drops under it is retried on the replica the sentinels
+    promote (redis-py's own reconnect goes back to the dead address until its retries run
+    out, about 35 s later, which failed the nodes of that worker)."""
+    conn = connect(ha.url)
+    conn.set("test:before", "kept")
+    assert conn.wait(2, 5000) == 2
+    outcome: list[object] = []
+
+    def blocked() -> None:  # WAIT for more replicas than exist: blocks its 3 s on the server
+        try:
+            outcome.append(conn.wait(5, 3000))
+        except redis.RedisError as exc:
+            outcome.append(exc)
+
+    old = ha.primary_port()
+    waiting = threading.Thread(target=blocked)
+    waiting.start()
+    time.sleep(0.5)
+    ha.primary.kill()
+    wait_for(lambda: ha.primary_port() != old, 30, "a replica promoted")
+    waiting.join(60)
+    assert outcome and isinstance(outcome[0], int), outcome
+    assert conn.get("test:before") == b"kept"
+    assert conn.connection_pool.get_master_address() == ("127.0.0.1", ha.primary_port())
 
 
 def _fires(run: Run, joins: tuple[str, ...]) -> dict[str, int]:
