@@ -14,7 +14,8 @@ holds dagrq's state against RQ's:
 - a node whose job ended without reporting: failed with RQ's error, or (its report lost, or
   Redis out of reach when it ran: a failover longer than the client's retries) re-driven up
   to :data:`MAX_REDRIVES` times;
-- a mapped node whose item count stands still: the same checks on its chunk and item jobs;
+- a mapped node whose item count stands still: the same checks on its chunk and item jobs,
+  and a chunk job that is gone (its write lost with a primary) enqueued again;
 - a ``pending`` node all of whose parents ended (a cascade cut short, a join context deleted by
   hand): the parents' outcomes are delivered again (idempotent, ``complete.lua``);
 - a run whose counters disagree with its nodes: recounted, and ended if every node is final;
@@ -227,7 +228,10 @@ class Reconciler:
         if leases:
             return self._expired(store, spec, job_id, [m for m, _ in leases])
         if status is None:
-            return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
+            redriven = int(fields.get(f"{node}:redriven", 0))
+            if items is None or redriven >= MAX_REDRIVES:
+                return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
+            return self._remake_chunk(store, spec, items[0] // spec.chunk)
         if status == "started":
             began = rqjobs.started_at(conn, job_id)
             if began is not None and began > now - self.grace_s:
@@ -272,6 +276,18 @@ class Reconciler:
         if not settle_lost(job, reason, members=members, cutoff=cutoff):
             return []  # renewed since, or another process settled it first
         return [Repair(store.run_id, spec.name, f"job {job_id}: {reason}")]
+
+    def _remake_chunk(self, store: RunStore, spec: NodeSpec, chunk: int) -> list[Repair]:
+        """Enqueue again the lost job of one chunk of a mapped node's items (a write lost with
+        a primary: the run outlives its jobs, so the job did not expire); its recorded items
+        are kept, so only the missing ones change."""
+        retry = spec.retry if spec.chunk == 1 else None  # as its expansion enqueued it
+        rqjobs.enqueue_item_jobs(
+            self.connection, store.plan, store.run_id, spec, [("chunk", chunk)], retry
+        )
+        self.connection.hincrby(keys.nodes_key(store.run_id), f"{spec.name}:redriven", 1)
+        job_id = keys.chunk_job_id(store.run_id, spec.name, chunk)
+        return [Repair(store.run_id, spec.name, f"job {job_id} was gone: enqueued again")]
 
     def _fail(
         self, store: RunStore, spec: NodeSpec, items: list[int] | None, why: str

@@ -184,29 +184,43 @@ def _fail_as_rq_would(conn: redis.Redis, job_id: str, last_line: str) -> None:
         pipe.execute()
 
 
+def _lose(conn: redis.Redis, job_id: str) -> None:
+    """Take a waiting job off its queue and delete it, as a write lost with a primary leaves
+    it (its enqueue was never copied to the replica promoted in its place)."""
+    job = rqjobs.fetch_job(job_id, conn)
+    assert conn.lrem(f"rq:queue:{job.origin}", 0, job_id) == 1
+    assert conn.delete(job.key) == 1
+
+
 def _status(conn: redis.Redis, job_id: str) -> str | None:
     return rqjobs.job_fields(conn, [job_id])[job_id].get("status")
 
 
 @pytest.mark.parametrize(
-    ("last_line", "ends"),
+    ("damage", "ends"),
     [
-        ("redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:1.", "succeeded"),
-        ("ValueError: the chunk's own error", "failed"),
+        ("failed: redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:1.", "ok"),
+        ("lost", "ok"),
+        ("failed: ValueError: the chunk's own error", "failed"),
     ],
 )
-def test_a_chunk_job_failed_because_redis_was_out_of_reach_runs_again(
-    server: RedisServer, fleet: Fleet, last_line: str, ends: str
+def test_a_chunk_job_failed_because_redis_was_out_of_reach_or_lost_runs_again(
+    server: RedisServer, fleet: Fleet, damage: str, ends: str
 ) -> None:
-    """A chunk job whose failure RQ recorded but whose report never came: run again when
-    the failure was Redis out of reach (not the items' fault), its items failed otherwise."""
+    """A chunk job whose failure RQ recorded but whose report never came runs again when the
+    failure was Redis out of reach (not the items' fault), and one whose job is gone (lost
+    with a primary) is enqueued again; a chunk job that failed for its own reason fails its
+    items."""
     dag = loader.load(pipeline("gated"))
     conn = server.client()
     fleet.start(pipeline("gated"), 1)  # one process: chunk 0 runs (held), chunk 1 waits
     run = dag.submit(conn)
     held, waiting = (keys.chunk_job_id(run.id, "double", c) for c in (0, 1))
     wait_for(lambda: _status(conn, held) == "started", 60, "chunk 0 started")
-    _fail_as_rq_would(conn, waiting, last_line)
+    if damage == "lost":
+        _lose(conn, waiting)
+    else:
+        _fail_as_rq_would(conn, waiting, damage.removeprefix("failed: "))
     repaired = subprocess.run(
         [sys.executable, "-m", "dagrq", "reconcile", run.id, "--grace", "0", "--url", server.url],
         capture_output=True,
@@ -218,12 +232,12 @@ def test_a_chunk_job_failed_because_redis_was_out_of_reach_runs_again(
     conn.set(f"test:gate:{run.id}", 1)
     wait_for(lambda: run.status().state != "running", 60, "the run ended")
     final = run.status()
-    assert final.state == ends, final.failed()
-    if ends == "succeeded":
+    if ends == "ok":
+        assert final.state == "succeeded", final.failed()
         assert redriven == 1 and run.result("total") == 12
     else:
-        assert redriven == 0
+        assert final.state == "failed" and redriven == 0
         assert final.failed() == {
             "double": "2 of 4 items failed; first: item 2: its job ended without reporting "
-            f"({last_line})"
+            f"({damage.removeprefix('failed: ')})"
         }
