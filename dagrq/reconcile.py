@@ -14,8 +14,9 @@ holds dagrq's state against RQ's:
 - a node whose job ended without reporting: failed with RQ's error, or (its report lost, or
   Redis out of reach when it ran: a failover longer than the client's retries) re-driven up
   to :data:`MAX_REDRIVES` times;
-- a mapped node whose item count stands still: the same checks on its chunk and item jobs,
-  and a chunk job that is gone (its write lost with a primary) enqueued again;
+- a mapped node whose item count stands still: the same checks on its chunk and item jobs;
+- a job that is gone while its run runs (its write lost with a primary): made and enqueued
+  again, up to :data:`MAX_REDRIVES` times;
 - a ``pending`` node all of whose parents ended (a cascade cut short, a join context deleted by
   hand): the parents' outcomes are delivered again (idempotent, ``complete.lua``);
 - a run whose counters disagree with its nodes: recounted, and ended if every node is final;
@@ -228,10 +229,9 @@ class Reconciler:
         if leases:
             return self._expired(store, spec, job_id, [m for m, _ in leases])
         if status is None:
-            redriven = int(fields.get(f"{node}:redriven", 0))
-            if items is None or redriven >= MAX_REDRIVES:
+            if int(fields.get(f"{node}:redriven", 0)) >= MAX_REDRIVES:
                 return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
-            return self._remake_chunk(store, spec, items[0] // spec.chunk)
+            return self._remake(store, spec, job_id, items)
         if status == "started":
             began = rqjobs.started_at(conn, job_id)
             if began is not None and began > now - self.grace_s:
@@ -277,17 +277,21 @@ class Reconciler:
             return []  # renewed since, or another process settled it first
         return [Repair(store.run_id, spec.name, f"job {job_id}: {reason}")]
 
-    def _remake_chunk(self, store: RunStore, spec: NodeSpec, chunk: int) -> list[Repair]:
-        """Enqueue again the lost job of one chunk of a mapped node's items (a write lost with
-        a primary: the run outlives its jobs, so the job did not expire); its recorded items
-        are kept, so only the missing ones change."""
-        retry = spec.retry if spec.chunk == 1 else None  # as its expansion enqueued it
-        rqjobs.enqueue_item_jobs(
-            self.connection, store.plan, store.run_id, spec, [("chunk", chunk)], retry
-        )
-        self.connection.hincrby(keys.nodes_key(store.run_id), f"{spec.name}:redriven", 1)
-        job_id = keys.chunk_job_id(store.run_id, spec.name, chunk)
-        return [Repair(store.run_id, spec.name, f"job {job_id} was gone: enqueued again")]
+    def _remake(
+        self, store: RunStore, spec: NodeSpec, job_id: str, items: list[int] | None
+    ) -> list[Repair]:
+        """Make and enqueue again a job that is gone while its run runs (its write lost with a
+        primary: a run outlives its jobs, so none expired): the node's own job, or (with
+        ``items``) the chunk job of those items, whose recorded items are kept."""
+        conn, run_id = self.connection, store.run_id
+        if items is None:
+            rqjobs.enqueue_node_job(conn, store.plan, run_id, spec)
+        else:
+            retry = spec.retry if spec.chunk == 1 else None  # as its expansion enqueued it
+            chunk: rqjobs.ItemJob = ("chunk", items[0] // spec.chunk)
+            rqjobs.enqueue_item_jobs(conn, store.plan, run_id, spec, [chunk], retry)
+        conn.hincrby(keys.nodes_key(run_id), f"{spec.name}:redriven", 1)
+        return [Repair(run_id, spec.name, f"job {job_id} was gone: made and enqueued again")]
 
     def _fail(
         self, store: RunStore, spec: NodeSpec, items: list[int] | None, why: str

@@ -227,24 +227,40 @@ def create_node_jobs(
     version: nodes that start at submit (roots, ``always``) are enqueued; the others are saved
     ``deferred`` for ``complete.lua`` to fire."""
     for spec in specs:
-        options = _job_options(plan.dag, plan.ttl_s, run_id, spec)
-        rq_queue = plan.rq_queue(spec.queue_name)
-        job = Job.create(
-            options.pop("func"),
-            id=options.pop("job_id"),
-            connection=connection,
-            origin=rq_queue,
-            serializer=SERIALIZER,
-            status=None if spec.starts_at_submit else JobStatus.DEFERRED,
-            **options,
-        )
-        if not spec.starts_at_submit:
-            job.save(pipeline=pipe)
-            pipe.expire(job.key, plan.ttl_s)
-        else:
-            queue(rq_queue, connection).enqueue_job(job, pipeline=pipe)
-            ring(pipe, rq_queue, 1)
+        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=spec.starts_at_submit)
     register_queues(pipe, {plan.rq_queue(spec.queue_name) for spec in specs})
+
+
+def enqueue_node_job(connection: Any, plan: Plan, run_id: str, spec: NodeSpec) -> None:
+    """Make and enqueue ``spec``'s own job in ``run_id`` again, with its whole ``retry=``: the
+    reconciler's repair of a job whose hash was lost (a write lost with a primary)."""
+    with connection.pipeline() as pipe:
+        pipe.multi()
+        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=True)
+        pipe.execute()
+
+
+def _create_node_job(
+    connection: Any, pipe: Any, plan: Plan, run_id: str, spec: NodeSpec, *, enqueue: bool
+) -> None:
+    """On ``pipe`` (in MULTI): ``spec``'s own job, enqueued or saved ``deferred``."""
+    options = _job_options(plan.dag, plan.ttl_s, run_id, spec)
+    rq_queue = plan.rq_queue(spec.queue_name)
+    job = Job.create(
+        options.pop("func"),
+        id=options.pop("job_id"),
+        connection=connection,
+        origin=rq_queue,
+        serializer=SERIALIZER,
+        status=None if enqueue else JobStatus.DEFERRED,
+        **options,
+    )
+    if not enqueue:
+        job.save(pipeline=pipe)
+        pipe.expire(job.key, plan.ttl_s)
+    else:
+        queue(rq_queue, connection).enqueue_job(job, pipeline=pipe)
+        ring(pipe, rq_queue, 1)
 
 
 def register_queues(pipe: Any, rq_queues: Iterable[str]) -> None:

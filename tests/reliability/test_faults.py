@@ -241,3 +241,32 @@ def test_a_chunk_job_failed_because_redis_was_out_of_reach_or_lost_runs_again(
             "double": "2 of 4 items failed; first: item 2: its job ended without reporting "
             f"({damage.removeprefix('failed: ')})"
         }
+
+
+def test_a_node_job_lost_with_a_primary_is_made_again(server: RedisServer, fleet: Fleet) -> None:
+    """A node's own job gone while its run runs (its enqueue never reached the promoted
+    replica) is made and enqueued again, not left to fail the node."""
+    dag = loader.load(pipeline("gated"))
+    conn = server.client()
+    fleet.start(pipeline("gated"), 1)
+    holding = dag.submit(conn)  # its chunk 0 holds the only process
+    held = keys.chunk_job_id(holding.id, "double", 0)
+    wait_for(lambda: _status(conn, held) == "started", 60, "the process held")
+    run = dag.submit(conn)  # its root's job waits in the queue
+    _lose(conn, keys.job_id(run.id, "numbers"))
+    repaired = subprocess.run(
+        [sys.executable, "-m", "dagrq", "reconcile", run.id, "--grace", "0", "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert repaired.returncode == 0, repaired.stderr
+    assert _status(conn, keys.job_id(run.id, "numbers")) is not None  # made again
+    for each in (holding, run):
+        conn.set(f"test:gate:{each.id}", 1)
+    for each in (holding, run):
+        wait_for(lambda r=each: r.status().state != "running", 60, "the run ended")
+        final = each.status()
+        assert final.state == "succeeded", final.failed()
+        assert each.result("total") == 12
+    assert int(conn.hget(keys.nodes_key(run.id), "numbers:redriven") or 0) >= 1
