@@ -192,6 +192,17 @@ def _lose(conn: redis.Redis, job_id: str) -> None:
     assert conn.delete(job.key) == 1
 
 
+def _reconcile_now(server: RedisServer, run_id: str) -> None:
+    """``dagrq reconcile RUN --grace 0``: look at the run now, as a worker does every pass."""
+    repaired = subprocess.run(
+        [sys.executable, "-m", "dagrq", "reconcile", run_id, "--grace", "0", "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert repaired.returncode == 0, repaired.stderr
+
+
 def _status(conn: redis.Redis, job_id: str) -> str | None:
     return rqjobs.job_fields(conn, [job_id])[job_id].get("status")
 
@@ -221,13 +232,7 @@ def test_a_chunk_job_failed_because_redis_was_out_of_reach_or_lost_runs_again(
         _lose(conn, waiting)
     else:
         _fail_as_rq_would(conn, waiting, damage.removeprefix("failed: "))
-    repaired = subprocess.run(
-        [sys.executable, "-m", "dagrq", "reconcile", run.id, "--grace", "0", "--url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert repaired.returncode == 0, repaired.stderr
+    _reconcile_now(server, run.id)
     redriven = int(conn.hget(keys.nodes_key(run.id), "double:redriven") or 0)
     conn.set(f"test:gate:{run.id}", 1)
     wait_for(lambda: run.status().state != "running", 60, "the run ended")
@@ -254,13 +259,7 @@ def test_a_node_job_lost_with_a_primary_is_made_again(server: RedisServer, fleet
     wait_for(lambda: _status(conn, held) == "started", 60, "the process held")
     run = dag.submit(conn)  # its root's job waits in the queue
     _lose(conn, keys.job_id(run.id, "numbers"))
-    repaired = subprocess.run(
-        [sys.executable, "-m", "dagrq", "reconcile", run.id, "--grace", "0", "--url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert repaired.returncode == 0, repaired.stderr
+    _reconcile_now(server, run.id)
     assert _status(conn, keys.job_id(run.id, "numbers")) is not None  # made again
     for each in (holding, run):
         conn.set(f"test:gate:{each.id}", 1)
