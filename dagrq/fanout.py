@@ -78,10 +78,11 @@ def _expand(attempt: Attempt) -> Summary:
         store.deliver(spec.name, "succeeded")
         return {"node": spec.name, "items": 0}
     chunks = math.ceil(total / spec.chunk)
-    retry = spec.retry if spec.chunk == 1 else None  # a chunk retries item by item instead
     for batch in batches(chunks):
         jobs: list[rqjobs.ItemJob] = [("chunk", c) for c in batch]
-        rqjobs.enqueue_item_jobs(store.connection, store.plan, store.run_id, spec, jobs, retry)
+        rqjobs.enqueue_item_jobs(
+            store.connection, store.plan, store.run_id, spec, jobs, spec.chunk_retry
+        )
     store.mark_expanded(spec.name)
     return {"node": spec.name, "items": total, "chunks": chunks}
 

@@ -82,6 +82,13 @@ class NodeSpec:
         (which, as in Airflow, does not wait for its parents: it reads none of them)."""
         return not self.parents or self.rule == "always"
 
+    @property
+    def chunk_retry(self) -> Retry | None:
+        """The ``retry=`` of one chunk job of this mapped node: the node's own when a chunk is
+        one item; else none (a chunk's failed items are retried one by one, each in a job of
+        its own)."""
+        return self.retry if self.chunk == 1 else None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         out = asdict(self)

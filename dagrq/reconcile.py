@@ -228,8 +228,9 @@ class Reconciler:
             return []  # a worker holds it (or RQ's own clean-up still has its turn)
         if leases:
             return self._expired(store, spec, job_id, [m for m, _ in leases])
+        redriven = int(fields.get(f"{node}:redriven", 0))
         if status is None:
-            if int(fields.get(f"{node}:redriven", 0)) >= MAX_REDRIVES:
+            if redriven >= MAX_REDRIVES:
                 return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
             return self._remake(store, spec, job_id, items)
         if status == "started":
@@ -242,7 +243,7 @@ class Reconciler:
         if status in _ENDED:
             why = rqjobs.failure_text(rqjobs.fetch_job(job_id, conn)) if status == "failed" else ""
             lost_report = status != "failed" or redis_unreachable(why)
-            if not lost_report or int(fields.get(f"{node}:redriven", 0)) >= MAX_REDRIVES:
+            if not lost_report or redriven >= MAX_REDRIVES:
                 why = why or f"status {status}"
                 return self._fail(store, spec, items, f"its job ended without reporting ({why})")
         wanted = ("queued", "running") if items is None else ("running",)
@@ -287,9 +288,8 @@ class Reconciler:
         if items is None:
             rqjobs.enqueue_node_job(conn, store.plan, run_id, spec)
         else:
-            retry = spec.retry if spec.chunk == 1 else None  # as its expansion enqueued it
             chunk: rqjobs.ItemJob = ("chunk", items[0] // spec.chunk)
-            rqjobs.enqueue_item_jobs(conn, store.plan, run_id, spec, [chunk], retry)
+            rqjobs.enqueue_item_jobs(conn, store.plan, run_id, spec, [chunk], spec.chunk_retry)
         conn.hincrby(keys.nodes_key(run_id), f"{spec.name}:redriven", 1)
         return [Repair(run_id, spec.name, f"job {job_id} was gone: made and enqueued again")]
 
