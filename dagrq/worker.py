@@ -381,6 +381,7 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
         self._running: tuple[Any, Any] | None = None
         self._renewer: threading.Thread | None = None
         self._stop_target: str | None = None
+        self._interrupted = False  # the running job was already stopped once
 
     def execute_job(self, job: Any, queue: Any) -> None:
         """Run ``job`` in this process while the renewal thread keeps its lease.
@@ -401,7 +402,7 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
             pass  # arrived between the job's end and the mask: the job had ended anyway
         finally:
             signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
-            self._running, self._stop_target = None, None
+            self._running, self._stop_target, self._interrupted = None, None, False
             self._ended()
         self.set_state(WorkerStatus.IDLE)
 
@@ -415,14 +416,16 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
     def _stop(self, job_id: str) -> None:
         """Raise :class:`NodeStopped` in the main thread if, and only if, ``job_id`` is what
         runs there when the signal lands (a stop meant for a job that has ended meanwhile must
-        not hit the next one)."""
+        not hit the next one) and nothing stopped it yet."""
         self._stop_target = job_id
         signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         running = self._running
-        if running is not None and self._stop_target == running[0].id:
-            self._stop_target = None
+        if running is not None and self._stop_target == running[0].id and not self._interrupted:
+            # once per job: a second stop (RQ's command and a lease renewal both ask) landing
+            # in RQ's handling of the first would leave the job ``started`` until its lease ends
+            self._stop_target, self._interrupted = None, True
             self._stopped_job_id = running[0].id  # RQ records the job stopped, not failed
             raise NodeStopped(f"job {running[0].id} was stopped: its run was canceled")
 

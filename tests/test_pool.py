@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import signal
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
 import redis
 
 from dagrq import loader
+from dagrq.errors import NodeStopped
+from dagrq.worker import STOP_SIGNAL, LeasedSimpleWorker
 
 from .conftest import Workers, pipeline
 from .helpers import failure_of, wait_for
@@ -127,3 +130,17 @@ def test_killing_the_supervisor_kills_its_processes(workers: Workers) -> None:
     procs[0].wait(timeout=10)
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
+
+
+def test_a_running_node_is_interrupted_by_its_first_stop_only(conn: redis.Redis) -> None:
+    """RQ's stop command and a lease renewal can both stop a canceled run's node: the second
+    must not land in RQ's handling of the first (the job then stayed ``started`` until its
+    lease ended, and ``cancel()`` waited for it)."""
+    worker = LeasedSimpleWorker(["t_stop_once"], connection=conn)
+    worker._running = (SimpleNamespace(id="job-1"), None)
+    worker._stop_target = "job-1"
+    with pytest.raises(NodeStopped):
+        worker._on_stop_signal(STOP_SIGNAL, None)
+    worker._stop_target = "job-1"  # the second stop
+    worker._on_stop_signal(STOP_SIGNAL, None)
+    assert worker._stopped_job_id == "job-1"

@@ -143,6 +143,7 @@ class SentinelSet:
     def __init__(self, folder: Path) -> None:
         sentinel_binary = require(REDIS_SENTINEL)
         durable = ["--appendonly", "yes", "--appendfsync", "always"]
+        durable += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
         self.primary = RedisServer(folder / "primary", args=durable).start()
         self.replicas = [
             RedisServer(
@@ -185,12 +186,15 @@ class SentinelSet:
             try:
                 probe = redis.Redis(port=self.sentinel_ports[0], socket_timeout=2)
                 replicas = probe.execute_command("SENTINEL", "replicas", self.SERVICE)
-                links = self.primary.client().info("replication").get("connected_slaves", 0)
-                if len(replicas) == 2 and links == 2:
+                info = self.primary.client().info("replication")
+                online = [
+                    v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                ]
+                if len(replicas) == 2 and sum(r.get("state") == "online" for r in online) == 2:
                     return
             except redis.RedisError:
                 pass
-            assert time.monotonic() < deadline, "sentinels never saw both replicas"
+            assert time.monotonic() < deadline, "both replicas never came online"
             time.sleep(0.2)
 
     def stop(self) -> None:
