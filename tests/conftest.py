@@ -46,6 +46,28 @@ def conn(redis_url: str) -> Iterator[redis.Redis]:
     connection.close()
 
 
+@pytest.fixture(scope="session")
+def quiet_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of its own that no worker, UI or left-over process of another test talks
+    to: for counting commands exactly (INFO commandstats counts every client's)."""
+    from dagrq.connection import Embedded
+
+    server = Embedded(tmp_path_factory.mktemp("quiet-redis"), persist=False)
+    try:
+        yield server.url
+    finally:
+        server.close(force=True)
+
+
+@pytest.fixture
+def quiet_conn(quiet_url: str) -> Iterator[redis.Redis]:
+    """A connection to an empty database of :func:`quiet_url`'s server."""
+    connection = redis.Redis.from_url(quiet_url)
+    connection.flushall()
+    yield connection
+    connection.close()
+
+
 class Workers:
     """`dagrq worker` processes for one test; all stopped (and their logs shown) at teardown."""
 

@@ -28,12 +28,12 @@ def test_max_parallelism_is_the_widest_antichain() -> None:
     assert report.joins["enriched"] == (3, "all_success")
 
 
-def test_plan_commands_per_arrival_match_commandstats(conn: redis.Redis) -> None:
+def test_plan_commands_per_arrival_match_commandstats(quiet_conn: redis.Redis) -> None:
     # the plan's figure is computed from the scripts; measured here on a real Redis, exactly
     for width in (2, 10):
-        assert arrival_cost(conn, width, "last") == ARRIVAL_FIRING
+        assert arrival_cost(quiet_conn, width, "last") == ARRIVAL_FIRING
     for width in (3, 10):
-        assert arrival_cost(conn, width, "waiting") == ARRIVAL_WAITING
+        assert arrival_cost(quiet_conn, width, "waiting") == ARRIVAL_WAITING
 
 
 def test_plan_commands_per_run_match_a_real_run_within_25_percent(
