@@ -331,7 +331,7 @@ def _split(total: int, size: int) -> list[int]:
 
 def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
     """The arrival step alone: complete.lua per round trip, and pipelined (no RQ at all)."""
-    from dagrq import keys, scripts
+    from dagrq.store import runkeys, scripts
 
     out: dict[str, Any] = {"cell": "ceiling", "system": "dagrq", "arrivals": arrivals}
     for mode in ("round_trip", "pipelined"):
@@ -353,5 +353,5 @@ def ceiling(conn: redis.Redis, arrivals: int) -> dict[str, Any]:
                         script(keys=k, args=a, client=pipe)
                     pipe.execute()
         out[f"{mode}_per_s"] = round(arrivals / (time.perf_counter() - t0))
-        assert conn.hget(keys.nodes_key(run_id), "j:state") == b"queued"
+        assert conn.hget(runkeys.nodes_key(run_id), "j:state") == b"queued"
     return out

@@ -65,8 +65,8 @@ def measure(url: str, folder: Path, kind: str, n: int) -> float:
 
 def main(argv: list[str]) -> int:
     """Run every kind, print the table and append the rows to results/commands.jsonl."""
-    from dagrq.commands import container_runtime
-    from dagrq.processes import Processes, worker_argv
+    from dagrq.model.commands import container_runtime
+    from dagrq.workers.processes import Processes, worker_argv
 
     opts = {"--items": "200", "--container-items": "20", "--repeat": "3"}
     for key, value in zip(argv[::2], argv[1::2], strict=False):

@@ -125,7 +125,7 @@ def arrival_only(conn: redis.Redis, width: int) -> tuple[int, int]:
     The first arrival waits (records the parent in the received-set); the last one fires
     the join and enqueues it, in the same atomic step.
     """
-    from dagrq import scripts
+    from dagrq.store import scripts
 
     def one_run() -> tuple[int, int]:
         run_id, parents, child = fake_join(conn, width)

@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 from rq import Worker
 
-from dagrq.processes import Processes, worker_argv
+from dagrq.workers.processes import Processes, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from typing import Any
 import redis
 
 from dagrq import RunFailed, loader
-from dagrq.preflight import preflight
-from dagrq.processes import Processes, worker_argv
+from dagrq.model.preflight import preflight
+from dagrq.workers.processes import Processes, worker_argv
 
 from .server import redis_server
 

@@ -98,8 +98,8 @@ def fake_join(conn: redis.Redis, width: int) -> tuple[str, list[Any], Any]:
     ``(run_id, parent specs, join spec)``, for timing the arrival step without workers."""
     import uuid
 
-    from dagrq import keys
-    from dagrq.plan import NodeSpec
+    from dagrq.model.plan import NodeSpec
+    from dagrq.store import runkeys
 
     def spec(name: str, parents: tuple[str, ...] = (), children: tuple[str, ...] = ()) -> NodeSpec:
         return NodeSpec(
@@ -114,6 +114,7 @@ def fake_join(conn: redis.Redis, width: int) -> tuple[str, list[Any], Any]:
 
     names = tuple(f"p{i}" for i in range(width))
     run_id = uuid.uuid4().hex
-    conn.hset(keys.run_key(run_id), mapping={"state": "running", "pending": width + 1, "failed": 0})
-    conn.hset(keys.nodes_key(run_id), mapping={"j:state": "pending"})
+    meta = {"state": "running", "pending": width + 1, "failed": 0}
+    conn.hset(runkeys.run_key(run_id), mapping=meta)
+    conn.hset(runkeys.nodes_key(run_id), mapping={"j:state": "pending"})
     return run_id, [spec(p, children=("j",)) for p in names], spec("j", names)

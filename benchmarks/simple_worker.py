@@ -11,7 +11,7 @@ import sys
 import redis
 
 from dagrq import loader
-from dagrq.serving import serve_forever
+from dagrq.workers.serving import serve_forever
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,6 @@ on first use.
 
 from typing import TYPE_CHECKING, Any
 
-from .dag import DAG
 from .errors import (
     BranchError,
     ConnectionConfigError,
@@ -34,9 +33,10 @@ from .errors import (
     Skip,
     UnknownNodeError,
 )
-from .node import Node
-from .options import NodeOptions, Quorum, Retry, quorum
-from .status import Explanation, NodeStatus, RunStatus, RunSummary
+from .model.dag import DAG
+from .model.node import Node
+from .model.options import NodeOptions, Quorum, Retry, quorum
+from .model.status import Explanation, NodeStatus, RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from .client import Run

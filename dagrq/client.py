@@ -3,8 +3,8 @@
 A run is a token (``run.id``) and a handful of keys that share it (see ``dagrq/keys.py``):
 the run hash, the node-state hash, one output string per finished node and one received-set
 context per waiting join. ``Run`` is a thin handle: every read and write goes through the
-run's :class:`~dagrq.store.RunStore`, and what a status means (``explain``) is decided by the
-pure functions of :mod:`dagrq.status`.
+run's :class:`~dagrq.store.runs.RunStore`, and what a status means (``explain``) is decided by the
+pure functions of :mod:`dagrq.model.status`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .codec import get_codec, parse_type_expr
-from .dag import DAG
 from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
-from .index import list_runs
-from .node import output_annotation
-from .plan import Plan
-from .status import Explanation, RunStatus, RunSummary, explain
-from .store import RunStore
-from .versions import upgrade
+from .model.codec import get_codec, parse_type_expr
+from .model.dag import DAG
+from .model.node import output_annotation
+from .model.plan import Plan
+from .model.status import Explanation, RunStatus, RunSummary, explain
+from .store import lifecycle
+from .store.index import list_runs
+from .store.nodelogs import LogEntry
+from .store.runs import RunStore
 
 
 def submit(
@@ -46,7 +47,7 @@ def submit(
     """
     dag.validate()
     stored = dag.validate_params(params)
-    store = RunStore.create(connection, dag.plan, stored, name=name, tags=list(tags))
+    store = lifecycle.create(connection, dag.plan, stored, name=name, tags=list(tags))
     return Run(store.run_id, connection, dag=dag)
 
 
@@ -56,7 +57,7 @@ class Run:
     Args:
         run_id: the run token.
         connection: the ``redis.Redis`` it reads.
-        dag: the :class:`~dagrq.dag.DAG` when known: results are then decoded into the
+        dag: the :class:`~dagrq.model.dag.DAG` when known: results are then decoded into the
             nodes' return annotations. Without it, a node whose return type is made of
             standard types (``int``, ``datetime``, ``set[str]``, ``dict[str, Decimal]``...)
             decodes into that type, which the plan recorded; any other (a pydantic model, a
@@ -98,7 +99,7 @@ class Run:
         connection: Any, dag: str | None = None, state: str | None = None, limit: int = 50
     ) -> list[RunSummary]:
         """The newest ``limit`` runs in this Redis, newest first: of DAG ``dag`` (its name)
-        and in run state ``state`` when given. Each is a :class:`~dagrq.status.RunSummary`
+        and in run state ``state`` when given. Each is a :class:`~dagrq.model.status.RunSummary`
         (id, dag, state, name, tags, params, times, nodes done of total); ``Run.fetch`` one
         for its nodes.
 
@@ -124,13 +125,34 @@ class Run:
         """
         return explain(self.status(), node)
 
-    def events(self, *, follow: bool = True, block_ms: int = 1000) -> Iterator[dict[str, Any]]:
+    def events(
+        self, *, follow: bool = True, block_ms: int = 1000, after: str = "0-0"
+    ) -> Iterator[dict[str, Any]]:
         """The run's state changes, oldest first, as dicts (``id``, ``node``, ``state``,
         ``ts``, and ``error`` or ``attempt`` where they apply); ``node`` is ``""`` for the run
         itself. With ``follow``, blocks for new entries (``XREAD BLOCK``) and stops after the
-        run's own final entry; without, stops at the end of what is stored.
+        run's own final entry; without, stops at the end of what is stored. ``after`` (an
+        event's ``id``) starts after that event, as a reconnecting reader does.
         """
-        return self._store.events(follow=follow, block_ms=block_ms)
+        return self._store.events(follow=follow, block_ms=block_ms, after=after)
+
+    def logs(
+        self, node: str | None = None, *, attempt: int | None = None, follow: bool = False
+    ) -> Iterator[LogEntry]:
+        """What ``node`` (default: every node) printed and logged, oldest first, each line a
+        :class:`~dagrq.store.nodelogs.LogEntry` (node, attempt, item, stream, line, level,
+        time); ``attempt`` keeps one attempt's. With ``follow``, goes on with new lines as
+        they come until the run has ended.
+
+        Raises:
+            NoResult: the run has no node ``node``.
+            RunNotFound: the run (or its plan) is gone.
+        """
+        specs = self._store.plan.specs
+        if node is not None and node not in specs:
+            raise NoResult(f"run {self.id} has no node {node!r} (nodes: {', '.join(specs)})")
+        nodes = [node] if node is not None else list(specs)
+        return self._store.logs(nodes, attempt=attempt, follow=follow)
 
     def plan(self) -> Plan:
         """The plan (graph and options) this run is pinned to, read from Redis.
@@ -226,7 +248,7 @@ class Run:
         Raises:
             RunNotFound: the run does not exist.
         """
-        self._store.cancel()
+        lifecycle.cancel(self._store)
         return self.status()
 
     def resume(self) -> RunStatus:
@@ -244,7 +266,7 @@ class Run:
         Raises:
             RunError: the run is still running (wait for it or cancel it first).
         """
-        self._store.resume()
+        lifecycle.resume(self._store)
         return self.status()
 
     def retry(self) -> RunStatus:
@@ -253,10 +275,10 @@ class Run:
 
     def upgrade(self, dag: DAG) -> RunStatus:
         """Move this run to ``dag``'s version of its DAG (an explicit opt-in; see
-        :mod:`dagrq.versions`): the run's waiting jobs go to that version's queues and its
-        workers run the rest; outputs of finished nodes are kept. An ended run is re-pinned,
-        so :meth:`resume` then runs on ``dag``'s version. Node bodies of the new version must
-        accept what the old version's finished nodes returned.
+        :func:`dagrq.store.lifecycle.upgrade`): the run's waiting jobs go to that version's
+        queues and its workers run the rest; outputs of finished nodes are kept. An ended run
+        is re-pinned, so :meth:`resume` then runs on ``dag``'s version. Node bodies of the new
+        version must accept what the old version's finished nodes returned.
 
         Returns:
             the status after the move.
@@ -267,5 +289,5 @@ class Run:
             RunNotFound: the run does not exist.
         """
         dag.validate()
-        upgrade(self._store, dag.plan)
+        lifecycle.upgrade(self._store, dag.plan)
         return self.status()

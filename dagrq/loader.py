@@ -15,8 +15,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from .dag import DAG
 from .errors import PipelineError
+from .model.dag import DAG
 
 
 def load(address: str) -> DAG:

@@ -10,8 +10,8 @@ from typing import Any
 
 import redis
 
-from dagrq import keys, scripts
-from dagrq.plan import NodeSpec
+from dagrq.model.plan import NodeSpec
+from dagrq.store import runkeys, scripts
 
 #: the DAG version (plan hash) fake runs are pinned to
 VERSION = "v-test"
@@ -34,11 +34,11 @@ def fake_run(conn: redis.Redis, states: Mapping[str, str], **nodes_fields: Any) 
     pending), plus any other node-hash fields; return its id."""
     run_id = uuid.uuid4().hex
     conn.hset(
-        keys.run_key(run_id),
+        runkeys.run_key(run_id),
         mapping={"state": "running", "pending": len(states), "failed": 0, "plan": VERSION},
     )
     fields = {f"{node}:state": state for node, state in states.items()}
-    conn.hset(keys.nodes_key(run_id), mapping={**fields, **nodes_fields})
+    conn.hset(runkeys.nodes_key(run_id), mapping={**fields, **nodes_fields})
     return run_id
 
 
@@ -80,7 +80,7 @@ def arrival_cost(conn: redis.Redis, width: int, which: str) -> int:
         for p in parents[1:-1]:
             arrive(conn, run_id, p, child, "succeeded")
     parent = parents[-1] if which == "last" else parents[1]
-    conn.hset(keys.nodes_key(run_id), f"{parent.name}:attempts", 1)  # as start.lua leaves it
+    conn.hset(runkeys.nodes_key(run_id), f"{parent.name}:attempts", 1)  # as start.lua leaves it
     before = commands(conn)
     done = arrive(conn, run_id, parent, child, "succeeded", attempt=1)  # as a worker reports
     assert done.fired == (("j",) if which == "last" else ())

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pytest
 
-from dagrq.rules import decide
+from dagrq.model.rules import decide
 
 F, K, U, W = "fire", "skip", "upstream_failed", "wait"
 NFS = "none_failed_min_one_success"

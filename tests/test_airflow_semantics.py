@@ -9,8 +9,9 @@ import time
 import pytest
 import redis
 
-from dagrq import RunFailed, keys, loader, rqjobs
-from dagrq.local import simulate
+from dagrq import RunFailed, loader
+from dagrq.model.local import simulate
+from dagrq.store import keys, rqjobs, runkeys
 
 from .conftest import Workers, pipeline
 from .helpers import failure_of, wait_for
@@ -146,7 +147,7 @@ def test_a_job_pushed_by_hand_for_a_pending_node_is_refused(
     time.sleep(0.5)
     status = run.status()
     assert status.nodes["d"].state == "pending" and status.nodes["d"].attempts == 0
-    assert not conn.exists(keys.output_key(run.id, "d"))
+    assert not conn.exists(runkeys.output_key(run.id, "d"))
     result = rqjobs.fetch_job(keys.job_id(run.id, "d"), conn).latest_result()
     assert result is not None and result.return_value["refused"] == "pending"
     workers.start(pipeline("diamond"), 1)

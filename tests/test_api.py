@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -69,28 +70,37 @@ def test_every_error_is_a_dagrq_error_and_validation_errors_are_dag_errors() -> 
     assert issubclass(dagrq.RunTimeout, TimeoutError)
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "keys",
-        "rules",
-        "options",
-        "codec",
-        "errors",
-        "params",
-        "plan",
-        "status",
-        "node",
-        "preflight",
-        "attempt",
-        "fanout",
-        "progress",
-    ],
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(dagrq.__path__, "dagrq.") if m.name != "dagrq.__main__"
 )
+#: modules whose helpers are documented by example (each must keep at least one)
+WITH_EXAMPLES = {
+    "dagrq.store.keys",
+    "dagrq.store.runkeys",
+    "dagrq.model.rules",
+    "dagrq.model.options",
+    "dagrq.model.codec",
+    "dagrq.errors",
+    "dagrq.model.params",
+    "dagrq.model.plan",
+    "dagrq.model.status",
+    "dagrq.model.node",
+    "dagrq.model.call",
+    "dagrq.model.jobref",
+    "dagrq.model.queues",
+    "dagrq.model.preflight",
+    "dagrq.jobs.attempt",
+    "dagrq.jobs.fanout",
+    "dagrq.cli.progress",
+}
+
+
+@pytest.mark.parametrize("module", MODULES)
 def test_doctests(module: str) -> None:
-    mod = importlib.import_module(f"dagrq.{module}")
+    mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    assert result.failed == 0
+    assert result.attempted > 0 or module not in WITH_EXAMPLES
 
 
 def test_declaring_a_dag_imports_neither_redis_nor_rq() -> None:

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from dagrq import RunFailed
-from dagrq.commands import container_runtime
 from dagrq.errors import CommandFailed
+from dagrq.model.commands import container_runtime
 
 from .conftest import Workers, pipeline
 from .test_cli import ROOT, dagrq
@@ -141,7 +141,7 @@ def test_a_map_of_commands_over_100_items(conn: redis.Redis, workers: Workers) -
     assert run.result("add") == 2 * sum(range(100))
     items = run.status().nodes["double"].items or {}
     assert (items["total"], items["done"], items["failed"]) == (100, 100, 0)
-    from dagrq.nodelogs import read
+    from dagrq.store.nodelogs import read
 
     printed = {e.item: e.line for e in read(conn, run.id, ["double"]) if e.stream == "stdout"}
     assert printed == {i: str(2 * i) for i in range(100)}  # each line names its item

@@ -8,14 +8,15 @@ import time
 import pytest
 import redis
 
-from dagrq import RunError, RunFailed, keys, loader
+from dagrq import RunError, RunFailed, loader
+from dagrq.store import runkeys
 
 from .conftest import Workers, pipeline
 from .helpers import counter, failure_of, wait_for
 
 
 def _local_states(dag: object) -> dict[str, str]:
-    from dagrq.local import simulate
+    from dagrq.model.local import simulate
 
     local = simulate(dag.plan, dag.nodes, dag.codec, dag.validate_params({}))  # type: ignore[attr-defined]
     return local.states
@@ -187,7 +188,7 @@ def test_resume_of_a_canceled_run_and_of_a_running_one(conn: redis.Redis, worker
 def test_a_resume_cut_short_is_finished_by_calling_retry_again(
     conn: redis.Redis, workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dagrq.store import RunStore
+    from dagrq.store.runs import RunStore
 
     dag = loader.load(pipeline("resume"))
     workers.start(pipeline("resume"), 2)
@@ -209,5 +210,5 @@ def test_a_resume_cut_short_is_finished_by_calling_retry_again(
     final = run.wait(timeout=60)
     assert final.state == "succeeded"
     assert run.result("final") == 110
-    assert conn.hget(keys.run_key(run.id), "resuming") is None
+    assert conn.hget(runkeys.run_key(run.id), "resuming") is None
     assert counter(conn, "expensive", run.id) == 1

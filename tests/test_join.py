@@ -9,9 +9,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dagrq import keys, scripts
-from dagrq.options import RULES
-from dagrq.rules import decide
+from dagrq.model import queues
+from dagrq.model.options import RULES
+from dagrq.model.rules import decide
+from dagrq.store import keys, runkeys, scripts
 
 from .helpers import VERSION, arrival_cost, arrive, fake_join
 
@@ -50,17 +51,17 @@ def test_lua_rules_match_the_python_model(
         assert got == decide(rule, total=len(outcomes), **counts), (rule, outcomes, counts)
         if got != "wait":
             decided = got
-    state = conn.hget(keys.nodes_key(run_id), "j:state")
+    state = conn.hget(runkeys.nodes_key(run_id), "j:state")
     assert state == STATE_OF.get(decided or "", b"pending")
     if decided:  # a decided join leaves no context behind
-        assert not conn.exists(keys.join_key(run_id, "j"))
+        assert not conn.exists(runkeys.join_key(run_id, "j"))
 
 
 def test_a_parent_delivered_twice_counts_once(conn: redis.Redis) -> None:
     run_id, parents, child = fake_join(conn, 3)
     for _ in range(3):
         assert arrive(conn, run_id, parents[0], child, "succeeded").fired == ()
-    ctx = conn.hgetall(keys.join_key(run_id, "j"))
+    ctx = conn.hgetall(runkeys.join_key(run_id, "j"))
     assert ctx[b"#succeeded"] == b"1" and ctx[b"p0"] == b"succeeded"
     assert arrive(conn, run_id, parents[1], child, "succeeded").fired == ()
     assert arrive(conn, run_id, parents[1], child, "succeeded").fired == ()
@@ -68,22 +69,22 @@ def test_a_parent_delivered_twice_counts_once(conn: redis.Redis) -> None:
     # late duplicates after the fire: nothing fires again, no context is recreated
     for p in parents:
         assert arrive(conn, run_id, p, child, "succeeded").fired == ()
-    queue = keys.queue_key(keys.versioned_queue("q.test", VERSION))
+    queue = keys.queue_key(queues.versioned_queue("q.test", VERSION))
     assert conn.lrange(queue, 0, -1) == [keys.job_id(run_id, "j").encode()]
-    assert not conn.exists(keys.join_key(run_id, "j"))
+    assert not conn.exists(runkeys.join_key(run_id, "j"))
     # a redelivered parent never changes its recorded outcome or the pending count
-    assert conn.hget(keys.run_key(run_id), "pending") == b"1"
+    assert conn.hget(runkeys.run_key(run_id), "pending") == b"1"
 
 
 def test_the_last_arrival_fires_and_enqueues_in_the_same_step(conn: redis.Redis) -> None:
     run_id, parents, child = fake_join(conn, 2)
     arrive(conn, run_id, parents[0], child, "succeeded")
-    assert conn.llen(keys.queue_key(keys.versioned_queue("q.test", VERSION))) == 0
+    assert conn.llen(keys.queue_key(queues.versioned_queue("q.test", VERSION))) == 0
     done = arrive(conn, run_id, parents[1], child, "succeeded")
     assert done.fired == ("j",)
     job = conn.hgetall(keys.job_key(run_id, "j"))
     assert job[b"status"] == b"queued" and b"enqueued_at" in job
-    assert conn.hget(keys.nodes_key(run_id), "j:state") == b"queued"
+    assert conn.hget(runkeys.nodes_key(run_id), "j:state") == b"queued"
 
 
 @pytest.mark.parametrize("which", ["waiting", "last"])

@@ -9,8 +9,9 @@ import signal
 import pytest
 import redis
 
-from dagrq import RunFailed, keys, loader, rqjobs, scripts
-from dagrq.lease import abandoned, on_failure
+from dagrq import RunFailed, loader
+from dagrq.jobs.lost import abandoned, on_failure
+from dagrq.store import keys, rqjobs, runkeys, scripts
 
 from .conftest import Workers, pipeline
 from .helpers import VERSION, fake_run, spec, wait_for
@@ -80,8 +81,8 @@ def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
         version=VERSION,
     )
     assert late.run_state == "stale"
-    assert conn.hget(keys.nodes_key(run_id), "n:state") == b"running"
-    assert conn.exists(keys.output_key(run_id, "n")) == 0
+    assert conn.hget(runkeys.nodes_key(run_id), "n:state") == b"running"
+    assert conn.exists(runkeys.output_key(run_id, "n")) == 0
     assert not scripts.requeue(conn, run_id, "n", "boom", attempt=first.attempt)
     done = scripts.complete(
         conn,
@@ -93,7 +94,7 @@ def test_a_stale_attempt_report_is_refused(conn: redis.Redis) -> None:
         version=VERSION,
     )
     assert done.fired == ("c",)
-    assert conn.get(keys.output_key(run_id, "n")) == b"2"
+    assert conn.get(runkeys.output_key(run_id, "n")) == b"2"
 
 
 def test_a_dagrq_job_ignores_callbacks_it_did_not_set(conn: redis.Redis) -> None:
@@ -156,7 +157,7 @@ def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis
 
 def test_a_map_lost_after_its_expansion_is_left_to_its_items(conn: redis.Redis) -> None:
     run = loader.load(pipeline("lease", "mapped")).submit(conn)
-    nodes = keys.nodes_key(run.id)
+    nodes = runkeys.nodes_key(run.id)
     conn.hset(nodes, mapping={"square:state": "running", "square:expanded": "1"})
     job = rqjobs.fetch_job(keys.job_id(run.id, "square"), conn)
     abandoned(job, "worker lost: test")

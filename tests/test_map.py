@@ -11,10 +11,12 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dagrq import DAG, NodeDefinitionError, RunFailed, UnknownNodeError, keys, loader, scripts
-from dagrq.attempt import Attempt
-from dagrq.fanout import batches, expand
-from dagrq.store import RunStore
+from dagrq import DAG, NodeDefinitionError, RunFailed, UnknownNodeError, loader
+from dagrq.jobs.attempt import Attempt
+from dagrq.jobs.fanout import batches, expand
+from dagrq.model import queues
+from dagrq.store import keys, runkeys, scripts
+from dagrq.store.runs import RunStore
 
 from .conftest import Workers, pipeline
 from .helpers import VERSION, failure_of, fake_run, spec, wait_for
@@ -77,9 +79,9 @@ def test_expansion_enqueues_one_rq_job_per_chunk(conn: redis.Redis) -> None:
             for j in conn.lrange(keys.queue_key(dag.plan.rq_queue(mapped.queue_name)), 0, -1)
         ]
         assert queued == [keys.chunk_job_id(run_id, node, c) for c in range(count)]
-        assert conn.hget(keys.nodes_key(run_id), f"{node}:items_total") == b"250"
+        assert conn.hget(runkeys.nodes_key(run_id), f"{node}:items_total") == b"250"
         conn.delete(keys.queue_key(dag.plan.rq_queue(mapped.queue_name)))
-    assert conn.hlen(keys.items_key(run_id, "parse_chunked")) == 250
+    assert conn.hlen(runkeys.items_key(run_id, "parse_chunked")) == 250
 
 
 def test_a_failed_item_is_none_under_all_done_and_skips_all_success(
@@ -138,11 +140,11 @@ def test_a_duplicate_item_delivery_counts_once(conn: redis.Redis) -> None:
             conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(0, b"10")]
         )
         assert done.fired == ()
-    assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"1"
+    assert conn.hget(runkeys.nodes_key(run_id), "m:items_done") == b"1"
     scripts.record_items(
         conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(1, b"11"), (0, b"99")]
     )
-    assert conn.hget(keys.nodes_key(run_id), "m:items_done") == b"2"
+    assert conn.hget(runkeys.nodes_key(run_id), "m:items_done") == b"2"
     done = scripts.record_items(
         conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(2, b"12")]
     )
@@ -151,12 +153,12 @@ def test_a_duplicate_item_delivery_counts_once(conn: redis.Redis) -> None:
         conn, run_id, m, [j], ttl_s=60, version=VERSION, results=[(2, b"12")]
     )
     assert again.fired == ()
-    assert conn.hgetall(keys.map_results_key(run_id, "m")) == {
+    assert conn.hgetall(runkeys.map_results_key(run_id, "m")) == {
         b"0": b"10",
         b"1": b"11",
         b"2": b"12",
     }
-    assert conn.llen(keys.queue_key(keys.versioned_queue("q.test", VERSION))) == 1
+    assert conn.llen(keys.queue_key(queues.versioned_queue("q.test", VERSION))) == 1
 
 
 def test_map_declarations_are_validated() -> None:
@@ -209,7 +211,8 @@ def test_cancel_takes_a_maps_queued_item_jobs_out_of_its_queue(
     dag = loader.load(pipeline("maps"))
     other = dag.submit(conn, n=1)  # another run's jobs in the same queues stay put
     run = dag.submit(conn, n=3000)
-    wait_for(lambda: conn.hget(keys.nodes_key(run.id), "parse:items_total"), 60, "parse expanded")
+    expanded = lambda: conn.hget(runkeys.nodes_key(run.id), "parse:items_total")  # noqa: E731
+    wait_for(expanded, 60, "parse expanded")
     status = run.cancel()
     assert status.state == "canceled"
     queued = [
@@ -220,7 +223,7 @@ def test_cancel_takes_a_maps_queued_item_jobs_out_of_its_queue(
     ]
     assert queued == []
     assert other.wait(timeout=60).state == "succeeded"
-    done = int(conn.hget(keys.nodes_key(run.id), "parse:items_done") or 0)
+    done = int(conn.hget(runkeys.nodes_key(run.id), "parse:items_done") or 0)
     assert done < 3000  # the rest never ran
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from dagrq import RunFailed, loader
-from dagrq.status import STATE_COLORS
+from dagrq.model.status import STATE_COLORS
 
 from .conftest import Workers, pipeline
 
@@ -163,7 +163,7 @@ def test_branches_are_drawn_and_planned_distinctly() -> None:
     nodes = attrs(parse(dag.to_dot()))
     assert nodes["route"]["shape"] == "diamond" and "branch" in nodes["route"]["label"]
     assert '  route{"route' in dag.to_mermaid()
-    from dagrq.preflight import preflight
+    from dagrq.model.preflight import preflight
 
     lines = preflight(dag.plan, dag.param_types).lines()
     assert "branches (1):" in lines and any("route" in ln and "big, small" in ln for ln in lines)

@@ -15,7 +15,7 @@ import redis
 
 from dagrq import loader
 from dagrq.errors import NodeStopped
-from dagrq.worker import STOP_SIGNAL, LeasedSimpleWorker
+from dagrq.workers.leased import STOP_SIGNAL, LeasedSimpleWorker
 
 from .conftest import Workers, pipeline
 from .helpers import failure_of, wait_for

@@ -11,7 +11,7 @@ import networkx as nx
 import redis
 
 from dagrq import loader
-from dagrq.preflight import ARRIVAL_FIRING, ARRIVAL_WAITING, max_antichain, preflight
+from dagrq.model.preflight import ARRIVAL_FIRING, ARRIVAL_WAITING, max_antichain, preflight
 
 from .helpers import arrival_cost, commands
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dagrq import CycleError, loader
-from dagrq.local import simulate
-from dagrq.options import RULES
+from dagrq.model.local import simulate
+from dagrq.model.options import RULES
 
 from .conftest import Workers
 from .helpers import wait_for

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from dagrq.options import RULES, NodeOptions, quorum
-from dagrq.rules import decide, parse_rule
+from dagrq.model.options import RULES, NodeOptions, quorum
+from dagrq.model.rules import decide, parse_rule
 
 F, K, U, W = "fire", "skip", "upstream_failed", "wait"
 # (rule, total parents, succeeded, failed, skipped, upstream_failed) -> decision

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from dagrq.attempt import settle_failure
 from dagrq.errors import NoResult
-from dagrq.plan import NodeSpec, Plan
-from dagrq.status import RunStatus, explain, item_counts, parse_status
+from dagrq.jobs.attempt import settle_failure
+from dagrq.model.plan import NodeSpec, Plan
+from dagrq.model.status import RunStatus, explain, item_counts, parse_status
 
 PLAN = Plan(
     "d",

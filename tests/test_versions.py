@@ -11,8 +11,9 @@ from pathlib import Path
 
 import redis
 
-from dagrq import keys, loader, rqjobs, scripts
-from dagrq.versions import served_versions
+from dagrq import loader
+from dagrq.store import keys, rqjobs, scripts
+from dagrq.store.fleet import served_versions
 
 from .conftest import Workers, pipeline
 from .helpers import failure_of, wait_for

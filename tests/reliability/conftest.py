@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dagrq.processes import Processes, worker_argv
+from dagrq.workers.processes import Processes, worker_argv
 
 from .servers import RedisServer
 

@@ -25,8 +25,9 @@ from typing import Any
 import psutil
 import redis
 
-from dagrq import Run, keys, loader
-from dagrq.processes import worker_argv
+from dagrq import Run, loader
+from dagrq.store import runkeys
+from dagrq.workers.processes import worker_argv
 
 PIPELINE = str(Path(__file__).resolve().parents[1] / "pipelines" / "storm.py") + ":dag"
 
@@ -143,7 +144,9 @@ def storm(
         waiting = list(handles)
         while waiting and time.monotonic() < deadline:
             slots.check()
-            waiting = [r for r in waiting if conn.hget(keys.run_key(r.id), "state") == b"running"]
+            waiting = [
+                r for r in waiting if conn.hget(runkeys.run_key(r.id), "state") == b"running"
+            ]
             time.sleep(0.2)
         report.seconds_to_end_after_storm = round(time.monotonic() - storm_over, 1)
         report.stuck = [r.id for r in waiting]

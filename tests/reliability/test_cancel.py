@@ -7,7 +7,8 @@ import time
 
 import redis
 
-from dagrq import keys, loader
+from dagrq import loader
+from dagrq.store import runkeys
 
 from ..conftest import pipeline
 from ..helpers import wait_for
@@ -50,5 +51,5 @@ def test_200_canceled_runs_leave_no_body_running_after_cancel_returns(
     print(f"{stopped} of 200 runs were canceled with their body running")
     assert stopped >= 40  # most cancels really stopped a running body
     for run in runs:
-        assert conn.hget(keys.run_key(run.id), "canceling") is None  # every cancel finished
-        assert conn.hget(keys.nodes_key(run.id), "after:state") == b"canceled"
+        assert conn.hget(runkeys.run_key(run.id), "canceling") is None  # every cancel finished
+        assert conn.hget(runkeys.nodes_key(run.id), "after:state") == b"canceled"

@@ -9,8 +9,9 @@ import sys
 
 import redis
 
-from dagrq import keys, loader
-from dagrq.store import RunStore
+from dagrq import loader
+from dagrq.store import runkeys
+from dagrq.store.runs import RunStore
 
 from ..conftest import pipeline
 from ..helpers import wait_for
@@ -40,7 +41,7 @@ def test_a_deleted_join_context_is_repaired_by_reconcile(server: RedisServer) ->
     run = dag.submit(conn, x=2)
     for node, out in (("a", b"2"), ("b", b"4")):
         _finish(conn, dag, run.id, node, out)
-    conn.delete(keys.join_key(run.id, "d"))  # b's arrival at d is lost
+    conn.delete(runkeys.join_key(run.id, "d"))  # b's arrival at d is lost
     _finish(conn, dag, run.id, "c", b"6")
     assert run.status().nodes["d"].state == "pending"  # 1 of 2 arrivals: it would hang
     why = dagrq(server.url, "why", run.id, "d")
@@ -65,8 +66,8 @@ def test_damage_beyond_repair_ends_that_run_only(server: RedisServer, fleet: Fle
     dag = loader.load(pipeline("diamond"))
     conn = server.client()
     edited, emptied, healthy = (dag.submit(conn, x=i) for i in range(3))
-    conn.hset(keys.nodes_key(edited.id), "b:state", "exploded")
-    conn.delete(keys.nodes_key(emptied.id))
+    conn.hset(runkeys.nodes_key(edited.id), "b:state", "exploded")
+    conn.delete(runkeys.nodes_key(emptied.id))
     repaired = dagrq(server.url, "reconcile")
     assert repaired.returncode == 0, repaired.stderr
     assert "node b has state 'exploded', which no step sets" in repaired.stdout
@@ -88,7 +89,7 @@ def test_a_deleted_plan_is_stored_again_by_a_worker_that_serves_it(
     dag = loader.load(pipeline("diamond"))
     conn = server.client()
     run = dag.submit(conn, x=3, pause_ms=1500)
-    plan_key = keys.plan_key(dag.name, dag.plan_hash)
+    plan_key = runkeys.plan_key(dag.name, dag.plan_hash)
     conn.delete(plan_key)
     fleet.start(pipeline("diamond"), 1, "--lease", "6")
     wait_for(lambda: conn.exists(plan_key), 30, "the plan stored again")
@@ -96,7 +97,7 @@ def test_a_deleted_plan_is_stored_again_by_a_worker_that_serves_it(
     fleet.procs.stop()  # no worker of this version is left to put the plan back
     lost = dag.submit(conn, x=4)
     conn.delete(plan_key)
-    from dagrq import store
+    from dagrq.store import runs as store
 
     store._PLANS.clear()
     repaired = dagrq(server.url, "reconcile", lost.id)

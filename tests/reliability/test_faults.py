@@ -17,8 +17,9 @@ import pytest
 import redis
 from rq.job import JobStatus
 
-from dagrq import keys, loader, rqjobs, scripts
-from dagrq.worker import heartbeat_ttl
+from dagrq import loader
+from dagrq.store import keys, rqjobs, runkeys, scripts
+from dagrq.workers.leased import heartbeat_ttl
 
 from ..conftest import pipeline
 from ..helpers import wait_for
@@ -31,7 +32,7 @@ LEASE_S = 5
 
 def _all_end_right(conn: redis.Redis, dag: object, runs: list, timeout: float) -> None:  # type: ignore[type-arg]
     wait_for(
-        lambda: all(conn.hget(keys.run_key(r.id), "state") != b"running" for r in runs),
+        lambda: all(conn.hget(runkeys.run_key(r.id), "state") != b"running" for r in runs),
         timeout,
         "every run ended",
     )
@@ -78,7 +79,7 @@ def _second_start(conn: redis.Redis, run_id: str, node: str) -> float:
     """Wait for the node's second attempt to start; return when it was seen."""
 
     def started() -> bool:
-        return int(conn.hget(keys.nodes_key(run_id), f"{node}:attempts") or 0) >= 2
+        return int(conn.hget(runkeys.nodes_key(run_id), f"{node}:attempts") or 0) >= 2
 
     wait_for(started, 60, f"{node} attempt 2")
     return time.monotonic()
@@ -121,7 +122,7 @@ def test_a_job_claimed_by_a_worker_that_died_before_starting_it_is_put_back(
     print(f"claimed job put back and run ended in {took:.1f} s")
     assert final.state == "succeeded" and run.result("d") == {"b": 4, "c": 6, "sum": 10}
     assert took <= 2 * LEASE_S + 2
-    assert int(conn.hget(keys.nodes_key(run.id), "a:redriven") or 0) == 1
+    assert int(conn.hget(runkeys.nodes_key(run.id), "a:redriven") or 0) == 1
 
 
 def test_a_worker_started_before_redis_waits_for_it(tmp_path: Path) -> None:
@@ -233,7 +234,7 @@ def test_a_chunk_job_failed_because_redis_was_out_of_reach_or_lost_runs_again(
     else:
         _fail_as_rq_would(conn, waiting, damage.removeprefix("failed: "))
     _reconcile_now(server, run.id)
-    redriven = int(conn.hget(keys.nodes_key(run.id), "double:redriven") or 0)
+    redriven = int(conn.hget(runkeys.nodes_key(run.id), "double:redriven") or 0)
     conn.set(f"test:gate:{run.id}", 1)
     wait_for(lambda: run.status().state != "running", 60, "the run ended")
     final = run.status()
@@ -268,4 +269,4 @@ def test_a_node_job_lost_with_a_primary_is_made_again(server: RedisServer, fleet
         final = each.status()
         assert final.state == "succeeded", final.failed()
         assert each.result("total") == 12
-    assert int(conn.hget(keys.nodes_key(run.id), "numbers:redriven") or 0) >= 1
+    assert int(conn.hget(runkeys.nodes_key(run.id), "numbers:redriven") or 0) >= 1

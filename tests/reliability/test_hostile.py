@@ -15,8 +15,9 @@ from rq import Callback, Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import DefaultSerializer, JSONSerializer
 
-from dagrq import RunError, keys, loader, rqjobs
+from dagrq import RunError, loader
 from dagrq.client import Run
+from dagrq.store import keys, rqjobs, runkeys
 
 from ..conftest import pipeline
 from ..helpers import wait_for
@@ -102,7 +103,7 @@ def test_a_worker_with_a_secret_refuses_forged_node_jobs(
     # a writer without the key makes a node job by hand for a fresh run's root
     victim = dag.submit(conn, x=7)
     victim.cancel()
-    conn.hset(keys.run_key(victim.id), "state", "running")
+    conn.hset(runkeys.run_key(victim.id), "state", "running")
     Queue(dag.plan.rq_queues[0], connection=conn, serializer=JSONSerializer).enqueue(
         keys.ENTRYPOINT, kwargs={"dag": dag.name, "run": victim.id, "node": "a"}
     )
@@ -115,7 +116,7 @@ def test_a_worker_with_a_secret_refuses_forged_node_jobs(
     result = rqjobs.fetch_job(job_id, conn).latest_result()
     assert result is not None
     assert "not signed with this worker's DAGRQ_SECRET" in (result.exc_string or "")
-    assert int(conn.hget(keys.nodes_key(victim.id), "a:attempts") or 0) == 0  # never started
+    assert int(conn.hget(runkeys.nodes_key(victim.id), "a:attempts") or 0) == 0  # never started
 
 
 def test_the_client_never_unpickles_unless_told_and_refuses_a_planted_plan(
@@ -130,7 +131,7 @@ def test_the_client_never_unpickles_unless_told_and_refuses_a_planted_plan(
     assert Run.fetch(run.id, connection=conn, dag=dag).result("letters") == {"a", "b"}
     assert Run.fetch(run.id, connection=conn, allow_pickle=True).result("letters") == {"a", "b"}
     marker = tmp_path / "pwned"
-    conn.set(keys.output_key(run.id, "letters"), pickle.dumps(Boom(marker)))  # planted
+    conn.set(runkeys.output_key(run.id, "letters"), pickle.dumps(Boom(marker)))  # planted
     with pytest.raises(RunError, match="pickled outputs"):
         Run.fetch(run.id, connection=conn).result("letters")  # Redis says pickle: not enough
     assert not marker.exists()
@@ -139,12 +140,12 @@ def test_the_client_never_unpickles_unless_told_and_refuses_a_planted_plan(
     fleet.start(pipeline("diamond"), 1)
     other = json_dag.submit(conn, x=1)
     other.wait(timeout=60)
-    plan_key = keys.plan_key(json_dag.name, json_dag.plan_hash)
+    plan_key = runkeys.plan_key(json_dag.name, json_dag.plan_hash)
     planted = json.loads(conn.get(plan_key) or b"{}")
     planted["serializer"] = "pickle"
     conn.set(plan_key, json.dumps(planted))
-    conn.set(keys.output_key(other.id, "a"), pickle.dumps(Boom(marker)))
-    from dagrq import store
+    conn.set(runkeys.output_key(other.id, "a"), pickle.dumps(Boom(marker)))
+    from dagrq.store import runs as store
 
     store._PLANS.pop(json_dag.plan_hash, None)  # as a fresh client process would
     with pytest.raises(RunError, match="it was edited in Redis"):

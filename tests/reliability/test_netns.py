@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dagrq import loader
-from dagrq.processes import Processes, worker_argv
+from dagrq.workers.processes import Processes, worker_argv
 
 from ..conftest import pipeline
 from ..helpers import wait_for

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from dagrq import Run, keys, loader
+from dagrq import Run, loader
 from dagrq.connection import connect
+from dagrq.store import runkeys
 
 from ..helpers import wait_for
 from .conftest import Fleet
@@ -50,7 +51,7 @@ def test_a_failover_mid_run_ends_every_run_and_fires_each_join_once(
         took = time.monotonic()
         runs += [dag.submit(conn, seed=100 + i) for i in range(5)]  # on the new primary
         wait_for(
-            lambda: all(conn.hget(keys.run_key(r.id), "state") != b"running" for r in runs),
+            lambda: all(conn.hget(runkeys.run_key(r.id), "state") != b"running" for r in runs),
             150,
             "every run ended",
         )

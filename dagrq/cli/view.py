@@ -1,0 +1,206 @@
+"""Rendering runs for people: the status table and the `why` explanation (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..model.status import STATE_COLORS, Explanation, NodeStatus, RunStatus, RunSummary
+
+if TYPE_CHECKING:
+    from ..store.fleet import VersionInfo
+
+#: the shared palette; pending is grey on a terminal (white would vanish on a light one)
+STATE_STYLE = {**STATE_COLORS, "pending": "grey62"}
+
+#: `dagrq status` exit codes by run state
+STATUS_EXIT = {"succeeded": 0, "failed": 1, "canceled": 1, "running": 3}
+
+
+def _clock(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
+
+
+def status_table(status: RunStatus) -> Table:
+    """A table of every node: state, attempts, queue, start, duration, error or what it
+    waits for."""
+    title = Text.assemble(
+        f"run {status.id} · DAG {status.dag} · ", (status.state, STATE_STYLE.get(status.state, ""))
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("node", "state", "attempts", "queue", "started", "duration", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
+    for name, node in status.nodes.items():
+        detail = node.error or ""
+        if node.state == "pending" and node.waits_for:
+            detail = "waits for " + ", ".join(node.waits_for)
+        elif node.queue in status.unserved and node.state == "queued":
+            detail = f"no live worker of version {status.version}" + (
+                f"; {detail}" if detail else ""
+            )
+        elif node.items is not None:
+            counts = " · ".join(
+                f"{node.items[k]:,} {k}" for k in ("queued", "running", "done", "failed")
+            )
+            detail = f"{node.items['total']:,} items: {counts}" + (f"; {detail}" if detail else "")
+        duration = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
+        table.add_row(
+            name,
+            Text(node.state, style=STATE_STYLE.get(node.state, "")),
+            str(node.attempts),
+            node.queue or "",
+            _clock(node.started_at),
+            duration,
+            detail,
+        )
+    return table
+
+
+def print_status(console: Console, status: RunStatus) -> None:
+    """The status table, then what else a reader must know: damage, re-executed bodies."""
+    console.print(status_table(status))
+    if status.damaged:
+        console.print(Text(f"run state damaged: {status.damaged}", style="bold red"))
+    if status.unserved:
+        console.print(
+            Text(
+                f"waiting for a worker that serves version {status.version} of DAG "
+                f"{status.dag!r}: no live worker listens on {', '.join(status.unserved)}. "
+                f"Start one with this version's code, `dagrq upgrade {status.id} PIPELINE` "
+                f"to go on with another version, or `dagrq cancel {status.id}`",
+                style="bold yellow",
+            )
+        )
+    if status.reexecuted:
+        console.print(
+            f"{status.reexecuted} bodies ran more than once (retries, or re-runs after a lost "
+            "worker: a body runs at least once)"
+        )
+
+
+def runs_table(runs: list[RunSummary]) -> Table:
+    """``dagrq runs``: one row per run, newest first."""
+    table = Table(title_justify="left")
+    for column in ("run", "dag", "name", "state", "started", "duration", "progress", "params"):
+        table.add_column(column, no_wrap=column not in ("name", "params"))
+    for run in runs:
+        started = datetime.fromtimestamp(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        duration = f"{run.duration_s:.1f}s" if run.duration_s is not None else ""
+        params = ", ".join(f"{k}={v}" for k, v in run.params.items())
+        name = run.name or ""
+        if run.tags:
+            name = f"{name} [{', '.join(run.tags)}]".strip()
+        table.add_row(
+            run.id,
+            run.dag,
+            name,
+            Text(run.state, style=STATE_STYLE.get(run.state, "")),
+            started,
+            duration,
+            f"{run.done}/{run.total}",
+            params,
+        )
+    return table
+
+
+def print_node(console: Console, name: str, node: NodeStatus) -> None:
+    """``dagrq status RUN NODE``: one node in full, its traceback included."""
+    style = STATE_STYLE.get(node.state, "")
+    console.print(Text.assemble(f"node {name}: ", (node.state, style)))
+    rows = {
+        "attempts": str(node.attempts),
+        "queue": node.queue or "",
+        "ran on": node.worker or "",
+        "started": _clock(node.started_at),
+        "duration": f"{node.duration_s:.3f}s" if node.duration_s is not None else "",
+        "rule": node.rule or "",
+        "runs": node.command or "",
+        "waits for": ", ".join(node.waits_for),
+        "reason": node.reason or "",
+        "error": node.error or "",
+    }
+    for key, value in rows.items():
+        if value:
+            console.print(f"  {key}: {value}", highlight=False)
+    if node.traceback:
+        console.print("  traceback:")
+        console.print(node.traceback.rstrip(), highlight=False, markup=False)
+
+
+def print_why(console: Console, why: Explanation) -> None:
+    """One node explained, in plain sentences."""
+    style = STATE_STYLE.get(why.state, "")
+    console.print(Text.assemble(f"node {why.node}: ", (why.state, style)))
+    if why.command:
+        console.print(f"  runs: {why.command}", highlight=False, markup=False)
+    if not why.parents:
+        console.print("  no upstream nodes: enqueued when the run was submitted")
+    elif why.rule == "always":
+        console.print(
+            f"  rule always over {len(why.parents)} parents: enqueued when the run was "
+            "submitted, reading none of them"
+        )
+    else:
+        console.print(f"  rule {why.rule} over {len(why.parents)} parents")
+        for parent, state in why.parents.items():
+            got = why.arrived.get(parent)
+            shown = state if got in (None, state) else f"{state}, arrived as {got}"
+            console.print(Text.assemble("    ", parent, "  ", (shown, STATE_STYLE.get(state, ""))))
+        verdict = {
+            "fire": "the rule is met",
+            "skip": "the rule can no longer be met, so the node is skipped",
+            "upstream_failed": "the rule can no longer be met because an upstream failed, so "
+            "the node is upstream_failed",
+            "wait": "the rule is not decided yet",
+        }[why.decision]
+        if why.problem is None:
+            console.print(f"  {verdict}")
+        if why.waits_for and why.state == "pending":
+            console.print(f"  waits for: {', '.join(why.waits_for)}")
+    for cause in why.causes:
+        console.print(f"  because {cause}")
+    if why.error:
+        console.print(f"  error: {why.error}")
+    if why.waiting:
+        console.print(Text(f"  {why.waiting}", style="bold yellow"))
+    if why.problem:
+        console.print(Text(f"  {why.problem}", style="bold red"))
+
+
+def print_versions(
+    console: Console, versions: list[VersionInfo], current: Mapping[str, str] | None = None
+) -> None:
+    """The DAG versions live workers serve and running runs are pinned to; ``current``
+    (``{DAG: version}`` of the code at hand) marks which version is that code's."""
+    if not versions:
+        console.print("no dagrq worker is running, and no run is running")
+        return
+    table = Table(title="DAG versions: live workers and running runs", title_justify="left")
+    for column in ("DAG", "version", "workers", "busy", "hosts", "runs", "note"):
+        table.add_column(column, no_wrap=column != "note")
+    for v in versions:
+        hosts = sorted({w.host or "?" for w in v.workers})
+        note: list[Text] = []
+        if current and current.get(v.dag) == v.version:
+            note.append(Text("this code"))
+        if v.runs and not v.workers:
+            note.append(
+                Text(
+                    "no worker: its runs wait (start one, or `dagrq upgrade`)", style="bold yellow"
+                )
+            )
+        table.add_row(
+            v.dag,
+            v.version,
+            str(len(v.workers)),
+            str(v.busy),
+            ", ".join(hosts),
+            str(v.runs),
+            Text(" · ").join(note),
+        )
+    console.print(table)

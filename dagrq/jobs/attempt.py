@@ -1,0 +1,206 @@
+"""One attempt of a node on a worker, and the one policy for a failed or lost attempt.
+
+:func:`begin` fences the attempt (``start.lua``: a redelivered job re-delivers what was
+recorded, a run that ended starts nothing, a changed DAG is refused); :func:`run_node` calls
+a plain node through :func:`dagrq.model.call.call` and reports its outcome;
+:meth:`Attempt.failed` settles a failure by :func:`settle_failure`, the same policy the item
+jobs of a map (:mod:`dagrq.jobs.fanout`) and the lost-worker path (:mod:`dagrq.jobs.lost`)
+follow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..model.call import call
+from ..model.commands import running
+from ..model.dag import DAG
+from ..model.jobref import JobRef
+from ..model.node import build_kwargs, one_line_error
+from ..model.plan import NodeSpec
+from ..store import rqjobs
+from ..store.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+#: what becomes of a failed attempt: RQ runs the same job again, each failed item of a chunk
+#: gets a job of its own, or the node (item) fails for good
+Settlement = Literal["retry", "retry_alone", "fail"]
+
+#: the small summary an attempt returns (RQ stores it as the job's result)
+Summary = dict[str, Any]
+
+
+def settle_failure(
+    *, retries_left: int | None, items: int = 1, node_retries: int = 0
+) -> Settlement:
+    """What becomes of a failed (or lost) attempt.
+
+    Args:
+        retries_left: the RQ job's retries left (RQ's own count; None for a job without).
+        items: how many items the job holds: a chunk of a mapped node with ``chunk > 1``
+            holds several, a node's job or a single item's holds one.
+        node_retries: the node's ``retry=`` (extra attempts), for a chunk's items.
+
+    Returns:
+        ``retry`` when RQ will run the same job again (it has retries left);
+        ``retry_alone`` for a chunk of several items of a node that allows retries (each
+        failed item gets a job of its own with the node's remaining retries: the chunk was
+        their first attempt); ``fail`` otherwise.
+
+    Examples:
+        >>> settle_failure(retries_left=2), settle_failure(retries_left=0)
+        ('retry', 'fail')
+        >>> settle_failure(retries_left=None, items=100, node_retries=1)
+        'retry_alone'
+    """
+    if items > 1:
+        return "retry_alone" if node_retries > 0 else "fail"
+    return "retry" if retries_left is not None and retries_left > 0 else "fail"
+
+
+def attempt_error(exc: BaseException, spec: NodeSpec) -> str:
+    """The one-line error of a failed attempt (a timeout says so)."""
+    if isinstance(exc, rqjobs.JobTimeoutException):
+        return f"timed out after {spec.timeout} s"
+    return one_line_error(exc)
+
+
+@dataclass
+class Attempt:
+    """One started attempt of a node (not a mapped node's item job).
+
+    Attributes:
+        dag: the worker's DAG (its version is the run's).
+        store: the run's handle.
+        spec: the node.
+        job: the RQ job running it.
+        number: the attempt's number from ``start.lua`` (fences late reports).
+        params: the run parameters.
+        outputs: the data parents' outputs the node fired with (``None`` where absent).
+    """
+
+    dag: DAG
+    store: RunStore
+    spec: NodeSpec
+    job: Any
+    number: int
+    params: dict[str, Any]
+    outputs: dict[str, bytes | None]
+
+    def failed(self, exc: BaseException) -> None:
+        """Settle a failed attempt: shown ``queued`` when RQ retries the job, else the node
+        fails with its error and traceback and its children hear of it."""
+        error = attempt_error(exc, self.spec)
+        if settle_failure(retries_left=self.job.retries_left) == "retry":
+            self.store.requeue(self.spec.name, error, self.number)
+            return
+        self.store.deliver(
+            self.spec.name,
+            "failed",
+            error=error,
+            traceback="".join(traceback.format_exception(exc)),
+            attempt=self.number,
+        )
+
+
+def begin(dag: DAG, job: Any, ref: JobRef) -> Attempt | Summary:
+    """Start an attempt of ``ref``'s node (``start.lua``), or say why none is started.
+
+    A job delivered again after its node's outcome was recorded re-delivers that outcome
+    (finishing what a crashed worker left undone); a run that has ended starts nothing; a run
+    pinned to another version of the DAG is not this worker's to run (see
+    :func:`refused_version`).
+    """
+    store = RunStore(job.connection, ref.run, dag.plan)
+    node = ref.node
+    started = store.start(dag.specs[node])
+    match started.status:
+        case "run":
+            return Attempt(
+                dag=dag,
+                store=store,
+                spec=dag.specs[node],
+                job=job,
+                number=started.attempt,
+                params=json.loads(started.params_json or "{}"),
+                outputs=started.outputs,
+            )
+        case "done":
+            store.deliver(node, started.node_state or "failed")
+            return {"node": node, "outcome": started.node_state, "redelivered": True}
+        case "refused":
+            log.warning(
+                "run %s: job %s for node %s refused: the node is %s, not queued (nothing fired it)",
+                ref.run,
+                job.id,
+                node,
+                started.node_state,
+            )
+            return {"node": node, "outcome": None, "refused": started.node_state}
+        case "other_version":
+            return refused_version(dag, job, ref, started.plan_hash)
+        case _:
+            ended = started.run_state or started.status
+            log.info("run %s is %s; node %s not started", ref.run, ended, node)
+            return {"node": node, "outcome": None, "run": ended}
+
+
+def run_node(attempt: Attempt) -> Summary:
+    """Call a plain node with its inputs (:func:`dagrq.model.call.call`) and report its
+    outcome in one atomic step.
+
+    A node that raises :class:`~dagrq.errors.Skip` ends ``skipped`` with its reason; a branch
+    reports the children it chose. Anything else escaping the node, ``SystemExit`` and other
+    ``BaseException`` s included, fails the attempt (retried by ``retry=``): a node that calls
+    ``sys.exit()`` does not hang its run.
+
+    Raises:
+        BaseException: the node's own, after settling it (so RQ retries or fails the job).
+        NodeStopped: its run was canceled while it ran (nothing recorded).
+    """
+    spec, store, codec = attempt.spec, attempt.store, attempt.dag.codec
+    node = attempt.dag.nodes[spec.name]
+    outputs = store.read_inputs(spec, attempt.outputs)  # Redis out of reach: not the node's fault
+    with (
+        store.capture_logs(spec.name, attempt.number),
+        running(store.run_id, spec.name, attempt.number),
+    ):
+        outcome = call(
+            node, spec, codec, lambda: build_kwargs(node, spec, outputs, attempt.params, codec)
+        )
+    if outcome.state == "skipped":
+        store.deliver(spec.name, "skipped", error=outcome.reason, attempt=attempt.number)
+        return {"node": spec.name, "outcome": "skipped", "reason": outcome.reason}
+    if outcome.error is not None:
+        attempt.failed(outcome.error)
+        raise outcome.error
+    fresh = store.deliver(
+        spec.name, "succeeded", output=outcome.output, attempt=attempt.number, chosen=outcome.chosen
+    )
+    return {
+        "node": spec.name,
+        "outcome": "succeeded" if fresh else "refused: a later attempt started",
+        "attempt": attempt.number,
+    }
+
+
+def refused_version(dag: DAG, job: Any, ref: JobRef, version: str | None) -> Summary:
+    """The answer to a job of a run pinned to another version of ``dag`` than this worker's:
+    nothing runs and nothing changes (versions have queues of their own, so only a job moved
+    by hand gets here; the reconciler puts it back on its own queue)."""
+    log.warning(
+        "run %s: job %s for node %s refused: the run is pinned to version %s of DAG %r, this "
+        "worker serves version %s",
+        ref.run,
+        job.id,
+        ref.node,
+        version,
+        dag.name,
+        dag.plan_hash,
+    )
+    return {"node": ref.node, "outcome": None, "refused": f"version {version}"}

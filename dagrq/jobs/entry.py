@@ -1,0 +1,90 @@
+"""The entry point of every dagrq job, :func:`execute_node`, and the DAGs this process serves.
+Nothing else: an attempt is :mod:`dagrq.jobs.attempt`'s, a map's items
+:mod:`dagrq.jobs.fanout`'s.
+
+Its wire name, ``dagrq.runtime.execute_node`` (:data:`dagrq.store.keys.ENTRYPOINT`), is stored
+in every RQ job hash (jobs saved ``deferred`` at submit live up to the run's TTL): the thin
+module :mod:`dagrq.runtime` keeps it resolving. A worker refuses any job naming another
+callable and any DAG it has not loaded.
+"""
+
+from __future__ import annotations
+
+from ..errors import NodeRefused
+from ..model.dag import DAG
+from ..model.jobref import JobRef
+from ..store import rqjobs
+from .attempt import Attempt, Summary, begin, run_node
+from .fanout import expand, run_items
+
+_SERVED: dict[str, DAG] = {}
+
+
+def serve(*dags: DAG) -> None:
+    """Let this process run the nodes of ``dags`` (validated first).
+
+    Raises:
+        DAGError: a DAG is invalid.
+    """
+    for dag in dags:
+        dag.validate()
+        _SERVED[dag.name] = dag
+
+
+def served(name: str) -> DAG:
+    """The DAG this process serves under ``name``.
+
+    Raises:
+        NodeRefused: this process does not serve it.
+    """
+    dag = _SERVED.get(name)
+    if dag is None:
+        raise NodeRefused(
+            f"DAG {name!r} is not loaded by this worker (loaded: {', '.join(_SERVED) or 'none'}); "
+            f"start it with: dagrq worker <pipeline defining {name!r}>"
+        )
+    return dag
+
+
+def execute_node(
+    dag: str,
+    run: str,
+    node: str,
+    chunk: int | None = None,
+    item: int | None = None,
+    sig: str | None = None,
+) -> Summary:
+    """The RQ entry point of every dagrq job: run one attempt of ``node`` in ``run``.
+
+    For a mapped node, the node's own job expands it into item jobs; ``chunk`` (a chunk of
+    items) or ``item`` (one item retried on its own) names such a job; ``sig`` is the job's
+    signature when jobs are signed (``$DAGRQ_SECRET``). Returns a small summary (stored by RQ
+    as the job result); outputs go to dagrq's own keys.
+
+    Raises:
+        NodeRefused: the DAG is not served here, has no such node, or (with a secret set)
+            the job's signature is wrong or missing.
+        BaseException: the node's own, after recording it, so RQ retries (``retry=``) or
+            marks the job failed as usual.
+    """
+    ref = JobRef(dag, run, node, chunk, item, sig)
+    if not rqjobs.signature_ok(ref):
+        raise NodeRefused(
+            f"job for node {node!r} of run {run} is not signed with this worker's "
+            f"{rqjobs.SECRET_ENV}; only a dagrq that has the key may make node jobs"
+        )
+    served_dag = served(dag)
+    if node not in served_dag.specs:
+        raise NodeRefused(
+            f"DAG {dag!r} has no node {node!r} (nodes: {', '.join(served_dag.specs)}); "
+            "the job was not made by this DAG's submit"
+        )
+    job = rqjobs.current_job()
+    if not ref.own:
+        return run_items(served_dag, job, ref)
+    began = begin(served_dag, job, ref)
+    if not isinstance(began, Attempt):
+        return began
+    if began.spec.map_over is not None:
+        return expand(began)
+    return run_node(began)

@@ -1,0 +1,672 @@
+"""The graph model: ``DAG``, ``@dag.node``, validation on networkx. Pure: no redis, no rq.
+
+A parameter named after another node is a data edge carrying that node's output; every other
+parameter is a run parameter, validated by pydantic at submit time. A validated DAG is a
+:class:`~dagrq.model.plan.Plan`: what a run is pinned to. Drawing (:mod:`dagrq.model.pictures`),
+the cost report (:mod:`dagrq.model.preflight`) and the in-process executor
+(:mod:`dagrq.model.local`) work from that plan; :meth:`DAG.submit` is the one hook up into the
+client.
+
+Example (in a module of its own, so workers can import the functions)::
+
+    dag = DAG("doc")
+
+    @dag.node
+    def a(x: int) -> int:
+        return x + 1
+
+    @dag.node
+    def b(a: int) -> int:          # edge a -> b, receives a's output
+        return a * 2
+
+    @dag.node
+    def c(a: int, b: int) -> int:  # a join: waits for a and b
+        return a + b
+
+    dag.joins            # ['c']
+    dag.run_local(x=1)   # {'a': 2, 'b': 4, 'c': 6}
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args, get_origin, overload
+
+import networkx as nx
+from pydantic import BaseModel, ValidationError
+
+from ..errors import (
+    CycleError,
+    DAGError,
+    DuplicateNodeError,
+    NodeDefinitionError,
+    NodeImportError,
+    UnknownNodeError,
+)
+from . import commands, params
+from .codec import SerializerName, get_codec, type_expr
+from .local import run_local
+from .node import Node, output_annotation
+from .options import NodeOptions
+from .pictures import to_dot, to_mermaid
+from .plan import NodeSpec, Plan
+from .queues import default_queue_name, join_queue_name
+from .rules import parse_rule
+from .status import RunStatus
+
+if TYPE_CHECKING:
+    from ..client import Run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_DAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+#: keyword arguments of DAG.submit: a run parameter cannot be called so
+RESERVED_PARAMS = frozenset({"connection", "run_name", "run_tags"})
+
+#: default lifetime of everything a run writes, in seconds (refreshed on every write)
+DEFAULT_TTL_S = 24 * 3600
+#: default largest output a node may store
+DEFAULT_MAX_OUTPUT_BYTES = 10 * 2**20
+
+
+class DAG:
+    """A named workflow of nodes. The name scopes queue names and Redis keys.
+
+    Args:
+        name: letters, digits, ``_`` and ``-``.
+        serializer: ``"json"`` (default; pydantic JSON, no worker unpickles anything) or
+            ``"pickle"``.
+        ttl_s: seconds every key of a run lives after its last write (default one day).
+        queue: the RQ queue of the non-join nodes (default ``dagrq.<name>``).
+        max_output_bytes: the largest output a node may store (default 10 MiB; a node's own
+            ``max_output_bytes=`` overrides it). Redis holds every output in memory: pass
+            bigger data by reference (a path, a URL).
+        params: the run parameters, declared up front. Then a node parameter that is neither
+            a node nor one of these is refused at validation. Without it, any such parameter
+            is a run parameter, except one a slip away from a node's name (``totlas`` for
+            ``totals``), refused with "did you mean". ``connection``, ``run_name`` and
+            ``run_tags`` are ``submit``'s own and can never be run parameters.
+
+    Raises:
+        DAGError: for a bad name, serializer or ttl.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        serializer: SerializerName = "json",
+        ttl_s: int = DEFAULT_TTL_S,
+        queue: str | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        params: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _DAG_NAME.match(name):
+            raise DAGError(f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'")
+        try:
+            self.codec = get_codec(serializer)
+        except ValueError as exc:
+            raise DAGError(f"DAG {name!r}: {exc}") from None
+        if ttl_s <= 0:
+            raise DAGError(f"DAG {name!r}: ttl_s must be a positive number of seconds")
+        if max_output_bytes <= 0:
+            raise DAGError(f"DAG {name!r}: max_output_bytes must be a positive number of bytes")
+        self.max_output_bytes = int(max_output_bytes)
+        self.name = name
+        self.serializer: str = serializer
+        self.ttl_s = int(ttl_s)
+        self.queue_name = queue or default_queue_name(name)
+        #: the run parameters declared up front (``params=``): then any other parameter that
+        #: is not a node is refused; without, only one whose name is close to a node's
+        self.declared_params = None if params is None else tuple(params)
+        self._nodes: list[Node[Any, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<dagrq.DAG {self.name} nodes={len(self._nodes)}>"
+
+    # ---------------------------------------------------------------- declaring
+    @overload
+    def node(self, fn: Callable[P, R], /) -> Node[P, R]: ...
+
+    @overload
+    def node(
+        self, fn: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
+
+    def node(
+        self, fn: Callable[P, R] | None = None, /, **options: Any
+    ) -> Node[P, R] | Callable[[Callable[P, R]], Node[P, R]]:
+        """Declare a node, bare (``@dag.node``) or with options (``@dag.node(retry=3)``).
+
+        Options are :class:`~dagrq.model.options.NodeOptions` fields: ``name``, ``queue``,
+        ``retry``, ``timeout``, ``trigger``, ``result_ttl``, ``after``. The returned
+        :class:`Node` calls the function when called, so it stays unit-testable.
+
+        Raises:
+            NodeDefinitionError: an unknown or ill-typed option, or an unsupported
+                parameter kind.
+        """
+        try:
+            opts = NodeOptions(**options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "options"
+            target = getattr(fn, "__name__", "node")
+            hint = (
+                "known options: " + ", ".join(NodeOptions.model_fields)
+                if err["type"] == "extra_forbidden"
+                else err["msg"]
+            )
+            raise NodeDefinitionError(
+                f"@{self.name}.node on {target!r}: option {where!r} is not valid ({hint})"
+            ) from None
+
+        def register(func: Callable[P, R]) -> Node[P, R]:
+            if isinstance(func, Node):
+                func = func.fn
+            if not callable(func):
+                raise NodeDefinitionError(f"@{self.name}.node needs a function, got {func!r}")
+            return self._add(Node(func, opts))
+
+        return register(fn) if fn is not None else register
+
+    def map(
+        self, parent: str, /, *, chunk: int = 1, **options: Any
+    ) -> Callable[[Callable[P, R]], Node[P, R]]:
+        """Declare a mapped node: it runs once per item of node ``parent``'s output.
+
+        The function's parameter named ``parent`` receives one item; its other parameters are
+        as for :meth:`node` (other parents' whole outputs, run parameters). A node downstream
+        that takes this node's name receives the list of all item results, in item order.
+        ``chunk`` items share one RQ job (results and order are the same). ``options`` are
+        :meth:`node`'s.
+
+        Raises:
+            NodeDefinitionError: a chunk below 1 or an invalid option; :meth:`validate` also
+                refuses a function without a parameter named ``parent``.
+        """
+        if not isinstance(chunk, int) or chunk < 1:
+            raise NodeDefinitionError(
+                f"@{self.name}.map({parent!r}): chunk={chunk!r} must be a whole number >= 1"
+            )
+        register = self.node(**options)
+
+        def mapped(fn: Callable[P, R]) -> Node[P, R]:
+            new = register(fn)
+            new.map_over, new.chunk = parent, chunk
+            return new
+
+        return mapped
+
+    def command(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        inputs: Sequence[str] = (),
+        output: Any = str,
+        image: str | None = None,
+        env: Mapping[str, str] | None = None,
+        network: bool = False,
+        pull: bool = False,
+        map_over: str | None = None,
+        chunk: int = 1,
+        **options: Any,
+    ) -> Node[Any, Any]:
+        """Declare a command node: it runs ``argv`` (a program on the worker's host, or in the
+        container ``image``) and its output is the node's (see :mod:`dagrq.model.commands`).
+
+        ``inputs`` are its parents: their outputs arrive as one JSON object on stdin and as
+        files ``$DAGRQ_IN/<name>.json``. Its output is ``$DAGRQ_OUT`` when written, else
+        stdout, parsed as JSON into ``output`` (``str``: the raw text). ``env`` adds
+        environment variables; a container has no network unless ``network=True`` and pulls
+        its image only with ``pull=True``. ``map_over`` makes it a mapped node (one run per
+        item of that parent, ``chunk`` items per job); ``options`` are :meth:`node`'s
+        (``timeout``, ``retry``, ``queue``, ``trigger``...). Children use it like any node.
+
+        Raises:
+            NodeDefinitionError: an argv that is not a list of strings, env values that are
+                not strings, or an invalid option.
+        """
+        if isinstance(argv, str):
+            raise NodeDefinitionError(
+                f"command node {name!r}: argv is a string; give a list (no shell unless you "
+                'call one: ["/bin/sh", "-c", "..."])'
+            )
+        inputs = list(inputs)
+        if map_over is not None and map_over not in inputs:
+            inputs.append(map_over)
+        program = commands.Command(
+            name,
+            tuple(argv),
+            tuple(inputs),
+            output,
+            image,
+            dict(env or {}),
+            network,
+            pull,
+            options.get("timeout"),
+        )
+        if map_over is not None:
+            return self.map(map_over, chunk=chunk, name=name, **options)(program)
+        return self.node(name=name, **options)(program)
+
+    @overload
+    def branch(self, fn: Callable[P, R], /) -> Node[P, R]: ...
+
+    @overload
+    def branch(
+        self, fn: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
+
+    def branch(
+        self, fn: Callable[P, R] | None = None, /, **options: Any
+    ) -> Node[P, R] | Callable[[Callable[P, R]], Node[P, R]]:
+        """Declare a branch: a node that returns the name (or a list of names) of the children
+        to follow; its other children end ``skipped`` and the skip goes on by their rules.
+        The names are also its output. ``options`` are :meth:`node`'s.
+
+        Annotate the return as ``Literal["a", "b"]`` (or a list of it) and :meth:`validate`
+        checks the names are children; any way, a name that is not a child fails the branch
+        at run time, naming the valid ones.
+
+        Raises:
+            NodeDefinitionError: as :meth:`node`; :meth:`validate` refuses a branch without
+                children.
+        """
+        register = self.node(**options)
+
+        def branching(func: Callable[P, R]) -> Node[P, R]:
+            new = register(func)
+            new.branch = True
+            return new
+
+        return branching(fn) if fn is not None else branching
+
+    def _add(self, node: Node[Any, Any]) -> Node[Any, Any]:
+        """Add a node and forget everything derived from the old set of nodes."""
+        self._nodes.append(node)
+        for derived in ("_validated", "plan", "nodes"):
+            self.__dict__.pop(derived, None)
+        return node
+
+    # --------------------------------------------------------------- validation
+    @cached_property
+    def nodes(self) -> dict[str, Node[Any, Any]]:
+        """The nodes by name (the last one wins when names repeat; :meth:`validate` refuses).
+        Computed once per change of the DAG: every worker job looks its node up here."""
+        return {n.name: n for n in self._nodes}
+
+    def validate(self) -> None:
+        """Check the DAG; nothing reaches Redis before this passes.
+
+        Raises:
+            DuplicateNodeError: two nodes share a name.
+            UnknownNodeError: ``after=`` or ``@dag.map`` names no node.
+            CycleError: the edges loop; the message spells the cycle ``a -> b -> a``.
+            NodeImportError: a node function a worker could not import by its dotted path
+                (a lambda, a closure, or ``__main__`` without a file).
+            NodeDefinitionError: an empty DAG, a rule its parents cannot satisfy, or one run
+                parameter with two different types.
+        """
+        _ = self._validated
+
+    @cached_property
+    def _validated(self) -> tuple[nx.DiGraph, dict[str, NodeSpec], type[BaseModel]]:
+        if not self._nodes:
+            raise NodeDefinitionError(f"DAG {self.name!r} has no nodes; decorate a function")
+        seen: set[str] = set()
+        for n in self._nodes:
+            if n.name in seen:
+                raise DuplicateNodeError(n.name, self.name)
+            seen.add(n.name)
+        graph, uses = self._graph()
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            pass
+        else:
+            raise CycleError([u for u, _ in cycle] + [cycle[0][0]])
+        for n in self._nodes:
+            _check_rule(n, graph.in_degree(n.name))
+            _check_branch(n, sorted(graph.successors(n.name)))
+        model = params.params_model(self.name, uses)
+        return graph, self._specs(graph), model
+
+    def _graph(self) -> tuple[nx.DiGraph, dict[str, list[tuple[str, inspect.Parameter]]]]:
+        """The graph (data edges from parameter names, ``after=`` edges) and, per run
+        parameter, the nodes taking it."""
+        nodes = self.nodes
+        graph: nx.DiGraph = nx.DiGraph(name=self.name)
+        graph.add_nodes_from(nodes)
+        uses: dict[str, list[tuple[str, inspect.Parameter]]] = {}
+        for n in self._nodes:
+            _check_importable(n)
+            for pname, param in n.signature.parameters.items():
+                if pname in nodes:
+                    graph.add_edge(pname, n.name, data=True)
+                else:
+                    self._check_param(n.name, pname, nodes, param.default is param.empty)
+                    uses.setdefault(pname, []).append((n.name, param))
+            if n.map_over is not None:
+                if n.map_over not in nodes:
+                    raise UnknownNodeError(n.name, n.map_over, list(nodes))
+                if n.map_over not in n.signature.parameters:
+                    raise NodeDefinitionError(
+                        f"@{self.name}.map({n.map_over!r}) on {n.name!r}: the function needs a "
+                        f"parameter named {n.map_over!r} to receive one item"
+                    )
+            for ref in n.options.after:
+                if ref not in nodes:
+                    raise UnknownNodeError(n.name, ref, list(nodes))
+                if not graph.has_edge(ref, n.name):
+                    graph.add_edge(ref, n.name, data=False)
+        return graph, uses
+
+    def _check_param(
+        self, node: str, pname: str, nodes: Mapping[str, Any], required: bool = True
+    ) -> None:
+        """A parameter that is not a node must be a run parameter the API can take, and not
+        a typo of a node's name (``totlas`` for ``totals``; one with a default is meant as a
+        run parameter)."""
+        if pname in RESERVED_PARAMS:
+            raise NodeDefinitionError(
+                f"node {node!r}: run parameter {pname!r} clashes with DAG.submit({pname}=...); "
+                "rename the parameter"
+            )
+        declared = self.declared_params
+        if declared is not None and pname in declared:
+            return
+        close = [n for n in nodes if required and is_typo(pname, n)]
+        if declared is None and not close:
+            return
+        guess = close or difflib.get_close_matches(pname, [*nodes, *(declared or ())], n=1)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        raise UnknownNodeError(
+            node,
+            pname,
+            list(nodes),
+            fix=f"{hint}a parameter names a node (an edge) or a run parameter"
+            + (" declared in params=" if declared is not None else "")
+            + (f"; to keep {pname!r} as a run parameter, declare it: DAG(..., params=[{pname!r}])"),
+        )
+
+    def _specs(self, graph: nx.DiGraph) -> dict[str, NodeSpec]:
+        """A :class:`NodeSpec` per node, in a deterministic topological order."""
+        nodes = self.nodes
+        specs: dict[str, NodeSpec] = {}
+        for name in nx.lexicographical_topological_sort(graph):
+            n = nodes[name]
+            parents = tuple(sorted(graph.predecessors(name)))
+            # a join: two or more upstream edges, or downstream of a map (waiting for all its
+            # items); a map over a mapped node goes item by item, without a join
+            is_join = len(parents) >= 2 or any(
+                nodes[p].map_over is not None and p != n.map_over for p in parents
+            )
+            queue = n.options.queue or (
+                join_queue_name(self.name, name) if is_join else self.queue_name
+            )
+            specs[name] = NodeSpec(
+                name=name,
+                parents=parents,
+                data_parents=tuple(p for p in parents if graph.edges[p, name]["data"]),
+                children=tuple(sorted(graph.successors(name))),
+                params=tuple(p for p in n.signature.parameters if p not in nodes),
+                queue_name=queue,
+                is_join=is_join,
+                rule=n.options.rule,
+                timeout=n.options.timeout,
+                retry=n.options.retry,
+                result_ttl=n.options.result_ttl or self.ttl_s,
+                map_over=n.map_over,
+                chunk=n.chunk,
+                max_output_bytes=n.options.max_output_bytes or self.max_output_bytes,
+                branch=n.branch,
+                returns=_returns(n),
+                command=program.argv if (program := commands.command_of(n.fn)) else None,
+                image=program.image if program else None,
+            )
+        return specs
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The validated ``networkx.DiGraph``; edge attribute ``data`` is False for ``after=``."""
+        return self._validated[0]
+
+    @property
+    def specs(self) -> dict[str, NodeSpec]:
+        """:class:`NodeSpec` per node, in a deterministic topological order."""
+        return self._validated[1]
+
+    @property
+    def joins(self) -> list[str]:
+        """The join nodes (two or more upstream edges of any kind), in topological order."""
+        return [s.name for s in self.specs.values() if s.is_join]
+
+    @property
+    def roots(self) -> list[str]:
+        """Nodes with no upstream edge: enqueued at submit."""
+        return [s.name for s in self.specs.values() if not s.parents]
+
+    @property
+    def sinks(self) -> list[str]:
+        """Nodes with no downstream edge: their results are what ``dagrq run`` prints."""
+        return [s.name for s in self.specs.values() if not s.children]
+
+    @property
+    def queues(self) -> list[str]:
+        """Every RQ queue this DAG's nodes run on, sorted."""
+        return sorted({s.queue_name for s in self.specs.values()})
+
+    @property
+    def params_model(self) -> type[BaseModel]:
+        """The pydantic model of the run parameters (``extra="forbid"``)."""
+        return self._validated[2]
+
+    @property
+    def param_types(self) -> dict[str, str]:
+        """``{run parameter: type name}``, for pictures and reports."""
+        return params.type_names(self.params_model)
+
+    @cached_property
+    def plan(self) -> Plan:
+        """The validated :class:`~dagrq.model.plan.Plan`: what a run of this DAG is pinned to
+        (computed once; every worker job compares its hash)."""
+        return Plan(self.name, self.serializer, self.ttl_s, dict(self.specs))
+
+    @property
+    def plan_hash(self) -> str:
+        """The plan's content hash: the DAG's version."""
+        return self.plan.hash
+
+    # --------------------------------------------------------------- pictures
+    def to_dot(self, run: Run | RunStatus | None = None) -> str:
+        """The DAG as Graphviz DOT text (see :func:`dagrq.model.pictures.to_dot`): joins with a
+        double border, mapped nodes as stacks, ``after=`` edges dashed, run parameters as
+        inputs. With ``run`` (a ``Run`` or a ``RunStatus``), nodes are filled by state.
+        """
+        return to_dot(self.plan, self.param_types, _status_of(run))
+
+    def to_mermaid(self, run: Run | RunStatus | None = None) -> str:
+        """The DAG as a Mermaid flowchart, with the same facts as :meth:`to_dot`."""
+        return to_mermaid(self.plan, self.param_types, _status_of(run))
+
+    # ------------------------------------------------------------ parameters
+    def validate_params(
+        self, values: Mapping[str, Any], *, from_strings: bool = False
+    ) -> dict[str, Any]:
+        """Validate and coerce run parameters; return them JSON-ready, defaults filled in.
+
+        With ``from_strings`` (the CLI's ``-p key=value``), a value that does not validate
+        as the string it is is tried as JSON, so ``-p ids=[1,2]`` gives a list.
+
+        Raises:
+            ParameterError: naming the parameter, the node(s) taking it and the expected type.
+        """
+        model = self.params_model
+        takers = {
+            p: [n.name for n in self._nodes if p in n.signature.parameters]
+            for p in model.model_fields
+        }
+        return params.validate(
+            model, values, dag=self.name, takers=takers, from_strings=from_strings
+        )
+
+    # ------------------------------------------------------------------ running
+    def submit(
+        self,
+        connection: Any,
+        *,
+        run_name: str | None = None,
+        run_tags: Sequence[str] = (),
+        **values: Any,
+    ) -> Run:
+        """Validate, then enqueue one run on ``connection`` (a ``redis.Redis``) with the run
+        parameters ``values``; ``run_name`` and ``run_tags`` label it (``dagrq runs``).
+
+        Returns the :class:`~dagrq.client.Run`. A refused submit (invalid DAG or parameters)
+        raises before any write, so it leaves nothing in Redis. ``connection``, ``run_name``
+        and ``run_tags`` cannot be run parameter names (validation refuses them).
+
+        Raises:
+            DAGError: the DAG is invalid.
+            ParameterError: a run parameter is missing or ill-typed.
+        """
+        from ..client import submit  # the one upward hook: the model itself never imports redis
+
+        return submit(self, connection, values, name=run_name, tags=run_tags)
+
+    def run_local(self, **values: Any) -> dict[str, Any]:
+        """Run the whole DAG in this process, in topological order, without Redis
+        (:func:`dagrq.model.local.run_local`).
+
+        Same validation, the same trigger rules and the same serialization round trip as a
+        distributed run. Returns ``{node: output}`` for the nodes that succeeded.
+
+        Raises:
+            DAGError: the DAG is invalid.
+            ParameterError: a run parameter is missing or ill-typed.
+            RunFailed: a node failed; ``.failed`` maps node to error, ``.results`` holds
+                the outputs of the nodes that succeeded.
+        """
+        self.validate()
+        return run_local(self.plan, self.nodes, self.codec, self.validate_params(values))
+
+
+def _status_of(run: Any) -> RunStatus | None:
+    """A RunStatus from a Run (read now) or a RunStatus; None stays None."""
+    if run is None or isinstance(run, RunStatus):
+        return run
+    status: RunStatus = run.status()
+    return status
+
+
+def is_typo(name: str, of: str) -> bool:
+    """True when ``name`` is one slip from ``of`` (a letter added, dropped, changed, or two
+    neighbours swapped) and long enough for that to mean a typo (4 letters or more).
+
+    Examples:
+        >>> is_typo("totlas", "totals"), is_typo("n_customers", "customers"), is_typo("b", "a")
+        (True, False, False)
+        >>> is_typo("ticks", "tick"), is_typo("total", "totals")
+        (False, False)
+    """
+    if name == of or min(len(name), len(of)) < 4 or abs(len(name) - len(of)) > 1:
+        return False
+    if name == of + "s" or (of.endswith("s") and name == of[:-1]):
+        return False  # a plural is a name of its own
+    # optimal string alignment distance, stopping at 2
+    prev2: list[int] = []
+    prev = list(range(len(of) + 1))
+    for i, a in enumerate(name, 1):
+        row = [i] + [0] * len(of)
+        for j, b in enumerate(of, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a != b))
+            if i > 1 and j > 1 and a == of[j - 2] and name[i - 2] == b:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1] <= 1
+
+
+def _returns(node: Node[Any, Any]) -> str | None:
+    """The stored output's type as text, when standard types spell it (see NodeSpec)."""
+    annotation = output_annotation(node)
+    return None if annotation is None else type_expr(annotation)
+
+
+def _check_rule(node: Node[Any, Any], parents: int) -> None:
+    """A trigger rule its parents can satisfy: anything but the default needs parents, and a
+    quorum no more than there are."""
+    rule = node.options.rule
+    if parents == 0 and rule != "all_success":
+        raise NodeDefinitionError(
+            f"node {node.name!r} has no upstream node, so trigger={rule!r} has nothing to wait "
+            "for; remove trigger= or give it parents"
+        )
+    _, k = parse_rule(rule)
+    if k is not None and k > parents:
+        raise NodeDefinitionError(
+            f"node {node.name!r}: trigger=quorum({k}) needs that many parents, "
+            f"it has {parents}; lower the quorum or add parents"
+        )
+
+
+def _check_branch(node: Node[Any, Any], children: list[str]) -> None:
+    """A branch has children to choose from, and the names its return annotation allows
+    (``Literal[...]``, or a list of it) are among them."""
+    if not node.branch:
+        return
+    if not children:
+        raise NodeDefinitionError(
+            f"branch {node.name!r} has no children to choose from; give it children, or make "
+            "it a plain node"
+        )
+    ret = node.signature.return_annotation
+    literal = get_args(ret)[0] if get_origin(ret) in (list, tuple) and get_args(ret) else ret
+    if get_origin(literal) is Literal:
+        bad = [n for n in get_args(literal) if n not in children]
+        if bad:
+            raise NodeDefinitionError(
+                f"branch {node.name!r} may return {bad[0]!r}, which is not one of its children "
+                f"({', '.join(children)}); fix the Literal or the edges"
+            )
+
+
+def _check_importable(node: Node[Any, Any]) -> None:
+    """A worker can import the node's function by ``module.qualname`` (a command node's
+    program comes with the DAG definition itself)."""
+    fn = node.fn
+    if commands.command_of(fn) is not None:
+        return
+    qualname = getattr(fn, "__qualname__", "")
+    module_name = getattr(fn, "__module__", None)
+    where = f"node {node.name!r} ({module_name}.{qualname})"
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise NodeImportError(
+            f"{where}: a lambda or a function defined inside another function cannot be "
+            "imported by a worker; define it at the top level of a module"
+        )
+    module = sys.modules.get(module_name or "")
+    if module is None:
+        raise NodeImportError(
+            f"{where}: module {module_name!r} is not importable; define the node in a module"
+        )
+    if module_name == "__main__" and not getattr(module, "__file__", None):
+        raise NodeImportError(
+            f"{where}: defined in an interactive __main__ that workers cannot import; "
+            "move the DAG into a .py file and address it as file.py:dag"
+        )
+    target: Any = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not fn and getattr(target, "fn", None) is not fn:
+        raise NodeImportError(
+            f"{where}: {module_name}.{qualname} does not resolve to this function, so a "
+            "worker cannot import it; give the function a unique top-level name"
+        )

@@ -1,0 +1,233 @@
+"""The validated plan of a DAG: what a run is pinned to. Pure data; JSON in Redis.
+
+At submit, the plan (nodes, edges, options) is stored once per DAG version under its content
+hash. Workers check that the DAG they loaded has the run's hash, and ``Run.status``,
+``dagrq why`` and ``run.resume()`` read the graph from the stored plan, so they need no code.
+
+Examples:
+    >>> spec = NodeSpec(name="j", parents=("a", "b"), data_parents=("a",), queue_name="q",
+    ...                 is_join=True, rule="all_done", result_ttl=60)
+    >>> plan = Plan("demo", "json", 60, {"j": spec})
+    >>> Plan.from_json(plan.to_json()) == plan
+    True
+    >>> len(plan.hash)
+    16
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+
+from .options import Retry
+from .queues import versioned_queue
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSpec:
+    """What validation derives for one node; what the runtime, the plan and the CLI use.
+
+    Built by keyword only; every field but ``name`` has a default, so a test spells only what
+    it cares about.
+
+    Attributes:
+        parents: every upstream node (data and order-only), sorted.
+        data_parents: upstream nodes whose output this node receives, sorted.
+        children: downstream nodes, sorted.
+        params: run parameters this node takes.
+        queue_name: the RQ queue the node runs on.
+        is_join: two or more upstream edges.
+        rule: the trigger rule, as text (``all_success``, ``quorum:2``...).
+        timeout: seconds per attempt, or None for no limit.
+        retry: extra attempts and backoff, or None.
+        result_ttl: seconds the node's output is kept.
+        map_over: for a mapped node (``@dag.map``), the parent whose output it maps over.
+        chunk: items per RQ job of a mapped node.
+        max_output_bytes: the largest serialized output (per item, for a mapped node).
+        branch: a branch (``@dag.branch``): it returns the children to follow.
+        returns: the stored output's type as text (:func:`dagrq.model.codec.type_expr`) when it is
+            made of standard types: a reader without the DAG's code decodes into it.
+        command: a command node's argv (shown by ``dagrq plan`` and ``why``; a worker runs
+            the argv of the DAG it loaded, never this copy).
+        image: a command node's container image, if any.
+    """
+
+    name: str
+    parents: tuple[str, ...] = ()
+    data_parents: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    queue_name: str = "dagrq"
+    is_join: bool = False
+    rule: str = "all_success"
+    timeout: int | None = None
+    retry: Retry | None = None
+    result_ttl: int = 24 * 3600
+    map_over: str | None = None
+    chunk: int = 1
+    max_output_bytes: int = 10 * 2**20
+    branch: bool = False
+    returns: str | None = None
+    command: tuple[str, ...] | None = None
+    image: str | None = None
+
+    @property
+    def starts_at_submit(self) -> bool:
+        """Enqueued when the run is submitted: a root, or a node with the ``always`` rule
+        (which, as in Airflow, does not wait for its parents: it reads none of them)."""
+        return not self.parents or self.rule == "always"
+
+    def chunks(self, total: int) -> int:
+        """How many chunk jobs a mapped node of ``total`` items runs in.
+
+        Examples:
+            >>> NodeSpec(name="m", chunk=100).chunks(250), NodeSpec(name="m").chunks(0)
+            (3, 0)
+        """
+        return -(-total // self.chunk)
+
+    def chunk_of(self, index: int) -> int:
+        """The chunk that holds item ``index``."""
+        return index // self.chunk
+
+    def chunk_items(self, chunk: int, total: int | None = None) -> range:
+        """The items chunk ``chunk`` holds (cut at ``total`` when given).
+
+        Examples:
+            >>> NodeSpec(name="m", chunk=100).chunk_items(2, total=250)
+            range(200, 250)
+        """
+        first = chunk * self.chunk
+        last = first + self.chunk
+        return range(first, last if total is None else min(total, last))
+
+    @property
+    def retries(self) -> int:
+        """Extra attempts ``retry=`` allows (0 without)."""
+        return self.retry.max if self.retry else 0
+
+    @property
+    def chunk_retry(self) -> Retry | None:
+        """The ``retry=`` of one chunk job of this mapped node: the node's own when a chunk is
+        one item; else none (a chunk's failed items are retried one by one, each in a job of
+        its own)."""
+        return self.retry if self.chunk == 1 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        out = asdict(self)
+        out["retry"] = self.retry.model_dump() if self.retry else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeSpec:
+        """The inverse of :meth:`to_dict`."""
+        fields = dict(data)
+        for key in ("parents", "data_parents", "children", "params"):
+            fields[key] = tuple(fields[key])
+        fields["retry"] = Retry(**fields["retry"]) if fields.get("retry") else None
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A DAG's validated shape and options, keyed by content hash (its version)."""
+
+    dag: str
+    serializer: str
+    ttl_s: int
+    specs: dict[str, NodeSpec] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Deterministic JSON: sorted keys, nodes in topological order (computed once: a
+        plan is frozen, and every submit stores it)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
+        return json.dumps(
+            {
+                "dag": self.dag,
+                "serializer": self.serializer,
+                "ttl_s": self.ttl_s,
+                "nodes": [s.to_dict() for s in self.specs.values()],
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Plan:
+        """Read a plan stored by :meth:`to_json`."""
+        data = json.loads(text)
+        specs = {n["name"]: NodeSpec.from_dict(n) for n in data["nodes"]}
+        return cls(data["dag"], data["serializer"], int(data["ttl_s"]), specs)
+
+    @cached_property
+    def hash(self) -> str:
+        """The first 16 hex digits of the SHA-256 of :meth:`to_json`."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def differences(self, other: Plan) -> list[str]:
+        """Why a run of this version cannot go on as a run of ``other``: a changed graph
+        (nodes, edges, which parents pass data, maps, chunks, branches), DAG name or
+        serializer. Empty when it can: code, queues, retries, timeouts, rules and TTLs may
+        differ (a rule applies to arrivals still to come).
+
+        Examples:
+            >>> a = Plan("d", "json", 60, {"x": NodeSpec(name="x")})
+            >>> b = Plan("d", "json", 60, {"x": NodeSpec(name="x", timeout=5)})
+            >>> a.differences(b)
+            []
+            >>> a.differences(Plan("d", "json", 60, {"y": NodeSpec(name="y")}))
+            ['nodes added: y', 'nodes removed: x']
+        """
+        out = [
+            f"{what} {mine!r} -> {theirs!r}"
+            for what, mine, theirs in (
+                ("DAG", self.dag, other.dag),
+                ("serializer", self.serializer, other.serializer),
+            )
+            if mine != theirs
+        ]
+        added, removed = (
+            sorted(set(other.specs) - set(self.specs)),
+            sorted(set(self.specs) - set(other.specs)),
+        )
+        out += [f"nodes added: {', '.join(added)}"] if added else []
+        out += [f"nodes removed: {', '.join(removed)}"] if removed else []
+        for name in sorted(set(self.specs) & set(other.specs)):
+            mine, theirs = self.specs[name], other.specs[name]
+            for field_name in ("parents", "data_parents", "map_over", "chunk", "branch"):
+                before, after = getattr(mine, field_name), getattr(theirs, field_name)
+                if before != after:
+                    out.append(f"node {name}: {field_name} {before!r} -> {after!r}")
+        return out
+
+    def rq_queue(self, queue_name: str) -> str:
+        """The RQ queue where a node of queue ``queue_name`` waits in runs of this version
+        (see :func:`dagrq.model.queues.versioned_queue`)."""
+        return versioned_queue(queue_name, self.hash)
+
+    @cached_property
+    def rq_queues(self) -> list[str]:
+        """Every RQ queue of this version, in the order of first use."""
+        return list(dict.fromkeys(self.rq_queue(s.queue_name) for s in self.specs.values()))
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The plan's graph (nodes and every edge)."""
+        g: nx.DiGraph = nx.DiGraph()
+        g.add_nodes_from(self.specs)
+        g.add_edges_from((p, s.name) for s in self.specs.values() for p in s.parents)
+        return g
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.hash)

@@ -1,0 +1,98 @@
+"""The run index: which runs exist, newest first (``dagrq runs``, ``Run.list``).
+
+Every submit adds its run to two sorted sets scored by submit time, every DAG's (member
+``<dag>:<run id>``, see :func:`member`) and its own (member ``<run id>``), in the submit's own
+transaction: O(log n), bounded to the newest :data:`~dagrq.store.keys.RUN_INDEX_MAX`. A run expires
+with its TTL; its index entries go when a listing finds the run gone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ..model.status import RUN_STATES, SUMMARY_FIELDS, RunSummary, parse_summary
+from . import keys, runkeys
+
+#: ids read per round trip while a listing filters by state
+PAGE = 200
+
+
+def list_runs(
+    connection: Any, *, dag: str | None = None, state: str | None = None, limit: int = 50
+) -> list[RunSummary]:
+    """The newest ``limit`` runs (of ``dag`` when given, in ``state`` when given), newest
+    first, without their nodes. Entries of runs that have expired are dropped from the index.
+
+    Raises:
+        ValueError: ``state`` is not a run state.
+    """
+    if state is not None and state not in RUN_STATES:
+        raise ValueError(f"run state {state!r} is not one of: {', '.join(RUN_STATES)}")
+    index = keys.runs_index_key(dag)
+    found: list[RunSummary] = []
+    start = 0
+    while len(found) < limit:
+        members = [m.decode() for m in connection.zrevrange(index, start, start + PAGE - 1)]
+        if not members:
+            break
+        start += len(members)
+        entries = [(dag, m) if dag is not None else _split(m) for m in members]
+        pipe = connection.pipeline(transaction=False)
+        for _, run_id in entries:
+            pipe.hmget(runkeys.run_key(run_id), SUMMARY_FIELDS)
+        gone = []
+        for (of, run_id), raw in zip(entries, pipe.execute(), strict=True):
+            summary = parse_summary(run_id, [v.decode() if v is not None else None for v in raw])
+            if summary is None:
+                gone.append((of, run_id))
+            elif state is None or summary.state == state:
+                found.append(summary)
+        if gone:
+            start -= len(gone)
+            _forget(connection, gone)
+    return found[:limit]
+
+
+def member(dag: str, run_id: str) -> str:
+    """The member of a run in every DAG's index.
+
+    Examples:
+        >>> member("orders", "ab12"), _split(member("a:b", "ab12"))
+        ('orders:ab12', ('a:b', 'ab12'))
+    """
+    return f"{dag}:{run_id}"
+
+
+def _split(entry: str) -> tuple[str, str]:
+    dag, _, run_id = entry.rpartition(":")
+    return dag, run_id
+
+
+def _forget(connection: Any, runs: list[tuple[str, str]]) -> None:
+    """Drop expired runs ``(dag, run id)`` from both indexes they are in."""
+    pipe = connection.pipeline(transaction=False)
+    for dag, run_id in runs:
+        pipe.zrem(keys.runs_index_key(), member(dag, run_id))
+        pipe.zrem(keys.runs_index_key(dag), run_id)
+    pipe.execute()
+
+
+def active_runs(connection: Any) -> list[str]:
+    """Ids of the runs that may still be running, oldest first (ended ones are pruned by the
+    reconciler)."""
+    return [r.decode() for r in connection.zrange(keys.active_runs_key(), 0, -1)]
+
+
+def running_versions(connection: Any) -> Counter[tuple[str, str]]:
+    """``(DAG, version) -> runs still running``, in one round trip."""
+    ids = active_runs(connection)
+    with connection.pipeline(transaction=False) as pipe:
+        for run_id in ids:
+            pipe.hmget(runkeys.run_key(run_id), "dag", "plan", "state")
+        rows = pipe.execute()
+    return Counter(
+        (dag.decode(), plan.decode())
+        for dag, plan, state in rows
+        if dag and plan and state == b"running"
+    )

@@ -1,0 +1,125 @@
+"""The RQ names and the global Redis keys dagrq uses: job ids, RQ's queue and job keys,
+doorbells, the run indexes, the reconciler's marks. A run's own keys are
+:mod:`dagrq.store.runkeys`'s; these two modules are the only ones that spell ``dagrq:``.
+
+Examples:
+    >>> job_id("abc", "report")
+    'dagrq-abc-report'
+"""
+
+from __future__ import annotations
+
+PREFIX = "dagrq"
+
+#: the RQ entry point every dagrq job names; a dagrq worker runs nothing else
+ENTRYPOINT = "dagrq.runtime.execute_node"
+#: RQ failure callback of every dagrq job (settles jobs whose worker was lost)
+ON_FAILURE = "dagrq.lease.on_failure"
+
+#: RQ's own key prefixes (rq.job.Job.redis_job_namespace_prefix, rq.queue.Queue)
+RQ_JOB_PREFIX = "rq:job:"
+RQ_QUEUE_PREFIX = "rq:queue:"
+RQ_QUEUES_SET = "rq:queues"
+
+
+def chunk_job_id(run_id: str, node: str, chunk: int) -> str:
+    """The RQ job id of one chunk of a mapped node.
+
+    Examples:
+        >>> chunk_job_id("abc", "parse", 7)
+        'dagrq-abc-parse-c7'
+    """
+    return f"{job_id(run_id, node)}-c{chunk}"
+
+
+def item_job_id(run_id: str, node: str, index: int) -> str:
+    """The RQ job id of one item retried on its own (it failed inside a chunk)."""
+    return f"{job_id(run_id, node)}-i{index}"
+
+
+def job_id(run_id: str, node: str) -> str:
+    """The deterministic RQ job id of one node in one run (RQ allows ``[A-Za-z0-9_-]``)."""
+    return f"{PREFIX}-{run_id}-{node}"
+
+
+def job_key(run_id: str, node: str) -> str:
+    """RQ's hash for that job."""
+    return RQ_JOB_PREFIX + job_id(run_id, node)
+
+
+
+
+#: the field of RQ's worker hash where a dagrq worker says which DAG versions it serves
+#: (JSON ``{dag: plan hash}``)
+SERVES_FIELD = "dagrq_serves"
+
+
+
+
+def queue_key(queue_name: str) -> str:
+    """RQ's list key for a queue name."""
+    return RQ_QUEUE_PREFIX + queue_name
+
+
+def intermediate_key(queue_name: str) -> str:
+    """RQ's intermediate list of a queue: job ids claimed by a worker, not yet started.
+
+    Examples:
+        >>> intermediate_key("dagrq.orders")
+        'rq:queue:dagrq.orders:intermediate'
+    """
+    return queue_key(queue_name) + ":intermediate"
+
+
+def doorbell_key(queue_name: str) -> str:
+    """List: a token per job pushed onto a queue by dagrq; idle dagrq workers block on the
+    doorbells of their queues (a blocking pop cannot claim from several lists atomically).
+
+    Examples:
+        >>> doorbell_key("dagrq.orders")
+        'dagrq:wake:dagrq.orders'
+    """
+    return f"{PREFIX}:wake:{queue_name}"
+
+
+def active_runs_key() -> str:
+    """Sorted set: runs that may still be running (id -> created at), pruned by the
+    reconciler once they have ended or expired."""
+    return f"{PREFIX}:runs:active"
+
+
+#: runs kept in each run index (the newest); older entries are dropped at submit
+RUN_INDEX_MAX = 100_000
+
+
+def runs_index_key(dag: str | None = None) -> str:
+    """Sorted set: submitted runs, ``id -> created at``, of every DAG or of ``dag``; bounded
+    to the newest :data:`RUN_INDEX_MAX`, and entries of expired runs are dropped when read.
+
+    Examples:
+        >>> runs_index_key(), runs_index_key("orders")
+        ('dagrq:runs', 'dagrq:runs:dag:orders')
+    """
+    return f"{PREFIX}:runs" if dag is None else f"{PREFIX}:runs:dag:{dag}"
+
+
+def rejected_key() -> str:
+    """List: garbage a worker found on a dagrq queue (an id that is not text, a job hash that
+    cannot be read), with why; bounded."""
+    return f"{PREFIX}:rejected"
+
+
+def reconcile_lock_key() -> str:
+    """String: held by the one process reconciling now (expires by itself)."""
+    return f"{PREFIX}:reconcile:lock"
+
+
+def first_seen_key(job_id: str) -> str:
+    """String: when the reconciler first saw ``job_id`` claimed but not started."""
+    return f"{PREFIX}:claimed:{job_id}"
+
+
+def progress_key() -> str:
+    """Hash: ``<run>:<node>`` -> the last item count the reconciler saw and since when (a
+    mapped node whose count stands still is looked at closely)."""
+    return f"{PREFIX}:reconcile:progress"

@@ -1,0 +1,331 @@
+"""A run's life: created at submit, canceled, resumed, re-pinned to another DAG version.
+
+Each is a write that changes what a run is, over a :class:`~dagrq.store.runs.RunStore` (whose
+steps an attempt takes): :func:`create` writes a run and its RQ jobs in one MULTI/EXEC;
+:func:`cancel` ends it and stops its jobs; :func:`resume` resets what failed and delivers the
+finished parents again; :func:`repin` and :func:`upgrade` move a run to another version of its
+DAG. Every step is safe to repeat after a crash half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+from redis.exceptions import WatchError
+
+from ..errors import DAGChanged, RunError
+from ..model.plan import NodeSpec, Plan
+from . import index, keys, rqjobs, runkeys, scripts
+from .runs import RunStore
+
+#: fields of a node reset by a resume (its state is set anew)
+_RESET_FIELDS = (
+    "error",
+    "reason",
+    "chosen",
+    "last_error",
+    "traceback",
+    "started",
+    "ended",
+    "queued",
+    "items_total",
+    "items_done",
+    "items_failed",
+    "items_started",
+    "first_item_error",
+    "expanded",
+)
+#: seconds a cancel waits for the nodes it stopped to stop
+STOP_WAIT_S = 15.0
+#: ``rehome.lua`` calls per round trip (an upgrade's job moves)
+MOVE_BATCH = 1000
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ create
+def create(
+    connection: Any,
+    plan: Plan,
+    params: Mapping[str, Any],
+    *,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+) -> RunStore:
+    """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
+
+    The plan is stored once per version; roots are enqueued, every other job is saved
+    ``deferred`` until ``complete.lua`` fires it. ``params`` are already validated. The
+    run enters the run indexes (every DAG's and its own), which keep the newest
+    :data:`~dagrq.store.keys.RUN_INDEX_MAX`.
+    """
+    run_id = uuid.uuid4().hex
+    now = repr(time.time())
+    ttl, specs = plan.ttl_s, plan.specs
+    node_fields: dict[str, Any] = {}
+    for spec in specs.values():
+        node_fields[f"{spec.name}:state"] = "queued" if spec.starts_at_submit else "pending"
+        node_fields[f"{spec.name}:queue"] = spec.queue_name
+        if spec.starts_at_submit:
+            node_fields[f"{spec.name}:queued"] = now
+    events = runkeys.events_key(run_id)
+    pipe = connection.pipeline(transaction=True)
+    pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
+    pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
+    pipe.hset(
+        runkeys.run_key(run_id),
+        mapping={
+            "dag": plan.dag,
+            "state": "running",
+            "pending": len(specs),
+            "failed": 0,
+            "params": json.dumps(params),
+            "created_at": now,
+            "plan": plan.hash,
+            "serializer": plan.serializer,
+            "ttl_s": ttl,
+            "nodes": json.dumps(list(specs)),
+            "name": name or "",
+            "tags": json.dumps(list(tags)),
+        },
+    )
+    pipe.expire(runkeys.run_key(run_id), ttl)
+    indexed = {keys.runs_index_key(): index.member(plan.dag, run_id)}
+    indexed[keys.runs_index_key(plan.dag)] = run_id
+    for key, entry in indexed.items():
+        pipe.zadd(key, {entry: float(now)})
+        pipe.zremrangebyrank(key, 0, -keys.RUN_INDEX_MAX - 1)
+    pipe.hset(runkeys.nodes_key(run_id), mapping=node_fields)
+    pipe.expire(runkeys.nodes_key(run_id), ttl)
+    pipe.xadd(events, {"node": "", "state": "running", "ts": now})
+    for spec in specs.values():
+        if spec.starts_at_submit:
+            pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
+    _fire_always(pipe, run_id, specs.values(), ttl)
+    pipe.expire(events, ttl)
+    pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
+    rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
+    pipe.execute()
+    store = RunStore(connection, run_id, plan)
+    store._replicated()
+    return store
+
+
+
+def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
+    """On ``pipe``: mark the ``always`` nodes among ``specs`` as fired with no parent (so
+    ``start.lua`` reads none of their parents, whoever finished first)."""
+    for spec in specs:
+        if spec.parents and spec.rule == "always":
+            pipe.hset(runkeys.inputs_key(run_id, spec.name), "#fired", "at submit")
+            pipe.expire(runkeys.inputs_key(run_id, spec.name), ttl_s)
+
+
+
+def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
+    """End the run as ``canceled`` (``cancel.lua``), take its queued jobs out of their
+    queues (a mapped node's item and chunk jobs too), stop its running ones, and wait up to
+    ``wait_s`` seconds until none of them runs any more.
+
+    Safe to repeat: what a cancel that died half-way left to do is recorded in the run,
+    and a second call does it.
+
+    Raises:
+        RunNotFound: the run does not exist.
+    """
+    done = scripts.cancel(store.connection, store.run_id)
+    if done.run_state == "gone":
+        raise store._not_found()
+    if done.run_state != "canceled":
+        return done
+    conn, run_id = store.connection, store.run_id
+    rqjobs.cancel_jobs(conn, [keys.job_id(run_id, n) for n in done.queued])
+    specs = store.plan.specs.values()
+    mapped = sorted({store.plan.rq_queue(s.queue_name) for s in specs if s.map_over})
+    running = [keys.job_id(run_id, n) for n in done.running]
+    if mapped:
+        running += rqjobs.started_jobs(conn, mapped, keys.job_id(run_id, ""))
+    rqjobs.stop_jobs(conn, running)
+    deadline = time.monotonic() + wait_s
+    while running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        running = rqjobs.still_started(conn, running)
+    if running:
+        log.warning("run %s canceled; %s still running after %s s", run_id, running, wait_s)
+    if mapped:  # after the stop: an expansion still running enqueues more item jobs
+        scripts.purge(conn, run_id, mapped)
+    conn.hdel(runkeys.run_key(run_id), "canceling")
+    return done
+
+def resume(store: RunStore) -> None:
+    """Reset an ended run's failed, skipped and canceled nodes and their descendants, then
+    deliver their finished parents again (rebuilding the join contexts).
+
+    The parents to deliver are recorded (``resuming``) in the transaction that resets the
+    nodes, so a resume cut short by a crash is finished by calling this again.
+
+    Raises:
+        RunError: the run is still running, or changed while being resumed.
+    """
+    plan = store.plan
+    run_key, nodes_key = runkeys.run_key(store.run_id), runkeys.nodes_key(store.run_id)
+    with store.connection.pipeline() as pipe:
+        try:
+            pipe.watch(run_key, nodes_key)
+            state, resuming = pipe.hmget(run_key, "state", "resuming")
+            if state == b"running" and resuming is not None:
+                pipe.unwatch()
+                return _redeliver(store, json.loads(resuming))
+            if state == b"running":
+                raise RunError(
+                    f"run {store.run_id} is still running; wait for it to end or cancel it first"
+                )
+            raw = pipe.hgetall(nodes_key)
+            again = (b"failed", b"upstream_failed", b"skipped", b"canceled")
+            redo: set[str] = {n for n in plan.specs if raw.get(f"{n}:state".encode()) in again}
+            for n in list(redo):
+                redo |= nx.descendants(plan.graph, n)
+            if not redo:
+                return None
+            order = [n for n in plan.specs if n in redo]  # topological
+            sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
+            pipe.multi()
+            _reset(store, pipe, order)
+            pipe.hset(run_key, "resuming", json.dumps(sources))
+            rqjobs.create_node_jobs(
+                store.connection, pipe, plan, store.run_id, [plan.specs[n] for n in order]
+            )
+            pipe.execute()
+        except WatchError:
+            raise RunError(
+                f"run {store.run_id} changed while it was being resumed; try again"
+            ) from None
+    return _redeliver(store, sources)
+
+def repin(store: RunStore, plan: Plan) -> None:
+    """Pin the run to version ``plan`` of its DAG (``dagrq upgrade``; the caller moves
+    its jobs): store the plan, set the run's version and its nodes' queues, and say so in
+    its events, in one transaction.
+
+    Raises:
+        RunNotFound: the run does not exist.
+    """
+    run_key, now = runkeys.run_key(store.run_id), repr(time.time())
+    if not store.exists():
+        raise store._not_found()
+    with store.connection.pipeline(transaction=True) as pipe:
+        ttl = max(plan.ttl_s, store.plan.ttl_s)
+        pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
+        pipe.hset(run_key, "plan", plan.hash)
+        queues = {f"{n}:queue": s.queue_name for n, s in plan.specs.items()}
+        pipe.hset(runkeys.nodes_key(store.run_id), mapping=queues)
+        event = {"node": "", "state": "running", "ts": now, "version": plan.hash}
+        pipe.xadd(runkeys.events_key(store.run_id), event)
+        rqjobs.register_queues(pipe, plan.rq_queues)
+        pipe.execute()
+    store._plan = plan
+
+def _redeliver(store: RunStore, sources: list[str]) -> None:
+    """Deliver the resume's finished parents again, then clear the ``resuming`` record."""
+    for parent in sources:
+        store.deliver(parent, "succeeded")
+    store.connection.hdel(runkeys.run_key(store.run_id), "resuming")
+
+def _reset(store: RunStore, pipe: Any, order: list[str]) -> None:
+    """On ``pipe`` (in MULTI): every key and field of the nodes in ``order`` back to a
+    fresh run's, and the run ``running`` again."""
+    plan, run_id, now = store.plan, store.run_id, repr(time.time())
+    nodes_key = runkeys.nodes_key(run_id)
+    for name in order:
+        spec = plan.specs[name]
+        root = spec.starts_at_submit
+        pipe.delete(
+            runkeys.output_key(run_id, name),
+            runkeys.join_key(run_id, name),
+            runkeys.inputs_key(run_id, name),
+            keys.job_key(run_id, name),
+            runkeys.items_key(run_id, name),
+            runkeys.map_results_key(run_id, name),
+            runkeys.map_errors_key(run_id, name),
+        )
+        pipe.hdel(nodes_key, *(f"{name}:{f}" for f in _RESET_FIELDS))
+        state = {f"{name}:state": "queued" if root else "pending"}
+        if root:
+            state[f"{name}:queued"] = now
+        _fire_always(pipe, run_id, [spec], plan.ttl_s)
+        pipe.hset(nodes_key, mapping=state)
+        rqjobs.forget_failures(
+            store.connection, pipe, plan.rq_queue(spec.queue_name), keys.job_id(run_id, name)
+        )
+    again = {"state": "running", "pending": len(order), "failed": 0}
+    pipe.hset(runkeys.run_key(run_id), mapping=again)
+    pipe.hdel(runkeys.run_key(run_id), "ended_at", "damaged")
+    pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
+    pipe.xadd(runkeys.events_key(run_id), {"node": "", "state": "running", "ts": now})
+    pipe.expire(runkeys.events_key(run_id), plan.ttl_s)
+
+
+def upgrade(store: RunStore, new: Plan) -> int:
+    """Move a run to version ``new`` of its DAG: pin it to ``new`` and, while it runs, move
+    every job of it (queued, claimed, scheduled for a retry, or leased by a worker that died)
+    to the matching queue of ``new``; finished nodes' outputs are kept. An ended run is only
+    re-pinned, so that a resume (``dagrq retry``) runs on ``new``. Returns how many jobs were
+    waiting somewhere and moved.
+
+    Raises:
+        DAGChanged: ``new`` changed the graph (nodes, edges, maps, branches), the DAG or the
+            serializer (:meth:`~dagrq.model.plan.Plan.differences`), or live workers still serve
+            a running run's version (stop them first: they drain on SIGTERM).
+        RunNotFound: the run does not exist.
+    """
+    old = store.plan
+    problems = old.differences(new)
+    if problems:
+        raise DAGChanged(
+            f"run {store.run_id} cannot go on as version {new.hash} of DAG {new.dag!r}: "
+            + "; ".join(problems)
+            + "; finish or cancel it, and submit a new run"
+        )
+    if old.hash == new.hash:
+        return 0
+    running = store.state() == "running"
+    live = {q: n for q, n in rqjobs.listeners(store.connection, old.rq_queues).items() if n}
+    if running and live:
+        raise DAGChanged(
+            f"version {old.hash} of DAG {old.dag!r} still has live workers (on "
+            f"{', '.join(sorted(live))}): they go on running run {store.run_id}; stop them "
+            "first (SIGTERM drains), or let them finish the run"
+        )
+    repin(store, new)
+    if not running:
+        return 0
+    moved = 0
+    batch = list(_moves(store, old, new))
+    for start in range(0, len(batch), MOVE_BATCH):
+        with store.connection.pipeline(transaction=False) as pipe:
+            scripts.rehome_calls(store.connection, pipe, batch[start : start + MOVE_BATCH])
+            moved += sum(1 for r in pipe.execute() if r in (b"queued", b"scheduled", b"started"))
+    return moved
+
+
+def _moves(
+    store: RunStore, old: Plan, new: Plan
+) -> Iterator[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    """Every job the run has or may have, with its old and new homes."""
+    run_id = store.run_id
+    for name, spec in old.specs.items():
+        before, after = old.rq_queue(spec.queue_name), new.rq_queue(new.specs[name].queue_name)
+        old_keys, _ = rqjobs.home_keys(before)
+        _, new_keys = rqjobs.home_keys(after)
+        ids = [keys.job_id(run_id, name)]
+        total = store.items_total(name) if spec.map_over else 0
+        ids += [keys.chunk_job_id(run_id, name, c) for c in range(spec.chunks(total))]
+        ids += [keys.item_job_id(run_id, name, i) for i in range(total)]
+        for job_id in ids:
+            yield job_id, after, old_keys, new_keys

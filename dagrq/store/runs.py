@@ -1,0 +1,448 @@
+"""A run's reads and an attempt's atomic steps: one handle, :class:`RunStore`, per
+``(connection, run id, plan)``.
+
+Reads: the run's meta and state, its status, a node's output (a mapped node's joined), its
+events and its nodes' logs. Steps an attempt takes: start, deliver (cascading what ends),
+requeue, and a map's expansion and items. Each step is a Lua script of
+:mod:`dagrq.store.scripts`. Writes that change a run's life (create, cancel, resume, re-pin)
+are :mod:`dagrq.store.lifecycle`'s; the reconciler's queries are
+:mod:`dagrq.store.repairs`'s. Callers above never spell a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import RunError, RunNotFound
+from ..model.codec import get_codec
+from ..model.node import join_items
+from ..model.plan import NodeSpec, Plan
+from ..model.status import FINAL_NODE_STATES, RunStatus, parse_status
+from . import nodelogs, rqjobs, runkeys, scripts
+from .nodelogs import Capture, LogEntry
+
+#: how many replicas must hold each step before a worker goes on (``WAIT``; 0: none)
+WAIT_REPLICAS_ENV = "DAGRQ_WAIT_REPLICAS"
+#: how long a step waits for them, in milliseconds
+WAIT_MS_ENV = "DAGRQ_WAIT_MS"
+#: the run states after which a run's event stream has nothing more to say
+FINAL_RUN_STATES = ("succeeded", "failed", "canceled")
+
+log = logging.getLogger(__name__)
+
+_PLANS: dict[str, Plan] = {}
+
+
+def load_plan(connection: Any, dag: str, plan_hash: str) -> Plan:
+    """The stored plan of a DAG version (cached per process: a plan never changes).
+
+    A plan is its own checksum: one whose content does not hash to the version it is stored
+    under was edited (or planted), and is refused.
+
+    Raises:
+        RunNotFound: the plan has expired or was never stored.
+        RunError: the stored plan does not hash to its version.
+    """
+    plan = _PLANS.get(plan_hash)
+    if plan is None:
+        raw = connection.get(runkeys.plan_key(dag, plan_hash))
+        if raw is None:
+            raise RunNotFound(
+                f"the plan {plan_hash} of DAG {dag!r} is not in this Redis (expired?); "
+                "submit a new run"
+            )
+        plan = Plan.from_json(raw)
+        if plan.hash != plan_hash:
+            raise RunError(
+                f"the plan stored as version {plan_hash} of DAG {dag!r} hashes to {plan.hash}: "
+                "it was edited in Redis; submit a new run (a worker of that version stores it "
+                "again)"
+            )
+        _PLANS[plan_hash] = plan
+    return plan
+
+
+@dataclass(frozen=True)
+class ChunkInputs:
+    """What one item job of a mapped node reads (:meth:`RunStore.read_chunk`)."""
+
+    state: str | None
+    params: dict[str, Any]
+    plan_hash: str | None
+    total: int
+    items: list[bytes | None]
+    outputs: dict[str, bytes | None]
+
+
+def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+
+class RunStore:
+    """One run's keys on one connection, read and written through the run's plan.
+
+    Args:
+        connection: a ``redis.Redis``.
+        run_id: the run token.
+        plan: the plan the run is pinned to; ``None`` reads it from Redis when first needed.
+    """
+
+    def __init__(self, connection: Any, run_id: str, plan: Plan | None = None) -> None:
+        self.connection = connection
+        self.run_id = run_id
+        self._plan = plan
+        self._replicas = int(os.environ.get(WAIT_REPLICAS_ENV) or 0)
+
+    def _replicated(self) -> None:
+        """With ``$DAGRQ_WAIT_REPLICAS`` set, block until that many replicas hold the step just
+        written (``WAIT``), so a failover cannot lose it; a slow replica only logs a warning
+        after ``$DAGRQ_WAIT_MS`` (default 1000)."""
+        if not self._replicas:
+            return
+        timeout_ms = int(os.environ.get(WAIT_MS_ENV) or 1000)
+        acked = self.connection.wait(self._replicas, timeout_ms)
+        if acked < self._replicas:
+            log.warning(
+                "run %s: %d of %d replicas acknowledged a step within %d ms",
+                self.run_id,
+                acked,
+                self._replicas,
+                timeout_ms,
+            )
+
+    def __repr__(self) -> str:
+        return f"<dagrq.RunStore {self.run_id}>"
+
+    def capture_logs(self, node: str, attempt: int, item: int | None = None) -> Capture:
+        """A context that captures a node body's stdout, stderr and logging into the node's
+        log in this run (see :mod:`dagrq.store.nodelogs`)."""
+        return Capture(self.connection, self.run_id, node, attempt, self.plan.ttl_s, item)
+
+    # ------------------------------------------------------------------- reads
+    def exists(self) -> bool:
+        """True while the run's hash exists (submitted, not expired)."""
+        return bool(self.connection.exists(runkeys.run_key(self.run_id)))
+
+    def meta(self) -> dict[str, str]:
+        """The run hash, decoded.
+
+        Raises:
+            RunNotFound: the run does not exist (never submitted, or expired).
+        """
+        raw = self.connection.hgetall(runkeys.run_key(self.run_id))
+        if not raw:
+            raise self._not_found()
+        return _decode(raw)
+
+    def state(self) -> str | None:
+        """The run's state, or None when the run does not exist."""
+        raw = self.connection.hget(runkeys.run_key(self.run_id), "state")
+        return raw.decode() if raw is not None else None
+
+    @property
+    def plan(self) -> Plan:
+        """The run's plan (read from Redis once when the handle was made without one).
+
+        Raises:
+            RunNotFound: the run or its plan is gone.
+        """
+        if self._plan is None:
+            meta = self.meta()
+            self._plan = load_plan(self.connection, meta["dag"], meta["plan"])
+        return self._plan
+
+    def plan_or_none(self, meta: Mapping[str, str]) -> Plan | None:
+        """The run's plan, or None when it cannot be read (expired, or a damaged run)."""
+        if self._plan is None:
+            try:
+                self._plan = load_plan(self.connection, meta["dag"], meta["plan"])
+            except (RunError, KeyError):  # RunNotFound is a RunError too
+                return None
+        return self._plan
+
+    def status(self) -> RunStatus:
+        """The run's state and every node's state, attempts, timings and error (one
+        MULTI/EXEC read of the run and node hashes).
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.hgetall(runkeys.run_key(self.run_id))
+            pipe.hgetall(runkeys.nodes_key(self.run_id))
+            raw_meta, raw_nodes = pipe.execute()
+        if not raw_meta:
+            raise self._not_found()
+        meta = _decode(raw_meta)
+        plan = self.plan_or_none(meta)
+        status = parse_status(self.run_id, meta, _decode(raw_nodes), plan)
+        if status.state == "running" and plan is not None:
+            status.unserved = self._unserved(status, plan)
+        return status
+
+    def _unserved(self, status: RunStatus, plan: Plan) -> list[str]:
+        """The queues where nodes of this run wait (as jobs) with no live worker of the run's
+        version listening."""
+        waiting = sorted(
+            {
+                n.queue
+                for n in status.nodes.values()
+                if n.queue and (n.state == "queued" or (n.items and n.items["queued"]))
+            }
+        )
+        if not waiting:
+            return []
+        live = rqjobs.listeners(self.connection, [plan.rq_queue(q) for q in waiting])
+        return [q for q in waiting if not live[plan.rq_queue(q)]]
+
+    def node_state(self, node: str) -> str | None:
+        """One node's state, or None when the run does not know the node."""
+        raw = self.connection.hget(runkeys.nodes_key(self.run_id), f"{node}:state")
+        return raw.decode() if raw is not None else None
+
+    def output(self, node: str) -> bytes | None:
+        """A node's stored output (a mapped node's: the list of its item results), or None
+        when it has none (not succeeded, or expired)."""
+        spec = self.plan.specs.get(node)
+        if spec is not None and spec.map_over is not None:
+            if self.node_state(node) != "succeeded":
+                return None
+            return self.read_mapped(node)
+        blob: bytes | None = self.connection.get(runkeys.output_key(self.run_id, node))
+        return blob
+
+    def read_mapped(self, node: str) -> bytes | None:
+        """A mapped node's results as one serialized list, in item order (``None`` where an
+        item failed; ``None`` for a map that never expanded)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hget(runkeys.nodes_key(self.run_id), f"{node}:items_total")
+            pipe.hgetall(runkeys.map_results_key(self.run_id, node))
+            total, results = pipe.execute()
+        if total is None:
+            return None
+        codec = get_codec(self.plan.serializer)
+        return join_items(codec, [results.get(str(i).encode()) for i in range(int(total))])
+
+    def read_inputs(
+        self, spec: NodeSpec, outputs: Mapping[str, bytes | None]
+    ) -> dict[str, bytes | None]:
+        """``outputs`` with each mapped data parent's results joined into one list."""
+        specs = self.plan.specs
+        mapped = [
+            p for p in spec.data_parents if specs[p].map_over is not None and p != spec.map_over
+        ]
+        return {**outputs, **{p: self.read_mapped(p) for p in mapped}}
+
+    def read_events(self, after: str = "0-0", block_ms: int | None = None) -> list[dict[str, str]]:
+        """The run's events after entry id ``after`` (oldest first, at most 1,000), blocking
+        up to ``block_ms`` for the first when there is none yet (``XREAD``); each has its
+        ``id``."""
+        reply = self.connection.xread(
+            {runkeys.events_key(self.run_id): after}, count=1000, block=block_ms
+        )
+        if not reply:
+            return []
+        return [{"id": _text(raw_id), **_decode(fields)} for raw_id, fields in reply[0][1]]
+
+    def events(
+        self, *, follow: bool = True, block_ms: int = 1000, after: str = "0-0"
+    ) -> Iterator[dict[str, Any]]:
+        """The run's state changes after entry id ``after``, oldest first (see
+        :meth:`dagrq.client.Run.events`)."""
+        last = after
+        while True:
+            batch = self.read_events(last, block_ms if follow else None)
+            if not batch:
+                state = self.state()
+                if not follow or state is None or state in FINAL_RUN_STATES:
+                    return
+                continue
+            for event in batch:
+                last = event["id"]
+                yield event
+                if follow and event.get("node") == "" and event.get("state") != "running":
+                    return
+
+    def logs(
+        self,
+        nodes: Sequence[str],
+        *,
+        attempt: int | None = None,
+        follow: bool = False,
+        block_ms: int = 1000,
+    ) -> Iterator[LogEntry]:
+        """What ``nodes`` printed and logged (of ``attempt`` when given), oldest first; with
+        ``follow``, new lines as they come until the run has ended (one more read after its
+        end, so its last lines are out)."""
+        wanted = (lambda e: True) if attempt is None else (lambda e: e.attempt == attempt)
+        if not follow:
+            yield from filter(wanted, nodelogs.read(self.connection, self.run_id, nodes))
+            return
+        ending = False
+        for entry in nodelogs.follow(self.connection, self.run_id, nodes, block_ms=block_ms):
+            if entry is not None:
+                if wanted(entry):
+                    yield entry
+            elif ending:
+                return
+            else:
+                ending = self.state() != "running"
+
+    # ------------------------------------------------------------ atomic steps
+    def start(self, spec: NodeSpec) -> scripts.Started:
+        """Begin an attempt of ``spec`` (``start.lua``)."""
+        started = scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s, self.plan.hash)
+        self._replicated()
+        return started
+
+    def requeue(self, node: str, error: str, attempt: int = 0) -> bool:
+        """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``); False when
+        the attempt is stale or the node no longer runs."""
+        done = scripts.requeue(self.connection, self.run_id, node, error, attempt)
+        self._replicated()
+        return done
+
+    def deliver(
+        self,
+        node: str,
+        outcome: str,
+        *,
+        output: bytes = b"",
+        error: str = "",
+        traceback: str = "",
+        attempt: int = 0,
+        chosen: Sequence[str] | None = None,
+    ) -> bool:
+        """Record ``node``'s outcome and deliver arrivals, cascading what ends downstream
+        (``skipped``, ``upstream_failed``).
+
+        Each step is one atomic, idempotent ``complete.lua`` call; a crash between steps is
+        repaired when the job is delivered again (the script re-reports the ended children).
+        ``attempt`` (start's number) makes a stale attempt's report a no-op. ``error`` is a
+        failure's error or a skip's reason; ``chosen``, a branch's chosen children.
+
+        Returns:
+            False when the report was refused as stale, else True.
+        """
+        specs, ttl_s = self.plan.specs, self.plan.ttl_s
+        picked = None if chosen is None else tuple(chosen)
+        todo = [(node, scripts.Report(outcome, output, error, traceback, attempt, picked))]
+        while todo:
+            name, report = todo.pop()
+            spec = specs[name]
+            children = [specs[c] for c in spec.children]
+            done = scripts.complete(
+                self.connection,
+                self.run_id,
+                spec,
+                children,
+                report,
+                ttl_s=ttl_s,
+                version=self.plan.hash,
+            )
+            if done.run_state == "stale":
+                log.warning(
+                    "run %s: node %s attempt %s reported after a later attempt started; refused",
+                    self.run_id,
+                    name,
+                    report.attempt,
+                )
+                return False
+            todo += [(child, scripts.Report(state)) for child, state in done.ended]
+        self._replicated()
+        return True
+
+    def record_items(
+        self,
+        spec: NodeSpec,
+        *,
+        results: Sequence[tuple[int, bytes]] = (),
+        errors: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        """Record item results and final item failures of mapped node ``spec`` (``items.lua``);
+        the call that records the last item ends the node, and its skips cascade."""
+        specs = self.plan.specs
+        done = scripts.record_items(
+            self.connection,
+            self.run_id,
+            spec,
+            [specs[c] for c in spec.children],
+            ttl_s=self.plan.ttl_s,
+            version=self.plan.hash,
+            results=results,
+            errors=errors,
+        )
+        self._replicated()
+        for child, state in done.ended:
+            self.deliver(child, state)
+
+    def items_total(self, node: str) -> int:
+        """How many items a mapped node expanded into (0 before its expansion)."""
+        return int(self.connection.hget(runkeys.nodes_key(self.run_id), f"{node}:items_total") or 0)
+
+    def read_chunk(self, spec: NodeSpec, indices: Sequence[int]) -> ChunkInputs:
+        """Everything one item job of mapped node ``spec`` reads, in one atomic step
+        (``chunk.lua``): the run's state, params and plan hash, the item count, the items at
+        ``indices`` (a map over a map reads its source's results) and the other data parents'
+        outputs. Counts the items it is about to run (their executions)."""
+        source = self.plan.specs[spec.map_over or ""]
+        others = [p for p in spec.data_parents if p != source.name]
+        items_key = (
+            runkeys.items_key(self.run_id, spec.name)
+            if source.map_over is None
+            else runkeys.map_results_key(self.run_id, source.name)
+        )
+        state, params, plan_hash, total, items, outputs = scripts.read_chunk(
+            self.connection, self.run_id, spec.name, items_key, indices, others
+        )
+        return ChunkInputs(
+            state=state,
+            params=json.loads(params or "{}"),
+            plan_hash=plan_hash,
+            total=total,
+            items=items,
+            outputs=dict(zip(others, outputs, strict=True)),
+        )
+
+    def store_items(self, node: str, blobs: Sequence[bytes], batch: int) -> None:
+        """Store the serialized items a mapped node runs over, ``batch`` per round trip."""
+        items_key = runkeys.items_key(self.run_id, node)
+        for start in range(0, len(blobs), batch):
+            chunk = {str(i): blobs[i] for i in range(start, min(len(blobs), start + batch))}
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.hset(items_key, mapping=chunk)
+                pipe.expire(items_key, self.plan.ttl_s)
+                pipe.execute()
+
+    def set_items_total(self, node: str, total: int) -> None:
+        """Set a mapped node's item count once (before any item job exists; never reset)."""
+        self.connection.hsetnx(runkeys.nodes_key(self.run_id), f"{node}:items_total", total)
+
+    def mark_expanded(self, node: str) -> None:
+        """Record that every item job of a mapped node is enqueued."""
+        self.connection.hset(runkeys.nodes_key(self.run_id), f"{node}:expanded", repr(time.time()))
+
+    def lost_node_settled(self, node: str) -> bool:
+        """True when a node whose worker was lost needs nothing more: its outcome is
+        recorded, or (a mapped node) its items are all enqueued and will end it."""
+        state, expanded = self.connection.hmget(
+            runkeys.nodes_key(self.run_id), f"{node}:state", f"{node}:expanded"
+        )
+        return (state is not None and state.decode() in FINAL_NODE_STATES) or expanded is not None
+
+    def _not_found(self) -> RunNotFound:
+        return RunNotFound(
+            f"run {self.run_id!r} not found in this Redis; check the id and --url "
+            "(runs expire after their DAG's ttl_s)"
+        )

@@ -1,0 +1,1 @@
+"""``dagrq ui``: the web view, an edge beside the command line (Starlette + uvicorn)."""
