@@ -47,13 +47,9 @@ def job_key(run_id: str, node: str) -> str:
     return RQ_JOB_PREFIX + job_id(run_id, node)
 
 
-
-
 #: the field of RQ's worker hash where a dagrq worker says which DAG versions it serves
 #: (JSON ``{dag: plan hash}``)
 SERVES_FIELD = "dagrq_serves"
-
-
 
 
 def queue_key(queue_name: str) -> str:

@@ -117,7 +117,6 @@ def create(
     return store
 
 
-
 def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
     """On ``pipe``: mark the ``always`` nodes among ``specs`` as fired with no parent (so
     ``start.lua`` reads none of their parents, whoever finished first)."""
@@ -125,7 +124,6 @@ def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) 
         if spec.parents and spec.rule == "always":
             pipe.hset(runkeys.inputs_key(run_id, spec.name), "#fired", "at submit")
             pipe.expire(runkeys.inputs_key(run_id, spec.name), ttl_s)
-
 
 
 def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
@@ -162,6 +160,7 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
         scripts.purge(conn, run_id, mapped)
     conn.hdel(runkeys.run_key(run_id), "canceling")
     return done
+
 
 def resume(store: RunStore) -> None:
     """Reset an ended run's failed, skipped and canceled nodes and their descendants, then
@@ -208,6 +207,7 @@ def resume(store: RunStore) -> None:
             ) from None
     return _redeliver(store, sources)
 
+
 def repin(store: RunStore, plan: Plan) -> None:
     """Pin the run to version ``plan`` of its DAG (``dagrq upgrade``; the caller moves
     its jobs): store the plan, set the run's version and its nodes' queues, and say so in
@@ -231,11 +231,13 @@ def repin(store: RunStore, plan: Plan) -> None:
         pipe.execute()
     store._plan = plan
 
+
 def _redeliver(store: RunStore, sources: list[str]) -> None:
     """Deliver the resume's finished parents again, then clear the ``resuming`` record."""
     for parent in sources:
         store.deliver(parent, "succeeded")
     store.connection.hdel(runkeys.run_key(store.run_id), "resuming")
+
 
 def _reset(store: RunStore, pipe: Any, order: list[str]) -> None:
     """On ``pipe`` (in MULTI): every key and field of the nodes in ``order`` back to a

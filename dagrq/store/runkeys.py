@@ -17,6 +17,7 @@ from __future__ import annotations
 
 PREFIX = "dagrq"
 
+
 def run_key(run_id: str) -> str:
     """Hash: the run's meta (dag, state, pending count, params, timings)."""
     return f"{PREFIX}:run:{{{run_id}}}"
@@ -77,4 +78,3 @@ def plan_key(dag: str, plan_hash: str) -> str:
         'dagrq:plan:orders:ab12'
     """
     return f"{PREFIX}:plan:{dag}:{plan_hash}"
-

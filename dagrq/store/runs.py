@@ -88,7 +88,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-
 class RunStore:
     """One run's keys on one connection, read and written through the run's plan.
 

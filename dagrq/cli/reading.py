@@ -1,13 +1,12 @@
-"""``dagrq runs``, ``result``, ``logs`` and ``server``: finding runs and reading what they did.
-
-Registered on the ``dagrq`` group by :mod:`dagrq.cli`; exit codes as there (docs/cli.md).
-"""
+"""`dagrq status`, `why`, `events`, `runs`, `result` and `logs`: finding runs and reading what
+they did."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +21,73 @@ from .common import (
     run_handle,
     url_option,
 )
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node", required=False)
+@url_option
+@click.option("--watch", is_flag=True, help="Follow the run live until it ends, then show it.")
+@json_option
+@errors
+def status(run_id: str, node: str | None, url: str | None, watch: bool, as_json: bool) -> None:
+    """Show RUN_ID's nodes: state, attempts, queue, timings, errors, what they wait for; with
+    NODE, that node in full, its traceback included.
+
+    Exit 0 when the run succeeded, 1 when it failed or was canceled, 3 while it runs.
+    """
+    from ..model.shapes import node_json, status_json
+    from .progress import follow
+    from .view import STATUS_EXIT, print_node, print_status
+
+    run_ = run_handle(run_id, url)
+    if watch:
+        follow(run_, console())
+    current = run_.status()
+    if node is not None and node not in current.nodes:
+        raise click.UsageError(
+            f"run {run_id} has no node {node!r} (nodes: {', '.join(current.nodes)})"
+        )
+    if as_json:
+        emit_json(node_json(current.nodes[node]) if node else status_json(current))
+    elif node is not None:
+        print_node(console(), node, current.nodes[node])
+    else:
+        print_status(console(), current)
+    sys.exit(STATUS_EXIT.get(current.state, 1))
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node")
+@url_option
+@json_option
+@errors
+def why(run_id: str, node: str, url: str | None, as_json: bool) -> None:
+    """Explain NODE in RUN_ID: its rule, which parents arrived how, what it waits for."""
+    from ..model.shapes import explanation_json
+    from .view import print_why
+
+    run_ = run_handle(run_id, url)
+    if as_json:
+        emit_json(explanation_json(run_.explain(node)))
+    else:
+        print_why(console(), run_.explain(node))
+
+
+@click.command()
+@click.argument("run_id")
+@url_option
+@click.option("--no-follow", is_flag=True, help="Print what is stored and stop.")
+@errors
+def events(run_id: str, url: str | None, no_follow: bool) -> None:
+    """Print RUN_ID's state changes as JSON lines, following until the run ends."""
+    run_ = run_handle(run_id, url)
+    for event in run_.events(follow=not no_follow):
+        click.echo(json.dumps(event))
 
 
 @click.command()
@@ -139,84 +205,4 @@ def logs(
             click.echo(f"{prefix}{entry.line}")
 
 
-@click.group()
-def server() -> None:
-    """The embedded Redis server under .dagrq/: start it to keep it running between
-    commands, stop it, or see whether it runs. Without `start`, commands share one server
-    that stops when the last of them ends."""
-
-
-@server.command(name="start")
-@errors
-def server_start() -> None:
-    """Start the embedded server (or keep the running one) until `dagrq server stop`."""
-    from ..connection import Embedded
-
-    embedded = Embedded()
-    embedded.keep()
-    click.echo(f"embedded Redis running: {embedded.url} (stop it with `dagrq server stop`)")
-    embedded.close()
-
-
-@server.command(name="stop")
-@errors
-def server_stop() -> None:
-    """Stop the embedded server (its data is written to .dagrq/redis.db first)."""
-    from ..connection import Embedded, embedded_running
-
-    if not embedded_running():
-        click.echo("embedded Redis is not running")
-        return
-    embedded = Embedded()
-    embedded.keep(False)
-    clients = embedded.clients() - 1
-    embedded.close(force=True)
-    note = f" ({clients} clients were connected)" if clients else ""
-    click.echo(f"embedded Redis stopped{note}")
-
-
-@server.command(name="status")
-@errors
-def server_status() -> None:
-    """Say whether the embedded server runs; exit 0 when it does, 3 when it does not."""
-    from ..connection import Embedded, embedded_running
-
-    if not embedded_running():
-        click.echo("embedded Redis is not running")
-        sys.exit(3)
-    embedded = Embedded()
-    kept = "kept (`dagrq server start`)" if embedded.kept else "stops with its last client"
-    click.echo(
-        f"embedded Redis running: {embedded.url}, pid {embedded.client.pid}, "
-        f"{embedded.clients() - 1} other clients, {kept}"
-    )
-    embedded.close()
-
-
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--token",
-    envvar="DAGRQ_UI_TOKEN",
-    default=None,
-    help="Required of every request when --host is not loopback [env: DAGRQ_UI_TOKEN].",
-)
-@url_option
-@errors
-def ui(host: str, port: int, token: str | None, url: str | None) -> None:
-    """A live web view of runs: runs list, each run's DAG with live node states, logs,
-    cancel and resume (docs/ui.md). Loopback only unless --token is given."""
-    import uvicorn
-
-    from ..web.app import LOOPBACK, check_bind, create_app
-
-    check_bind(host, token)
-    conn, _ = connect(url)
-    app = create_app(conn, token, require_token=host not in LOOPBACK)
-    shown = f"http://{host}:{port}/" + ("?token=..." if host not in LOOPBACK else "")
-    click.echo(f"dagrq ui on {shown} (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-COMMANDS = (runs, result, logs, server, ui)
+COMMANDS = (status, why, events, runs, result, logs)

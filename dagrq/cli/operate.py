@@ -1,0 +1,72 @@
+"""`dagrq cancel`, `retry` and `reconcile`: acting on runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import (
+    connect,
+    errors,
+    run_handle,
+    url_option,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command()
+@click.argument("run_id")
+@url_option
+@errors
+def cancel(run_id: str, url: str | None) -> None:
+    """Cancel RUN_ID: queued jobs leave their queues, running ones are stopped."""
+    run_ = run_handle(run_id, url)
+    after = run_.cancel()
+    click.echo(f"run {run_id} {after.state}")
+
+
+@click.command()
+@click.argument("run_id")
+@url_option
+@errors
+def retry(run_id: str, url: str | None) -> None:
+    """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
+    reusing the outputs of the nodes that succeeded. Workers do the work."""
+    run_ = run_handle(run_id, url)
+    after = run_.resume()
+    redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
+    click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
+
+
+@click.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@url_option
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a claimed job may wait unstarted (and a map's item count stand still) "
+    "before it counts as stuck.",
+)
+@errors
+def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None:
+    """Repair stuck runs (default: every run that may still be running): re-drive lost jobs
+    and dead workers' nodes, re-deliver cut-short arrivals, end damaged runs with the damage
+    named. Workers do this on their own every sixth of their lease; this does it now."""
+    from ..jobs.reconcile import Reconciler
+
+    conn, _ = connect(url)
+    for run_id in run_ids:
+        run_handle(run_id, url)  # RunNotFound for a wrong id
+    repairs = Reconciler(conn, grace_s=grace_s, lease_margin_s=0).pass_(run_ids or None)
+    for repair in repairs:
+        click.echo(str(repair))
+    click.echo(f"{len(repairs)} repairs")
+
+
+COMMANDS = (cancel, retry, reconcile)

@@ -1,0 +1,208 @@
+"""`dagrq submit` and `dagrq run`: starting runs (`run` with local workers and live progress)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import RunTimeout
+from .common import (
+    connect,
+    errors,
+    load,
+    print_value,
+    read_params,
+    run_options,
+    url_option,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..client import Run
+    from ..workers.processes import Processes
+
+#: `dagrq run`'s exit code when --timeout ran out
+TIMEOUT_EXIT = 4
+
+
+@click.command()
+@click.argument("pipeline")
+@run_options
+@url_option
+@errors
+def submit(
+    pipeline: str,
+    params: tuple[str, ...],
+    params_file: str | None,
+    run_name: str | None,
+    tags: tuple[str, ...],
+    url: str | None,
+) -> None:
+    """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
+    dag = load(pipeline)
+    values = dag.validate_params(read_params(params, params_file), from_strings=True)
+    conn, _ = connect(url)
+    run = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
+    click.echo(run.id)
+
+
+@click.command()
+@click.argument("pipeline")
+@run_options
+@url_option
+@click.option(
+    "--workers",
+    "-w",
+    default=None,
+    type=click.IntRange(0, 256),
+    help="Processes of the local worker pool (as `dagrq worker -c N`; 0: rely on workers "
+    "elsewhere, refused with the embedded server) [default: the CPUs this process may use].",
+)
+@click.option(
+    "--timeout",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cancel the run if it has not ended after this many seconds (exit 4).",
+)
+@click.option("--keep", is_flag=True, help="With --timeout: leave the run running instead.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
+@errors
+def run(
+    pipeline: str,
+    params: tuple[str, ...],
+    params_file: str | None,
+    run_name: str | None,
+    tags: tuple[str, ...],
+    url: str | None,
+    workers: int | None,
+    timeout: float | None,
+    keep: bool,
+    quiet: bool,
+) -> None:
+    """Submit PIPELINE, run local workers until the run ends, print the sink results.
+
+    Exit 0 when the run succeeded, 1 when it failed or was canceled, 2 on a usage or
+    validation error, 4 when --timeout ran out (the run is canceled unless --keep), 130 when
+    interrupted (the run is canceled).
+    """
+    from rich.console import Console
+
+    from ..connection import resolve_url
+    from .progress import follow
+
+    out = Console()
+    dag = load(pipeline)
+    values = dag.validate_params(read_params(params, params_file), from_strings=True)
+    if workers == 0:
+        if resolve_url(url) is None:
+            raise click.UsageError(
+                "-w 0 starts no worker, and the embedded server has no others: nothing would "
+                "run; drop -w 0, or pass --url of a Redis your workers use"
+            )
+        click.echo("note: -w 0: no local workers; waiting for workers elsewhere", err=True)
+    conn, resolved = connect(url)
+    run_: Run | None = None
+    with _local_workers(pipeline, resolved, workers):
+        try:
+            with _interruptible():
+                run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
+                if not quiet:
+                    out.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
+                status = _follow_with_timeout(run_, out, quiet, timeout, follow)
+        except KeyboardInterrupt:
+            # Ctrl-C, SIGTERM or a closed terminal: a run never hangs, so end it, while
+            # the workers still run to hear the stop command
+            if run_ is not None:
+                run_.cancel()
+                click.echo(f"interrupted: run {run_.id} canceled", err=True)
+            sys.exit(130)
+        except RunTimeout:
+            assert run_ is not None
+            if keep:
+                click.echo(
+                    f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on "
+                    f"(--keep): `dagrq worker {pipeline}` finishes it, `dagrq status {run_.id}` "
+                    "follows it",
+                    err=True,
+                )
+            else:
+                run_.cancel()
+                click.echo(
+                    f"run {run_.id} did not end within --timeout {timeout:g} s: canceled "
+                    "(--keep leaves it running)",
+                    err=True,
+                )
+            sys.exit(TIMEOUT_EXIT)
+    if status.state == "succeeded":
+        for sink in dag.sinks:
+            print_value(out, sink, run_.result(sink))
+        return
+    failed = status.failed()
+    for node, error in failed.items():
+        click.echo(f"error: node {node} failed: {error}", err=True)
+    if not failed:
+        click.echo(f"error: run {run_.id} ended {status.state}", err=True)
+    sys.exit(1)
+
+
+def _follow_with_timeout(
+    run_: Run, console: Console, quiet: bool, timeout: float | None, follow: Any
+) -> Any:
+    if timeout is None:
+        return follow(run_, console, quiet=quiet)
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise RunTimeout(f"run {run_.id} did not end within --timeout {timeout:g} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return follow(run_, console, quiet=quiet)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so cleanup runs as for Ctrl-C."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _local_workers(pipeline: str, url: str, count: int | None) -> Iterator[Processes]:
+    """Start one ``dagrq worker -c count`` pool, logging under ``.dagrq/logs``; stop it
+    (drain, then hard) on exit."""
+    from ..connection import STATE_DIR
+    from ..workers.pool import default_concurrency
+    from ..workers.processes import Processes, worker_argv
+
+    env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING"), "DAGRQ_URL": url}
+    procs = Processes(Path(STATE_DIR, "logs"), env=env)
+    count = default_concurrency() if count is None else count
+    try:
+        if count:
+            procs.start(worker_argv(pipeline, "-c", str(count), "--drain-timeout", "5"))
+        yield procs
+    finally:
+        procs.stop(grace_s=10)
+
+
+COMMANDS = (submit, run)
