@@ -87,7 +87,8 @@ def ui(host: str, port: int, token: str | None, url: str | None) -> None:
     cancel and resume (docs/ui.md). Loopback only unless --token is given."""
     import uvicorn
 
-    from ..web.app import LOOPBACK, check_bind, create_app
+    from ..web.access import LOOPBACK, check_bind
+    from ..web.app import create_app
 
     check_bind(host, token)
     conn, _ = connect(url)

@@ -1,0 +1,115 @@
+"""The JSON API of ``dagrq ui`` (the CLI's ``--json`` shapes), its actions and its event
+stream (server-sent events)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..client import Run
+from ..errors import DagrqError, NoResult, RunNotFound
+from ..model.shapes import explanation_json, node_json, status_json, summary_json
+from ..store.runs import RunStore
+from .access import guard, in_thread
+
+#: characters of an output shown on a node's panel
+PREVIEW_CHARS = 2000
+#: how long one blocking read of a run's events waits (the idle cost of an open run page)
+BLOCK_MS = 15_000
+
+
+async def runs(request: Request) -> Response:
+    """``/api/runs?dag=&state=&limit=``: run summaries, newest first."""
+    if (denied := guard(request)) is not None:
+        return denied
+    q, connection = request.query_params, request.app.state.connection
+    try:
+        found = await in_thread(
+            lambda: Run.list(
+                connection,
+                dag=q.get("dag") or None,
+                state=q.get("state") or None,
+                limit=int(q.get("limit", "50")),
+            )
+        )
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse([summary_json(s) for s in found])
+
+
+async def run(request: Request) -> Response:
+    """``/api/runs/<id>``: one run's status."""
+    if (denied := guard(request)) is not None:
+        return denied
+    try:
+        handle = await in_thread(
+            Run.fetch, request.path_params["run_id"], request.app.state.connection
+        )
+        return JSONResponse(status_json(await in_thread(handle.status)))
+    except RunNotFound as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+async def node(request: Request) -> Response:
+    """``/api/runs/<id>/nodes/<node>``: one node, why it is where it is, its output's start
+    and its last 200 log lines."""
+    if (denied := guard(request)) is not None:
+        return denied
+    run_id, name = request.path_params["run_id"], request.path_params["node"]
+    try:
+        handle = await in_thread(Run.fetch, run_id, request.app.state.connection)
+        status = await in_thread(handle.status)
+    except RunNotFound as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    if name not in status.nodes:
+        return JSONResponse({"error": f"run {run_id} has no node {name!r}"}, status_code=404)
+    out = node_json(status.nodes[name])
+    out["why"] = explanation_json(handle.explain(name))
+    try:
+        text = json.dumps(await in_thread(handle.result, name), default=str)
+        out["output_preview"] = text[:PREVIEW_CHARS]
+        out["output_truncated"] = len(text) > PREVIEW_CHARS
+    except (NoResult, DagrqError):
+        out["output_preview"] = None
+    entries = await in_thread(lambda: list(handle.logs(name)))
+    out["logs"] = [
+        {"attempt": e.attempt, "stream": e.stream, "line": e.line, "level": e.level}
+        for e in entries[-200:]
+    ]
+    return JSONResponse(out)
+
+
+async def action(request: Request) -> Response:
+    """``POST /api/runs/<id>/cancel|resume`` (with the page's token)."""
+    if (denied := guard(request, action=True)) is not None:
+        return denied
+    run_id, verb = request.path_params["run_id"], request.path_params["verb"]
+    try:
+        handle = await in_thread(Run.fetch, run_id, request.app.state.connection)
+        after = await in_thread(handle.cancel if verb == "cancel" else handle.resume)
+    except DagrqError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=409)
+    return JSONResponse({"state": after.state})
+
+
+async def events(request: Request) -> Response:
+    """``/api/runs/<id>/events``: the run's state changes as server-sent events."""
+    if (denied := guard(request)) is not None:
+        return denied
+    store = RunStore(request.app.state.connection, request.path_params["run_id"])
+
+    async def stream() -> Any:
+        last = "0-0"
+        while True:
+            got = await in_thread(store.read_events, last, BLOCK_MS)
+            if not got:
+                yield ": idle\n\n"  # keeps the connection; tells a closed one apart
+                continue
+            for event in got:
+                last = event.pop("id")
+                yield f"data: {json.dumps(event)}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
