@@ -121,6 +121,18 @@ def how_it_ended(code: int | None) -> str:
 BOOKKEEPING_S = 1.0
 
 
+class _Hand:
+    """Whether this process holds a job: from its claim until RQ's bookkeeping of its end is
+    done. A stop request (SIGTERM, SIGINT) arriving then is noted, and honoured after it
+    (:meth:`_Leased._shutdown`)."""
+
+    holding = False
+
+
+#: this process's hand (one worker per process)
+HAND = _Hand()
+
+
 class ClaimingQueue(Queue):
     """RQ's queue with a dequeue that never loses a job.
 
@@ -151,14 +163,20 @@ class ClaimingQueue(Queue):
         bells = [keys.doorbell_key(q.name) for q in queues]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            claimed = scripts.claim(connection, queue_keys)
+            HAND.holding = True  # from the claim on, a stop waits for the job's end
+            claimed = found = None
+            try:
+                claimed = scripts.claim(connection, queue_keys)
+                if claimed is not None:
+                    found = cls._fetch_claimed(
+                        connection, *claimed, job_class, serializer, death_penalty_class
+                    )
+            finally:
+                HAND.holding = found is not None
+            if found is not None:
+                return found
             if claimed is not None:
-                found = cls._fetch_claimed(
-                    connection, *claimed, job_class, serializer, death_penalty_class
-                )
-                if found is not None:
-                    return found
-                continue
+                continue  # garbage, rejected: look again
             if deadline is None:
                 return None
             left = deadline - time.monotonic()
@@ -312,6 +330,20 @@ class _Leased:
         self.stop_asked = True
         super().request_stop(signum, frame)  # type: ignore[misc]
 
+    def _shutdown(self) -> None:
+        """RQ's warm shutdown, never inside a job. RQ raises ``StopRequested`` unless the
+        worker says ``busy``; raised in RQ's handling of a job's end (the worker already says
+        ``idle`` there), ``perform_job`` swallows it: the stop is lost, and RQ records as
+        failed a job dagrq recorded as succeeded. So while this process holds a job (from
+        its claim to the end of its bookkeeping) the stop is only noted, and the work loop
+        stops before it takes another."""
+        if not HAND.holding:
+            super()._shutdown()  # type: ignore[misc]
+            return
+        self._stop_requested = True
+        if getattr(self, "scheduler", None):
+            self.stop_scheduler()  # type: ignore[attr-defined]
+
     def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
         """The lease's expiry (the horse process computes it alike): see :func:`heartbeat_ttl`."""
         return heartbeat_ttl(self.lease_s)
@@ -347,6 +379,7 @@ class LeasedWorker(_Leased, Worker):
             super().execute_job(job, queue)
         finally:
             self._ended()
+            HAND.holding = False
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         """Stop the work horse when the node's run was canceled, else renew the lease."""
@@ -406,7 +439,19 @@ class LeasedSimpleWorker(_Leased, SimpleWorker):
             signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
             self._running, self._stop_target, self._interrupted = None, None, False
             self._ended()
+            HAND.holding = False
         self.set_state(WorkerStatus.IDLE)
+
+    def _finalize_success(self, *args: Any) -> None:
+        """RQ's bookkeeping of a job that returned, with a cancel's stop held off: the body
+        has ended, and a stop landing in RQ's transaction would record it failed."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
+        super()._finalize_success(*args)
+
+    def _finalize_failure(self, *args: Any) -> None:
+        """RQ's bookkeeping of a job that raised, with a second stop held off."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
+        super()._finalize_failure(*args)
 
     def kill_horse(self, sig: Any = None) -> None:
         """Stop the node running in this process (RQ's stop-job command, which names the job

@@ -86,3 +86,23 @@ def pid_of(items: int) -> int:
 @pids.node
 def items(n: int = 10) -> list[int]:
     return list(range(n))
+
+
+stream = DAG("t_pool_stream")
+
+
+@stream.node
+def ticks(n: int) -> list[int]:
+    return list(range(n))
+
+
+@stream.map("ticks")
+def tick(ticks: int) -> int:
+    """A short job: most of its time is RQ's bookkeeping around it."""
+    time.sleep(0.002 * (ticks % 3))
+    return ticks
+
+
+@stream.node
+def counted(tick: list[int]) -> int:
+    return len(tick)
