@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from dagrq.workers.processes import Processes, worker_argv
-
-PIPELINES = Path(__file__).parent / "pipelines"
-
-
-def pipeline(name: str, attr: str = "dag") -> str:
-    """The address of a test pipeline file, as the CLI and workers take it."""
-    return f"{PIPELINES / name}.py:{attr}"
+from .helpers import Workers
 
 
 @pytest.fixture(scope="session")
@@ -66,28 +58,6 @@ def quiet_conn(quiet_url: str) -> Iterator[redis.Redis]:
     connection.flushall()
     yield connection
     connection.close()
-
-
-class Workers:
-    """`dagrq worker` processes for one test; all stopped (and their logs shown) at teardown."""
-
-    def __init__(self, url: str, folder: Path) -> None:
-        self.url = url
-        self.procs = Processes(
-            folder, env={"DAGRQ_LOG": "WARNING", "DAGRQ_URL": url, "DAGRQ_CONCURRENCY": "1"}
-        )
-
-    def start(self, address: str, n: int = 2, *extra: str) -> list[subprocess.Popen[bytes]]:
-        """Start ``n`` workers for pipeline ``address`` (extra ``dagrq worker`` options after)."""
-        return self.procs.start(worker_argv(address, *extra), n)
-
-    def stop(self) -> None:
-        """Stop every worker (warm, then hard)."""
-        self.procs.stop()
-
-    def logs(self) -> str:
-        """Every worker's output."""
-        return self.procs.logs()
 
 
 @pytest.fixture

@@ -3,15 +3,21 @@ Redis command counting, and the counters test pipelines keep."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from dagrq.model.plan import NodeSpec
 from dagrq.store import runkeys, scripts
+from dagrq.workers.processes import Processes, worker_argv
 
 #: the DAG version (plan hash) fake runs are pinned to
 VERSION = "v-test"
@@ -115,3 +121,106 @@ def failure_of(run: Any, timeout: float = 60.0) -> Any:
 def counter(conn: redis.Redis, name: str, run_id: str) -> int:
     """The count a test pipeline keeps under ``test:<name>:<run>`` (see pipelines/_counting)."""
     return int(conn.get(f"test:{name}:{run_id}") or 0)
+
+
+# ------------------------------------------------------------------ processes and pipelines
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = Path(__file__).parent / "pipelines"
+
+
+def pipeline(name: str, attr: str = "dag") -> str:
+    """The address of a test pipeline file, as the CLI and workers take it."""
+    return f"{PIPELINES / name}.py:{attr}"
+
+
+def dagrq(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "dagrq", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def run_keys(conn: redis.Redis) -> list[bytes]:
+    """What a submit writes: dagrq's keys and RQ's jobs and queues (not the keys RQ's
+    scheduler of another test's worker may still be writing)."""
+    return sorted(k for p in ("dagrq:*", "rq:job:*", "rq:queue:*") for k in conn.scan_iter(p))
+
+
+class Workers:
+    """`dagrq worker` processes for one test, run in the test's own folder (so a scan for its
+    processes, or their children, finds only this test's: :func:`processes_in`); all stopped
+    (and their logs shown) at teardown, within a few seconds: a worker drains for at most
+    :data:`DRAIN_S` unless the test asks for more."""
+
+    #: seconds a test's worker lets running nodes finish after SIGTERM
+    DRAIN_S = "2"
+
+    def __init__(self, url: str, folder: Path) -> None:
+        self.url = url
+        self.folder = folder
+        self.procs = Processes(
+            folder,
+            env={"DAGRQ_LOG": "WARNING", "DAGRQ_URL": url, "DAGRQ_CONCURRENCY": "1"},
+            cwd=folder,
+        )
+
+    def start(self, address: str, n: int = 2, *extra: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``n`` workers for pipeline ``address`` (extra ``dagrq worker`` options after)."""
+        drain = () if "--drain-timeout" in extra else ("--drain-timeout", self.DRAIN_S)
+        return self.procs.start(worker_argv(address, *extra, *drain), n)
+
+    def stop(self) -> None:
+        """Stop every worker (warm, then hard)."""
+        self.procs.stop()
+
+    def logs(self) -> str:
+        """Every worker's output."""
+        return self.procs.logs()
+
+
+def processes_in(
+    folder: Path, *, name: str | None = None, argv_end: Sequence[str] | None = None
+) -> set[int]:
+    """Live processes (no zombie) whose working directory is in ``folder``, called ``name``
+    or whose command line ends with ``argv_end``: a test counts its own (its workers and
+    embedded servers run there, and so do their children), whatever else runs on the
+    machine."""
+    found = set()
+    root = str(folder.resolve()) + "/"
+    for proc in psutil.process_iter(["name", "cmdline", "status", "cwd"]):
+        info = proc.info
+        argv = info["cmdline"] or []
+        if info["status"] == psutil.STATUS_ZOMBIE or not (info["cwd"] or "").startswith(root[:-1]):
+            continue
+        if not ((info["cwd"] or "") + "/").startswith(root):
+            continue
+        if name is not None and name not in (info["name"] or ""):
+            continue
+        if argv_end is not None and argv[-len(argv_end) :] != list(argv_end):
+            continue
+        found.add(proc.pid)
+    return found
+
+
+def left_running(found: Callable[[], set[int]], before: set[int], wait_s: float = 5.0) -> set[int]:
+    """Processes ``found()`` that were not there ``before`` and are still running after up to
+    ``wait_s`` seconds (they may take a moment to go)."""
+    deadline = time.monotonic() + wait_s
+    while (extra := found() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return extra

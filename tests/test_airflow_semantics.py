@@ -13,8 +13,7 @@ from dagrq import RunFailed, loader
 from dagrq.model.local import simulate
 from dagrq.store import keys, rqjobs, runkeys
 
-from .conftest import Workers, pipeline
-from .helpers import failure_of, wait_for
+from .helpers import Workers, failure_of, pipeline, wait_for
 
 #: ``dagrq worker`` options of each way to run nodes
 MODES = {"pooled": (), "isolated": ("--isolate",)}
@@ -143,8 +142,8 @@ def test_a_job_pushed_by_hand_for_a_pending_node_is_refused(
     rq_queue = keys.queue_key(dag.plan.rq_queue(join_queue))
     conn.rpush(rq_queue, keys.job_id(run.id, "d"))  # d's parents have not run
     workers.start(pipeline("diamond"), 1, "--queue", join_queue)
-    wait_for(lambda: conn.llen(rq_queue) == 0, 30, "the pushed job taken")
-    time.sleep(0.5)
+    job = rqjobs.fetch_job(keys.job_id(run.id, "d"), conn)
+    wait_for(lambda: job.latest_result(), 30, "the pushed job answered")
     status = run.status()
     assert status.nodes["d"].state == "pending" and status.nodes["d"].attempts == 0
     assert not conn.exists(runkeys.output_key(run.id, "d"))

@@ -3,48 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import psutil
 import redis
 
-from .conftest import pipeline
-from .helpers import wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def dagrq(
-    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
-    return subprocess.run(
-        [sys.executable, "-m", "dagrq", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
-def run_keys(conn: redis.Redis) -> list[bytes]:
-    """What a submit writes: dagrq's keys and RQ's jobs and queues (not the keys RQ's
-    scheduler of another test's worker may still be writing)."""
-    return sorted(k for p in ("dagrq:*", "rq:job:*", "rq:queue:*") for k in conn.scan_iter(p))
+from .helpers import (
+    ROOT,
+    dagrq,
+    left_running,
+    one_line_error,
+    pipeline,
+    processes_in,
+    run_keys,
+    wait_for,
+)
 
 
 def test_validate_prints_a_summary() -> None:
@@ -167,7 +145,7 @@ def test_status_why_cancel_and_retry_commands(conn: redis.Redis, redis_url: str)
 
 
 def test_an_interrupted_run_is_canceled_and_its_workers_stopped(
-    conn: redis.Redis, redis_url: str
+    conn: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
         [
@@ -181,7 +159,7 @@ def test_an_interrupted_run_is_canceled_and_its_workers_stopped(
             "--url",
             redis_url,
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -195,12 +173,7 @@ def test_an_interrupted_run_is_canceled_and_its_workers_stopped(
     assert f"interrupted: run {run_id} canceled" in err
     assert conn.hget(f"dagrq:run:{{{run_id}}}", "state") == b"canceled"
     assert not conn.exists(f"test:slow-finished:{run_id}")  # the running node was stopped
-    workers = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if "worker" in (p.info["cmdline"] or []) and pipeline("cancel") in (p.info["cmdline"] or [])
-    ]
-    assert workers == []
+    assert left_running(partial(processes_in, tmp_path), set()) == set()  # its workers ended
 
 
 def test_worker_refuses_two_pipelines_with_one_dag_name_and_an_unknown_queue() -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
+from functools import partial
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
 
@@ -16,25 +15,7 @@ from dagrq import RunFailed
 from dagrq.errors import CommandFailed
 from dagrq.model.commands import container_runtime
 
-from .conftest import Workers, pipeline
-from .test_cli import ROOT, dagrq
-
-
-def _sleepers() -> set[int]:
-    """Live `sleep 300` processes (what a command left running would be)."""
-    found = set()
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = proc.info["cmdline"] or []
-        if cmd[-2:] == ["sleep", "300"] and proc.info["status"] != "zombie":
-            found.add(proc.pid)
-    return found
-
-
-def _left(before: set[int], wait_s: float = 5.0) -> set[int]:
-    deadline = time.monotonic() + wait_s
-    while (extra := _sleepers() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return extra
+from .helpers import ROOT, Workers, dagrq, left_running, pipeline, processes_in, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -109,27 +90,26 @@ def test_non_zero_exit_bad_output_and_retry(conn: redis.Redis, workers: Workers)
 def test_a_timeout_kills_the_whole_process_group(conn: redis.Redis, workers: Workers) -> None:
     from tests.pipelines.commands import slow
 
-    before = _sleepers()
+    sleepers = partial(processes_in, workers.folder, argv_end=["sleep", "300"])
+    before = sleepers()
     run = slow.submit(conn)
     workers.start(pipeline("commands", "slow"), 1)
     with pytest.raises(RunFailed):
         run.wait(timeout=60)
     assert "timed out after 2 s" in (run.status().nodes["sleepy"].error or "")
-    assert _left(before) == set()  # both sleeps: the one in the background too
+    assert left_running(sleepers, before) == set()  # both sleeps: the one in the background too
 
 
 def test_cancel_stops_a_running_command(conn: redis.Redis, workers: Workers) -> None:
     from tests.pipelines.commands import canceled
 
-    before = _sleepers()
+    sleepers = partial(processes_in, workers.folder, argv_end=["sleep", "300"])
+    before = sleepers()
     run = canceled.submit(conn)
     workers.start(pipeline("commands", "canceled"), 1)
-    deadline = time.monotonic() + 30
-    while not (_sleepers() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _sleepers() - before, "the command never started"
+    wait_for(lambda: sleepers() - before, 30, "the command started")
     assert run.cancel().state == "canceled"
-    assert _left(before) == set()
+    assert left_running(sleepers, before) == set()
 
 
 def test_a_map_of_commands_over_100_items(conn: redis.Redis, workers: Workers) -> None:

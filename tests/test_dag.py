@@ -21,7 +21,7 @@ from dagrq import (
     loader,
 )
 
-from .conftest import pipeline
+from .helpers import pipeline
 
 # Node functions must be importable by a worker, so test DAGs live at module level (or in a
 # pipeline file of their own, as the orders DAG that the pictures tests draw too).

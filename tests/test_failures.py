@@ -11,8 +11,7 @@ import redis
 from dagrq import RunError, RunFailed, loader
 from dagrq.store import runkeys
 
-from .conftest import Workers, pipeline
-from .helpers import counter, failure_of, wait_for
+from .helpers import Workers, counter, failure_of, pipeline, wait_for
 
 
 def _local_states(dag: object) -> dict[str, str]:
@@ -204,7 +203,7 @@ def test_a_resume_cut_short_is_finished_by_calling_retry_again(
         patch.setattr(RunStore, "deliver", crash)
         with pytest.raises(ConnectionError):
             run.resume()  # nodes reset, nothing delivered: gate waits for expensive forever
-    time.sleep(0.5)
+    time.sleep(0.5)  # nothing is to happen: gate must stay pending (no condition to wait on)
     assert run.status().nodes["gate"].state == "pending"
     assert run.resume().state == "running"  # finishes the resume instead of refusing
     final = run.wait(timeout=60)

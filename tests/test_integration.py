@@ -13,8 +13,7 @@ import redis
 from dagrq import ParameterError, Run, RunNotFound, loader
 from dagrq.errors import CycleError
 
-from .conftest import Workers, pipeline
-from .helpers import failure_of
+from .helpers import Workers, failure_of, pipeline
 
 
 def test_distributed_etl_equals_run_local(conn: redis.Redis, workers: Workers) -> None:

@@ -13,8 +13,7 @@ from dagrq import RunFailed, loader
 from dagrq.jobs.lost import abandoned, on_failure
 from dagrq.store import keys, rqjobs, runkeys, scripts
 
-from .conftest import Workers, pipeline
-from .helpers import VERSION, fake_run, spec, wait_for
+from .helpers import VERSION, Workers, fake_run, pipeline, spec, wait_for
 
 
 def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> int:

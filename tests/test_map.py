@@ -18,8 +18,7 @@ from dagrq.model import queues
 from dagrq.store import keys, runkeys, scripts
 from dagrq.store.runs import RunStore
 
-from .conftest import Workers, pipeline
-from .helpers import VERSION, failure_of, fake_run, spec, wait_for
+from .helpers import VERSION, Workers, failure_of, fake_run, pipeline, spec, wait_for
 
 
 @pytest.fixture

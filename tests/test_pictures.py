@@ -17,7 +17,7 @@ import redis
 from dagrq import RunFailed, loader
 from dagrq.model.status import STATE_COLORS
 
-from .conftest import Workers, pipeline
+from .helpers import Workers, pipeline
 
 orders = loader.load(pipeline("orders"))
 

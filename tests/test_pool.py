@@ -20,8 +20,7 @@ from dagrq.errors import NodeStopped
 from dagrq.store import runkeys
 from dagrq.workers.leased import STOP_SIGNAL, LeasedSimpleWorker
 
-from .conftest import Workers, pipeline
-from .helpers import failure_of, wait_for
+from .helpers import Workers, failure_of, pipeline, wait_for
 
 
 def test_a_node_that_ends_its_process_is_retried_at_once_and_the_run_ends(
@@ -86,7 +85,7 @@ def test_sigterm_drains_running_nodes_and_starts_no_new_one(
     conn: redis.Redis, workers: Workers
 ) -> None:
     address = pipeline("pooled", "slow")
-    procs = workers.start(address, 1, "-c", "1")
+    procs = workers.start(address, 1, "-c", "1", "--drain-timeout", "60")
     run = loader.load(address).submit(conn, seconds=3)
     wait_for(lambda: conn.get(f"test:napping:{run.id}"), 30, "nap running")
     procs[0].send_signal(signal.SIGTERM)
@@ -100,7 +99,7 @@ def test_sigterm_drains_running_nodes_and_starts_no_new_one(
 
 @pytest.mark.parametrize(
     ("extra", "signals"),
-    [(("--drain-timeout", "1"), 1), ((), 2)],
+    [(("--drain-timeout", "1"), 1), (("--drain-timeout", "60"), 2)],
     ids=["drain-time-up", "second-signal"],
 )
 def test_a_stop_that_cannot_wait_puts_running_nodes_back_without_spending_a_retry(
@@ -168,7 +167,8 @@ def test_sigterm_at_any_point_of_a_job_stops_the_pool_after_that_job(
         proc = workers.start(address, 1, "-c", "2", "--drain-timeout", "30")[0]
         expanded = partial(conn.hget, runkeys.nodes_key(run.id), "tick:expanded")
         wait_for(expanded, 30, "every item enqueued")  # that job is a long one
-        wait_for(lambda: run.status().nodes["tick"].items["done"] > 50, 30, "items done")
+        done = partial(lambda r: r.status().nodes["tick"].items["done"] > 50, run)
+        wait_for(done, 30, "items done")
         time.sleep(rng.uniform(0, 0.05))
         asked = time.monotonic()
         proc.send_signal(signal.SIGTERM)

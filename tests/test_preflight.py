@@ -37,15 +37,16 @@ def test_plan_commands_per_arrival_match_commandstats(quiet_conn: redis.Redis) -
 
 
 def test_plan_commands_per_run_match_a_real_run_within_25_percent(
-    conn: redis.Redis, redis_url: str
+    quiet_conn: redis.Redis, quiet_url: str
 ) -> None:
+    conn = quiet_conn  # a server of its own: other tests' workers would add their commands
     address = "examples/etl.py:dag"
     etl = loader.load(address)
     predicted = preflight(etl.plan, etl.param_types).commands["total_per_run"]
     conn.config_resetstat()
     run = etl.submit(conn, rows=50)
     done = subprocess.run(
-        [sys.executable, "-m", "dagrq", "worker", address, "--url", redis_url, "--burst"],
+        [sys.executable, "-m", "dagrq", "worker", address, "--url", quiet_url, "--burst"],
         cwd=ROOT,
         capture_output=True,
         timeout=120,

@@ -16,8 +16,7 @@ from dagrq import CycleError, loader
 from dagrq.model.local import simulate
 from dagrq.model.options import RULES
 
-from .conftest import Workers
-from .helpers import wait_for
+from .helpers import Workers, wait_for
 
 
 @st.composite

@@ -20,8 +20,7 @@ import redis
 
 from dagrq import Run
 
-from .conftest import Workers, pipeline
-from .test_cli import ROOT, dagrq
+from .helpers import ROOT, Workers, dagrq, pipeline, wait_for
 
 DOCS = ROOT / "docs"
 
@@ -211,9 +210,10 @@ def _measure_open_page(conn: redis.Redis, ui: str, browser: Any, tmp_path: Path)
     page = browser.new_page()
     page.goto(f"{ui}/runs/{run.id}")
     page.wait_for_selector("#node-sink", timeout=30_000)
-    time.sleep(2)  # the page has loaded; its event stream is open
+    reading = lambda: any(c.get("cmd") == "xread" for c in conn.client_list())  # noqa: E731
+    wait_for(reading, 30, "the page's event stream open (a blocked XREAD)")
     before = sum(v["calls"] for v in conn.info("commandstats").values())
-    time.sleep(10)
+    time.sleep(10)  # the measurement's window
     after = sum(v["calls"] for v in conn.info("commandstats").values())
     per_s = (after - before - 2) / 10  # less our own two INFO calls
     print(f"an open page on a 1,000-node run, nothing changing: {per_s:.1f} commands/s")

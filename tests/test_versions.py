@@ -15,8 +15,7 @@ from dagrq import loader
 from dagrq.store import keys, rqjobs, scripts
 from dagrq.store.fleet import served_versions
 
-from .conftest import Workers, pipeline
-from .helpers import failure_of, wait_for
+from .helpers import Workers, failure_of, pipeline, wait_for
 
 V1, V2, V3 = (pipeline(f"versions_v{n}") for n in (1, 2, 3))
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dagrq.workers.processes import Processes, worker_argv
-
-from .servers import RedisServer
+from .servers import Fleet, RedisServer
 
 
 @pytest.fixture
@@ -30,21 +28,6 @@ def rconn(server: RedisServer) -> Iterator[redis.Redis]:
     connection = server.client()
     yield connection
     connection.close()
-
-
-class Fleet:
-    """`dagrq worker` processes against one server; stopped (logs shown on failure) after."""
-
-    def __init__(self, url: str, folder: Path) -> None:
-        self.procs = Processes(
-            folder, env={"DAGRQ_URL": url, "DAGRQ_LOG": "WARNING", "DAGRQ_CONCURRENCY": "1"}
-        )
-
-    def start(self, address: str, n: int = 1, *extra: str) -> list:  # type: ignore[type-arg]
-        return self.procs.start(worker_argv(address, *extra), n)
-
-    def logs(self) -> str:
-        return self.procs.logs()
 
 
 @pytest.fixture

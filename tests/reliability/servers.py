@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from dagrq.workers.processes import Processes, worker_argv
+
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_SENTINEL = "/usr/bin/redis-sentinel"
 
@@ -203,3 +205,18 @@ class SentinelSet:
             proc.wait()
         for server in (self.primary, *self.replicas):
             server.stop()
+
+
+class Fleet:
+    """`dagrq worker` processes against one server; stopped (logs shown on failure) after."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        self.procs = Processes(
+            folder, env={"DAGRQ_URL": url, "DAGRQ_LOG": "WARNING", "DAGRQ_CONCURRENCY": "1"}
+        )
+
+    def start(self, address: str, n: int = 1, *extra: str) -> list:  # type: ignore[type-arg]
+        return self.procs.start(worker_argv(address, *extra), n)
+
+    def logs(self) -> str:
+        return self.procs.logs()

@@ -10,10 +10,8 @@ import redis
 from dagrq import loader
 from dagrq.store import runkeys
 
-from ..conftest import pipeline
-from ..helpers import wait_for
-from .conftest import Fleet
-from .servers import RedisServer
+from ..helpers import pipeline, wait_for
+from .servers import Fleet, RedisServer
 
 
 def test_200_canceled_runs_leave_no_body_running_after_cancel_returns(

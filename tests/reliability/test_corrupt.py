@@ -13,10 +13,8 @@ from dagrq import loader
 from dagrq.store import runkeys
 from dagrq.store.runs import RunStore
 
-from ..conftest import pipeline
-from ..helpers import wait_for
-from .conftest import Fleet
-from .servers import RedisServer
+from ..helpers import pipeline, wait_for
+from .servers import Fleet, RedisServer
 
 
 def dagrq(url: str, *args: str) -> subprocess.CompletedProcess[str]:

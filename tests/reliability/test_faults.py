@@ -17,14 +17,12 @@ import pytest
 import redis
 from rq.job import JobStatus
 
-from dagrq import loader
+from dagrq import Run, loader
 from dagrq.store import keys, rqjobs, runkeys, scripts
 from dagrq.workers.leased import heartbeat_ttl
 
-from ..conftest import pipeline
-from ..helpers import wait_for
-from .conftest import Fleet
-from .servers import RedisServer
+from ..helpers import pipeline, wait_for
+from .servers import Fleet, RedisServer
 from .storm import PIPELINE as STORM
 
 LEASE_S = 5
@@ -50,17 +48,27 @@ def test_workers_ride_out_a_redis_restart_and_a_pause_of_three_leases(
     procs += fleet.start(STORM, 1, "--isolate", "--lease", str(LEASE_S))
     conn = server.client()
     runs = [dag.submit(conn, seed=i) for i in range(20)]
-    time.sleep(1.0)
+    wait_for(lambda: _nodes_ended(runs) > 10, 30, "mid-run")
     server.shutdown()  # AOF always: every acknowledged write is on disk
-    time.sleep(3.0)
+    time.sleep(3.0)  # the outage
     server.start()
     runs += [dag.submit(conn, seed=100 + i) for i in range(10)]
-    time.sleep(1.0)
+    ended = _nodes_ended(runs)
+    wait_for(lambda: _nodes_ended(runs) > ended + 10, 30, "running again")
     server.pause()  # three leases without an answer
     time.sleep(3 * LEASE_S)
     server.resume()
     _all_end_right(conn, dag, runs, 120)
     assert [p.poll() for p in procs] == [None, None, None]  # the same three workers
+
+
+def _nodes_ended(runs: list[Run]) -> int:
+    """Nodes ended so far over ``runs`` (0 for a run that cannot be read now)."""
+    total = 0
+    for run in runs:
+        with contextlib.suppress(redis.RedisError):
+            total += sum(1 for n in run.status().nodes.values() if n.ended_at is not None)
+    return total
 
 
 def _kill_when_running(conn: redis.Redis, name: str, run_id: str) -> float:
@@ -130,7 +138,7 @@ def test_a_worker_started_before_redis_waits_for_it(tmp_path: Path) -> None:
     fleet = Fleet(later.url, tmp_path / "logs")
     try:
         procs = fleet.start(pipeline("diamond"), 1)
-        time.sleep(2.0)
+        wait_for(lambda: "waiting for Redis at redis://127.0.0.1" in fleet.logs(), 30, "waiting")
         assert procs[0].poll() is None, fleet.logs()  # still there, waiting
         later.start()
         conn = later.client()

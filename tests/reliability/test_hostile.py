@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,8 @@ from dagrq import RunError, loader
 from dagrq.client import Run
 from dagrq.store import keys, rqjobs, runkeys
 
-from ..conftest import pipeline
-from ..helpers import wait_for
-from .conftest import Fleet
-from .servers import RedisServer
+from ..helpers import pipeline, wait_for
+from .servers import Fleet, RedisServer
 
 
 class Boom:
@@ -68,7 +65,10 @@ def test_garbage_and_foreign_jobs_run_nothing_and_stop_no_worker(
     for run in good:
         assert run.wait(timeout=60).state == "succeeded"
     wait_for(lambda: conn.llen(keys.queue_key(queue_name)) == 0, 30, "the queue drained")
-    time.sleep(1.0)
+    registry = FailedJobRegistry(queue_name, connection=conn)
+    refused = {foreign[i].id for i in (0, 1, 3)}
+    wait_for(lambda: refused <= set(registry.get_job_ids()), 30, "the foreign jobs refused")
+    wait_for(lambda: foreign[2].get_status(refresh=True) == "finished", 30, "the no-op done")
     assert not marker.exists()  # nothing ran, nothing was unpickled
     assert [p.poll() for p in procs] == [None, None]  # no worker quit
     failed = set(FailedJobRegistry(queue_name, connection=conn).get_job_ids())

@@ -16,8 +16,7 @@ import pytest
 from dagrq import loader
 from dagrq.workers.processes import Processes, worker_argv
 
-from ..conftest import pipeline
-from ..helpers import wait_for
+from ..helpers import pipeline, wait_for
 from .servers import RedisServer, free_port
 
 

@@ -13,8 +13,7 @@ import pytest
 
 from dagrq import OutputTooLarge, RunFailed, loader
 
-from .conftest import Fleet
-from .servers import RedisServer
+from .servers import Fleet, RedisServer
 
 
 def chain_source(name: str, n: int) -> str:

@@ -18,8 +18,7 @@ from dagrq.connection import connect
 from dagrq.store import runkeys
 
 from ..helpers import wait_for
-from .conftest import Fleet
-from .servers import SentinelSet
+from .servers import Fleet, SentinelSet
 from .storm import PIPELINE as STORM
 
 
@@ -44,7 +43,7 @@ def test_a_failover_mid_run_ends_every_run_and_fires_each_join_once(
         procs = fleet.start(STORM, 2, "--lease", "5")
         procs += fleet.start(STORM, 1, "--isolate", "--lease", "5")
         runs = [dag.submit(conn, seed=i) for i in range(20)]
-        time.sleep(1.5)
+        wait_for(lambda: sum(r.status().counts()["succeeded"] for r in runs) > 10, 30, "mid-run")
         old = ha.primary_port()
         ha.primary.kill()  # the primary's machine dies
         wait_for(lambda: ha.primary_port() != old, 30, "a replica promoted")
@@ -86,7 +85,8 @@ def test_a_command_in_flight_when_the_primary_dies_ends_on_the_promoted_replica(
     old = ha.primary_port()
     waiting = threading.Thread(target=blocked)
     waiting.start()
-    time.sleep(0.5)
+    primary = redis.Redis(port=ha.primary_port())
+    wait_for(lambda: any(c.get("cmd") == "wait" for c in primary.client_list()), 10, "WAIT")
     ha.primary.kill()
     wait_for(lambda: ha.primary_port() != old, 30, "a replica promoted")
     waiting.join(60)

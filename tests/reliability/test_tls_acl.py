@@ -15,9 +15,8 @@ import redis
 from dagrq import loader
 from dagrq.connection import connect
 
-from ..conftest import pipeline
-from .conftest import Fleet
-from .servers import RedisServer, free_port
+from ..helpers import pipeline
+from .servers import Fleet, RedisServer, free_port
 
 PASSWORD = "Zq9-secret-pw"
 #: the ACL rules a dagrq user needs (docs/reliability.md lists them)
