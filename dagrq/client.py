@@ -17,7 +17,7 @@ from typing import Any
 from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
 from .model.codec import get_codec, parse_type_expr
 from .model.dag import DAG
-from .model.node import output_annotation
+from .model.node import optional_items, output_annotation
 from .model.plan import Plan
 from .model.status import Explanation, RunStatus, RunSummary, explain
 from .store import lifecycle
@@ -227,6 +227,8 @@ class Run:
             if spec is not None and spec.returns is not None:
                 with contextlib.suppress(ValueError):
                     annotation = parse_type_expr(spec.returns)
+                    if spec.map_over is not None:  # a skipped or failed item reads None
+                        annotation = optional_items(annotation)
         serializer = self.dag.serializer if self.dag is not None else self._store.plan.serializer
         if serializer == "pickle" and not self.allow_pickle:
             raise RunError(

@@ -14,6 +14,8 @@ from typing import Any
 import dagrq
 from dagrq import errors
 from dagrq.client import Run
+from dagrq.model.params import type_name
+from dagrq.store.nodelogs import LogEntry
 
 OUT = Path(__file__).with_name("api.md")
 
@@ -23,7 +25,7 @@ SECTIONS: list[tuple[str, list[Any]]] = [
     ("Running and reading runs", [Run]),
     (
         "What a run looks like",
-        [dagrq.RunStatus, dagrq.NodeStatus, dagrq.RunSummary, dagrq.Explanation],
+        [dagrq.RunStatus, dagrq.NodeStatus, dagrq.RunSummary, dagrq.Explanation, LogEntry],
     ),
     ("Signals", [dagrq.Skip]),
 ]
@@ -57,7 +59,7 @@ def _fields(cls: type) -> list[str]:
     fields = getattr(cls, "model_fields", None)
     if not fields:
         return []
-    return [f"`{name}`: `{dagrq.params.type_name(f.annotation)}`" for name, f in fields.items()]
+    return [f"`{name}`: `{type_name(f.annotation)}`" for name, f in fields.items()]
 
 
 def render() -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ..client import Run
+    from ..model.dag import DAG
     from ..workers.processes import Processes
 
 #: `dagrq run`'s exit code when --timeout ran out
@@ -126,21 +127,32 @@ def run(
             sys.exit(130)
         except RunTimeout:
             assert run_ is not None
-            if keep:
-                click.echo(
-                    f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on "
-                    f"(--keep): `dagrq worker {pipeline}` finishes it, `dagrq status {run_.id}` "
-                    "follows it",
-                    err=True,
-                )
-            else:
-                run_.cancel()
-                click.echo(
-                    f"run {run_.id} did not end within --timeout {timeout:g} s: canceled "
-                    "(--keep leaves it running)",
-                    err=True,
-                )
-            sys.exit(TIMEOUT_EXIT)
+            _timed_out(run_, pipeline, timeout or 0, keep)
+    _report_end(out, dag, run_, status)
+
+
+def _timed_out(run_: Run, pipeline: str, timeout: float, keep: bool) -> None:
+    """``--timeout`` ran out: cancel the run (or, with ``--keep``, say how to follow it) and
+    exit with :data:`TIMEOUT_EXIT`."""
+    if keep:
+        click.echo(
+            f"run {run_.id} did not end within --timeout {timeout:g} s; it goes on "
+            f"(--keep): `dagrq worker {pipeline}` finishes it, `dagrq status {run_.id}` "
+            "follows it",
+            err=True,
+        )
+    else:
+        run_.cancel()
+        click.echo(
+            f"run {run_.id} did not end within --timeout {timeout:g} s: canceled "
+            "(--keep leaves it running)",
+            err=True,
+        )
+    sys.exit(TIMEOUT_EXIT)
+
+
+def _report_end(out: Console, dag: DAG, run_: Run, status: Any) -> None:
+    """Print the sink results of a run that succeeded; else its errors, and exit 1."""
     if status.state == "succeeded":
         for sink in dag.sinks:
             print_value(out, sink, run_.result(sink))

@@ -174,6 +174,7 @@ class Command:
     def _run(
         self, argv: list[str], env: dict[str, str], stdin: bytes, container: str | None
     ) -> str:
+        # long: a process's whole life in one place: start, feed, wait, kill on any way out
         """Run ``argv`` in a process group of its own; its output lines to this process's
         stdout/stderr (the node's log); kill the group (and the container) on any way out."""
         full_env = env if container is not None else {**os.environ, **env}

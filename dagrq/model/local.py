@@ -107,7 +107,8 @@ class _Worker:
             n: "queued" if s.starts_at_submit else "pending" for n, s in self.specs.items()
         }
         self.arrived: dict[str, dict[str, str]] = {n: {} for n in self.specs}
-        self.inputs: dict[str, set[str] | None] = {}  # parents read, None: read what exists
+        #: per node that fired, its parents' outcomes then (None: read what exists)
+        self.inputs: dict[str, dict[str, str] | None] = {}
         self.outputs: dict[str, bytes] = {}
         self.attempts: dict[str, int] = {}
         self.items: dict[str, list[bytes | None]] = {}
@@ -116,7 +117,7 @@ class _Worker:
         self.run_state = LocalRun(states={}, results={})
         for name, spec in self.specs.items():
             if spec.starts_at_submit:
-                self.inputs[name] = set() if spec.parents else None
+                self.inputs[name] = {} if spec.parents else None
                 self._push(name)
 
     def _push(self, name: str, chunk: int | None = None) -> None:
@@ -141,8 +142,17 @@ class _Worker:
 
     # ------------------------------------------------------------------ nodes
     def _kwargs(self, spec: NodeSpec) -> dict[str, Any]:
-        read = self.inputs.get(spec.name)
-        outputs = {p: self.outputs.get(p) for p in spec.data_parents if read is None or p in read}
+        """The node's inputs: a plain parent's output if it had succeeded when the node fired,
+        a mapped parent's results (``None`` at a failed item) if it had arrived then, as
+        ``start.lua`` and ``RunStore.read_inputs`` read them."""
+        fired = self.inputs.get(spec.name)
+        outputs = {
+            p: self.outputs.get(p)
+            for p in spec.data_parents
+            if fired is None
+            or fired.get(p) == "succeeded"
+            or (self.specs[p].map_over is not None and p in fired)
+        }
         return build_kwargs(self.nodes[spec.name], spec, outputs, self.params, self.codec)
 
     def _node(self, name: str) -> None:
@@ -204,7 +214,7 @@ class _Worker:
             decision = decide(spec.rule, total=len(spec.parents), **counts)
             if decision == "fire":  # it reads the parents that had succeeded when it fired
                 self.state[child] = "queued"
-                self.inputs[child] = {p for p, a in arrived.items() if a == "succeeded"}
+                self.inputs[child] = dict(arrived)
                 self._push(child)
             elif decision in ENDS:
                 self.state[child] = ENDS[decision]
@@ -215,9 +225,7 @@ class _Worker:
     def _expand(self, spec: NodeSpec) -> None:
         source = self.specs[spec.map_over or ""]
         if source.map_over is None:
-            read = self.inputs.get(spec.name)
-            blob = self.outputs.get(source.name) if read is None or source.name in read else None
-            total = len(iter_items(self.codec, blob, source.name))
+            total = len(iter_items(self.codec, self._source_output(spec, source), source.name))
         else:
             total = len(self.items.get(source.name, []))
         self.items[spec.name] = [None] * total
@@ -230,12 +238,16 @@ class _Worker:
         for c in range(spec.chunks(total)):
             self._push(spec.name, c)
 
+    def _source_output(self, spec: NodeSpec, source: NodeSpec) -> bytes | None:
+        """The output a mapped node maps over, if its source had succeeded when it fired."""
+        fired = self.inputs.get(spec.name)
+        ok = fired is None or fired.get(source.name) == "succeeded"
+        return self.outputs.get(source.name) if ok else None
+
     def _item_values(self, spec: NodeSpec) -> list[Any]:
         source = self.specs[spec.map_over or ""]
         if source.map_over is None:
-            read = self.inputs.get(spec.name)
-            blob = self.outputs.get(source.name) if read is None or source.name in read else None
-            return iter_items(self.codec, blob, source.name)
+            return iter_items(self.codec, self._source_output(spec, source), source.name)
         return [None if b is None else self.codec.loads(b, None) for b in self.items[source.name]]
 
     def _chunk(self, name: str, chunk: int) -> None:

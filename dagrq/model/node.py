@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
+from typing import Any, Generic, ParamSpec, TypeVar, get_args, get_type_hints
 
 from pydantic import ValidationError
 
@@ -130,12 +130,34 @@ def item_annotation(node: Node[Any, Any]) -> Any:
 
 
 def output_annotation(node: Node[Any, Any]) -> Any:
-    """The type a node's stored output decodes to: its return annotation, or a list of it
-    for a mapped node (``None``: untyped)."""
+    """The type a node's stored output decodes to: its return annotation; for a mapped node a
+    list of it, each item optional (a skipped or failed item's result is ``None``); ``None``:
+    untyped."""
+    ret = node.signature.return_annotation
+    if ret is inspect.Signature.empty:
+        return None
+    return list[ret | None] if node.map_over is not None else ret  # type: ignore[valid-type]
+
+
+def stored_type(node: Node[Any, Any]) -> Any:
+    """The stored output's type as a plan records it (``NodeSpec.returns``): the return
+    annotation, a list of it for a mapped node (a reader makes each item optional, see
+    :func:`optional_items`); ``None``: untyped."""
     ret = node.signature.return_annotation
     if ret is inspect.Signature.empty:
         return None
     return list[ret] if node.map_over is not None else ret  # type: ignore[valid-type]
+
+
+def optional_items(annotation: Any) -> Any:
+    """``list[T]`` as ``list[T | None]`` (a mapped node's results, read from its plan's type).
+
+    Examples:
+        >>> optional_items(list[int])
+        list[int | None]
+    """
+    (item,) = get_args(annotation) or (Any,)
+    return list[item | None]  # type: ignore[valid-type]
 
 
 def iter_items(codec: Codec, blob: bytes | None, source: str) -> list[Any]:

@@ -61,6 +61,7 @@ def decide(
     skipped: int = 0,
     upstream_failed: int = 0,
 ) -> Decision:
+    # long: one branch per rule, line for line as _lib.lua's decide (a table to compare)
     """Decide a node from its parents' outcomes so far.
 
     Args:

@@ -28,7 +28,7 @@ from ..errors import (
 )
 from . import commands, params
 from .codec import type_expr
-from .node import Node, output_annotation
+from .node import Node, stored_type
 from .plan import NodeSpec
 from .queues import join_queue_name
 from .rules import parse_rule
@@ -231,7 +231,7 @@ def is_typo(name: str, of: str) -> bool:
 
 def _returns(node: Node[Any, Any]) -> str | None:
     """The stored output's type as text, when standard types spell it (see NodeSpec)."""
-    annotation = output_annotation(node)
+    annotation = stored_type(node)
     return None if annotation is None else type_expr(annotation)
 
 

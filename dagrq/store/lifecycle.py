@@ -58,6 +58,7 @@ def create(
     name: str | None = None,
     tags: Sequence[str] = (),
 ) -> RunStore:
+    # long: every write of a new run is one MULTI/EXEC, laid out here in one piece
     """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
 
     The plan is stored once per version; roots are enqueued, every other job is saved

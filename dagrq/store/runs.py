@@ -236,12 +236,22 @@ class RunStore:
     def read_inputs(
         self, spec: NodeSpec, outputs: Mapping[str, bytes | None]
     ) -> dict[str, bytes | None]:
-        """``outputs`` with each mapped data parent's results joined into one list."""
+        """``outputs`` with each mapped data parent's results joined into one list (``None``
+        at each failed item, so a node fired by ``all_done`` after a failed map receives what
+        its items gave): read when that parent had arrived when the node fired (the fired-with
+        set says so, when there is one); else ``None``, as for a plain parent that had not."""
         specs = self.plan.specs
         mapped = [
             p for p in spec.data_parents if specs[p].map_over is not None and p != spec.map_over
         ]
-        return {**outputs, **{p: self.read_mapped(p) for p in mapped}}
+        if not mapped:
+            return dict(outputs)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.exists(runkeys.inputs_key(self.run_id, spec.name))
+            pipe.hmget(runkeys.inputs_key(self.run_id, spec.name), mapped)
+            fired_with, arrived = pipe.execute()
+        read = [p for p, a in zip(mapped, arrived, strict=True) if not fired_with or a is not None]
+        return {**outputs, **dict.fromkeys(mapped), **{p: self.read_mapped(p) for p in read}}
 
     def read_events(self, after: str = "0-0", block_ms: int | None = None) -> list[dict[str, str]]:
         """The run's events after entry id ``after`` (oldest first, at most 1,000), blocking
