@@ -140,7 +140,7 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
     """
     done = scripts.cancel(store.connection, store.run_id)
     if done.run_state == "gone":
-        raise store._not_found()
+        raise store.not_found()
     if done.run_state != "canceled":
         return done
     conn, run_id = store.connection, store.run_id
@@ -219,7 +219,7 @@ def repin(store: RunStore, plan: Plan) -> None:
     """
     run_key, now = runkeys.run_key(store.run_id), repr(time.time())
     if not store.exists():
-        raise store._not_found()
+        raise store.not_found()
     with store.connection.pipeline(transaction=True) as pipe:
         ttl = max(plan.ttl_s, store.plan.ttl_s)
         pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
@@ -230,7 +230,7 @@ def repin(store: RunStore, plan: Plan) -> None:
         pipe.xadd(runkeys.events_key(store.run_id), event)
         rqjobs.register_queues(pipe, plan.rq_queues)
         pipe.execute()
-    store._plan = plan
+    store.pin(plan)
 
 
 def _redeliver(store: RunStore, sources: list[str]) -> None:

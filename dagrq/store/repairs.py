@@ -59,7 +59,7 @@ class RunRepairs(RunStore):
         """Store ``plan`` again (a worker that serves the run's version can replace a plan that
         expired or was deleted)."""
         self.connection.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=plan.ttl_s)
-        self._plan = plan
+        self.pin(plan)
 
     def unchanged_since(self, node: str, value: str) -> float:
         """Since when ``node`` has shown ``value`` (say its item count) to the caller: the

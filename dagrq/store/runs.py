@@ -141,7 +141,7 @@ class RunStore:
         """
         raw = self.connection.hgetall(runkeys.run_key(self.run_id))
         if not raw:
-            raise self._not_found()
+            raise self.not_found()
         return _decode(raw)
 
     def state(self) -> str | None:
@@ -160,6 +160,10 @@ class RunStore:
             meta = self.meta()
             self._plan = load_plan(self.connection, meta["dag"], meta["plan"])
         return self._plan
+
+    def pin(self, plan: Plan) -> None:
+        """Read and write the run through ``plan`` from now on (after a re-pin)."""
+        self._plan = plan
 
     def plan_or_none(self, meta: Mapping[str, str]) -> Plan | None:
         """The run's plan, or None when it cannot be read (expired, or a damaged run)."""
@@ -182,7 +186,7 @@ class RunStore:
             pipe.hgetall(runkeys.nodes_key(self.run_id))
             raw_meta, raw_nodes = pipe.execute()
         if not raw_meta:
-            raise self._not_found()
+            raise self.not_found()
         meta = _decode(raw_meta)
         plan = self.plan_or_none(meta)
         status = parse_status(self.run_id, meta, _decode(raw_nodes), plan)
@@ -450,7 +454,8 @@ class RunStore:
         )
         return (state is not None and state.decode() in FINAL_NODE_STATES) or expanded is not None
 
-    def _not_found(self) -> RunNotFound:
+    def not_found(self) -> RunNotFound:
+        """The error for this run not being in this Redis, naming the fix."""
         return RunNotFound(
             f"run {self.run_id!r} not found in this Redis; check the id and --url "
             "(runs expire after their DAG's ttl_s)"
