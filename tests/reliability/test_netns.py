@@ -4,6 +4,7 @@ cutting one host's link mid-run loses its worker, and its node is re-driven on t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import uuid
@@ -52,18 +53,22 @@ def hosts() -> Iterator[list[Host]]:
         if os.environ.get("DAGRQ_REQUIRE_SERVERS"):
             pytest.fail(why)
         pytest.skip(why)
+    # two /30 subnets of the range picked by the tag: another suite's hosts use others
+    first = int(tag, 16) % 16_000 * 2
     try:
-        for net, letter in ((101, "a"), (102, "b")):
+        for net, letter in ((first, "a"), (first + 1, "b")):
             ns, root_if, ns_if = f"dagrq-{letter}-{tag}", f"dq{letter}0{tag}", f"dq{letter}1{tag}"
+            subnet = ipaddress.ip_network("198.18.0.0/15").network_address + 4 * net
+            root_ip, ns_ip = str(subnet + 1), str(subnet + 2)
             ip("netns", "add", ns)
             ip("link", "add", root_if, "type", "veth", "peer", "name", ns_if)
             ip("link", "set", ns_if, "netns", ns)
-            ip("addr", "add", f"198.18.{net}.1/30", "dev", root_if)
+            ip("addr", "add", f"{root_ip}/30", "dev", root_if)
             ip("link", "set", root_if, "up")
-            ip("netns", "exec", ns, "ip", "addr", "add", f"198.18.{net}.2/30", "dev", ns_if)
+            ip("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
             ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
             ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            made.append(Host(ns, root_if, f"198.18.{net}.1", net))
+            made.append(Host(ns, root_if, root_ip, net))
         yield made
     finally:
         for host in made:
