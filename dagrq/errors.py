@@ -15,7 +15,8 @@
     │   ├── RunNotFound             no such run id in this Redis
     │   ├── RunFailed               the run ended ``failed``; ``.failed`` names the nodes
     │   ├── RunTimeout              ``Run.wait`` gave up; also a ``TimeoutError``
-    │   └── NoResult                the node has no stored output
+    │   ├── NoResult                the node has no stored output
+    │   └── RedisUnreachable        Redis did not answer within the time a command waits
     ├── ConnectionConfigError       a Redis URL that cannot be used
     ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
     ├── OutputTypeError             a node returned a value its return annotation does not allow
@@ -149,6 +150,11 @@ class NoResult(RunError):
     """The node has no stored output (not finished, failed, skipped or expired)."""
 
     exit_code = 2
+
+
+class RedisUnreachable(RunError):
+    """Redis did not answer for as long as a command waits for it (``dagrq run
+    --redis-wait``); the run goes on where it was once Redis is back."""
 
 
 class OutputTooLarge(DagrqError):

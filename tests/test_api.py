@@ -44,6 +44,7 @@ EXPORTS = {
     "RunFailed",
     "RunTimeout",
     "NoResult",
+    "RedisUnreachable",
     "__version__",
 }
 

@@ -10,20 +10,37 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..client import Run
+from ..errors import RedisUnreachable, RunError, RunNotFound
 from ..model.status import FINAL_NODE_STATES, RunStatus
+from ..store.outage import unreachable
+
+#: seconds ``follow`` waits for Redis to answer again before it gives up (``--redis-wait``)
+REDIS_WAIT_S = 300.0
 
 
-def follow(run: Run, console: Console, *, quiet: bool = False, poll_s: float = 0.1) -> RunStatus:
+def follow(
+    run: Run,
+    console: Console,
+    *,
+    quiet: bool = False,
+    poll_s: float = 0.1,
+    redis_wait_s: float = REDIS_WAIT_S,
+) -> RunStatus:
     """Poll ``run`` until it ends, showing progress on ``console``; return the final status.
 
     On a terminal: a progress bar (nodes done / total) with the running nodes, and failures
     printed as they happen. Otherwise one plain line per node state change. ``quiet``
-    shows nothing.
+    shows nothing. An outage of Redis is waited out, said on the progress line ("Redis
+    unreachable, retrying (N s)"), for up to ``redis_wait_s`` seconds.
+
+    Raises:
+        RedisUnreachable: Redis did not answer for ``redis_wait_s`` seconds.
+        RunError: Redis came back without the run (a server that keeps nothing).
     """
     if quiet:
-        return _poll(run, poll_s, lambda s: None)
+        return _poll(run, poll_s, lambda s: None, lambda text: None, redis_wait_s)
     if console.is_terminal:
-        return _live(run, console, poll_s)
+        return _live(run, console, poll_s, redis_wait_s)
     seen: dict[str, str] = {}
 
     def lines(status: RunStatus) -> None:
@@ -36,12 +53,52 @@ def follow(run: Run, console: Console, *, quiet: bool = False, poll_s: float = 0
                 extra = f" ({node.error})" if node.error and node.state == "failed" else ""
                 console.print(f"{stamp} {name} {node.state}{extra}", highlight=False)
 
-    return _poll(run, poll_s, lines)
+    said: list[str] = []
+
+    def note(text: str) -> None:  # once per outage, and when it ends
+        if text.split(",")[0] != (said[-1].split(",")[0] if said else None):
+            said.append(text)
+            console.print(f"{datetime.now():%H:%M:%S} {text}", highlight=False)
+
+    return _poll(run, poll_s, lines, note, redis_wait_s)
 
 
-def _poll(run: Run, poll_s: float, show: Callable[[RunStatus], None]) -> RunStatus:
+def _poll(
+    run: Run,
+    poll_s: float,
+    show: Callable[[RunStatus], None],
+    note: Callable[[str], None],
+    redis_wait_s: float,
+) -> RunStatus:
+    down_since: float | None = None
     while True:
-        status = run.status()
+        try:
+            status = run.status()
+        except RunNotFound:
+            if down_since is None:
+                raise
+            raise RunError(
+                f"run {run.id} is gone: Redis came back without it (a server that persists "
+                "nothing loses every run on a restart; run it with --appendonly yes) and "
+                "submit it again"
+            ) from None
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            now = time.monotonic()
+            down_since = down_since if down_since is not None else now
+            if now - down_since > redis_wait_s:
+                raise RedisUnreachable(
+                    f"Redis unreachable for {now - down_since:.0f} s (--redis-wait): run {run.id} "
+                    f"goes on where it was; when Redis is back, `dagrq status {run.id}` shows "
+                    f"it and `dagrq retry {run.id}` finishes what failed"
+                ) from None
+            note(f"Redis unreachable, retrying ({now - down_since:.0f} s)")
+            time.sleep(min(1.0, max(poll_s, 0.2)))
+            continue
+        if down_since is not None:
+            note(f"Redis answers again, after {time.monotonic() - down_since:.0f} s")
+            down_since = None
         show(status)
         if status.done:
             return status
@@ -69,7 +126,7 @@ def progress_counts(status: RunStatus) -> tuple[int, int]:
     return total, done
 
 
-def _live(run: Run, console: Console, poll_s: float) -> RunStatus:
+def _live(run: Run, console: Console, poll_s: float, redis_wait_s: float) -> RunStatus:
     reported: set[str] = set()
     columns = (
         TextColumn("[bold]{task.fields[dag]}"),
@@ -94,4 +151,8 @@ def _live(run: Run, console: Console, poll_s: float) -> RunStatus:
                     reported.add(name)
                     bar.console.print(f"[red]✗ {name} failed:[/red] {node.error}")
 
-        return _poll(run, poll_s, show)
+        def note(text: str) -> None:
+            if task is not None:
+                bar.update(task, description=f"[yellow]{text}")
+
+        return _poll(run, poll_s, show, note, redis_wait_s)

@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,15 @@ def submit(
     help="Cancel the run if it has not ended after this many seconds (exit 4).",
 )
 @click.option("--keep", is_flag=True, help="With --timeout: leave the run running instead.")
+@click.option(
+    "--redis-wait",
+    "redis_wait_s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for Redis when it stops answering (a restart, a failover) before "
+    "giving up with exit 1; the run goes on where it was once Redis is back.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress; print only the results.")
 @errors
 def run(
@@ -86,13 +96,15 @@ def run(
     workers: int | None,
     timeout: float | None,
     keep: bool,
+    redis_wait_s: float,
     quiet: bool,
 ) -> None:
     """Submit PIPELINE, run local workers until the run ends, print the sink results.
 
-    Exit 0 when the run succeeded, 1 when it failed or was canceled, 2 on a usage or
-    validation error, 4 when --timeout ran out (the run is canceled unless --keep), 130 when
-    interrupted (the run is canceled).
+    Exit 0 when the run succeeded, 1 when it failed or was canceled (or Redis stayed out of
+    reach past --redis-wait: the run goes on where it was), 2 on a usage or validation error,
+    4 when --timeout ran out (the run is canceled unless --keep), 130 when interrupted (the
+    run is canceled). A Redis outage shorter than --redis-wait is waited out.
     """
     from rich.console import Console
 
@@ -117,7 +129,8 @@ def run(
                 run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
                 if not quiet:
                     out.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
-                status = _follow_with_timeout(run_, out, quiet, timeout, follow)
+                watch = partial(follow, quiet=quiet, redis_wait_s=redis_wait_s)
+                status = _follow_with_timeout(run_, out, timeout, watch)
         except KeyboardInterrupt:
             # Ctrl-C, SIGTERM or a closed terminal: a run never hangs, so end it, while
             # the workers still run to hear the stop command
@@ -165,11 +178,9 @@ def _report_end(out: Console, dag: DAG, run_: Run, status: Any) -> None:
     sys.exit(1)
 
 
-def _follow_with_timeout(
-    run_: Run, console: Console, quiet: bool, timeout: float | None, follow: Any
-) -> Any:
+def _follow_with_timeout(run_: Run, console: Console, timeout: float | None, follow: Any) -> Any:
     if timeout is None:
-        return follow(run_, console, quiet=quiet)
+        return follow(run_, console)
 
     def alarm(signum: int, frame: Any) -> None:
         raise RunTimeout(f"run {run_.id} did not end within --timeout {timeout:g} s")
@@ -177,7 +188,7 @@ def _follow_with_timeout(
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return follow(run_, console, quiet=quiet)
+        return follow(run_, console)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

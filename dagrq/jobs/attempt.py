@@ -34,6 +34,23 @@ Settlement = Literal["retry", "retry_alone", "fail"]
 #: the small summary an attempt returns (RQ stores it as the job's result)
 Summary = dict[str, Any]
 
+#: seconds an attempt's steps (start, report, a map's items) ride out a Redis outage before
+#: they give up (:func:`dagrq.store.outage.ride_out`); a worker sets it to twice its lease
+#: (:func:`ride_out_outages`), so an outage shorter than a lease never costs a node anything
+OUTAGE_S = 120.0
+
+
+def ride_out_outages(seconds: float) -> None:
+    """Let this process's attempts ride out a Redis outage of up to ``seconds``."""
+    global OUTAGE_S
+    OUTAGE_S = float(seconds)
+
+
+def store_for(job: Any, run_id: str, dag: DAG | None = None) -> RunStore:
+    """The run store an attempt of ``job`` uses: its steps ride out Redis outages of up to
+    :data:`OUTAGE_S`."""
+    return RunStore(job.connection, run_id, dag.plan if dag else None, outage_s=OUTAGE_S)
+
 
 def settle_failure(
     *, retries_left: int | None, items: int = 1, node_retries: int = 0
@@ -116,7 +133,7 @@ def begin(dag: DAG, job: Any, ref: JobRef) -> Attempt | Summary:
     pinned to another version of the DAG is not this worker's to run (see
     :func:`refused_version`).
     """
-    store = RunStore(job.connection, ref.run, dag.plan)
+    store = store_for(job, ref.run, dag)
     node = ref.node
     started = store.start(dag.specs[node])
     match started.status:

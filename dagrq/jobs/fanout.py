@@ -21,8 +21,16 @@ from ..model.jobref import JobRef
 from ..model.node import build_kwargs, item_annotation, iter_items
 from ..model.plan import NodeSpec
 from ..store import rqjobs
+from ..store.outage import ride_out, unreachable
 from ..store.runs import RunStore
-from .attempt import Attempt, Summary, attempt_error, refused_version, settle_failure
+from .attempt import (
+    Attempt,
+    Summary,
+    attempt_error,
+    refused_version,
+    settle_failure,
+    store_for,
+)
 
 #: items stored, and at most this many chunk jobs enqueued, per round trip
 BATCH = 1000
@@ -56,7 +64,8 @@ def expand(attempt: Attempt) -> Summary:
     try:
         return _expand(attempt)
     except Exception as exc:
-        attempt.failed(exc)
+        if not unreachable(exc):  # Redis away longer than an attempt waits: not the node's
+            attempt.failed(exc)
         raise
 
 
@@ -76,8 +85,18 @@ def _expand(attempt: Attempt) -> Summary:
     chunks = spec.chunks(total)
     for batch in batches(chunks):
         jobs: list[rqjobs.ItemJob] = [("chunk", c) for c in batch]
-        rqjobs.enqueue_item_jobs(
-            store.connection, store.plan, store.run_id, spec, jobs, spec.chunk_retry
+        ride_out(
+            f"enqueueing item jobs of {spec.name}",
+            partial(
+                rqjobs.enqueue_item_jobs,
+                store.connection,
+                store.plan,
+                store.run_id,
+                spec,
+                jobs,
+                spec.chunk_retry,
+            ),
+            store.outage_s,
         )
     store.mark_expanded(spec.name)
     return {"node": spec.name, "items": total, "chunks": chunks}
@@ -92,7 +111,7 @@ def run_items(dag: DAG, job: Any, ref: JobRef) -> Summary:
         BaseException: the failed item's own, when RQ is to retry this single-item job.
     """
     spec = dag.specs[ref.node]
-    store = RunStore(job.connection, ref.run, dag.plan)
+    store = store_for(job, ref.run, dag)
     read = store.read_chunk(spec, ref.indices(spec))
     if read.state != "running":
         return {"node": ref.node, "outcome": None, "run": read.state or "gone"}

@@ -50,38 +50,50 @@ def on_failure(job: Any, connection: Any, exc_type: Any, exc: Any, traceback: An
         abandoned(job, "worker lost: its lease expired while the node was running")
 
 
-def abandoned(job: Any, reason: str) -> None:
+def abandoned(job: Any, reason: str) -> bool:
     """Settle ``job``, whose worker died while running it, by
     :func:`~dagrq.jobs.attempt.settle_failure`: requeue the node when RQ will retry the job,
     else fail it (or, for a chunk of a mapped node, its unrecorded items) with ``reason``.
     Idempotent; a node already final is left alone.
+
+    Returns:
+        False when nothing of the job was wanted any more (its run ended, its node's outcome
+        or its items were recorded before the worker was lost), else True.
     """
     ref = rqjobs.ref_of(job)
     store = RunStore(job.connection, ref.run)
     if store.state() != "running":
-        return
+        return False
     spec = store.plan.specs[ref.node]
-    log.warning("run %s: node %s (%s): %s", store.run_id, ref.node, job.id, reason)
     if ref.own:
         if store.lost_node_settled(ref.node):
-            return  # outcome recorded (or a map's items all enqueued) before the worker died
+            return False  # outcome recorded (or a map's items all enqueued) before the loss
+        log.warning("run %s: node %s (%s): %s", store.run_id, ref.node, job.id, reason)
         if settle_failure(retries_left=job.retries_left) == "retry":
             store.requeue(ref.node, reason)  # RQ runs the job again
         else:
             store.deliver(ref.node, "failed", error=reason)
-        return
-    indices = list(ref.indices(spec, store.items_total(ref.node)))
+        return True
+    indices = [
+        i
+        for i in ref.indices(spec, store.items_total(ref.node))
+        if i not in store.recorded_items(ref.node)
+    ]
+    if not indices:
+        return False  # every item of the job was recorded before the loss
+    log.warning("run %s: node %s (%s): %s", store.run_id, ref.node, job.id, reason)
     settlement = settle_failure(
         retries_left=job.retries_left,
         items=1 if ref.single(spec) else spec.chunk,
         node_retries=spec.retries,
     )
     if settlement == "retry":
-        return  # RQ runs this item's job again
+        return True  # RQ runs this item's job again
     if settlement == "retry_alone":
         enqueue_alone(store, spec, indices)
-        return
+        return True
     store.record_items(spec, errors=[(i, reason) for i in indices])
+    return True
 
 
 def settle_lost(
@@ -120,6 +132,8 @@ def settle_lost(
         log.warning("run %s: node %s (%s): %s; put back", ref.run, ref.node, job.id, reason)
         rqjobs.put_back(connection, queue_name, job)
         return True
-    abandoned(job, reason)  # dagrq's side first: it reads the retries left
-    rqjobs.settle_lost(connection, queue_name, job, reason)
+    if abandoned(job, reason):  # dagrq's side first: it reads the retries left
+        rqjobs.settle_lost(connection, queue_name, job, reason)
+    else:  # its outcome was recorded (its worker lost only RQ's bookkeeping): no retry
+        rqjobs.close_lost(connection, job)
     return True

@@ -41,6 +41,7 @@ from ..model.plan import NodeSpec
 from ..model.status import FINAL_NODE_STATES, NODE_STATES, RunStatus, explain, parse_status
 from ..store import keys, rqjobs, scripts
 from ..store.index import active_runs
+from ..store.outage import recorded_unreachable
 from ..store.repairs import RunRepairs, claimed_since
 from .lost import settle_lost
 
@@ -50,28 +51,6 @@ log = logging.getLogger(__name__)
 MAX_REDRIVES = 3
 #: RQ job statuses of a job that ended
 _ENDED = ("finished", "failed", "stopped", "canceled")
-#: the errors of a Redis out of reach (redis-py's, by the name RQ records them under)
-_UNREACHABLE = (
-    "redis.exceptions.ConnectionError",
-    "redis.exceptions.TimeoutError",
-    "redis.exceptions.BusyLoadingError",
-    "redis.exceptions.ReadOnlyError",
-    "redis.sentinel.MasterNotFoundError",
-)
-
-
-def redis_unreachable(failure: str) -> bool:
-    """True when a job's recorded failure (its last line) is Redis being out of reach: dagrq
-    could not read or report the node, which says nothing about the node itself (a node's own
-    errors, whatever their type, are recorded by dagrq before RQ sees them).
-
-    Examples:
-        >>> redis_unreachable("redis.exceptions.ConnectionError: Error 111 connecting to x:1.")
-        True
-        >>> redis_unreachable("ValueError: bad input")
-        False
-    """
-    return failure.startswith(_UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -228,7 +207,7 @@ class Reconciler:
             return []  # a retry waiting out its backoff
         if status in _ENDED:
             why = rqjobs.failure_text(rqjobs.fetch_job(job_id, conn)) if status == "failed" else ""
-            lost_report = status != "failed" or redis_unreachable(why)
+            lost_report = status != "failed" or recorded_unreachable(why)
             if not lost_report or redriven >= MAX_REDRIVES:
                 why = why or f"status {status}"
                 return self._fail(store, spec, items, f"its job ended without reporting ({why})")

@@ -47,14 +47,6 @@ class RunRepairs(RunStore):
         """The nodes hash, decoded (``<node>:<attribute> -> value``)."""
         return _decode(self.connection.hgetall(runkeys.nodes_key(self.run_id)))
 
-    def recorded_items(self, node: str) -> set[int]:
-        """The indices of a mapped node's items whose result or final error is recorded."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hkeys(runkeys.map_results_key(self.run_id, node))
-            pipe.hkeys(runkeys.map_errors_key(self.run_id, node))
-            results, errors = pipe.execute()
-        return {int(i) for i in [*results, *errors]}
-
     def restore_plan(self, plan: Plan) -> None:
         """Store ``plan`` again (a worker that serves the run's version can replace a plan that
         expired or was deleted)."""

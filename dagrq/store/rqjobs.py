@@ -34,6 +34,8 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.utils import now as rq_now
+from rq.utils import utcformat
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from ..errors import NodeRefused
@@ -50,6 +52,7 @@ __all__ = [
     "JobTimeoutException",
     "NoSuchJobError",
     "cancel_jobs",
+    "close_lost",
     "create_node_jobs",
     "current_job",
     "enqueue_item_jobs",
@@ -457,6 +460,14 @@ def settle_lost(connection: Any, queue_name: str, job: Any, reason: str) -> None
         else:
             record_job_failure(job, reason, pipe)
         pipe.execute()
+
+
+def close_lost(connection: Any, job: Any) -> None:
+    """Close RQ's side of a job whose worker was lost after dagrq recorded what it did (its
+    report went out, RQ's bookkeeping of the job's end did not; its lease is already taken):
+    recorded finished, nothing retried."""
+    ended = utcformat(rq_now())
+    connection.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": ended})
 
 
 def put_back(connection: Any, queue_name: str, job: Any) -> None:

@@ -11,13 +11,14 @@ are :mod:`dagrq.store.lifecycle`'s; the reconciler's queries are
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import RunError, RunNotFound
 from ..model.codec import get_codec
@@ -26,6 +27,7 @@ from ..model.plan import NodeSpec, Plan
 from ..model.status import FINAL_NODE_STATES, RunStatus, parse_status
 from . import nodelogs, rqjobs, runkeys, scripts
 from .nodelogs import Capture, LogEntry
+from .outage import ride_out
 
 #: how many replicas must hold each step before a worker goes on (``WAIT``; 0: none)
 WAIT_REPLICAS_ENV = "DAGRQ_WAIT_REPLICAS"
@@ -88,6 +90,23 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _steady(method: F) -> F:
+    """An attempt's step: with the store's ``outage_s`` set, tried again through a Redis
+    outage of up to that long (:func:`dagrq.store.outage.ride_out`)."""
+
+    @functools.wraps(method)
+    def step(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        if not self.outage_s:
+            return method(self, *args, **kwargs)
+        what = f"{method.__name__} of run {self.run_id}"
+        return ride_out(what, lambda: method(self, *args, **kwargs), self.outage_s)
+
+    return step  # type: ignore[return-value]
+
+
 class RunStore:
     """One run's keys on one connection, read and written through the run's plan.
 
@@ -97,10 +116,14 @@ class RunStore:
         plan: the plan the run is pinned to; ``None`` reads it from Redis when first needed.
     """
 
-    def __init__(self, connection: Any, run_id: str, plan: Plan | None = None) -> None:
+    def __init__(
+        self, connection: Any, run_id: str, plan: Plan | None = None, *, outage_s: float = 0.0
+    ) -> None:
         self.connection = connection
         self.run_id = run_id
         self._plan = plan
+        #: an attempt's steps ride out a Redis outage of up to this long (0: they raise)
+        self.outage_s = outage_s
         self._replicas = int(os.environ.get(WAIT_REPLICAS_ENV) or 0)
 
     def _replicated(self) -> None:
@@ -237,6 +260,7 @@ class RunStore:
         codec = get_codec(self.plan.serializer)
         return join_items(codec, [results.get(str(i).encode()) for i in range(int(total))])
 
+    @_steady
     def read_inputs(
         self, spec: NodeSpec, outputs: Mapping[str, bytes | None]
     ) -> dict[str, bytes | None]:
@@ -313,12 +337,14 @@ class RunStore:
                 ending = self.state() != "running"
 
     # ------------------------------------------------------------ atomic steps
+    @_steady
     def start(self, spec: NodeSpec) -> scripts.Started:
         """Begin an attempt of ``spec`` (``start.lua``)."""
         started = scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s, self.plan.hash)
         self._replicated()
         return started
 
+    @_steady
     def requeue(self, node: str, error: str, attempt: int = 0) -> bool:
         """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``); False when
         the attempt is stale or the node no longer runs."""
@@ -326,6 +352,7 @@ class RunStore:
         self._replicated()
         return done
 
+    @_steady
     def deliver(
         self,
         node: str,
@@ -376,6 +403,7 @@ class RunStore:
         self._replicated()
         return True
 
+    @_steady
     def record_items(
         self,
         spec: NodeSpec,
@@ -400,10 +428,12 @@ class RunStore:
         for child, state in done.ended:
             self.deliver(child, state)
 
+    @_steady
     def items_total(self, node: str) -> int:
         """How many items a mapped node expanded into (0 before its expansion)."""
         return int(self.connection.hget(runkeys.nodes_key(self.run_id), f"{node}:items_total") or 0)
 
+    @_steady
     def read_chunk(self, spec: NodeSpec, indices: Sequence[int]) -> ChunkInputs:
         """Everything one item job of mapped node ``spec`` reads, in one atomic step
         (``chunk.lua``): the run's state, params and plan hash, the item count, the items at
@@ -428,6 +458,7 @@ class RunStore:
             outputs=dict(zip(others, outputs, strict=True)),
         )
 
+    @_steady
     def store_items(self, node: str, blobs: Sequence[bytes], batch: int) -> None:
         """Store the serialized items a mapped node runs over, ``batch`` per round trip."""
         items_key = runkeys.items_key(self.run_id, node)
@@ -438,13 +469,23 @@ class RunStore:
                 pipe.expire(items_key, self.plan.ttl_s)
                 pipe.execute()
 
+    @_steady
     def set_items_total(self, node: str, total: int) -> None:
         """Set a mapped node's item count once (before any item job exists; never reset)."""
         self.connection.hsetnx(runkeys.nodes_key(self.run_id), f"{node}:items_total", total)
 
+    @_steady
     def mark_expanded(self, node: str) -> None:
         """Record that every item job of a mapped node is enqueued."""
         self.connection.hset(runkeys.nodes_key(self.run_id), f"{node}:expanded", repr(time.time()))
+
+    def recorded_items(self, node: str) -> set[int]:
+        """The indices of a mapped node's items whose result or final error is recorded."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hkeys(runkeys.map_results_key(self.run_id, node))
+            pipe.hkeys(runkeys.map_errors_key(self.run_id, node))
+            results, errors = pipe.execute()
+        return {int(i) for i in [*results, *errors]}
 
     def lost_node_settled(self, node: str) -> bool:
         """True when a node whose worker was lost needs nothing more: its outcome is

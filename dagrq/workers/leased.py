@@ -8,9 +8,11 @@ queues of the DAGs it serves, with leases renewed while a node runs (see :mod:`d
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
+import multiprocessing
 import os
 import signal
 import threading
@@ -19,11 +21,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout
+from rq.scheduler import RQScheduler
+from rq.scheduler import run as run_scheduler
 from rq.utils import now as rq_now
 from rq.worker import BaseWorker, WorkerStatus
 
 from ..errors import NodeStopped
+from ..jobs.attempt import ride_out_outages
 from ..jobs.entry import serve
 from ..jobs.lost import abandoned
 from ..model.dag import DAG
@@ -116,6 +122,40 @@ def how_it_ended(code: int | None) -> str:
         return f"signal {-code}, {signal.Signals(-code).name}"
     return f"exit status {code}"
 
+
+def die_with(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a pool process with its
+    supervisor, RQ's scheduler with its worker process); exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own stop must do
+        return
+    if os.getppid() != parent:  # the parent died before the request took
+        os._exit(1)
+
+
+class _Scheduler(RQScheduler):
+    """RQ's scheduler (it moves retries whose backoff has passed back onto their queues), in
+    a process that dies with the worker process that started it: a SIGKILLed worker leaves no
+    scheduler behind holding its locks."""
+
+    def start(self) -> Any:
+        """RQ's start: the scheduler loop in a forked process, here one that dies with us."""
+        self._status = self.Status.STARTED
+        self._connection = None  # RQ's own step: a connection does not cross a fork
+        process = _FORK.Process(target=_schedule, args=(self, os.getpid()), name="Scheduler")
+        process.start()
+        self._process = process  # type: ignore[assignment]
+        return process
+
+
+def _schedule(scheduler: RQScheduler, parent: int) -> None:
+    die_with(parent)
+    run_scheduler(scheduler)  # type: ignore[no-untyped-call]
+
+
+_FORK = multiprocessing.get_context("fork")
 
 #: the most often a worker sends RQ's own heartbeat and ``rq suspend`` check (seconds)
 BOOKKEEPING_S = 1.0
@@ -251,6 +291,7 @@ class _Leased:
     connection: Any
     key: str
     _stopped_job_id: str | None
+    scheduler: RQScheduler | None
 
     def __init__(
         self,
@@ -269,6 +310,36 @@ class _Leased:
         kwargs.setdefault("queue_class", ClaimingQueue)
         kwargs.setdefault("worker_ttl", worker_ttl(lease_s))
         super().__init__(*args, **{**lease_settings(lease_s), **kwargs})
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's scheduler start, with a scheduler that dies with this process."""
+        scheduler = _Scheduler(
+            self.queues,  # type: ignore[attr-defined]
+            connection=self.connection,
+            logging_level=logging_level or "INFO",
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,  # type: ignore[attr-defined]
+        )
+        self.scheduler = scheduler
+        scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not scheduler.acquired_locks:
+            return
+        if not burst:
+            scheduler.start()
+            return
+        try:  # a burst worker moves what is due once, as RQ's does
+            scheduler.register_birth()
+            scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        finally:
+            scheduler.release_locks()  # type: ignore[no-untyped-call]
+            scheduler.register_death()
 
     def register_birth(self) -> None:
         """RQ's registration, plus which version of which DAG this worker serves (``dagrq
@@ -525,6 +596,7 @@ def make_worker(
     """
     dags = list(dags)
     serve(*dags)
+    ride_out_outages(2 * lease_s)  # a Redis outage shorter than a lease costs a node nothing
     worker_class = LeasedWorker if fork else LeasedSimpleWorker
     return worker_class(
         rq_queues(dags, queue_names),  # RQ makes each a ClaimingQueue with our job class

@@ -27,7 +27,6 @@ and dies with it (Linux's parent-death signal): killing the supervisor kills the
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -46,7 +45,7 @@ from ..jobs.lost import settle_lost
 from ..model.dag import DAG
 from ..model.node import one_line_error
 from ..store import rqjobs
-from .leased import DEFAULT_LEASE_S, how_it_ended, rq_queues
+from .leased import DEFAULT_LEASE_S, die_with, how_it_ended, rq_queues
 from .serving import serve_forever, warn_if_volatile
 
 log = logging.getLogger(__name__)
@@ -319,23 +318,12 @@ def configure_logging(level: str) -> None:
         logger.propagate = False
 
 
-def _die_with(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent (the supervisor) dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the supervisor's own stop must do
-        return
-    if os.getppid() != parent:  # the supervisor died before the request took
-        os._exit(1)
-
-
 def _serve(
     settings: PoolSettings, rq_name: str, burst: bool, writer: Connection, parent: int
 ) -> None:
     """A pool process: its own group, dies with the supervisor, serves until stopped."""
     os.setpgrp()
-    _die_with(parent)
+    die_with(parent)
     configure_logging(settings.logging_level)
     for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_DFL)

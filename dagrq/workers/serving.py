@@ -15,7 +15,7 @@ from typing import Any
 from ..jobs.reconcile import Reconciler
 from ..model.dag import DAG
 from ..model.node import one_line_error
-from ..store import keys
+from ..store import keys, rqjobs
 from .leased import DEFAULT_LEASE_S, Report, make_worker
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def serve_forever(
     ``warn_volatile`` False leaves the warning to the caller (a pool warns once).
     """
     stop = _Stop()
-    warned, done = not warn_volatile, 0
+    warned, done, restarts = not warn_volatile, 0, 0
     reconciling: ReconcileThread | None = None
     while not stop.asked:
         if not wait_for_redis(connection, where, stop):
@@ -60,6 +60,8 @@ def serve_forever(
             reconciling.start()
         worker = None
         try:
+            if done or restarts:  # this process's own last loop: its registration is stale
+                forget_own(connection, name)
             worker = make_worker(
                 dags, connection, queue_names, name, fork=fork, lease_s=lease_s, report=report
             )
@@ -79,7 +81,20 @@ def serve_forever(
         stop.install()  # RQ's handlers are gone with its loop: SIGTERM must still stop us
         if not stop.asked:
             log.warning("worker loop ended without a stop request; starting it again")
+            restarts += 1
             time.sleep(0.5)
+
+
+def forget_own(connection: Any, name: str | None) -> None:
+    """Clear the registration this process's last work loop left (an outage ended it before
+    it could say goodbye): RQ refuses a worker whose name is registered and alive, and the name
+    is this process's own, so that one is provably dead."""
+    if name is None:
+        return
+    try:
+        rqjobs.forget_worker(connection, name)
+    except Exception as exc:  # its registration expires on its own
+        log.debug("forgetting worker %s: %s", name, one_line_error(exc))
 
 
 class ReconcileThread(threading.Thread):
