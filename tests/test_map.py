@@ -51,6 +51,7 @@ def test_widths_results_in_item_order_and_equal_to_run_local(
         "running": 0,
         "done": width,
         "failed": 0,
+        "canceled": 0,
         "executions": width,  # counted exactly: every item ran once
     }
     assert final.reexecuted == (1 if width > 3 else 0)  # flaky's item 3 fails once by design
@@ -98,6 +99,7 @@ def test_a_failed_item_is_none_under_all_done_and_skips_all_success(
         "running": 0,
         "done": 6,
         "failed": 1,
+        "canceled": 0,
         "executions": 6,
     }
     assert status.nodes["double"].state == "upstream_failed"

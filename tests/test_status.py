@@ -76,6 +76,7 @@ def test_parse_a_running_run() -> None:
         "running": 8,
         "done": 12,
         "failed": 1,
+        "canceled": 0,
         "executions": 20,
     }
     assert s.counts()["pending"] == 2 and not s.done
@@ -109,6 +110,7 @@ def test_item_counts_and_reexecutions() -> None:
         "running": 0,
         "done": 5,
         "failed": 0,
+        "canceled": 0,
         "executions": 7,  # two items ran twice
     }
     s = status(

@@ -44,9 +44,9 @@ def status_table(status: RunStatus) -> Table:
                 f"; {detail}" if detail else ""
             )
         elif node.items is not None:
-            counts = " · ".join(
-                f"{node.items[k]:,} {k}" for k in ("queued", "running", "done", "failed")
-            )
+            shown: tuple[str, ...] = ("queued", "running", "done", "failed")
+            shown += ("canceled",) if node.items.get("canceled") else ()
+            counts = " · ".join(f"{node.items[k]:,} {k}" for k in shown)
             detail = f"{node.items['total']:,} items: {counts}" + (f"; {detail}" if detail else "")
         duration = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
         table.add_row(

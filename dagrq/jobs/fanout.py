@@ -82,9 +82,14 @@ def _expand(attempt: Attempt) -> Summary:
     if total == 0:
         store.deliver(spec.name, "succeeded")
         return {"node": spec.name, "items": 0}
-    chunks = spec.chunks(total)
-    for batch in batches(chunks):
-        jobs: list[rqjobs.ItemJob] = [("chunk", c) for c in batch]
+    recorded = store.recorded_items(spec.name)  # a resume kept these: not run again
+    chunks = [
+        c
+        for c in range(spec.chunks(total))
+        if not recorded or any(i not in recorded for i in spec.chunk_items(c, total))
+    ]
+    for batch in batches(len(chunks)):
+        jobs: list[rqjobs.ItemJob] = [("chunk", chunks[c]) for c in batch]
         ride_out(
             f"enqueueing item jobs of {spec.name}",
             partial(
@@ -99,7 +104,7 @@ def _expand(attempt: Attempt) -> Summary:
             store.outage_s,
         )
     store.mark_expanded(spec.name)
-    return {"node": spec.name, "items": total, "chunks": chunks}
+    return {"node": spec.name, "items": total, "chunks": len(chunks), "kept": len(recorded)}
 
 
 def run_items(dag: DAG, job: Any, ref: JobRef) -> Summary:
@@ -117,8 +122,8 @@ def run_items(dag: DAG, job: Any, ref: JobRef) -> Summary:
         return {"node": ref.node, "outcome": None, "run": read.state or "gone"}
     if read.plan_hash != dag.plan_hash:
         return refused_version(dag, job, ref, read.plan_hash)
-    present = [(i, blob) for i, blob in zip(ref.indices(spec), read.items, strict=True)]
-    present = [(i, blob) for i, blob in present if i < read.total]
+    indexed = zip(ref.indices(spec), read.items, read.recorded, strict=True)
+    present = [(i, blob) for i, blob, done in indexed if i < read.total and not done]
     attempt = 1 + spec.retries - (job.retries_left or 0)
     inputs = store.read_inputs(spec, read.outputs)  # Redis out of reach: not the items' fault
     # one capture for the whole chunk (the hot path of a map): each line names its item

@@ -311,12 +311,17 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
 def item_counts(fields: Mapping[str, str]) -> dict[str, int] | None:
     """A mapped node's item counts, or None for a node that is not mapped (or not expanded
     yet): ``total``, ``queued``, ``running``, ``done`` (recorded), ``failed`` (recorded as
-    failed) and ``executions`` (item runs begun, retries and re-runs after a lost worker
-    included: more than ``total`` once any item ran twice).
+    failed), ``canceled`` (not done when the node was canceled: none of them runs) and
+    ``executions`` (item runs begun, retries and re-runs after a lost worker included: more
+    than ``total`` once any item ran twice).
 
     Examples:
-        >>> item_counts({"items_total": "10", "items_started": "12", "items_done": "4"})
-        {'total': 10, 'queued': 0, 'running': 6, 'done': 4, 'failed': 0, 'executions': 12}
+        >>> counts = item_counts({"items_total": "10", "items_started": "12", "items_done": "4"})
+        >>> counts["queued"], counts["running"], counts["done"], counts["executions"]
+        (0, 6, 4, 12)
+        >>> item_counts({"state": "canceled", "items_total": "10", "items_started": "6",
+        ...              "items_done": "4"})["canceled"]
+        6
     """
     if "items_total" not in fields:
         return None
@@ -324,12 +329,14 @@ def item_counts(fields: Mapping[str, str]) -> dict[str, int] | None:
     done = int(fields.get("items_done", 0))
     executions = int(fields.get("items_started", 0))
     begun = min(total, executions)
+    canceled = fields.get("state") == "canceled"
     return {
         "total": total,
-        "queued": max(0, total - begun),
-        "running": max(0, begun - done),
+        "queued": 0 if canceled else max(0, total - begun),
+        "running": 0 if canceled else max(0, begun - done),
         "done": done,
         "failed": int(fields.get("items_failed", 0)),
+        "canceled": max(0, total - done) if canceled else 0,
         "executions": executions,
     }
 

@@ -195,8 +195,9 @@ def resume(store: RunStore) -> None:
                 return None
             order = [n for n in plan.specs if n in redo]  # topological
             sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
+            kept = _kept_items(store, pipe, [plan.specs[n] for n in order], redo)
             pipe.multi()
-            _reset(store, pipe, order)
+            _reset(store, pipe, order, kept)
             pipe.hset(run_key, "resuming", json.dumps(sources))
             rqjobs.create_node_jobs(
                 store.connection, pipe, plan, store.run_id, [plan.specs[n] for n in order]
@@ -240,25 +241,46 @@ def _redeliver(store: RunStore, sources: list[str]) -> None:
     store.connection.hdel(runkeys.run_key(store.run_id), "resuming")
 
 
-def _reset(store: RunStore, pipe: Any, order: list[str]) -> None:
+def _kept_items(
+    store: RunStore, pipe: Any, specs: list[NodeSpec], redo: set[str]
+) -> dict[str, int]:
+    """The mapped nodes among ``specs`` whose succeeded items a resume keeps, with how many:
+    those whose source is not run again (so their items are the same)."""
+    mapped = [s.name for s in specs if s.map_over is not None and s.map_over not in redo]
+    counts = [pipe.hlen(runkeys.map_results_key(store.run_id, n)) for n in mapped]
+    return {n: int(c) for n, c in zip(mapped, counts, strict=True) if c}
+
+
+def _reset(store: RunStore, pipe: Any, order: list[str], kept: dict[str, int]) -> None:
     """On ``pipe`` (in MULTI): every key and field of the nodes in ``order`` back to a
-    fresh run's, and the run ``running`` again."""
+    fresh run's, and the run ``running`` again; a mapped node in ``kept`` keeps the results of
+    its items that succeeded (and its item count), so only its other items run again."""
     plan, run_id, now = store.plan, store.run_id, repr(time.time())
     nodes_key = runkeys.nodes_key(run_id)
     for name in order:
         spec = plan.specs[name]
         root = spec.starts_at_submit
-        pipe.delete(
+        gone = [
             runkeys.output_key(run_id, name),
             runkeys.join_key(run_id, name),
             runkeys.inputs_key(run_id, name),
             keys.job_key(run_id, name),
             runkeys.items_key(run_id, name),
-            runkeys.map_results_key(run_id, name),
             runkeys.map_errors_key(run_id, name),
-        )
-        pipe.hdel(nodes_key, *(f"{name}:{f}" for f in _RESET_FIELDS))
+        ]
+        fields = [f"{name}:{f}" for f in _RESET_FIELDS]
+        if name in kept:
+            fields.remove(f"{name}:items_total")
+        else:
+            gone.append(runkeys.map_results_key(run_id, name))
+        pipe.delete(*gone)
+        pipe.hdel(nodes_key, *fields)
         state = {f"{name}:state": "queued" if root else "pending"}
+        if name in kept:  # as many items done (and begun) as results kept
+            state |= {
+                f"{name}:items_done": str(kept[name]),
+                f"{name}:items_started": str(kept[name]),
+            }
         if root:
             state[f"{name}:queued"] = now
         _fire_always(pipe, run_id, [spec], plan.ttl_s)

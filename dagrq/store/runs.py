@@ -79,6 +79,8 @@ class ChunkInputs:
     plan_hash: str | None
     total: int
     items: list[bytes | None]
+    #: per item: its result is recorded already (a resume kept it): it is not run again
+    recorded: list[bool]
     outputs: dict[str, bytes | None]
 
 
@@ -446,7 +448,7 @@ class RunStore:
             if source.map_over is None
             else runkeys.map_results_key(self.run_id, source.name)
         )
-        state, params, plan_hash, total, items, outputs = scripts.read_chunk(
+        state, params, plan_hash, total, items, recorded, outputs = scripts.read_chunk(
             self.connection, self.run_id, spec.name, items_key, indices, others
         )
         return ChunkInputs(
@@ -455,6 +457,7 @@ class RunStore:
             plan_hash=plan_hash,
             total=total,
             items=items,
+            recorded=recorded,
             outputs=dict(zip(others, outputs, strict=True)),
         )
 

@@ -326,24 +326,33 @@ def read_chunk(
     items_key: str,
     indices: Sequence[int],
     others: Sequence[str],
-) -> tuple[str | None, str | None, str | None, int, list[bytes | None], list[bytes | None]]:
+) -> tuple[
+    str | None, str | None, str | None, int, list[bytes | None], list[bool], list[bytes | None]
+]:
     """What one item job reads (``chunk.lua``): ``(run state, params JSON, plan hash, items
-    total, the items at ``indices``, the outputs of ``others``)``; counts the items begun."""
+    total, the items at ``indices``, whether each has its result recorded already, the outputs
+    of ``others``)``; counts the items begun (not those already recorded)."""
     reply = _script(connection, "chunk")(
-        keys=[runkeys.run_key(run_id), runkeys.nodes_key(run_id), items_key]
+        keys=[
+            runkeys.run_key(run_id),
+            runkeys.nodes_key(run_id),
+            items_key,
+            runkeys.map_results_key(run_id, node),
+        ]
         + [runkeys.output_key(run_id, p) for p in others],
         args=[node, len(indices), *indices],
     )
-    if not reply[0]:
-        return None, None, None, 0, [None] * len(indices), [None] * len(others)
     n = len(indices)
+    if not reply[0]:
+        return None, None, None, 0, [None] * n, [False] * n, [None] * len(others)
     return (
         _text(reply[0]),
         _opt(reply[1]),
         _opt(reply[2]),
         int(reply[3]),
         list(reply[4 : 4 + n]),
-        list(reply[4 + n :]),
+        [bool(int(r)) for r in reply[4 + n : 4 + 2 * n]],
+        list(reply[4 + 2 * n :]),
     )
 
 

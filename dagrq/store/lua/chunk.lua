@@ -1,19 +1,22 @@
 -- chunk.lua: what one item job of a mapped node reads, in one step, counting the items it
--- is about to run (items past the end, which the last chunk may name, are not counted).
+-- is about to run (items past the end, which the last chunk may name, and items whose result
+-- is already recorded, say kept by a resume, are not counted: they are not run again).
 --
 -- KEYS[1]      run hash       dagrq:run:{id}                     read: state, params, plan
 -- KEYS[2]      nodes hash     dagrq:run:{id}:nodes               read <node>:items_total,
 --                                                                HINCRBY <node>:items_started
 -- KEYS[3]      items hash     dagrq:run:{id}:items:<node>        (or the source map's results
 --                                                                hash, for a map of a map)
--- KEYS[4..]    output strings dagrq:run:{id}:out:<p>             of the other data parents
+-- KEYS[4]      results hash   dagrq:run:{id}:map:<node>          read: which items have one
+-- KEYS[5..]    output strings dagrq:run:{id}:out:<p>             of the other data parents
 -- ARGV[1]      node name
 -- ARGV[2]      how many item indices follow, n
 -- ARGV[3..]    the indices
 --
--- Returns {run state, params, plan hash, items total, item_1..item_n, out_1..out_k} (nil for
--- what is missing), or {false} when the run does not exist. The started count grows only
--- while the run is running: it is the number of item executions begun (re-runs included).
+-- Returns {run state, params, plan hash, items total, item_1..item_n, recorded_1..recorded_n,
+-- out_1..out_k} (nil for what is missing; recorded_i is 1 when item i's result is recorded,
+-- else 0), or {false} when the run does not exist. The started count grows only while the run
+-- is running: it is the number of item executions begun (re-runs included).
 
 local meta = redis.call('HMGET', KEYS[1], 'state', 'params', 'plan')
 if not meta[1] then
@@ -21,10 +24,11 @@ if not meta[1] then
 end
 local node, n = ARGV[1], tonumber(ARGV[2])
 local total = tonumber(redis.call('HGET', KEYS[2], node .. ':items_total') or '0')
-local indices, valid = {}, 0
+local indices, valid, recorded = {}, 0, {}
 for i = 1, n do
   indices[i] = ARGV[2 + i]
-  if tonumber(indices[i]) < total then
+  recorded[i] = redis.call('HEXISTS', KEYS[4], indices[i])
+  if tonumber(indices[i]) < total and recorded[i] == 0 then
     valid = valid + 1
   end
 end
@@ -34,5 +38,6 @@ end
 local reply = {meta[1], meta[2], meta[3], total}
 local items = redis.call('HMGET', KEYS[3], unpack(indices))
 for i = 1, n do reply[#reply + 1] = items[i] end
-for k = 4, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[k]) end
+for i = 1, n do reply[#reply + 1] = recorded[i] end
+for k = 5, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[k]) end
 return reply
