@@ -17,7 +17,8 @@ from typing import Any
 from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
 from .model.codec import get_codec, parse_type_expr
 from .model.dag import DAG
-from .model.node import optional_items, output_annotation
+from .model.node import one_line_error, optional_items, output_annotation
+from .model.params import type_name
 from .model.plan import Plan
 from .model.status import Explanation, RunStatus, RunSummary, explain
 from .store import lifecycle
@@ -236,7 +237,15 @@ class Run:
                 "pass dag= (its DAG, declared with serializer='pickle') or allow_pickle=True "
                 "if you trust this Redis"
             )
-        return get_codec(serializer).loads(blob, annotation)
+        try:
+            return get_codec(serializer).loads(blob, annotation)
+        except Exception as exc:  # a value no node stored: damaged, say so in one line
+            raise RunError(
+                f"the stored output of node {node!r} in run {self.id} cannot be read as "
+                f"{serializer}{'' if annotation is None else ' ' + type_name(annotation)} "
+                f"({one_line_error(exc)[:200]}): no node stored it, it was changed by hand or "
+                "by another program; submit a new run for a result you can trust"
+            ) from None
 
     # ---------------------------------------------------------------- actions
     def cancel(self) -> RunStatus:

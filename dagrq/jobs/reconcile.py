@@ -53,6 +53,27 @@ MAX_REDRIVES = 3
 _ENDED = ("finished", "failed", "stopped", "canceled")
 
 
+def forged_state(nodes: Iterable[str], fields: Mapping[str, str]) -> str | None:
+    """What no step of dagrq leaves in a run's node states, named: a state no step sets, or a
+    node ``succeeded`` without an attempt (set by hand, or by another program); None when the
+    states are ones dagrq can have written.
+
+    Examples:
+        >>> forged_state(["a", "b"], {"a:state": "succeeded", "a:attempts": "1"})
+        >>> forged_state(["a"], {"a:state": "succeeded"})
+        'node a is succeeded but never ran (no attempt recorded)'
+        >>> forged_state(["a"], {"a:state": "done"})
+        "node a has state 'done', which no step sets"
+    """
+    for node in sorted(nodes):
+        state = fields.get(f"{node}:state")
+        if state not in NODE_STATES:
+            return f"node {node} has state {state!r}, which no step sets"
+        if state == "succeeded" and not int(fields.get(f"{node}:attempts") or 0):
+            return f"node {node} is succeeded but never ran (no attempt recorded)"
+    return None
+
+
 @dataclass(frozen=True)
 class Repair:
     """One thing the reconciler did: on ``node`` of ``run_id`` (``""`` for the run)."""
@@ -123,10 +144,7 @@ class Reconciler:
         if damage is None and not fields:
             damage = "its node states are gone"
         if damage is None:
-            odd = sorted(n for n in store.plan.specs if fields.get(f"{n}:state") not in NODE_STATES)
-            if odd:
-                shown = fields.get(f"{odd[0]}:state")
-                damage = f"node {odd[0]} has state {shown!r}, which no step sets"
+            damage = forged_state(store.plan.specs, fields)
         if damage is not None:
             scripts.settle_run(self.connection, run_id, damaged=damage)
             return [Repair(run_id, "", f"ended failed: run state damaged: {damage}")]

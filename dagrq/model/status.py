@@ -348,8 +348,15 @@ def explain(status: RunStatus, node: str) -> Explanation:
         NoResult: when the run has no such node, or its plan could not be read.
     """
     info = status.nodes.get(node)
-    if info is None or info.rule is None:
+    if info is None:
         raise NoResult(f"run {status.id} has no node {node!r} (nodes: {', '.join(status.nodes)})")
+    if info.rule is None:  # the run knows the node, its plan is not there to say more
+        raise NoResult(
+            f"run {status.id}: its plan (version {status.version} of DAG {status.dag!r}) is not "
+            f"in this Redis, so node {node!r} cannot be explained; `dagrq reconcile {status.id}` "
+            "ends the run failed with the damage named (a worker of that version stores the "
+            "plan again)"
+        )
     arrived: dict[str, str] = {}
     causes = [f"it raised Skip: {info.reason}"] if info.reason else []
     for p in info.parents:

@@ -1,0 +1,61 @@
+"""A diamond whose bodies nap 0.1-0.2 s and count how often they ran, for Redis outages in
+the middle of a run (tests/reliability/test_outages.py); and a slow one-node run."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from _counting import count as _count
+
+from dagrq import DAG
+
+dag = DAG("t_outage")
+
+
+def _nap(name: str) -> None:
+    _count(name)
+    time.sleep(random.uniform(0.1, 0.2))
+
+
+@dag.node
+def a(seed: int) -> int:
+    _nap("a")
+    return seed
+
+
+@dag.node
+def b(a: int) -> int:
+    _nap("b")
+    return a + 1
+
+
+@dag.node
+def c(a: int) -> int:
+    _nap("c")
+    return a * 2
+
+
+@dag.node
+def d(b: int, c: int) -> int:
+    _nap("d")
+    return b + c
+
+
+slow = DAG("t_outage_slow")
+
+
+@slow.node
+def start() -> int:
+    return 1
+
+
+@slow.node
+def sleeper(start: int, seconds: float = 8.0) -> int:
+    time.sleep(seconds)
+    return start + 1
+
+
+@slow.node
+def end(sleeper: int) -> int:
+    return sleeper * 10
