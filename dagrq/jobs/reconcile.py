@@ -59,7 +59,8 @@ def forged_state(nodes: Iterable[str], fields: Mapping[str, str]) -> str | None:
     states are ones dagrq can have written.
 
     Examples:
-        >>> forged_state(["a", "b"], {"a:state": "succeeded", "a:attempts": "1"})
+        >>> states = {"a:state": "succeeded", "a:attempts": "1", "b:state": "queued"}
+        >>> forged_state(["a", "b"], states)
         >>> forged_state(["a"], {"a:state": "succeeded"})
         'node a is succeeded but never ran (no attempt recorded)'
         >>> forged_state(["a"], {"a:state": "done"})
