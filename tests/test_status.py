@@ -98,7 +98,7 @@ def test_without_a_plan_the_states_still_parse() -> None:
     s = status({"a:state": "failed", "a:error": "E"}, plan=None, state="failed", ended_at="9")
     assert s.nodes["a"].rule is None and s.nodes["j"].waits_for == []
     assert s.failed() == {"a": "E"} and s.done and s.ended_at == 9.0
-    with pytest.raises(NoResult, match="its plan .* is not in this Redis, so node 'a' cannot"):
+    with pytest.raises(NoResult, match=r"its plan .* is not in this Redis, so node 'a' cannot"):
         explain(s, "a")  # no plan: nothing to explain with, and it says so
     with pytest.raises(NoResult, match="no node 'zz'"):
         explain(s, "zz")

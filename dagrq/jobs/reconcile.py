@@ -92,9 +92,12 @@ class Reconciler:
 
     Args:
         connection: a ``redis.Redis``.
-        grace_s: how long a job may sit claimed but not started, and a mapped node's item
-            count stand still, before it is looked at as stuck (a live worker starts a
-            claimed job within milliseconds).
+        grace_s: how long a job may sit queued, or started with no lease yet, and a mapped
+            node's item count stand still, before it is looked at as stuck.
+        claim_grace_s: how long a job may sit claimed but not started before its claimer is
+            presumed dead and the job is put back (default ``grace_s``). A live worker starts
+            a claimed job within milliseconds, but a CPU-starved one may take seconds, and a
+            job put back while its claimer still runs it runs twice; workers wait a lease.
         lease_margin_s: how long past its expiry a lease is left to RQ's own clean-up first.
         served: DAGs this process serves by name (a missing plan of their version is stored
             again instead of the run being called damaged).
@@ -105,11 +108,13 @@ class Reconciler:
         connection: Any,
         *,
         grace_s: float = 10.0,
+        claim_grace_s: float | None = None,
         lease_margin_s: float = 5.0,
         served: Mapping[str, DAG] | None = None,
     ) -> None:
         self.connection = connection
         self.grace_s, self.lease_margin_s = grace_s, lease_margin_s
+        self.claim_grace_s = grace_s if claim_grace_s is None else claim_grace_s
         self.served = dict(served or {})
         self._leases: dict[str, list[tuple[str, float]]] = {}  # per pass: queue -> entries
 
@@ -232,7 +237,7 @@ class Reconciler:
                 return self._fail(store, spec, items, f"its job ended without reporting ({why})")
         wanted = ("queued", "running") if items is None else ("running",)
         done = scripts.redrive(conn, run_id, node, job_id, queue_name, wanted=wanted, release=False)
-        if done == "claimed" and claimed_since(conn, job_id, 3600) <= now - self.grace_s:
+        if done == "claimed" and claimed_since(conn, job_id, 3600) <= now - self.claim_grace_s:
             done = scripts.redrive(
                 conn, run_id, node, job_id, queue_name, wanted=wanted, release=True
             )  # claimed long ago and never started: its claimer died

@@ -143,20 +143,23 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
         raise store.not_found()
     if done.run_state != "canceled":
         return done
-    conn, run_id = store.connection, store.run_id
+    conn, run_id, plan = store.connection, store.run_id, store.plan
     rqjobs.cancel_jobs(conn, [keys.job_id(run_id, n) for n in done.queued])
-    specs = store.plan.specs.values()
-    mapped = sorted({store.plan.rq_queue(s.queue_name) for s in specs if s.map_over})
-    running = [keys.job_id(run_id, n) for n in done.running]
-    if mapped:
-        running += rqjobs.started_jobs(conn, mapped, keys.job_id(run_id, ""))
-    rqjobs.stop_jobs(conn, running)
+    # every execution of the run's jobs: a job can run twice at once (its claimer, thought
+    # dead, was only slow), and each execution is stopped, not just the one its job names
+    running = rqjobs.executions(conn, plan.rq_queues, keys.job_id(run_id, ""))
+    rqjobs.stop_executions(conn, running)
+    started = rqjobs.still_started(conn, [keys.job_id(run_id, n) for n in done.running])
+    rqjobs.stop_jobs(conn, started)  # started, its execution not registered yet
     deadline = time.monotonic() + wait_s
-    while running and time.monotonic() < deadline:
+    while (running or started) and time.monotonic() < deadline:
         time.sleep(0.05)
-        running = rqjobs.still_started(conn, running)
-    if running:
-        log.warning("run %s canceled; %s still running after %s s", run_id, running, wait_s)
+        running = rqjobs.still_executing(conn, running)
+        started = rqjobs.still_started(conn, started)
+    if running or started:
+        left = sorted({m for _, m in running} | set(started))
+        log.warning("run %s canceled; %s still running after %s s", run_id, left, wait_s)
+    mapped = sorted({plan.rq_queue(s.queue_name) for s in plan.specs.values() if s.map_over})
     if mapped:  # after the stop: an expansion still running enqueues more item jobs
         scripts.purge(conn, run_id, mapped)
     conn.hdel(runkeys.run_key(run_id), "canceling")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from redis.exceptions import NoPermissionError
 from rq import Callback, Queue, Worker, get_current_job
 from rq import Retry as RQRetry
-from rq.command import send_stop_job_command
+from rq.command import send_stop_execution_command, send_stop_job_command
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -56,6 +56,7 @@ __all__ = [
     "create_node_jobs",
     "current_job",
     "enqueue_item_jobs",
+    "executions",
     "failure_text",
     "fetch_job",
     "forget_failures",
@@ -76,9 +77,10 @@ __all__ = [
     "sign",
     "signature_ok",
     "started_at",
-    "started_jobs",
     "started_key",
+    "still_executing",
     "still_started",
+    "stop_executions",
     "stop_jobs",
     "workers",
 ]
@@ -337,14 +339,43 @@ def stop_jobs(connection: Any, job_ids: Iterable[str]) -> None:
             return
 
 
-def started_jobs(connection: Any, queue_names: Iterable[str], prefix: str) -> list[str]:
-    """Ids starting with ``prefix`` in these queues' started registries (jobs running now, or
-    whose worker died with them)."""
-    found: list[str] = []
+#: one execution of a job in a queue's started registry: ``(queue, "<job id>:<execution id>")``
+Execution = tuple[str, str]
+
+
+def executions(connection: Any, queue_names: Iterable[str], prefix: str) -> list[Execution]:
+    """Every execution, in these queues' started registries, of a job whose id starts with
+    ``prefix``: running now (one job can run twice at once, say when a claimer thought dead
+    was only slow), or whose worker died with it."""
+    found: list[Execution] = []
     for name in queue_names:
-        registry = StartedJobRegistry(name, connection=connection)
-        found += [i for i in registry.get_job_ids() if i.startswith(prefix)]
+        found += [(name, m) for m, _ in leases(connection, name) if m.startswith(prefix)]
     return found
+
+
+def stop_executions(connection: Any, running: Iterable[Execution]) -> None:
+    """Ask the worker of each execution to stop it now (RQ's stop-execution command over
+    pub/sub, to the worker the execution names), whichever of a job's executions it is. Where
+    the Redis user may not publish this does nothing: a dagrq worker also stops a canceled
+    run's node at its next lease renewal."""
+    for _, member in running:
+        job_id, _, execution_id = member.rpartition(":")
+        try:
+            send_stop_execution_command(connection, job_id, execution_id)
+        except (NoSuchJobError, InvalidJobOperation, ValueError):
+            continue
+        except NoPermissionError:
+            log.warning("no right to PUBLISH stop commands; workers stop %s at a renewal", job_id)
+            return
+
+
+def still_executing(connection: Any, running: Sequence[Execution]) -> list[Execution]:
+    """Those of ``running`` still in their started registry (one round trip)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for queue_name, member in running:
+            pipe.zscore(started_key(queue_name), member)
+        scores = pipe.execute()
+    return [e for e, score in zip(running, scores, strict=True) if score is not None]
 
 
 def still_started(connection: Any, job_ids: Sequence[str]) -> list[str]:

@@ -108,6 +108,7 @@ class ReconcileThread(threading.Thread):
         self.reconciler = Reconciler(
             connection,
             grace_s=max(2.0, self.interval_s),
+            claim_grace_s=lease_s,
             lease_margin_s=self.interval_s,
             served={d.name: d for d in dags},
         )

@@ -212,7 +212,12 @@ class Fleet:
 
     def __init__(self, url: str, folder: Path) -> None:
         self.procs = Processes(
-            folder, env={"DAGRQ_URL": url, "DAGRQ_LOG": "WARNING", "DAGRQ_CONCURRENCY": "1"}
+            folder,
+            env={
+                "DAGRQ_URL": url,
+                "DAGRQ_LOG": os.environ.get("TEST_WORKER_LOG", "WARNING"),
+                "DAGRQ_CONCURRENCY": "1",
+            },
         )
 
     def start(self, address: str, n: int = 1, *extra: str) -> list:  # type: ignore[type-arg]
