@@ -1,10 +1,11 @@
-"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands."""
+"""``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
+lost-worker."""
 
 from __future__ import annotations
 
 import sys
 
-from . import commands, compare, join_cost, map_scale, report, scale
+from . import commands, compare, join_cost, lost_worker, map_scale, report, scale
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
@@ -13,6 +14,7 @@ BENCHMARKS = {
     "report": report.main,
     "scale": scale.main,
     "commands": commands.main,
+    "lost-worker": lost_worker.main,
 }
 
 

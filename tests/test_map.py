@@ -238,3 +238,30 @@ def test_purge_keeps_other_runs_jobs_in_order(conn: redis.Redis) -> None:
         x for x in ids if x.startswith(theirs)
     ]
     assert scripts.purge(conn, "r1", ["q"]) == 0
+
+
+def test_a_resumed_map_runs_only_its_unfinished_items(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    """Cancel a 1,000-item map about half done, then resume it: the items that had succeeded
+    keep their results and do not run again; the others run; the result is whole."""
+    address = pipeline("maps", "resumable")
+    dag = loader.load(address)
+    workers.start(address, 2)
+    run = dag.submit(conn, n=1000)
+    wait_for(
+        lambda: (run.status().nodes["measure"].items or {}).get("done", 0) >= 450, 120, "half"
+    )
+    canceled = run.cancel()
+    items = canceled.nodes["measure"].items
+    assert items is not None and items["running"] == 0 and items["queued"] == 0
+    assert items["canceled"] == 1000 - items["done"]  # not done: canceled, not running
+    kept, ran_before = items["done"], int(conn.get(f"test:measured:{run.id}") or 0)
+    assert 0 < kept < 1000
+    run.resume()
+    final = run.wait(timeout=240)
+    assert final.state == "succeeded"
+    assert run.result("summed") == 2 * sum(range(1000))
+    ran_after = int(conn.get(f"test:measured:{run.id}") or 0) - ran_before
+    print(f"kept {kept} items at the cancel; the resume ran {ran_after} (of {1000 - kept} left)")
+    assert ran_after == 1000 - kept  # every item not kept ran once, no kept item again

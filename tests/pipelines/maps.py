@@ -58,3 +58,30 @@ def flaky(files: int) -> int:
         if files == 3 and attempt == 1:
             raise ConnectionError("item 3 fails its first attempt")
     return files
+
+
+resumable = DAG("t_maps_resumable")
+
+
+@resumable.node
+def listing(n: int) -> list[int]:
+    return list(range(n))
+
+
+@resumable.map("listing")
+def measure(listing: int) -> int:
+    """Counts its executions per item (one set, all items: any item run twice shows)."""
+    import time
+
+    job = get_current_job()
+    assert job is not None
+    run = job.kwargs["run"]
+    job.connection.incr(f"test:measured:{run}")
+    job.connection.expire(f"test:measured:{run}", 600)
+    time.sleep(0.002)
+    return listing * 2
+
+
+@resumable.node
+def summed(measure: list[int]) -> int:
+    return sum(measure)

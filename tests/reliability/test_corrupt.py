@@ -101,3 +101,43 @@ def test_a_deleted_plan_is_stored_again_by_a_worker_that_serves_it(
     repaired = dagrq(server.url, "reconcile", lost.id)
     assert f"its plan {dag.plan_hash} of DAG 't_diamond' is gone" in repaired.stdout
     assert lost.status().state == "failed"
+
+
+def test_a_node_set_to_succeeded_by_hand_is_named_damage_not_success(
+    server: RedisServer,
+) -> None:
+    dag = loader.load(pipeline("diamond"))
+    conn = server.client()
+    run = dag.submit(conn, x=2)
+    for node, out in (("a", b"2"), ("b", b"4"), ("c", b"6")):
+        _finish(conn, dag, run.id, node, out)
+    conn.hset(runkeys.nodes_key(run.id), "d:state", "succeeded")  # never ran: forged
+    repaired = dagrq(server.url, "reconcile", run.id)
+    assert "d is succeeded but never ran (no attempt recorded)" in repaired.stdout
+    status = run.status()
+    assert status.state == "failed" and "never ran" in (status.damaged or "")
+    why = dagrq(server.url, "why", run.id, "d")
+    assert "damaged" in why.stdout and "the rule is met" not in why.stdout
+
+
+def test_a_deleted_plan_and_a_planted_output_are_said_in_one_line(
+    server: RedisServer,
+) -> None:
+    dag = loader.load(pipeline("diamond"))
+    conn = server.client()
+    run = dag.submit(conn, x=2)
+    _finish(conn, dag, run.id, "a", b"2")
+    conn.set(runkeys.output_key(run.id, "a"), b"\x80not json")  # planted
+    result = dagrq(server.url, "result", run.id, "a")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "the stored output of node 'a'" in line and "cannot be read" in line
+    conn.delete(runkeys.plan_key(dag.name, dag.plan_hash))
+    from dagrq.store import runs as store
+
+    store._PLANS.clear()
+    why = dagrq(server.url, "why", run.id, "d")
+    assert why.returncode == 2 and "Traceback" not in why.stderr
+    assert f"its plan (version {dag.plan_hash} of DAG 't_diamond') is not in this Redis" in (
+        why.stderr
+    )

@@ -113,6 +113,34 @@ def test_a_worker_killed_holding_rqs_maintenance_lock_delays_nothing(
     assert final.state == "succeeded" and run.result("join") == {"slow_attempt": 2, "other": 2}
 
 
+def test_a_whole_worker_sigkilled_leaves_no_process_and_its_node_re_runs_within_2_leases(
+    server: RedisServer, fleet: Fleet
+) -> None:
+    """The supervisor of the worker holding a node is SIGKILLed (the machine, the OOM killer):
+    2 s later no process of that worker is alive (its pool processes and RQ's scheduler die
+    with it), and the node runs again on the other worker within two leases; 5 times."""
+    address = pipeline("lease", "retried")
+    dag = loader.load(address)
+    conn = server.client()
+    took: list[float] = []
+    for _ in range(5):
+        fleet.start(address, 2, "--lease", str(LEASE_S))
+        run = dag.submit(conn)
+        pid = int(wait_for(lambda r=run: conn.get(f"test:pid:slow:{r.id}"), 60, "slow started"))
+        supervisor = psutil.Process(pid).parent()
+        assert supervisor is not None
+        family = [supervisor, *supervisor.children(recursive=True)]
+        supervisor.kill()
+        killed = time.monotonic()
+        time.sleep(2)
+        alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], f"still alive 2 s after the kill: {alive}"
+        took.append(_second_start(conn, run.id, "slow") - killed)
+        assert run.wait(timeout=60).state == "succeeded"
+    print(f"whole worker SIGKILLed -> node re-run: {[round(s, 1) for s in took]} s, lease 5 s")
+    assert max(took) < 2 * LEASE_S
+
+
 def test_a_job_claimed_by_a_worker_that_died_before_starting_it_is_put_back(
     server: RedisServer, fleet: Fleet
 ) -> None:
