@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
         "cell": "lost-worker",
         "lease_s": args.lease,
         "trials": len(found),
-        "rerun_s_median": statistics.median(times),
+        "rerun_s_median": round(statistics.median(times), 2),
         "rerun_s_max": max(times),
         "survivors": sum(len(t["alive_after_2s"]) for t in found),
         "at": time.time(),
