@@ -8,11 +8,9 @@ queues of the DAGs it serves, with leases renewed while a node runs (see :mod:`d
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import threading
@@ -20,11 +18,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from rq import Queue, SimpleWorker, Worker
+from rq import SimpleWorker, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import DequeueTimeout
 from rq.scheduler import RQScheduler
-from rq.scheduler import run as run_scheduler
 from rq.utils import now as rq_now
 from rq.worker import BaseWorker, WorkerStatus
 
@@ -33,9 +29,9 @@ from ..jobs.attempt import ride_out_outages
 from ..jobs.entry import serve
 from ..jobs.lost import abandoned
 from ..model.dag import DAG
-from ..model.node import one_line_error
-from ..store import keys, rqjobs, scripts
+from ..store import keys, rqjobs
 from ..store.runs import RunStore
+from .rqparts import HAND, ClaimingQueue, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE_S = 60
 #: the shortest lease allowed: renewals every second, expiry after six
 LEASE_FLOOR_S = 5
-#: seconds an idle worker blocks on its queues' doorbells before it looks at its queues
-#: anyway (RQ's own requeues, a retry say, ring no bell)
-WAKE_S = 1.0
 
 
 def lease_settings(lease_s: int) -> dict[str, int]:
@@ -123,157 +116,8 @@ def how_it_ended(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def die_with(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a pool process with its
-    supervisor, RQ's scheduler with its worker process); exit now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent's own stop must do
-        return
-    if os.getppid() != parent:  # the parent died before the request took
-        os._exit(1)
-
-
-class _Scheduler(RQScheduler):
-    """RQ's scheduler (it moves retries whose backoff has passed back onto their queues), in
-    a process that dies with the worker process that started it: a SIGKILLed worker leaves no
-    scheduler behind holding its locks."""
-
-    def start(self) -> Any:
-        """RQ's start: the scheduler loop in a forked process, here one that dies with us."""
-        self._status = self.Status.STARTED
-        self._connection = None  # RQ's own step: a connection does not cross a fork
-        process = _FORK.Process(target=_schedule, args=(self, os.getpid()), name="Scheduler")
-        process.start()
-        self._process = process  # type: ignore[assignment]
-        return process
-
-
-def _schedule(scheduler: RQScheduler, parent: int) -> None:
-    die_with(parent)
-    run_scheduler(scheduler)  # type: ignore[no-untyped-call]
-
-
-_FORK = multiprocessing.get_context("fork")
-
 #: the most often a worker sends RQ's own heartbeat and ``rq suspend`` check (seconds)
 BOOKKEEPING_S = 1.0
-
-
-class _Hand:
-    """Whether this process holds a job: from its claim until RQ's bookkeeping of its end is
-    done. A stop request (SIGTERM, SIGINT) arriving then is noted, and honoured after it
-    (:meth:`_Leased._shutdown`)."""
-
-    holding = False
-
-
-#: this process's hand (one worker per process)
-HAND = _Hand()
-
-
-class ClaimingQueue(Queue):
-    """RQ's queue with a dequeue that never loses a job.
-
-    RQ takes a job from several queues with ``BLPOP``: a worker that dies before recording the
-    start leaves the job in no list and no registry. Here a job is claimed with
-    ``claim.lua``, which moves it into its queue's intermediate list in the same step, and an
-    idle worker blocks on its queues' doorbells instead. Garbage on a queue (an id that is not
-    text, a job hash that cannot be read) is rejected (:func:`dagrq.store.rqjobs.reject`), never
-    raised: it cannot stop a worker.
-    """
-
-    @classmethod
-    def dequeue_any(
-        cls,
-        queues: Any,
-        timeout: int | None,
-        connection: Any,
-        job_class: Any = None,
-        serializer: Any = None,
-        death_penalty_class: Any = None,
-    ) -> tuple[Any, Queue] | None:
-        """The next job on ``queues`` (claimed), blocking up to ``timeout`` seconds.
-
-        Raises:
-            DequeueTimeout: nothing came within ``timeout``.
-        """
-        queue_keys = [q.key for q in queues]
-        bells = [keys.doorbell_key(q.name) for q in queues]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            HAND.holding = True  # from the claim on, a stop waits for the job's end
-            claimed = found = None
-            try:
-                claimed = scripts.claim(connection, queue_keys)
-                if claimed is not None:
-                    found = cls._fetch_claimed(
-                        connection, *claimed, job_class, serializer, death_penalty_class
-                    )
-            finally:
-                HAND.holding = found is not None
-            if found is not None:
-                return found
-            if claimed is not None:
-                continue  # garbage, rejected: look again
-            if deadline is None:
-                return None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DequeueTimeout(timeout, queue_keys)
-            connection.blpop(bells, timeout=min(WAKE_S, left))
-
-    def move_dependents_to_ready(
-        self,
-        job: Any,
-        pipeline: Any = None,
-        exclude_job_id: str | None = None,
-        refresh_job_status: bool = True,
-    ) -> dict[str, list[str]]:
-        """Nothing: a dagrq job has no RQ dependents (dagrq fires a node's children itself),
-        so RQ's read of them after every job is saved."""
-        return {}
-
-    @classmethod
-    def _fetch_claimed(
-        cls,
-        connection: Any,
-        queue_key: str,
-        raw_id: bytes,
-        fields: dict[bytes, bytes],
-        job_class: Any,
-        serializer: Any,
-        death_penalty_class: Any,
-    ) -> tuple[Any, Queue] | None:
-        """The claimed job (from the hash ``claim.lua`` read with it) and its queue; None
-        (the claim undone) for a job that is gone or garbage."""
-        queue_name = queue_key.removeprefix(keys.RQ_QUEUE_PREFIX)
-        try:
-            job_id = raw_id.decode()
-        except UnicodeDecodeError:
-            rqjobs.reject(connection, queue_name, raw_id, "the job id is not text")
-            return None
-        if not fields:  # the job hash is gone: nothing to run
-            connection.lrem(keys.intermediate_key(queue_name), 1, raw_id)
-            return None
-        try:
-            job = job_class(job_id, connection=connection, serializer=serializer)
-            job.restore(fields)
-            _ = job.func_name  # read the payload now (RQ reads it lazily, later)
-        except Exception as exc:
-            reason = f"dagrq refused job {job_id}: it cannot be read ({one_line_error(exc)})"
-            log.warning("%s", reason)
-            rqjobs.reject(connection, queue_name, raw_id, reason)
-            return None
-        queue = cls.from_queue_key(
-            queue_key,
-            connection=connection,
-            job_class=job_class,
-            serializer=serializer,
-            death_penalty_class=death_penalty_class,
-        )
-        return job, queue
 
 
 #: told when a job starts, ``(job id, seconds after which its process is to be killed or
@@ -319,7 +163,7 @@ class _Leased:
         log_format: str = DEFAULT_LOGGING_FORMAT,
     ) -> None:
         """RQ's scheduler start, with a scheduler that dies with this process."""
-        scheduler = _Scheduler(
+        scheduler = Scheduler(
             self.queues,  # type: ignore[attr-defined]
             connection=self.connection,
             logging_level=logging_level or "INFO",

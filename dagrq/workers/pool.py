@@ -45,7 +45,8 @@ from ..jobs.lost import settle_lost
 from ..model.dag import DAG
 from ..model.node import one_line_error
 from ..store import rqjobs
-from .leased import DEFAULT_LEASE_S, die_with, how_it_ended, rq_queues
+from .leased import DEFAULT_LEASE_S, how_it_ended, rq_queues
+from .rqparts import die_with
 from .serving import serve_forever, warn_if_volatile
 
 log = logging.getLogger(__name__)

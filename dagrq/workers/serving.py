@@ -36,6 +36,7 @@ def serve_forever(
     report: Report | None = None,
     warn_volatile: bool = True,
 ) -> None:
+    # long: one process's whole life, each restart of RQ's loop on one page (a loop with state)
     """Run a dagrq worker until it is asked to stop, riding out Redis outages.
 
     Waits for Redis to answer (with backoff) before the first job and after every outage: a
