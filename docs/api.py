@@ -1,7 +1,7 @@
 """Write docs/api.md, the API reference, from the docstrings of dagrq's public names.
 
-    python docs/api.py            # regenerate docs/api.md
-    python docs/api.py --check    # exit 1 when docs/api.md is out of date (CI)
+python docs/api.py            # regenerate docs/api.md
+python docs/api.py --check    # exit 1 when docs/api.md is out of date (CI)
 """
 
 from __future__ import annotations

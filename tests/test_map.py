@@ -240,18 +240,14 @@ def test_purge_keeps_other_runs_jobs_in_order(conn: redis.Redis) -> None:
     assert scripts.purge(conn, "r1", ["q"]) == 0
 
 
-def test_a_resumed_map_runs_only_its_unfinished_items(
-    conn: redis.Redis, workers: Workers
-) -> None:
+def test_a_resumed_map_runs_only_its_unfinished_items(conn: redis.Redis, workers: Workers) -> None:
     """Cancel a 1,000-item map about half done, then resume it: the items that had succeeded
     keep their results and do not run again; the others run; the result is whole."""
     address = pipeline("maps", "resumable")
     dag = loader.load(address)
     workers.start(address, 2)
     run = dag.submit(conn, n=1000)
-    wait_for(
-        lambda: (run.status().nodes["measure"].items or {}).get("done", 0) >= 450, 120, "half"
-    )
+    wait_for(lambda: (run.status().nodes["measure"].items or {}).get("done", 0) >= 450, 120, "half")
     canceled = run.cancel()
     items = canceled.nodes["measure"].items
     assert items is not None and items["running"] == 0 and items["queued"] == 0

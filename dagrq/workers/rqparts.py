@@ -62,6 +62,7 @@ def _schedule(scheduler: RQScheduler, parent: int) -> None:
 
 _FORK = multiprocessing.get_context("fork")
 
+
 class _Hand:
     """Whether this process holds a job: from its claim until RQ's bookkeeping of its end is
     done. A stop request (SIGTERM, SIGINT) arriving then is noted, and honoured after it
