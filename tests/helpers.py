@@ -182,7 +182,7 @@ class Workers:
     def start(self, address: str, n: int = 2, *extra: str) -> list[subprocess.Popen[bytes]]:
         """Start ``n`` workers for pipeline ``address`` (extra ``dagrq worker`` options after)."""
         drain = () if "--drain-timeout" in extra else ("--drain-timeout", self.DRAIN_S)
-        return self.procs.start(worker_argv(address, *extra, *drain), n)
+        return self.procs.start(worker_argv(absolute(address), *extra, *drain), n)
 
     def stop(self) -> None:
         """Stop every worker (warm, then hard)."""
@@ -191,6 +191,20 @@ class Workers:
     def logs(self) -> str:
         """Every worker's output."""
         return self.procs.logs()
+
+
+def absolute(address: str) -> str:
+    """A pipeline address whose file part is relative to the checkout, made absolute (test
+    workers run in the test's own folder).
+
+    Examples:
+        >>> absolute("examples/etl.py:dag").endswith("/examples/etl.py:dag")
+        True
+    """
+    path, sep, attr = address.rpartition(":")
+    if sep and path.endswith(".py") and not Path(path).is_absolute():
+        return f"{ROOT / path}:{attr}"
+    return address
 
 
 def processes_in(
