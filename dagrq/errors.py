@@ -147,9 +147,9 @@ class RunTimeout(RunError, TimeoutError):
 
 
 class NoResult(RunError):
-    """The node has no stored output (not finished, failed, skipped or expired)."""
-
-    exit_code = 2
+    """The node has no stored output (not finished, failed, skipped or expired), or the run
+    has no such node. The CLI exits 1 for a missing output; a node name the run does not have
+    is a usage error there (2), checked before this is raised."""
 
 
 class RedisUnreachable(RunError):

@@ -115,6 +115,14 @@ def run_handle(run_id: str, url: str | None) -> Run:
     return Run.fetch(run_id, connection=conn)
 
 
+def known_node(run: Run, node: str) -> str:
+    """``node``, when the run's plan has it; else a usage error naming the nodes (exit 2)."""
+    specs = run.plan().specs
+    if node not in specs:
+        raise click.UsageError(f"run {run.id} has no node {node!r} (nodes: {', '.join(specs)})")
+    return node
+
+
 def emit_json(value: Any) -> None:
     """``value`` as one JSON document on stdout."""
     click.echo(json.dumps(value, indent=2, default=str))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
 from .common import (
@@ -13,9 +11,6 @@ from .common import (
     url_option,
 )
 
-if TYPE_CHECKING:
-    pass
-
 
 @click.command()
 @click.argument("run_id")
@@ -24,7 +19,11 @@ if TYPE_CHECKING:
 def cancel(run_id: str, url: str | None) -> None:
     """Cancel RUN_ID: queued jobs leave their queues, running ones are stopped."""
     run_ = run_handle(run_id, url)
+    before = run_.status().state
     after = run_.cancel()
+    if before != "running":
+        click.echo(f"run {run_id} had already ended ({before}): nothing to cancel")
+        return
     click.echo(f"run {run_id} {after.state}")
 
 
@@ -36,8 +35,16 @@ def retry(run_id: str, url: str | None) -> None:
     """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
     reusing the outputs of the nodes that succeeded. Workers do the work."""
     run_ = run_handle(run_id, url)
+    if run_.status().state == "running":
+        raise click.UsageError(
+            f"run {run_id} is still running: wait for it to end (`dagrq status {run_id} "
+            f"--watch`) or cancel it first (`dagrq cancel {run_id}`)"
+        )
     after = run_.resume()
     redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
+    if not redo:
+        click.echo(f"run {run_id} {after.state}: nothing to run again")
+        return
     click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
 
 

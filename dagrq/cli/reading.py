@@ -17,6 +17,7 @@ from .common import (
     emit_json,
     errors,
     json_option,
+    known_node,
     print_value,
     run_handle,
     url_option,
@@ -72,6 +73,9 @@ def why(run_id: str, node: str, url: str | None, as_json: bool) -> None:
     from .view import print_why
 
     run_ = run_handle(run_id, url)
+    nodes = run_.status().nodes  # known without the plan: a damaged run is still explained
+    if node not in nodes:
+        raise click.UsageError(f"run {run_id} has no node {node!r} (nodes: {', '.join(nodes)})")
     if as_json:
         emit_json(explanation_json(run_.explain(node)))
     else:
@@ -142,7 +146,7 @@ def result(run_id: str, node: str | None, as_json: bool, url: str | None) -> Non
     """
     run_ = run_handle(run_id, url)
     if node is not None:
-        value = run_.result(node)
+        value = run_.result(known_node(run_, node))
         if as_json:
             emit_json(value)
         else:
@@ -159,7 +163,8 @@ def result(run_id: str, node: str | None, as_json: bool, url: str | None) -> Non
             print_value(console(), name, value)
     if not outputs:
         states = ", ".join(f"{s} {status.nodes[s].state}" for s in sinks)
-        click.echo(f"error: run {run_id} has no sink output yet ({states})", err=True)
+        when = "yet: it is still running" if not status.done else f"(it ended {status.state})"
+        click.echo(f"error: run {run_id} has no sink output {when}; sinks: {states}", err=True)
         sys.exit(1)
 
 
@@ -184,12 +189,18 @@ def logs(
     from ..model.shapes import iso
 
     run_ = run_handle(run_id, url)
-    plan = run_.plan()
-    if node is not None and node not in plan.specs:
-        raise click.UsageError(
-            f"run {run_id} has no node {node!r} (nodes: {', '.join(plan.specs)})"
-        )
+    status = run_.status()
+    if node is not None:
+        known_node(run_, node)
+        tried = status.nodes[node].attempts
+        if attempt is not None and attempt > tried:
+            raise click.UsageError(
+                f"node {node!r} of run {run_id} has {tried} attempt{'s' * (tried != 1)}: "
+                f"no attempt {attempt}"
+            )
+    shown = 0
     for entry in run_.logs(node, attempt=attempt, follow=follow):
+        shown += 1
         if as_json:
             fields = {"node": entry.node, "attempt": entry.attempt, "item": entry.item}
             fields |= {"stream": entry.stream, "level": entry.level, "line": entry.line}
@@ -203,6 +214,10 @@ def logs(
         else:
             prefix = {"stderr": "! ", "log": f"{entry.level} "}.get(entry.stream, "")
             click.echo(f"{prefix}{entry.line}")
+    if not shown:
+        what = f"node {node!r}" if node is not None else "no node"
+        when = f" in attempt {attempt}" if attempt is not None else ""
+        click.echo(f"{what} of run {run_id} printed and logged nothing{when}", err=True)
 
 
 COMMANDS = (status, why, events, runs, result, logs)

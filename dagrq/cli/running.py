@@ -165,10 +165,16 @@ def _timed_out(run_: Run, pipeline: str, timeout: float, keep: bool) -> None:
 
 
 def _report_end(out: Console, dag: DAG, run_: Run, status: Any) -> None:
-    """Print the sink results of a run that succeeded; else its errors, and exit 1."""
+    """Print the sink results of a run that succeeded (a sink that did not run says why:
+    the run succeeded all the same); else its errors, and exit 1."""
     if status.state == "succeeded":
         for sink in dag.sinks:
-            print_value(out, sink, run_.result(sink))
+            node = status.nodes[sink]
+            if node.state == "succeeded":
+                print_value(out, sink, run_.result(sink))
+            else:
+                why = f": {node.reason}" if node.reason else ""
+                click.echo(f"{sink}: no output ({node.state}{why})")
         return
     failed = status.failed()
     for node, error in failed.items():
