@@ -103,7 +103,28 @@ def _import(target: str, address: str) -> ModuleType:
 
 
 def _where(exc: BaseException) -> str:
+    """The error in one line, placed in the user's code: a syntax error at its own file and
+    line, anything else at the innermost frame outside dagrq and the import machinery (where
+    the pipeline's code called what raised).
+
+    Examples:
+        >>> try:
+        ...     compile("def f(:\\n", "pipeline.py", "exec")
+        ... except SyntaxError as exc:
+        ...     _where(exc)
+        "SyntaxError: '(' was never closed at pipeline.py:1"
+    """
+    if isinstance(exc, SyntaxError) and exc.filename:
+        text = " ".join(str(exc.msg).split())
+        return f"SyntaxError: {text} at {exc.filename}:{exc.lineno}"
     frames = traceback.extract_tb(exc.__traceback__)
-    place = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    ours = str(Path(__file__).resolve().parent)
+    users = [
+        f
+        for f in frames
+        if not f.filename.startswith((ours, "<frozen")) and "importlib" not in f.filename
+    ]
+    frame = users[-1] if users else frames[-1] if frames else None
+    place = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}{place}"

@@ -66,7 +66,7 @@ class DAG:
     """A named workflow of nodes. The name scopes queue names and Redis keys.
 
     Args:
-        name: letters, digits, ``_`` and ``-``.
+        name: ASCII letters, digits, ``_`` and ``-`` (it is part of queue names and keys).
         serializer: ``"json"`` (default; pydantic JSON, no worker unpickles anything) or
             ``"pickle"``.
         ttl_s: seconds every key of a run lives after its last write (default one day).
@@ -95,7 +95,10 @@ class DAG:
         params: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
-            raise DAGError(f"DAG name {name!r} is not allowed; use letters, digits, '_' and '-'")
+            raise DAGError(
+                f"DAG name {name!r} is not allowed: use ASCII letters, digits, '_' and '-' "
+                "(it is part of RQ queue names and Redis keys)"
+            )
         try:
             self.codec = get_codec(serializer)
         except ValueError as exc:

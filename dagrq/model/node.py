@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ..errors import BranchError, NodeDefinitionError, OutputTooLarge, OutputTypeError
 from .codec import Codec, is_untyped, type_adapter
 from .commands import command_of
-from .options import NodeOptions
+from .options import NodeOptions, name_problem
 from .params import coerce, type_name
 from .plan import NodeSpec
 
@@ -54,6 +54,9 @@ class Node(Generic[P, R]):
         self.chunk = chunk
         self.branch = False
         self.name: str = options.name or fn.__name__
+        problem = name_problem(self.name)
+        if problem is not None:
+            raise NodeDefinitionError(f"{problem}; rename the function or give name=...")
         self._raw_signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn

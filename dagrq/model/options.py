@@ -32,6 +32,28 @@ Rule = Literal[
 RULES: tuple[str, ...] = get_args(Rule)
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a node, or None when it can: a node's name is a parameter of
+    its children (a Python identifier) and part of its RQ job id (ASCII letters, digits and
+    ``_``: RQ refuses any other character).
+
+    Examples:
+        >>> name_problem("totals") is None
+        True
+        >>> name_problem("café")[:55]
+        "node name 'café' has a character an RQ job id refuses ("
+    """
+    if not name.isidentifier():
+        return f"node name {name!r} is not a Python identifier (children take it as a parameter)"
+    if not name.isascii():
+        odd = next(c for c in name if not c.isascii())
+        return (
+            f"node name {name!r} has a character an RQ job id refuses ({odd!r}): use ASCII "
+            "letters, digits and '_'"
+        )
+    return None
+
+
 class Quorum(BaseModel):
     """Fire once ``k`` parents succeeded; build it with :func:`quorum`."""
 
@@ -115,8 +137,9 @@ class NodeOptions(BaseModel):
     @field_validator("name")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not value.isidentifier():
-            raise ValueError(f"node name {value!r} must be a Python identifier")
+        problem = None if value is None else name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("after", mode="before")
