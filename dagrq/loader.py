@@ -112,7 +112,7 @@ def _where(exc: BaseException) -> str:
         ...     compile("def f(:\\n", "pipeline.py", "exec")
         ... except SyntaxError as exc:
         ...     _where(exc)
-        "SyntaxError: '(' was never closed at pipeline.py:1"
+        'SyntaxError: invalid syntax at pipeline.py:1'
     """
     if isinstance(exc, SyntaxError) and exc.filename:
         text = " ".join(str(exc.msg).split())
