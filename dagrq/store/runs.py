@@ -33,6 +33,9 @@ from .outage import ride_out
 WAIT_REPLICAS_ENV = "DAGRQ_WAIT_REPLICAS"
 #: how long a step waits for them, in milliseconds
 WAIT_MS_ENV = "DAGRQ_WAIT_MS"
+#: the longest a blocking read waits on the server: under redis-py's default socket timeout
+#: (5 s), which would end a longer block with a TimeoutError
+BLOCK_MS_MAX = 4000
 #: the run states after which a run's event stream has nothing more to say
 FINAL_RUN_STATES = ("succeeded", "failed", "canceled")
 
@@ -285,10 +288,11 @@ class RunStore:
 
     def read_events(self, after: str = "0-0", block_ms: int | None = None) -> list[dict[str, str]]:
         """The run's events after entry id ``after`` (oldest first, at most 1,000), blocking
-        up to ``block_ms`` for the first when there is none yet (``XREAD``); each has its
-        ``id``."""
+        up to ``block_ms`` (at most :data:`BLOCK_MS_MAX`) for the first when there is none yet
+        (``XREAD``); each has its ``id``."""
+        block = None if block_ms is None else min(block_ms, BLOCK_MS_MAX)
         reply = self.connection.xread(
-            {runkeys.events_key(self.run_id): after}, count=1000, block=block_ms
+            {runkeys.events_key(self.run_id): after}, count=1000, block=block
         )
         if not reply:
             return []

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -17,8 +19,11 @@ from .access import guard, in_thread
 
 #: characters of an output shown on a node's panel
 PREVIEW_CHARS = 2000
-#: how long one blocking read of a run's events waits (the idle cost of an open run page)
-BLOCK_MS = 15_000
+#: how long one blocking read of a run's events waits: the idle cost of an open run page,
+#: and its heartbeat (the store caps a block under redis-py's socket timeout)
+BLOCK_MS = 4_000
+#: how soon a browser reconnects a dropped stream (it resumes after the last event it saw)
+RETRY_MS = 2_000
 
 
 async def runs(request: Request) -> Response:
@@ -96,20 +101,31 @@ async def action(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    """``/api/runs/<id>/events``: the run's state changes as server-sent events."""
+    """``/api/runs/<id>/events``: the run's state changes as server-sent events, each with its
+    ``id:`` (a reconnecting browser sends it back as ``Last-Event-ID`` and gets only what it
+    has not seen), and a comment line as a heartbeat every few seconds while nothing happens,
+    for as long as the page is open."""
     if (denied := guard(request)) is not None:
         return denied
     store = RunStore(request.app.state.connection, request.path_params["run_id"])
+    start = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
 
     async def stream() -> Any:
-        last = "0-0"
+        last = start
+        yield f"retry: {RETRY_MS}\n\n"
         while True:
-            got = await in_thread(store.read_events, last, BLOCK_MS)
+            try:
+                got = await in_thread(store.read_events, last, BLOCK_MS)
+            except RedisError:  # Redis away: say so to the page, and try again
+                yield ": redis unreachable\n\n"
+                await anyio.sleep(1)
+                continue
             if not got:
-                yield ": idle\n\n"  # keeps the connection; tells a closed one apart
+                yield ": idle\n\n"  # the heartbeat: keeps proxies from closing the stream
                 continue
             for event in got:
                 last = event.pop("id")
-                yield f"data: {json.dumps(event)}\n\n"
+                yield f"id: {last}\ndata: {json.dumps(event)}\n\n"
 
-    return StreamingResponse(stream(), media_type="text/event-stream")
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -10,7 +10,8 @@ runs). JSON (:mod:`dagrq.web.api`): ``/api/runs``, ``/api/runs/<id>``,
 Safety: actions are POSTs that carry the page's token (``X-Dagrq-Token``); a bind other
 than loopback needs ``--token`` and then every request carries it (``?token=`` once sets a
 cookie). No page or response holds the Redis URL. An open run page costs one blocking
-``XREAD`` per 15 s while nothing changes.
+``XREAD`` per 4 s while nothing changes (its heartbeat), and a dropped stream resumes after the
+last event the page saw (``Last-Event-ID``).
 
 Handlers are module-level functions that read what they share from ``request.app.state``:
 ``connection``, ``secret`` (the token), ``require_token`` and ``templates``.
