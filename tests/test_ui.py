@@ -219,3 +219,38 @@ def _measure_open_page(conn: redis.Redis, ui: str, browser: Any, tmp_path: Path)
     print(f"an open page on a 1,000-node run, nothing changing: {per_s:.1f} commands/s")
     assert per_s <= 3
     page.close()
+
+
+def _sse(url: str, seconds: float, last_id: str | None = None) -> tuple[list[str], int]:
+    """Read a server-sent-event stream for ``seconds``: the ids of its events, and how many
+    heartbeats (comment lines) came."""
+    request = urllib.request.Request(url, headers={"Last-Event-ID": last_id} if last_id else {})
+    ids, beats = [], 0
+    deadline = time.monotonic() + seconds
+    with urllib.request.urlopen(request, timeout=10) as stream:
+        while time.monotonic() < deadline:
+            line = stream.readline().decode()
+            assert line, "the stream closed"
+            if line.startswith("id: "):
+                ids.append(line[4:].strip())
+            elif line.startswith(":"):
+                beats += 1
+    return ids, beats
+
+
+def test_an_idle_runs_event_stream_stays_open_and_resumes_after_the_last_event_seen(
+    conn: redis.Redis, ui: str, tmp_path: Path
+) -> None:
+    """An open stream on a run where nothing happens stays open a minute (heartbeats, no
+    server error); a reconnect with Last-Event-ID gets only what came after."""
+    from tests.pipelines.uiflow import dag
+
+    run = dag.submit(conn)  # no worker: after its first events, nothing happens
+    url = f"{ui}/api/runs/{run.id}/events"
+    seen, beats = _sse(url, 60)
+    assert seen and beats >= 10, (seen, beats)
+    log = (tmp_path / "ui.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+    Run.fetch(run.id, conn).cancel()  # new events after those seen
+    again, _ = _sse(url, 5, last_id=seen[-1])
+    assert again and not set(again) & set(seen)  # nothing replayed
