@@ -181,3 +181,28 @@ def test_one_settlement_policy(
         settle_failure(retries_left=retries_left, items=items, node_retries=node_retries)
         == settlement
     )
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+def test_status_lays_out_for_the_terminal_width(width: int) -> None:
+    """Names and states are never cut, details never squeezed to nothing, no line too wide."""
+    from rich.console import Console
+
+    from dagrq.cli.view import print_status
+
+    error = "ValueError: the upstream file for 2026-11-28 has 3 rows where 4 were expected " * 2
+    s = status(
+        {
+            "a:state": "failed",
+            "a:error": error,
+            "a:attempts": "3",
+            "j:state": "upstream_failed",
+        }
+    )
+    s.nodes["a_node_with_a_rather_long_name"] = s.nodes.pop("a")
+    console = Console(width=width, record=True, force_terminal=True, color_system=None)
+    print_status(console, s)
+    text = console.export_text()
+    assert "a_node_with_a_rather_long_name" in text and "upstream_failed" in text
+    assert "the upstream file for 2026-11-28" in text.replace("\n", " ")
+    assert max(len(line) for line in text.splitlines()) <= width

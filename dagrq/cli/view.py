@@ -26,28 +26,41 @@ def _clock(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
 
 
-def status_table(status: RunStatus) -> Table:
-    """A table of every node: state, attempts, queue, start, duration, error or what it
-    waits for."""
-    title = Text.assemble(
+#: the narrowest terminal the status table is laid out for; narrower, one line per node and
+#: its detail on a line of its own (never a column squeezed to nothing)
+WIDE = 110
+
+
+def node_detail(status: RunStatus, node: NodeStatus) -> str:
+    """What a reader needs beside a node's state: its error, what it waits for, a worker of
+    its version missing, a mapped node's item counts."""
+    detail = node.error or ""
+    if node.state == "pending" and node.waits_for:
+        detail = "waits for " + ", ".join(node.waits_for)
+    elif node.queue in status.unserved and node.state == "queued":
+        detail = f"no live worker of version {status.version}" + (f"; {detail}" if detail else "")
+    elif node.items is not None:
+        shown: tuple[str, ...] = ("queued", "running", "done", "failed")
+        shown += ("canceled",) if node.items.get("canceled") else ()
+        counts = " · ".join(f"{node.items[k]:,} {k}" for k in shown)
+        detail = f"{node.items['total']:,} items: {counts}" + (f"; {detail}" if detail else "")
+    return detail
+
+
+def _title(status: RunStatus) -> Text:
+    return Text.assemble(
         f"run {status.id} · DAG {status.dag} · ", (status.state, STATE_STYLE.get(status.state, ""))
     )
-    table = Table(title=title, title_justify="left")
-    for column in ("node", "state", "attempts", "queue", "started", "duration", "detail"):
-        table.add_column(column, no_wrap=column != "detail")
+
+
+def status_table(status: RunStatus) -> Table:
+    """A table of every node: state, attempts, queue, start, duration, error or what it
+    waits for (for a terminal at least :data:`WIDE` columns wide)."""
+    table = Table(title=_title(status), title_justify="left")
+    for column in ("node", "state", "attempts", "queue", "started", "duration"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", min_width=30, ratio=1)
     for name, node in status.nodes.items():
-        detail = node.error or ""
-        if node.state == "pending" and node.waits_for:
-            detail = "waits for " + ", ".join(node.waits_for)
-        elif node.queue in status.unserved and node.state == "queued":
-            detail = f"no live worker of version {status.version}" + (
-                f"; {detail}" if detail else ""
-            )
-        elif node.items is not None:
-            shown: tuple[str, ...] = ("queued", "running", "done", "failed")
-            shown += ("canceled",) if node.items.get("canceled") else ()
-            counts = " · ".join(f"{node.items[k]:,} {k}" for k in shown)
-            detail = f"{node.items['total']:,} items: {counts}" + (f"; {detail}" if detail else "")
         duration = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
         table.add_row(
             name,
@@ -56,14 +69,43 @@ def status_table(status: RunStatus) -> Table:
             node.queue or "",
             _clock(node.started_at),
             duration,
-            detail,
+            node_detail(status, node),
         )
     return table
 
 
+def status_lines(status: RunStatus, width: int) -> list[Text]:
+    """The status for a narrow terminal: per node one line (name, state, attempts, duration;
+    names and states whole) and its detail indented on the next, wrapped to ``width``."""
+    names = max((len(n) for n in status.nodes), default=4)
+    states = max((len(s.state) for s in status.nodes.values()), default=5)
+    lines = [_title(status)]
+    for name, node in status.nodes.items():
+        took = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
+        row = Text(f"{name:<{names}}  ")
+        row.append(f"{node.state:<{states}}", style=STATE_STYLE.get(node.state, ""))
+        row.append(f"  ×{node.attempts}  {took}".rstrip())
+        lines.append(row)
+        detail = node_detail(status, node)
+        if detail:
+            lines += [Text("    " + part, style="dim") for part in _wrap(detail, width - 4)]
+    return lines
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, max(20, width), break_long_words=True) or [text]
+
+
 def print_status(console: Console, status: RunStatus) -> None:
-    """The status table, then what else a reader must know: damage, re-executed bodies."""
-    console.print(status_table(status))
+    """The status table (or, on a terminal under :data:`WIDE` columns, one line per node and
+    its detail under it), then what else a reader must know: damage, re-executed bodies."""
+    if console.width >= WIDE:
+        console.print(status_table(status))
+    else:
+        for line in status_lines(status, console.width):
+            console.print(line, overflow="fold")
     if status.damaged:
         console.print(Text(f"run state damaged: {status.damaged}", style="bold red"))
     if status.unserved:
@@ -78,8 +120,8 @@ def print_status(console: Console, status: RunStatus) -> None:
         )
     if status.reexecuted:
         console.print(
-            f"{status.reexecuted} bodies ran more than once (retries, or re-runs after a lost "
-            "worker: a body runs at least once)"
+            f"{status.reexecuted} {'body' if status.reexecuted == 1 else 'bodies'} ran more than "
+            "once (retries, or re-runs after a lost worker: a body runs at least once)"
         )
 
 
