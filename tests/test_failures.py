@@ -11,7 +11,7 @@ import redis
 from dagrq import RunError, RunFailed, loader
 from dagrq.store import runkeys
 
-from .helpers import Workers, counter, failure_of, pipeline, wait_for
+from .helpers import Workers, counter, dagrq, failure_of, pipeline, wait_for
 
 
 def _local_states(dag: object) -> dict[str, str]:
@@ -94,7 +94,9 @@ def test_an_early_fire_reads_only_the_parents_it_fired_with(
     assert run.result("first") == {"fast": "fast", "slow": None}
 
 
-def test_retries_deliver_only_the_final_outcome(conn: redis.Redis, workers: Workers) -> None:
+def test_retries_deliver_only_the_final_outcome(
+    conn: redis.Redis, workers: Workers, redis_url: str
+) -> None:
     dag = loader.load(pipeline("retries"))
     workers.start(pipeline("retries"), 2)
     run = dag.submit(conn)
@@ -107,6 +109,18 @@ def test_retries_deliver_only_the_final_outcome(conn: redis.Redis, workers: Work
     assert status.nodes["always_bad"].attempts == 2
     assert status.nodes["after_bad"].state == "upstream_failed"
     assert counter(conn, "after_bad", run.id) == 0
+    # every failed attempt keeps its own error and traceback, also once the node succeeded
+    flaky = status.nodes["flaky"].attempt_errors
+    assert [(a["attempt"], a["error"]) for a in flaky] == [
+        (1, "ConnectionError: attempt 1 failed"),
+        (2, "ConnectionError: attempt 2 failed"),
+    ]
+    assert all("raise ConnectionError" in (a["traceback"] or "") for a in flaky)
+    shown = dagrq("status", run.id, "flaky", "--url", redis_url).stdout
+    assert "attempt 1 failed: ConnectionError: attempt 1 failed" in shown
+    logs = dagrq("logs", run.id, "always_bad", "--url", redis_url).stdout
+    assert "✗ attempt 1 failed: ValueError: attempt 1 failed" in logs
+    assert "✗ attempt 2 failed: ValueError: attempt 2 failed" in logs
 
 
 def test_a_node_over_its_timeout_fails_and_the_run_ends(

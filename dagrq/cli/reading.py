@@ -211,6 +211,8 @@ def logs(
                 f"── {entry.node}{item} · attempt {entry.attempt} · {entry.line} · "
                 f"{time.strftime('%H:%M:%S', time.localtime(entry.ts))}"
             )
+        elif entry.stream == "error":
+            click.echo(f"✗ attempt {entry.attempt} failed: {entry.line}")
         else:
             prefix = {"stderr": "! ", "log": f"{entry.level} "}.get(entry.stream, "")
             click.echo(f"{prefix}{entry.line}")

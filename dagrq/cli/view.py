@@ -168,7 +168,13 @@ def print_node(console: Console, name: str, node: NodeStatus) -> None:
     }
     for key, value in rows.items():
         if value:
-            console.print(f"  {key}: {value}", highlight=False)
+            console.print(f"  {key}: {value}", highlight=False, markup=False)
+    failed = node.attempt_errors
+    if node.state == "failed":
+        failed = failed[:-1]  # the last one is the node's error, shown above
+    for attempt in failed:  # attempts that failed and were retried
+        line = f"  attempt {attempt['attempt']} failed: {attempt['error']}"
+        console.print(line, highlight=False, markup=False)
     if node.traceback:
         console.print("  traceback:")
         console.print(node.traceback.rstrip(), highlight=False, markup=False)

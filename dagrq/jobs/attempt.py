@@ -113,15 +113,13 @@ class Attempt:
         """Settle a failed attempt: shown ``queued`` when RQ retries the job, else the node
         fails with its error and traceback and its children hear of it."""
         error = attempt_error(exc, self.spec)
+        trace = "".join(traceback.format_exception(exc))
+        self.store.log_error(self.spec.name, self.number, error)  # the attempt's last line
         if settle_failure(retries_left=self.job.retries_left) == "retry":
-            self.store.requeue(self.spec.name, error, self.number)
+            self.store.requeue(self.spec.name, error, self.number, trace)
             return
         self.store.deliver(
-            self.spec.name,
-            "failed",
-            error=error,
-            traceback="".join(traceback.format_exception(exc)),
-            attempt=self.number,
+            self.spec.name, "failed", error=error, traceback=trace, attempt=self.number
         )
 
 

@@ -69,6 +69,7 @@ def abandoned(job: Any, reason: str) -> bool:
         if store.lost_node_settled(ref.node):
             return False  # outcome recorded (or a map's items all enqueued) before the loss
         log.warning("run %s: node %s (%s): %s", store.run_id, ref.node, job.id, reason)
+        store.log_error(ref.node, store.attempts(ref.node), reason)
         if settle_failure(retries_left=job.retries_left) == "retry":
             store.requeue(ref.node, reason)  # RQ runs the job again
         else:

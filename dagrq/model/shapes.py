@@ -37,7 +37,8 @@ def _timed(fields: dict[str, Any]) -> dict[str, Any]:
 
 def node_json(node: NodeStatus) -> dict[str, Any]:
     """One node: state, queue, attempts, times, duration_s, error, traceback, reason, chosen,
-    rule, parents, waits_for, items."""
+    rule, parents, waits_for, items, attempt_errors (each failed attempt's error and
+    traceback)."""
     out = _timed(node.model_dump())
     out["duration_s"] = node.duration_s
     return out

@@ -80,6 +80,9 @@ class NodeStatus(BaseModel):
     reason: str | None = None
     #: for a branch that ran: the children it chose
     chosen: list[str] | None = None
+    #: every failed attempt's own error, oldest first: ``{attempt, error, traceback}`` (a
+    #: retried attempt's error is kept when the next attempt starts)
+    attempt_errors: list[dict[str, Any]] = []
     rule: str | None = None
     parents: list[str] = []
     waits_for: list[str] = []
@@ -305,7 +308,23 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         reason=f.get("reason"),
         chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),
+        attempt_errors=attempt_errors(f),
     )
+
+
+def attempt_errors(fields: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A node's failed attempts from its fields (``err@<n>``, ``tb@<n>``), oldest first.
+
+    Examples:
+        >>> found = attempt_errors({"err@2": "ValueError: b", "err@1": "ValueError: a"})
+        >>> [(a["attempt"], a["error"]) for a in found]
+        [(1, 'ValueError: a'), (2, 'ValueError: b')]
+    """
+    found = [(int(k[4:]), v) for k, v in fields.items() if k.startswith("err@") and k[4:].isdigit()]
+    return [
+        {"attempt": n, "error": error, "traceback": fields.get(f"tb@{n}") or None}
+        for n, error in sorted(found)
+    ]
 
 
 def item_counts(fields: Mapping[str, str]) -> dict[str, int] | None:

@@ -48,8 +48,9 @@ class LogEntry:
         id: the stream entry id (``<ms>-<seq>``): its order, and its time.
         node: the node.
         attempt: the attempt (1 for the first).
-        stream: ``stdout``, ``stderr``, ``log`` (a ``logging`` record) or ``meta`` (where the
-            attempt runs: ``line`` is ``<host>:<pid>``).
+        stream: ``stdout``, ``stderr``, ``log`` (a ``logging`` record), ``meta`` (where the
+            attempt runs: ``line`` is ``<host>:<pid>``) or ``error`` (how a failed attempt
+            ended: its one-line error, the attempt's last line).
         line: the text, without its newline.
         level: a ``logging`` record's level name.
         item: the item index, for an item of a mapped node.

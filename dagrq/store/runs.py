@@ -156,6 +156,13 @@ class RunStore:
         log in this run (see :mod:`dagrq.store.nodelogs`)."""
         return Capture(self.connection, self.run_id, node, attempt, self.plan.ttl_s, item)
 
+    def log_error(self, node: str, attempt: int, error: str, item: int | None = None) -> None:
+        """End ``node``'s log of ``attempt`` with the error that ended it (a line of stream
+        ``error``), so its logs say how each failed attempt ended."""
+        capture = Capture(self.connection, self.run_id, node, attempt, self.plan.ttl_s, item)
+        capture.add("error", error)
+        capture.flush()
+
     # ------------------------------------------------------------------- reads
     def exists(self) -> bool:
         """True while the run's hash exists (submitted, not expired)."""
@@ -241,6 +248,11 @@ class RunStore:
         """One node's state, or None when the run does not know the node."""
         raw = self.connection.hget(runkeys.nodes_key(self.run_id), f"{node}:state")
         return raw.decode() if raw is not None else None
+
+    def attempts(self, node: str) -> int:
+        """How many attempts of ``node`` have started."""
+        raw = self.connection.hget(runkeys.nodes_key(self.run_id), f"{node}:attempts")
+        return int(raw or 0)
 
     def output(self, node: str) -> bytes | None:
         """A node's stored output (a mapped node's: the list of its item results), or None
@@ -351,10 +363,11 @@ class RunStore:
         return started
 
     @_steady
-    def requeue(self, node: str, error: str, attempt: int = 0) -> bool:
-        """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``); False when
-        the attempt is stale or the node no longer runs."""
-        done = scripts.requeue(self.connection, self.run_id, node, error, attempt)
+    def requeue(self, node: str, error: str, attempt: int = 0, traceback: str = "") -> bool:
+        """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``), keeping the
+        failed attempt's error and traceback; False when the attempt is stale or the node no
+        longer runs."""
+        done = scripts.requeue(self.connection, self.run_id, node, error, attempt, traceback)
         self._replicated()
         return done
 

@@ -141,13 +141,16 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int, version: str
     return Started("run", int(reply[1]), _opt(reply[2]), outputs=outputs)
 
 
-def requeue(connection: Any, run_id: str, node: str, error: str, attempt: int = 0) -> bool:
-    """Show a node whose attempt failed, and that RQ will retry, as ``queued`` again.
+def requeue(
+    connection: Any, run_id: str, node: str, error: str, attempt: int = 0, traceback: str = ""
+) -> bool:
+    """Show a node whose attempt failed, and that RQ will retry, as ``queued`` again, keeping
+    the attempt's error and traceback.
 
     ``attempt`` (start's number; 0: whichever is current) makes a stale attempt a no-op."""
     done = _script(connection, "requeue")(
         keys=[runkeys.nodes_key(run_id), runkeys.events_key(run_id)],
-        args=[node, error, repr(time.time()), attempt],
+        args=[node, error, repr(time.time()), attempt, traceback],
     )
     return bool(done)
 

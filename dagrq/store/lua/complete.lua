@@ -5,7 +5,8 @@
 -- Cost: O(1) per child, whatever the child's fan-in width.
 --
 -- KEYS[1]   run hash        dagrq:run:{id}        state, pending, failed, ended_at
--- KEYS[2]   nodes hash      dagrq:run:{id}:nodes  <node>:state|ended|error|traceback|queued
+-- KEYS[2]   nodes hash      dagrq:run:{id}:nodes  <node>:state|ended|error|traceback|queued,
+--                                                 and a failed attempt's <node>:err@<n>|tb@<n>
 -- KEYS[3]   output string   dagrq:run:{id}:out:<node>      written when the outcome is succeeded
 -- KEYS[4]   inputs hash     dagrq:run:{id}:inputs:<node>   this node's fired-with set: deleted
 -- KEYS[5]   event stream    dagrq:run:{id}:events          XADD one entry per state change
@@ -72,7 +73,9 @@ else
     end
   end
   if ARGV[4] ~= '' and outcome == 'failed' then
-    redis.call('HSET', R.nodes, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5])
+    local n = read[2] or '0' -- the attempt that failed keeps its own error too
+    redis.call('HSET', R.nodes, node .. ':error', ARGV[4], node .. ':traceback', ARGV[5],
+      node .. ':err@' .. n, ARGV[4], node .. ':tb@' .. n, ARGV[5])
   end
   if ARGV[11] == '1' then -- a join: drop the set it fired with
     redis.call('DEL', inputs_key)

@@ -1,12 +1,14 @@
 -- requeue.lua: a failed attempt will be retried by RQ; show the node as queued again,
 -- unless something else (a cancel) has already decided its state.
 --
--- KEYS[1]  nodes hash   dagrq:run:{id}:nodes   write: <node>:state
+-- KEYS[1]  nodes hash   dagrq:run:{id}:nodes   write: <node>:state|last_error, and the
+--                                              attempt's own <node>:err@<n>|tb@<n>
 -- KEYS[2]  event stream dagrq:run:{id}:events  XADD the 'queued' entry (with the error)
 -- ARGV[1]  node name
--- ARGV[2]  the attempt's one-line error, kept as <node>:last_error
+-- ARGV[2]  the attempt's one-line error, kept as <node>:last_error and <node>:err@<n>
 -- ARGV[3]  now, unix seconds
 -- ARGV[4]  the failed attempt's number, or '0' for whichever attempt is current
+-- ARGV[5]  the attempt's traceback ('' for none), kept as <node>:tb@<n>
 --
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running (or a
 -- later attempt has started: a stale attempt changes nothing).
@@ -16,9 +18,14 @@
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
   return 0
 end
-if ARGV[4] ~= '0' and redis.call('HGET', KEYS[1], ARGV[1] .. ':attempts') ~= ARGV[4] then
+local n = redis.call('HGET', KEYS[1], ARGV[1] .. ':attempts') or '0'
+if ARGV[4] ~= '0' and n ~= ARGV[4] then
   return 0
 end
-redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2],
+  ARGV[1] .. ':err@' .. n, ARGV[2])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1] .. ':tb@' .. n, ARGV[5])
+end
 event({events = KEYS[2], now = ARGV[3]}, ARGV[1], 'queued', 'error', ARGV[2])
 return 1
