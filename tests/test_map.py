@@ -261,3 +261,7 @@ def test_a_resumed_map_runs_only_its_unfinished_items(conn: redis.Redis, workers
     ran_after = int(conn.get(f"test:measured:{run.id}") or 0) - ran_before
     print(f"kept {kept} items at the cancel; the resume ran {ran_after} (of {1000 - kept} left)")
     assert ran_after == 1000 - kept  # every item not kept ran once, no kept item again
+    from rq.registry import FailedJobRegistry
+
+    failed = FailedJobRegistry(dag.plan.rq_queue(dag.specs["measure"].queue_name), connection=conn)
+    assert [j for j in failed.get_job_ids() if run.id in j] == []  # stopped items forgotten

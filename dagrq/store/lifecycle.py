@@ -199,8 +199,13 @@ def resume(store: RunStore) -> None:
             order = [n for n in plan.specs if n in redo]  # topological
             sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
             kept = _kept_items(store, pipe, [plan.specs[n] for n in order], redo)
+            totals = {
+                n: int(raw.get(f"{n}:items_total".encode()) or 0)
+                for n in order
+                if plan.specs[n].map_over is not None
+            }
             pipe.multi()
-            _reset(store, pipe, order, kept)
+            _reset(store, pipe, order, kept, totals)
             pipe.hset(run_key, "resuming", json.dumps(sources))
             rqjobs.create_node_jobs(
                 store.connection, pipe, plan, store.run_id, [plan.specs[n] for n in order]
@@ -254,10 +259,13 @@ def _kept_items(
     return {n: int(c) for n, c in zip(mapped, counts, strict=True) if c}
 
 
-def _reset(store: RunStore, pipe: Any, order: list[str], kept: dict[str, int]) -> None:
+def _reset(
+    store: RunStore, pipe: Any, order: list[str], kept: dict[str, int], totals: dict[str, int]
+) -> None:
     """On ``pipe`` (in MULTI): every key and field of the nodes in ``order`` back to a
     fresh run's, and the run ``running`` again; a mapped node in ``kept`` keeps the results of
-    its items that succeeded (and its item count), so only its other items run again."""
+    its items that succeeded (and its item count), so only its other items run again; RQ's
+    failed and canceled registries forget the nodes' jobs (``totals``: a map's item count)."""
     plan, run_id, now = store.plan, store.run_id, repr(time.time())
     nodes_key = runkeys.nodes_key(run_id)
     for name in order:
@@ -288,9 +296,12 @@ def _reset(store: RunStore, pipe: Any, order: list[str], kept: dict[str, int]) -
             state[f"{name}:queued"] = now
         _fire_always(pipe, run_id, [spec], plan.ttl_s)
         pipe.hset(nodes_key, mapping=state)
-        rqjobs.forget_failures(
-            store.connection, pipe, plan.rq_queue(spec.queue_name), keys.job_id(run_id, name)
-        )
+        jobs = [keys.job_id(run_id, name)]
+        if spec.map_over is not None:  # its chunk and item jobs, stopped or failed
+            total = totals.get(name, 0)
+            jobs += [keys.chunk_job_id(run_id, name, c) for c in range(spec.chunks(total))]
+            jobs += [keys.item_job_id(run_id, name, i) for i in range(total)]
+        rqjobs.forget_failures(store.connection, pipe, plan.rq_queue(spec.queue_name), jobs)
     again = {"state": "running", "pending": len(order), "failed": 0}
     pipe.hset(runkeys.run_key(run_id), mapping=again)
     pipe.hdel(runkeys.run_key(run_id), "ended_at", "damaged")

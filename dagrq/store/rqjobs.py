@@ -388,11 +388,14 @@ def still_started(connection: Any, job_ids: Sequence[str]) -> list[str]:
     return [j for j, st in zip(job_ids, statuses, strict=True) if st == started]
 
 
-def forget_failures(connection: Any, pipe: Any, queue_name: str, job_id: str) -> None:
-    """Drop ``job_id`` from its queue's failed and canceled registries (on ``pipe``), so a
-    resumed node's job is RQ's fresh job again."""
+def forget_failures(connection: Any, pipe: Any, queue_name: str, job_ids: Sequence[str]) -> None:
+    """Drop ``job_ids`` from their queue's failed and canceled registries (on ``pipe``), so a
+    resumed node's jobs (a map's chunk and item jobs too: a cancel records them stopped) are
+    RQ's fresh jobs again, and RQ's failed registry holds only attempts that ended a node."""
     for registry in (FailedJobRegistry, CanceledJobRegistry):
-        registry(queue_name, connection=connection).remove(job_id, pipeline=pipe)
+        key = registry(queue_name, connection=connection).key
+        for start in range(0, len(job_ids), 1000):
+            pipe.zrem(key, *job_ids[start : start + 1000])
 
 
 def reject(connection: Any, queue_name: str, raw_id: bytes, reason: str) -> None:
