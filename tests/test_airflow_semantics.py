@@ -152,3 +152,26 @@ def test_a_job_pushed_by_hand_for_a_pending_node_is_refused(
     workers.start(pipeline("diamond"), 1)
     final = run.wait(timeout=60)
     assert run.result("d") == {"b": 8, "c": 12, "sum": 20} and final.nodes["d"].attempts == 1
+
+
+def test_a_branch_skips_what_it_does_not_follow_as_airflows_skip_all_except(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    """An unchosen child is skipped whatever its rule (here all_done); a join of the branch
+    and the chosen child (Airflow's "empty branch") runs, as in Airflow."""
+    address = pipeline("branching", "airflow")
+    dag = loader.load(address)
+    workers.start(address, 1)
+    run = dag.submit(conn)
+    final = run.wait(timeout=60)
+    states = {name: s.state for name, s in final.nodes.items()}
+    assert states == {
+        "pick": "succeeded",
+        "chosen": "succeeded",
+        "other": "skipped",
+        "tolerant": "skipped",
+        "empty_branch_join": "succeeded",
+    }
+    assert states == local(dag).states  # type: ignore[attr-defined]
+    why = run.explain("tolerant")
+    assert why.decision == "skip" and "branch pick did not choose it" in why.causes[0]

@@ -194,8 +194,11 @@ def run_node(attempt: Attempt) -> Summary:
     if outcome.error is not None:
         attempt.failed(outcome.error)
         raise outcome.error
+    followed = None
+    if outcome.chosen is not None:  # a branch: what it chose, and what runs because of that
+        followed = attempt.dag.plan.followed(spec.name, outcome.chosen)
     fresh = store.deliver(
-        spec.name, "succeeded", output=outcome.output, attempt=attempt.number, chosen=outcome.chosen
+        spec.name, "succeeded", output=outcome.output, attempt=attempt.number, chosen=followed
     )
     return {
         "node": spec.name,

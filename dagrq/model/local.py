@@ -180,7 +180,7 @@ class _Worker:
         else:
             self.outputs[name] = outcome.output
             if outcome.chosen is not None:
-                self.run_state.chosen[name] = outcome.chosen
+                self.run_state.chosen[name] = self.plan.followed(name, outcome.chosen)
         self._finish(name, outcome.state)
 
     @staticmethod
@@ -206,7 +206,11 @@ class _Worker:
         for child in self.specs[parent].children:
             if self.state[child] != "pending":
                 continue
-            got = "skipped" if chosen is not None and child not in chosen else outcome
+            if chosen is not None and child not in chosen:  # not followed: skipped outright
+                self.state[child] = "skipped"
+                ended.append((child, "skipped"))
+                continue
+            got = outcome
             arrived = self.arrived[child]
             arrived.setdefault(parent, got)
             spec = self.specs[child]

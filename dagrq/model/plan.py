@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -207,6 +208,26 @@ class Plan:
                 if before != after:
                     out.append(f"node {name}: {field_name} {before!r} -> {after!r}")
         return out
+
+    def followed(self, branch: str, chosen: Sequence[str]) -> tuple[str, ...]:
+        """The children a branch follows when it chose ``chosen``: those, and any other child
+        downstream of one of them (Airflow's "empty branch": a join of the branch and a chosen
+        child runs). Every other child is skipped outright, whatever its trigger rule, as
+        Airflow's ``skip_all_except`` does.
+
+        Examples:
+            >>> plan = Plan("d", "json", 60, {
+            ...     "b": NodeSpec(name="b", children=("join", "x", "y"), branch=True),
+            ...     "x": NodeSpec(name="x", parents=("b",), children=("join",)),
+            ...     "y": NodeSpec(name="y", parents=("b",)),
+            ...     "join": NodeSpec(name="join", parents=("b", "x")),
+            ... })
+            >>> plan.followed("b", ["x"])
+            ('join', 'x')
+        """
+        picked = set(chosen)
+        below = set().union(*(nx.descendants(self.graph, c) for c in picked)) if picked else set()
+        return tuple(c for c in self.specs[branch].children if c in picked or c in below)
 
     def rq_queue(self, queue_name: str) -> str:
         """The RQ queue where a node of queue ``queue_name`` waits in runs of this version

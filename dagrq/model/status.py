@@ -378,13 +378,14 @@ def explain(status: RunStatus, node: str) -> Explanation:
         )
     arrived: dict[str, str] = {}
     causes = [f"it raised Skip: {info.reason}"] if info.reason else []
+    unchosen = False  # a branch did not follow it: skipped whatever its rule
     for p in info.parents:
         parent = status.nodes[p]
         if parent.state not in FINAL_NODE_STATES:
             continue
         got = "skipped" if parent.state == "canceled" else parent.state
         if parent.chosen is not None and got == "succeeded" and node not in parent.chosen:
-            got = "skipped"
+            got, unchosen = "skipped", True
             chose = ", ".join(parent.chosen) or "nothing"
             causes.append(f"branch {p} did not choose it (it chose {chose})")
         elif parent.state == "skipped":
@@ -398,6 +399,8 @@ def explain(status: RunStatus, node: str) -> Explanation:
     decision: Decision = (
         decide(info.rule, total=len(info.parents), **counts) if info.parents else "fire"
     )
+    if unchosen:  # as Airflow's skip_all_except: the rule is not asked
+        decision = "skip"
     problem = None
     if status.damaged:
         problem = f"the run's state is damaged: {status.damaged}"

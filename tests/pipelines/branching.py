@@ -36,3 +36,33 @@ def small(measure: int) -> str:
 @dag.node(trigger="none_failed_min_one_success")
 def report(big: str | None, small: str | None) -> str:
     return f"report: {big or small}"
+
+
+airflow = DAG("t_branch_airflow")
+
+
+@airflow.branch
+def pick() -> Literal["chosen"]:
+    return "chosen"
+
+
+@airflow.node(after=["pick"])
+def chosen() -> int:
+    return 1
+
+
+@airflow.node(after=["pick"])
+def other() -> int:
+    return 2
+
+
+@airflow.node(after=["pick"], trigger="all_done")
+def tolerant() -> int:
+    """Not chosen: skipped although all_done would accept a skipped parent."""
+    return 3
+
+
+@airflow.node(after=["pick", "chosen"])
+def empty_branch_join() -> int:
+    """A child of the branch and of the chosen child: the "empty branch" join, which runs."""
+    return 4

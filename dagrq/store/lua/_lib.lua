@@ -98,12 +98,14 @@ local function finish(R, name, state, why)
 end
 
 -- The arrival a child receives from `parent`: its outcome, except that a branch that
--- succeeded sends 'skipped' to the children it did not choose (`chosen` is the comma-joined
--- list it chose, or nil for a node that is no branch).
+-- succeeded sends 'unchosen' to the children it does not follow (`chosen` is the comma-joined
+-- list it follows: those it chose and the children downstream of them, or nil for a node
+-- that is no branch). An unchosen child is skipped outright, whatever its trigger rule, as
+-- Airflow's skip_all_except does.
 local function arrival(outcome, chosen, child)
   if chosen and outcome == 'succeeded'
       and not string.find(',' .. chosen .. ',', ',' .. child .. ',', 1, true) then
-    return 'skipped'
+    return 'unchosen'
   end
   return outcome
 end
@@ -119,7 +121,9 @@ local function deliver(R, parent, outcome, chosen, redelivered, children)
     local got = arrival(outcome, chosen, c.name)
     if child_state == 'pending' then
       local decision
-      if c.total == 1 then
+      if got == 'unchosen' then
+        decision = 'skip'
+      elseif c.total == 1 then
         decision = decide(c.rule, 1, got == 'succeeded' and 1 or 0, got == 'failed' and 1 or 0,
                           got == 'skipped' and 1 or 0, got == 'upstream_failed' and 1 or 0)
       elseif redis.call('HSETNX', c.ctx, parent, got) == 1 then
