@@ -39,7 +39,7 @@ def load(address: str) -> DAG:
         dag = getattr(module, attr)
         if not isinstance(dag, DAG):
             raise PipelineError(
-                f"pipeline {address!r}: {attr!r} is a {type(dag).__name__}, not a dagrq.DAG"
+                f"pipeline {address!r}: {attr!r} is {_a(type(dag).__name__)}, not a dagrq.DAG"
             )
         return dag
     found = _dags(module)
@@ -51,6 +51,11 @@ def load(address: str) -> DAG:
     dag = getattr(module, found[0])
     assert isinstance(dag, DAG)
     return dag
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its article: "an int", "a list"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _dags(module: ModuleType) -> list[str]:

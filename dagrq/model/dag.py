@@ -29,6 +29,7 @@ Example (in a module of its own, so workers can import the functions)::
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
@@ -42,7 +43,7 @@ from . import commands, params
 from .codec import SerializerName, get_codec
 from .local import run_local
 from .node import Node
-from .options import NodeOptions
+from .options import RULES, NodeOptions
 from .pictures import to_dot, to_mermaid
 from .plan import NodeSpec, Plan
 from .queues import default_queue_name
@@ -145,17 +146,16 @@ class DAG:
         try:
             opts = NodeOptions(**options)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "options"
-            target = getattr(fn, "__name__", "node")
-            hint = (
-                "known options: " + ", ".join(NodeOptions.model_fields)
-                if err["type"] == "extra_forbidden"
-                else err["msg"]
-            )
-            raise NodeDefinitionError(
-                f"@{self.name}.node on {target!r}: option {where!r} is not valid ({hint})"
-            ) from None
+            refused = exc
+            target = getattr(fn, "__name__", None) or options.get("name")
+            if target is None:  # @dag.node(...) before its function: say it when it comes
+
+                def refuse(func: Callable[P, R]) -> Node[P, R]:
+                    name = getattr(func, "__name__", None) or repr(func)
+                    raise NodeDefinitionError(option_error(self.name, name, refused, options))
+
+                return refuse
+            raise NodeDefinitionError(option_error(self.name, target, exc, options)) from None
 
         def register(func: Callable[P, R]) -> Node[P, R]:
             if isinstance(func, Node):
@@ -441,6 +441,47 @@ class DAG:
         """
         self.validate()
         return run_local(self.plan, self.nodes, self.codec, self.validate_params(values))
+
+
+def option_error(dag: str, node: str, exc: ValidationError, options: Mapping[str, Any]) -> str:
+    """One line for an option ``@dag.node`` refuses: the node, the option, what is wrong and
+    the fix (the known options for an unknown one; the closest rule for a misspelt trigger).
+
+    Examples:
+        >>> try:
+        ...     NodeOptions(trigger="all_sucess")
+        ... except ValidationError as exc:
+        ...     option_error("d", "report", exc, {"trigger": "all_sucess"})[:88]
+        "@d.node on 'report': trigger 'all_sucess' is no trigger rule; did you mean 'all_success'"
+    """
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "options"
+    head = f"@{dag}.node on {node!r}"
+    trigger = options.get("trigger")
+    if where.startswith("trigger") and isinstance(trigger, str):
+        close = difflib.get_close_matches(trigger, RULES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"{head}: trigger {trigger!r} is no trigger rule; {hint}(rules: "
+            f"{', '.join(RULES)}, or dagrq.quorum(k))"
+        )
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(where, list(NodeOptions.model_fields), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{head}: option {where!r} is unknown; {hint}known options: " + ", ".join(
+            NodeOptions.model_fields
+        )
+    fix = OPTION_FIXES.get(where.split(".")[0], "")
+    return f"{head}: option {where!r} is not valid ({err['msg']}){fix}"
+
+
+#: how to give an option right, added to its error
+OPTION_FIXES = {
+    "retry": "; give a number of retries, or dagrq.Retry(max=3, backoff=[1, 5, 30])",
+    "timeout": "; give whole seconds, more than 0",
+    "result_ttl": "; give whole seconds, more than 0",
+    "after": "; give a node's name or a list of them",
+}
 
 
 def _status_of(run: Any) -> RunStatus | None:
