@@ -146,10 +146,15 @@ def test_interactive_main_is_refused() -> None:
 
 def test_unknown_option_is_an_error_at_decoration() -> None:
     d = DAG("opts")
-    with pytest.raises(NodeDefinitionError, match="'retires' is not valid"):
-        d.node(retires=3)
-    with pytest.raises(NodeDefinitionError, match="'timeout'"):
-        d.node(timeout=-1)
+    fn = _module_fn(None, "takes_int")
+    with pytest.raises(NodeDefinitionError, match="on 'takes_int': option 'retires' is unknown"):
+        d.node(retires=3)(fn)  # named when the function comes
+    with pytest.raises(NodeDefinitionError, match="did you mean 'retry'"):
+        d.node(retires=3)(fn)
+    with pytest.raises(NodeDefinitionError, match=r"option 'timeout' .* whole seconds"):
+        d.node(fn, timeout=-1)
+    with pytest.raises(NodeDefinitionError, match="did you mean 'all_success'"):
+        d.node(trigger="all_sucess")(fn)
 
 
 def test_conflicting_parameter_types_are_refused() -> None:
