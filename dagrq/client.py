@@ -97,17 +97,21 @@ class Run:
 
     @staticmethod
     def list(
-        connection: Any, dag: str | None = None, state: str | None = None, limit: int = 50
+        connection: Any,
+        dag: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        tag: str | None = None,
     ) -> list[RunSummary]:
-        """The newest ``limit`` runs in this Redis, newest first: of DAG ``dag`` (its name)
-        and in run state ``state`` when given. Each is a :class:`~dagrq.model.status.RunSummary`
-        (id, dag, state, name, tags, params, times, nodes done of total); ``Run.fetch`` one
-        for its nodes.
+        """The newest ``limit`` runs in this Redis, newest first: of DAG ``dag`` (its name),
+        in run state ``state`` and with tag ``tag`` when given. Each is a
+        :class:`~dagrq.model.status.RunSummary` (id, dag, state, name, tags, params, times,
+        nodes done of total); ``Run.fetch`` one for its nodes.
 
         Raises:
             ValueError: ``state`` is not a run state.
         """
-        return list_runs(connection, dag=dag, state=state, limit=limit)
+        return list_runs(connection, dag=dag, state=state, tag=tag, limit=limit)
 
     # ---------------------------------------------------------------- reading
     def status(self) -> RunStatus:

@@ -97,12 +97,16 @@ def events(run_id: str, url: str | None, no_follow: bool) -> None:
 @click.command()
 @click.argument("dag", required=False, metavar="[DAG]")
 @click.option("--state", type=click.Choice(RUN_STATES), default=None, help="Only runs in it.")
+@click.option("--tag", default=None, help="Only runs with this tag.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 @json_option
 @url_option
 @errors
-def runs(dag: str | None, state: str | None, limit: int, as_json: bool, url: str | None) -> None:
-    """List runs, newest first: id, DAG, name, state, start, duration, progress, params.
+def runs(
+    dag: str | None, state: str | None, tag: str | None, limit: int, as_json: bool, url: str | None
+) -> None:
+    """List runs, newest first: id, DAG, name and tags, state, start, duration, progress,
+    params.
 
     DAG is a DAG's name, or a PIPELINE (module:attr or file.py:attr) to list its DAG's runs.
     """
@@ -112,13 +116,14 @@ def runs(dag: str | None, state: str | None, limit: int, as_json: bool, url: str
 
     name = _dag_name(dag) if dag else None
     conn, _ = connect(url)
-    found = Run.list(conn, dag=name, state=state, limit=limit)
+    found = Run.list(conn, dag=name, state=state, tag=tag, limit=limit)
     if as_json:
         emit_json([summary_json(s) for s in found])
         return
     if not found:
         where = f" of DAG {name!r}" if name else ""
-        click.echo(f"no runs{where}{' in state ' + state if state else ''}")
+        tagged = f" tagged {tag!r}" if tag else ""
+        click.echo(f"no runs{where}{' in state ' + state if state else ''}{tagged}")
         return
     console().print(runs_table(found))
 

@@ -12,7 +12,9 @@ from ..model.dag import DAG
 from .common import (
     connect,
     console,
+    emit_json,
     errors,
+    json_option,
     load,
     run_handle,
     url_option,
@@ -162,8 +164,9 @@ def _names(dags: list[DAG]) -> str:
 @click.command()
 @click.argument("pipelines", nargs=-1, metavar="[PIPELINE]...")
 @url_option
+@json_option
 @errors
-def workers(pipelines: tuple[str, ...], url: str | None) -> None:
+def workers(pipelines: tuple[str, ...], url: str | None, as_json: bool) -> None:
     """List the DAG versions that live workers serve (processes, busy, hosts) and how many
     running runs each version has; a version with runs and no worker is one whose runs wait.
     With PIPELINEs, mark the versions of that code."""
@@ -172,7 +175,16 @@ def workers(pipelines: tuple[str, ...], url: str | None) -> None:
 
     current = {dag.name: dag.plan_hash for dag in load_many(pipelines)}
     conn, _ = connect(url)
-    print_versions(console(), served_versions(conn), current)
+    versions = served_versions(conn)
+    if as_json:
+        emit_json(
+            [
+                {**v.model_dump(), "busy": v.busy, "current": current.get(v.dag) == v.version}
+                for v in versions
+            ]
+        )
+        return
+    print_versions(console(), versions, current)
 
 
 @click.command()
@@ -188,6 +200,9 @@ def upgrade(run_id: str, pipeline: str, url: str | None) -> None:
     dag = load(pipeline)
     run_ = run_handle(run_id, url)
     before = run_.status().version
+    if before == dag.plan_hash:
+        click.echo(f"run {run_id} is on version {before} of DAG {dag.name} already: nothing moved")
+        return
     after = run_.upgrade(dag)
     waiting = sum(1 for n in after.nodes.values() if n.state == "queued")
     click.echo(

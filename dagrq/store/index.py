@@ -19,10 +19,16 @@ PAGE = 200
 
 
 def list_runs(
-    connection: Any, *, dag: str | None = None, state: str | None = None, limit: int = 50
+    connection: Any,
+    *,
+    dag: str | None = None,
+    state: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
 ) -> list[RunSummary]:
-    """The newest ``limit`` runs (of ``dag`` when given, in ``state`` when given), newest
-    first, without their nodes. Entries of runs that have expired are dropped from the index.
+    """The newest ``limit`` runs (of ``dag``, in ``state``, with tag ``tag``, each when given),
+    newest first, without their nodes. Entries of runs that have expired are dropped from the
+    index.
 
     Raises:
         ValueError: ``state`` is not a run state.
@@ -46,7 +52,7 @@ def list_runs(
             summary = parse_summary(run_id, [v.decode() if v is not None else None for v in raw])
             if summary is None:
                 gone.append((of, run_id))
-            elif state is None or summary.state == state:
+            elif (state is None or summary.state == state) and (tag is None or tag in summary.tags):
                 found.append(summary)
         if gone:
             start -= len(gone)
