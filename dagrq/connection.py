@@ -26,6 +26,8 @@ from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedS
 from .errors import ConnectionConfigError
 
 STATE_DIR = ".dagrq"
+#: set in the environment of workers that `dagrq run` starts on the embedded server
+EMBEDDED_ENV = "DAGRQ_EMBEDDED"
 
 
 def mask_url(url: str) -> str:

@@ -114,8 +114,9 @@ def run(
     out = Console()
     dag = load(pipeline)
     values = dag.validate_params(read_params(params, params_file), from_strings=True)
+    embedded = resolve_url(url) is None
     if workers == 0:
-        if resolve_url(url) is None:
+        if embedded:
             raise click.UsageError(
                 "-w 0 starts no worker, and the embedded server has no others: nothing would "
                 "run; drop -w 0, or pass --url of a Redis your workers use"
@@ -123,7 +124,7 @@ def run(
         click.echo("note: -w 0: no local workers; waiting for workers elsewhere", err=True)
     conn, resolved = connect(url)
     run_: Run | None = None
-    with _local_workers(pipeline, resolved, workers):
+    with _local_workers(pipeline, resolved, workers, embedded):
         try:
             with _interruptible():
                 run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
@@ -216,14 +217,18 @@ def _interruptible() -> Iterator[None]:
 
 
 @contextmanager
-def _local_workers(pipeline: str, url: str, count: int | None) -> Iterator[Processes]:
+def _local_workers(
+    pipeline: str, url: str, count: int | None, embedded: bool
+) -> Iterator[Processes]:
     """Start one ``dagrq worker -c count`` pool, logging under ``.dagrq/logs``; stop it
     (drain, then hard) on exit."""
-    from ..connection import STATE_DIR
+    from ..connection import EMBEDDED_ENV, STATE_DIR
     from ..workers.pool import default_concurrency
     from ..workers.processes import Processes, worker_argv
 
     env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING"), "DAGRQ_URL": url}
+    if embedded:
+        env[EMBEDDED_ENV] = "1"
     procs = Processes(Path(STATE_DIR, "logs"), env=env)
     count = default_concurrency() if count is None else count
     try:

@@ -113,8 +113,8 @@ def worker(
     """
     from functools import partial
 
+    from ..connection import EMBEDDED_ENV, mask_url, resolve_url
     from ..connection import connect as connect_url
-    from ..connection import mask_url
     from ..workers.pool import PoolSettings, default_concurrency, run_pool
 
     if worker_class is not None:
@@ -128,6 +128,7 @@ def worker(
             f"--queue {unknown[0]!r} is not a queue of {_names(dags)} (queues: {', '.join(every)})"
         )
     _conn, resolved = connect(url, ping=False)
+    embedded = resolve_url(url) is None or bool(os.environ.get(EMBEDDED_ENV))
     settings = PoolSettings(
         dags=dags,
         connect=partial(connect_url, resolved),
@@ -137,6 +138,7 @@ def worker(
         lease_s=lease_s,
         max_jobs=max_jobs,
         logging_level=(log_level or os.environ.get("DAGRQ_LOG") or "INFO").upper(),
+        warn_volatile=not embedded,  # the embedded server is for trying dagrq: it says so
     )
     run_pool(
         settings, concurrency or default_concurrency(), burst=burst, name=name, drain_s=drain_s

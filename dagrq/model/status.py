@@ -376,25 +376,8 @@ def explain(status: RunStatus, node: str) -> Explanation:
             "ends the run failed with the damage named (a worker of that version stores the "
             "plan again)"
         )
-    arrived: dict[str, str] = {}
     causes = [f"it raised Skip: {info.reason}"] if info.reason else []
-    unchosen = False  # a branch did not follow it: skipped whatever its rule
-    for p in info.parents:
-        parent = status.nodes[p]
-        if parent.state not in FINAL_NODE_STATES:
-            continue
-        got = "skipped" if parent.state == "canceled" else parent.state
-        if parent.chosen is not None and got == "succeeded" and node not in parent.chosen:
-            got, unchosen = "skipped", True
-            chose = ", ".join(parent.chosen) or "nothing"
-            causes.append(f"branch {p} did not choose it (it chose {chose})")
-        elif parent.state == "skipped":
-            causes.append(f"{p} was skipped" + (f": {parent.reason}" if parent.reason else ""))
-        elif parent.state == "upstream_failed":
-            causes.append(f"{p} could not run: an upstream of it failed")
-        elif parent.state == "failed":
-            causes.append(f"{p} failed: {parent.error or 'failed'}")
-        arrived[p] = got
+    arrived, unchosen = _arrivals(status, node, info, causes)
     counts = {o: sum(1 for a in arrived.values() if a == o) for o in ARRIVALS}
     decision: Decision = (
         decide(info.rule, total=len(info.parents), **counts) if info.parents else "fire"
@@ -423,6 +406,32 @@ def explain(status: RunStatus, node: str) -> Explanation:
         waiting=status.waiting_note(info.queue) if _waits_in_queue(info) else None,
         command=info.command,
     )
+
+
+def _arrivals(
+    status: RunStatus, node: str, info: NodeStatus, causes: list[str]
+) -> tuple[dict[str, str], bool]:
+    """What each ended parent of ``node`` delivered to its rule (appending to ``causes``), and
+    whether a branch did not follow it (then it is skipped whatever its rule)."""
+    arrived: dict[str, str] = {}
+    unchosen = False
+    for p in info.parents:
+        parent = status.nodes[p]
+        if parent.state not in FINAL_NODE_STATES:
+            continue
+        got = "skipped" if parent.state == "canceled" else parent.state
+        if parent.chosen is not None and got == "succeeded" and node not in parent.chosen:
+            got, unchosen = "skipped", True
+            chose = ", ".join(parent.chosen) or "nothing"
+            causes.append(f"branch {p} did not choose it (it chose {chose})")
+        elif parent.state == "skipped":
+            causes.append(f"{p} was skipped" + (f": {parent.reason}" if parent.reason else ""))
+        elif parent.state == "upstream_failed":
+            causes.append(f"{p} could not run: an upstream of it failed")
+        elif parent.state == "failed":
+            causes.append(f"{p} failed: {parent.error or 'failed'}")
+        arrived[p] = got
+    return arrived, unchosen
 
 
 def _waits_in_queue(node: NodeStatus) -> bool:

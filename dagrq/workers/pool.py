@@ -92,6 +92,8 @@ class PoolSettings:
     lease_s: int = DEFAULT_LEASE_S
     max_jobs: int | None = None
     logging_level: str = "INFO"
+    #: warn when the server persists nothing (not for the embedded server: it is for trying)
+    warn_volatile: bool = True
 
 
 class Pool(WorkerPool):
@@ -215,7 +217,8 @@ class Pool(WorkerPool):
             "a work horse per job" if self.settings.isolate else "nodes run in-process",
             ", ".join(d.name for d in self.settings.dags),
         )
-        warn_if_volatile(self.connection, self.settings.where)
+        if self.settings.warn_volatile:
+            warn_if_volatile(self.connection, self.settings.where)
         self.start_workers(burst=burst, logging_level=logging_level)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
         while self.worker_dict:
