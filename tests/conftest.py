@@ -19,7 +19,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    from dagrq.connection import Embedded
+    from dagrq.embedded import Embedded
 
     server = Embedded(tmp_path_factory.mktemp("redis"), persist=False)
     try:
@@ -42,7 +42,7 @@ def conn(redis_url: str) -> Iterator[redis.Redis]:
 def quiet_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis server of its own that no worker, UI or left-over process of another test talks
     to: for counting commands exactly (INFO commandstats counts every client's)."""
-    from dagrq.connection import Embedded
+    from dagrq.embedded import Embedded
 
     server = Embedded(tmp_path_factory.mktemp("quiet-redis"), persist=False)
     try:

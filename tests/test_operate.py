@@ -73,7 +73,7 @@ def test_results_logs_and_tracebacks_from_the_cli(
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     headers = [ln for ln in lines if ln.startswith("── tags")]
-    assert [h.split(" · ")[1] for h in headers] == ["attempt 1", "attempt 2"]
+    assert [h.split(" · ")[1] for h in headers] == ["attempt 1", "attempt 2"], out.stdout
     host_pid = headers[0].split(" · ")[2]
     assert host_pid.rsplit(":", 1)[1].isdigit()
     assert lines.count("hello from tags") == 2
@@ -277,7 +277,7 @@ def test_commands_starting_at_once_share_one_embedded_server(tmp_path: Path) -> 
     servers = partial(processes_in, tmp_path, name="redis-server")
     before = servers()
     script = (
-        "import time; from dagrq.connection import Embedded; e = Embedded(); "
+        "import time; from dagrq.embedded import Embedded; e = Embedded(); "
         "print(e.url, flush=True); time.sleep(1.5); e.close()"
     )
     procs = [

@@ -179,7 +179,7 @@ def test_a_non_loopback_bind_needs_a_token(redis_url: str) -> None:
 def test_an_open_page_on_a_1000_node_run_costs_a_few_commands_a_second(
     browser: Any, tmp_path: Path
 ) -> None:
-    from dagrq.connection import Embedded
+    from dagrq.embedded import Embedded
 
     server = Embedded(tmp_path / "redis", persist=False)  # a server no one else talks to
     try:

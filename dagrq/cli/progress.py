@@ -16,6 +16,9 @@ from ..store.outage import unreachable
 
 #: seconds ``follow`` waits for Redis to answer again before it gives up (``--redis-wait``)
 REDIS_WAIT_S = 300.0
+#: seconds ``follow`` first waits to look again, and again after each change it sees; the
+#: wait then doubles up to its ``poll_s``
+FIRST_LOOK_S = 0.01
 
 
 def follow(
@@ -27,6 +30,8 @@ def follow(
     redis_wait_s: float = REDIS_WAIT_S,
 ) -> RunStatus:
     """Poll ``run`` until it ends, showing progress on ``console``; return the final status.
+    It looks again :data:`FIRST_LOOK_S` after a change, then less often, down to every
+    ``poll_s`` seconds.
 
     On a terminal: a progress bar (nodes done / total) with the running nodes, and failures
     printed as they happen. Otherwise one plain line per node state change. ``quiet``
@@ -71,6 +76,7 @@ def _poll(
     redis_wait_s: float,
 ) -> RunStatus:
     down_since: float | None = None
+    delay, last = FIRST_LOOK_S, None
     while True:
         try:
             status = run.status()
@@ -102,7 +108,11 @@ def _poll(
         show(status)
         if status.done:
             return status
-        time.sleep(poll_s)
+        # soon after a change, the next is likely soon too (a short run ends in tens of ms)
+        seen = {name: (n.state, n.items) for name, n in status.nodes.items()}
+        delay = FIRST_LOOK_S if seen != last else min(poll_s, delay * 2)
+        last = seen
+        time.sleep(delay)
 
 
 def progress_counts(status: RunStatus) -> tuple[int, int]:

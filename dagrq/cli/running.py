@@ -25,14 +25,17 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from rich.console import Console
 
     from ..client import Run
     from ..model.dag import DAG
-    from ..workers.processes import Processes
 
 #: `dagrq run`'s exit code when --timeout ran out
 TIMEOUT_EXIT = 4
+#: seconds `dagrq run`'s local workers may take to finish running nodes when it stops them
+DRAIN_S = 5.0
 
 
 @click.command()
@@ -106,12 +109,8 @@ def run(
     4 when --timeout ran out (the run is canceled unless --keep), 130 when interrupted (the
     run is canceled). A Redis outage shorter than --redis-wait is waited out.
     """
-    from rich.console import Console
-
     from ..connection import resolve_url
-    from .progress import follow
 
-    out = Console()
     dag = load(pipeline)
     values = dag.validate_params(read_params(params, params_file), from_strings=True)
     embedded = resolve_url(url) is None
@@ -124,7 +123,13 @@ def run(
         click.echo("note: -w 0: no local workers; waiting for workers elsewhere", err=True)
     conn, resolved = connect(url)
     run_: Run | None = None
-    with _local_workers(pipeline, resolved, workers, embedded):
+    with _local_workers(dag, resolved, workers, embedded):
+        # imported while the forked pool imports its own (two cores, one start-up)
+        from rich.console import Console
+
+        from .progress import follow
+
+        out = Console()
         try:
             with _interruptible():
                 run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
@@ -218,25 +223,34 @@ def _interruptible() -> Iterator[None]:
 
 @contextmanager
 def _local_workers(
-    pipeline: str, url: str, count: int | None, embedded: bool
-) -> Iterator[Processes]:
-    """Start one ``dagrq worker -c count`` pool, logging under ``.dagrq/logs``; stop it
-    (drain, then hard) on exit."""
-    from ..connection import EMBEDDED_ENV, STATE_DIR
-    from ..workers.pool import default_concurrency
-    from ..workers.processes import Processes, worker_argv
+    dag: DAG, url: str, count: int | None, embedded: bool
+) -> Iterator[BaseProcess | None]:
+    """A ``dagrq worker -c count`` pool forked from this process (the DAG is loaded
+    already), logging to ``.dagrq/logs/worker.log``; drained, then stopped, on exit."""
+    from functools import partial
 
-    env = {"DAGRQ_LOG": os.environ.get("DAGRQ_LOG", "WARNING"), "DAGRQ_URL": url}
-    if embedded:
-        env[EMBEDDED_ENV] = "1"
-    procs = Processes(Path(STATE_DIR, "logs"), env=env)
+    from ..connection import connect as connect_url
+    from ..connection import mask_url
+    from ..embedded import STATE_DIR
+    from ..workers.processes import default_concurrency, fork_process, stop_process
+
     count = default_concurrency() if count is None else count
+    if not count:
+        yield None
+        return
+    options = {
+        "logging_level": os.environ.get("DAGRQ_LOG", "WARNING").upper(),
+        "warn_volatile": not embedded,  # the embedded server is for trying dagrq: it says so
+    }
+    pool = fork_process(
+        "dagrq.workers.pool:local_pool",
+        ([dag], partial(connect_url, url), mask_url(url), count, options, DRAIN_S),
+        log_path=Path(STATE_DIR, "logs", "worker.log"),
+    )
     try:
-        if count:
-            procs.start(worker_argv(pipeline, "-c", str(count), "--drain-timeout", "5"))
-        yield procs
+        yield pool
     finally:
-        procs.stop(grace_s=10)
+        stop_process(pool, grace_s=DRAIN_S * 2)
 
 
 COMMANDS = (submit, run)

@@ -113,9 +113,10 @@ def worker(
     """
     from functools import partial
 
-    from ..connection import EMBEDDED_ENV, mask_url, resolve_url
     from ..connection import connect as connect_url
-    from ..workers.pool import PoolSettings, default_concurrency, run_pool
+    from ..connection import mask_url, resolve_url
+    from ..workers.pool import PoolSettings, run_pool
+    from ..workers.processes import default_concurrency
 
     if worker_class is not None:
         click.echo("warning: --worker-class is deprecated: use --isolate for fork", err=True)
@@ -128,7 +129,7 @@ def worker(
             f"--queue {unknown[0]!r} is not a queue of {_names(dags)} (queues: {', '.join(every)})"
         )
     _conn, resolved = connect(url, ping=False)
-    embedded = resolve_url(url) is None or bool(os.environ.get(EMBEDDED_ENV))
+    embedded = resolve_url(url) is None
     settings = PoolSettings(
         dags=dags,
         connect=partial(connect_url, resolved),

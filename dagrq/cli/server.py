@@ -28,7 +28,7 @@ def server() -> None:
 @errors
 def server_start() -> None:
     """Start the embedded server (or keep the running one) until `dagrq server stop`."""
-    from ..connection import Embedded
+    from ..embedded import Embedded
 
     embedded = Embedded()
     embedded.keep()
@@ -40,7 +40,7 @@ def server_start() -> None:
 @errors
 def server_stop() -> None:
     """Stop the embedded server (its data is written to .dagrq/redis.db first)."""
-    from ..connection import Embedded, embedded_running
+    from ..embedded import Embedded, embedded_running
 
     if not embedded_running():
         click.echo("embedded Redis is not running")
@@ -57,7 +57,7 @@ def server_stop() -> None:
 @errors
 def server_status() -> None:
     """Say whether the embedded server runs; exit 0 when it does, 3 when it does not."""
-    from ..connection import Embedded, embedded_running
+    from ..embedded import Embedded, embedded_running
 
     if not embedded_running():
         click.echo("embedded Redis is not running")
@@ -65,7 +65,7 @@ def server_status() -> None:
     embedded = Embedded()
     kept = "kept (`dagrq server start`)" if embedded.kept else "stops with its last client"
     click.echo(
-        f"embedded Redis running: {embedded.url}, pid {embedded.client.pid}, "
+        f"embedded Redis running: {embedded.url}, pid {embedded.pid}, "
         f"{embedded.clients() - 1} other clients, {kept}"
     )
     embedded.close()

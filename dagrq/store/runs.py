@@ -160,6 +160,7 @@ class RunStore:
         """End ``node``'s log of ``attempt`` with the error that ended it (a line of stream
         ``error``), so its logs say how each failed attempt ended."""
         capture = Capture(self.connection, self.run_id, node, attempt, self.plan.ttl_s, item)
+        capture.started = True  # the line names its attempt: no second header
         capture.add("error", error)
         capture.flush()
 

@@ -259,6 +259,14 @@ class _Leased:
         if getattr(self, "scheduler", None):
             self.stop_scheduler()  # type: ignore[attr-defined]
 
+    def unsubscribe(self) -> None:
+        """RQ's, with the listening thread told to stop *before* the unsubscribe: RQ tells
+        it after, and when the server's reply wakes the thread first it waits for the next
+        message again, and the worker's exit waits out RQ's one-second join."""
+        if self.pubsub_thread:  # type: ignore[attr-defined]
+            self.pubsub_thread.stop()  # type: ignore[attr-defined]
+        super().unsubscribe()  # type: ignore[misc]
+
     def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
         """The lease's expiry (the horse process computes it alike): see :func:`heartbeat_ttl`."""
         return heartbeat_ttl(self.lease_s)

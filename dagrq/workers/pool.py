@@ -46,7 +46,7 @@ from ..model.dag import DAG
 from ..model.node import one_line_error
 from ..store import rqjobs
 from .leased import DEFAULT_LEASE_S, how_it_ended, rq_queues
-from .rqparts import die_with
+from .processes import die_with
 from .serving import serve_forever, warn_if_volatile
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,6 @@ DEFAULT_DRAIN_S = 60.0
 TICK_S = 0.25
 _FORK = multiprocessing.get_context("fork")
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-def default_concurrency() -> int:
-    """Processes per pool when none is asked for: the CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -350,6 +345,21 @@ def _serve(
         report=report,
         warn_volatile=False,
     )
+
+
+def local_pool(
+    dags: Sequence[DAG],
+    connect: Callable[[], Any],
+    where: str,
+    concurrency: int,
+    options: dict[str, Any],
+    drain_s: float,
+) -> None:
+    """``dagrq run``'s local pool, in a process it forked
+    (:func:`~dagrq.workers.processes.fork_process`): :func:`run_pool` of ``concurrency``
+    processes serving ``dags`` (``options``: more :class:`PoolSettings` fields)."""
+    settings = PoolSettings(dags=dags, connect=connect, where=where, **options)
+    run_pool(settings, concurrency, drain_s=drain_s)
 
 
 def run_pool(

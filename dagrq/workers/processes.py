@@ -1,15 +1,86 @@
-"""Groups of processes started and stopped together: ``dagrq run``'s local worker, the test
-suite's and the benchmarks' workers all come from :class:`Processes`."""
+"""Starting and stopping processes: groups of programs started and stopped together
+(:class:`Processes`: the test suite's and the benchmarks' workers), a function in a forked
+process (:func:`fork_process`: ``dagrq run``'s local pool), and a process that dies with its
+parent (:func:`die_with`)."""
 
 from __future__ import annotations
 
+import ctypes
+import importlib
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
+
+_FORK = multiprocessing.get_context("fork")
+_STOPS = {signal.SIGTERM, signal.SIGINT}
+
+
+def default_concurrency() -> int:
+    """Processes per pool when none is asked for: the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def die_with(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a pool process with its
+    supervisor, RQ's scheduler with its worker process); exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own stop must do
+        return
+    if os.getppid() != parent:  # the parent died before the request took
+        os._exit(1)
+
+
+def fork_process(target: str, args: Sequence[Any], *, log_path: Path) -> BaseProcess:
+    """Fork a process that runs ``target`` (``"module:function"``) with ``args``, its output
+    appended to ``log_path``, in its own process group (a terminal's Ctrl-C is for this
+    process, which stops it), dying with this process. The child imports ``target``'s
+    module itself: whatever this process has imported it has already, and what only it
+    needs it imports while this process goes on with its own work. Stop it with
+    :func:`stop_process`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)  # no handler of ours in the child
+    try:
+        process = _FORK.Process(
+            target=_forked, args=(target, tuple(args), str(log_path), os.getpid()), name=target
+        )
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return process
+
+
+def stop_process(process: BaseProcess, grace_s: float) -> None:
+    """SIGTERM a :func:`fork_process` process, SIGKILL it if it has not exited after
+    ``grace_s`` seconds."""
+    if process.is_alive():
+        process.terminate()
+    process.join(grace_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def _forked(target: str, args: tuple[Any, ...], log_path: str, parent: int) -> None:
+    os.setpgrp()
+    die_with(parent)
+    for sig in _STOPS:
+        signal.signal(sig, signal.SIG_DFL)
+    out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+    module, _, function = target.partition(":")
+    getattr(importlib.import_module(module), function)(*args)
 
 
 def worker_argv(pipeline: str, *extra: str) -> list[str]:

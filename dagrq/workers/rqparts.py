@@ -5,10 +5,11 @@ process that dies with its worker (:class:`Scheduler`). The worker classes that 
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from rq.scheduler import run as run_scheduler
 
 from ..model.node import one_line_error
 from ..store import keys, rqjobs, scripts
+from .processes import die_with
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +30,11 @@ log = logging.getLogger(__name__)
 WAKE_S = 1.0
 
 
-def die_with(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a pool process with its
-    supervisor, RQ's scheduler with its worker process); exit now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent's own stop must do
-        return
-    if os.getppid() != parent:  # the parent died before the request took
-        os._exit(1)
-
-
 class Scheduler(RQScheduler):
     """RQ's scheduler (it moves retries whose backoff has passed back onto their queues), in
     a process that dies with the worker process that started it: a SIGKILLed worker leaves no
-    scheduler behind holding its locks."""
+    scheduler behind holding its locks; and one that stops as soon as it is asked (RQ's
+    sleeps out its interval first, and its worker waits for it: a second per worker stop)."""
 
     def start(self) -> Any:
         """RQ's start: the scheduler loop in a forked process, here one that dies with us."""
@@ -53,6 +44,27 @@ class Scheduler(RQScheduler):
         process.start()
         self._process = process  # type: ignore[assignment]
         return process
+
+    def work(self) -> None:
+        """RQ's loop, its sleep cut short by a stop request (a pipe the signal writes to)."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+
+        def stop(signum: int, frame: Any) -> None:
+            self._stop_requested = True
+            with contextlib.suppress(OSError):
+                os.write(wake_w, b"x")
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
+        self.register_birth()
+        while not self._stop_requested:
+            if self.should_reacquire_locks:
+                self.acquire_locks()  # type: ignore[no-untyped-call]
+            self.heartbeat()  # type: ignore[no-untyped-call]
+            self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            select.select([wake_r], [], [], self.interval)
+        self.stop()  # type: ignore[no-untyped-call]
 
 
 def _schedule(scheduler: RQScheduler, parent: int) -> None:
