@@ -20,7 +20,7 @@ from dagrq.errors import NodeStopped
 from dagrq.store import runkeys
 from dagrq.workers.leased import STOP_SIGNAL, LeasedSimpleWorker
 
-from .helpers import Workers, failure_of, pipeline, wait_for
+from .helpers import Workers, dagrq, failure_of, pipeline, wait_for
 
 
 def test_a_node_that_ends_its_process_is_retried_at_once_and_the_run_ends(
@@ -79,6 +79,20 @@ def test_processes_retire_after_max_jobs(conn: redis.Redis, workers: Workers) ->
     assert run.wait(timeout=60).state == "succeeded"
     # 14 jobs (items, the map's own, 12 items) on one slot, 4 per process: 4 processes
     assert len(set(run.result("pid_of"))) >= 3
+
+
+def test_a_burst_pool_replaces_retired_processes_until_its_queues_are_empty(
+    conn: redis.Redis, redis_url: str
+) -> None:
+    address = pipeline("pooled", "pids")
+    run = loader.load(address).submit(conn, n=5)
+    burst = dagrq(
+        "worker", address, "--url", redis_url, "--burst", "-c", "1",
+        "--max-jobs-per-process", "1",
+    )  # fmt: skip
+    assert burst.returncode == 0, burst.stderr
+    assert run.status().state == "succeeded"  # 7 jobs, one per process: no job left queued
+    assert len(set(run.result("pid_of"))) == 5
 
 
 def test_sigterm_drains_running_nodes_and_starts_no_new_one(

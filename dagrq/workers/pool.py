@@ -58,6 +58,9 @@ DEFAULT_DRAIN_S = 60.0
 TICK_S = 0.25
 _FORK = multiprocessing.get_context("fork")
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
+RETIRED = 75
+"""A pool process's exit code when it retired after ``max_jobs`` (``--max-jobs-per-process``):
+the pool replaces it, in burst mode too (its queues may still hold work)."""
 
 
 @dataclass
@@ -172,8 +175,10 @@ class Pool(WorkerPool):
         self._read(slot)
         slot.reader.close()
         code = worker_data.process.exitcode
-        if code == 0:
-            return  # retired (--max-jobs-per-process) or stopped: it said goodbye to RQ itself
+        if code == RETIRED and self._burst and self.status != self.Status.STOPPED:
+            self.start_worker(burst=True, logging_level=self._logging_level)  # work may remain
+        if code in (0, RETIRED):
+            return  # stopped, drained or retired: it said goodbye to RQ itself
         if slot.killed_for is None:
             log.warning("worker process %s ended (%s)", slot.rq_name, how_it_ended(code))
         if slot.job_id is not None:
@@ -331,7 +336,7 @@ def _serve(
     def report(job_id: str | None, kill_after: float | None) -> None:
         writer.send((job_id, kill_after))
 
-    serve_forever(
+    retired = serve_forever(
         settings.dags,
         settings.connect(),
         where=settings.where,
@@ -345,6 +350,8 @@ def _serve(
         report=report,
         warn_volatile=False,
     )
+    if retired:
+        sys.exit(RETIRED)
 
 
 def local_pool(

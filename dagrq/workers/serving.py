@@ -35,7 +35,7 @@ def serve_forever(
     max_jobs: int | None = None,
     report: Report | None = None,
     warn_volatile: bool = True,
-) -> None:
+) -> bool:
     # long: one process's whole life, each restart of RQ's loop on one page (a loop with state)
     """Run a dagrq worker until it is asked to stop, riding out Redis outages.
 
@@ -43,7 +43,8 @@ def serve_forever(
     restart, a failover or a pause ends RQ's work loop, and a new one starts once Redis is
     back. A node whose lease lapsed meanwhile is settled as any lost node. Warns once when
     the server persists nothing. ``where`` names the server in logs (password masked).
-    Returns after ``max_jobs`` jobs when given (a pooled process is then replaced);
+    Returns True after ``max_jobs`` jobs when given (it retires: a pooled process is then
+    replaced, in burst mode too), False when stopped or drained;
     ``report`` is told each job's start and end (see :data:`~dagrq.workers.leased.Report`);
     ``warn_volatile`` False leaves the warning to the caller (a pool warns once).
     """
@@ -52,7 +53,7 @@ def serve_forever(
     reconciling: ReconcileThread | None = None
     while not stop.asked:
         if not wait_for_redis(connection, where, stop):
-            return
+            return False
         if not warned:
             warn_if_volatile(connection, where)
             warned = True
@@ -77,13 +78,14 @@ def serve_forever(
         done += getattr(worker, "jobs_run", 0)
         if max_jobs and done >= max_jobs:
             log.info("ran %d jobs (--max-jobs-per-process): this process retires", done)
-            return
+            return True
         stop.asked = stop.asked or burst or getattr(worker, "stop_asked", False)
         stop.install()  # RQ's handlers are gone with its loop: SIGTERM must still stop us
         if not stop.asked:
             log.warning("worker loop ended without a stop request; starting it again")
             restarts += 1
             time.sleep(0.5)
+    return False
 
 
 def forget_own(connection: Any, name: str | None) -> None:
