@@ -59,6 +59,11 @@ def test_results_logs_and_tracebacks_from_the_cli(
     run = dag.submit(conn, day="2026-11-28", marker=str(tmp_path / "flag"))
     workers.start(pipeline("operate"), 1)
     run.wait(timeout=60)
+    from rq.registry import FailedJobRegistry
+
+    queue = dag.plan.rq_queue(dag.specs["tags"].queue_name)
+    failed = FailedJobRegistry(queue, connection=conn).get_job_ids()
+    assert [j for j in failed if run.id in j] == []  # its retried attempt did not end a node
 
     # typed results without the DAG: the plan recorded the standard return types
     fetched = Run.fetch(run.id, conn)
