@@ -1,11 +1,11 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker."""
+lost-worker, startup."""
 
 from __future__ import annotations
 
 import sys
 
-from . import commands, compare, join_cost, lost_worker, map_scale, report, scale
+from . import commands, compare, join_cost, lost_worker, map_scale, report, scale, startup
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "scale": scale.main,
     "commands": commands.main,
     "lost-worker": lost_worker.main,
+    "startup": startup.main,
 }
 
 

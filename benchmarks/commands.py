@@ -17,10 +17,10 @@ from typing import Any
 
 import redis
 
+from .keep import keep, take_save
 from .server import redis_server
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 
 SOURCE = """
 from dagrq import DAG
@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
     from dagrq.model.commands import container_runtime
     from dagrq.workers.processes import Processes, worker_argv
 
+    argv, save = take_save(argv)
     opts = {"--items": "200", "--container-items": "20", "--repeat": "3"}
     for key, value in zip(argv[::2], argv[1::2], strict=False):
         opts[key] = value
@@ -101,10 +102,7 @@ def main(argv: list[str]) -> int:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "commands.jsonl", "a") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+    keep("commands", rows, save)
     base = next(r for r in rows if r["kind"] == "python")["ms_per_item"]
     print("| node kind | items | ms per item (median) | over a Python node |")
     print("|---|---:|---:|---:|")

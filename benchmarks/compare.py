@@ -26,10 +26,10 @@ from typing import Any
 import redis
 
 from . import cells, dags, report
+from .keep import keep, save_flag
 from .pool import for_system
 from .server import redis_server
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = (
     "dagrq",
     "dagrq_chunk100",
@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default=None, help="fan-in widths, e.g. 1000,3000")
     parser.add_argument("--cap", type=float, default=None, help="seconds before a run is capped")
     parser.add_argument("--repeat", type=int, default=None, help="runs per cell (median)")
+    save_flag(parser)
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(chosen) - set(CELLS)
@@ -171,14 +172,12 @@ def main(argv: list[str]) -> int:
 
             release_results()  # while the server is still up
     stamp = time.time()
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "compare.jsonl", "a") as fh:
-        for row in rows:
-            meta = {"at": stamp, "quick": quick, "redis": server, "workers": n_workers}
-            fh.write(json.dumps({**row, **meta}) + "\n")
+    meta = {"at": stamp, "quick": quick, "redis": server, "workers": n_workers}
+    keep("compare", [{**row, **meta} for row in rows], args.save)
     text = report.markdown(rows, n_workers)
     print(text)
-    if not quick and set(chosen) == set(CELLS) and not (args.sizes or args.cap or args.repeat):
+    full = set(chosen) == set(CELLS) and not (args.sizes or args.cap or args.repeat)
+    if args.save and not quick and full:
         report.plot(rows, report.DOCS / "bench-fanin.png")
         report.write_docs(text, server)
     return 0

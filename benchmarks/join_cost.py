@@ -13,7 +13,6 @@ and, for dagrq, the arrival step alone (``complete.lua``, one EVALSHA) is counte
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,10 +26,10 @@ import redis
 from rq import Queue
 from rq.job import Dependency
 
+from .keep import keep, take_save
 from .server import command_count, fake_join, redis_server
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 NOOP = "benchmarks.bodies.noop"
 
 
@@ -143,6 +142,7 @@ def arrival_only(conn: redis.Redis, width: int) -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
+    argv, save = take_save(argv)
     widths = [2, 10, 100]
     if argv and argv[0] == "--widths":
         widths = [int(x) for x in argv[1].split(",")]
@@ -166,10 +166,7 @@ def main(argv: list[str]) -> int:
                     "dagrq_last_arrival_cmds": arrival[1],
                 }
             )
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "join_cost.jsonl", "a") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+    keep("join_cost", rows, save)
     print(
         "| fan-in N | plain RQ jobs, cmds | RQ depends_on, cmds | dagrq, cmds "
         "| RQ join cmds/arrival | dagrq join cmds/arrival "

@@ -29,9 +29,8 @@ import redis
 from dagrq.workers.processes import Processes, worker_argv
 
 from . import dags
+from .keep import keep, save_flag
 from .server import redis_server
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def trial(path: Path, lease_s: int, folder: Path) -> dict[str, Any]:
@@ -67,6 +66,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lease", type=int, default=5, help="the workers' --lease (seconds)")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--parallel", type=int, default=5, help="trials at a time")
+    save_flag(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = dags.write(Path(tmp), 10)
@@ -93,7 +93,5 @@ def main(argv: list[str]) -> int:
         f"{row['survivors']} processes of killed workers alive 2 s after",
         file=sys.stderr,
     )
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "lost_worker.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    keep("lost_worker", [row], args.save)
     return 0

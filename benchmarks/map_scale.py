@@ -23,10 +23,10 @@ from typing import Any
 import redis
 from rq import Worker
 
+from .keep import keep, take_save
 from .server import command_count, redis_server
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 
 SOURCE = """
 from dagrq import DAG
@@ -134,6 +134,7 @@ def measure(
 
 
 def main(argv: list[str]) -> int:
+    argv, save = take_save(argv)
     opts = {
         "--sizes": "1000,10000,100000",
         "--workers": "2",
@@ -159,10 +160,7 @@ def main(argv: list[str]) -> int:
                 row["items_per_s"] = round(n / row["wall_s"], 1)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "map_scale.jsonl", "a") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+    keep("map_scale", rows, save)
     print(
         "| N | chunk | workers | wall s | items/s | items enqueued in | Redis cmds / item "
         "| bytes / item | last item end -> join start |"

@@ -352,7 +352,7 @@ def write_docs(text: str, redis_server: str) -> None:
 def main(argv: list[str]) -> int:
     """``python -m benchmarks report``: render the newest full compare run stored in
     results/compare.jsonl into docs/benchmarks.md and the plot again (no measuring)."""
-    from .compare import RESULTS
+    from .keep import RESULTS
     from .server import redis_binary
 
     rows = [json.loads(line) for line in (RESULTS / "compare.jsonl").read_text().splitlines()]

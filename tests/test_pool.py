@@ -196,3 +196,23 @@ def test_sigterm_at_any_point_of_a_job_stops_the_pool_after_that_job(
         run.cancel()
     print(f"pool stopped {took} s after SIGTERM")
     assert max(took) < 10  # the drain timeout is 30 s
+
+
+def test_a_stop_noted_while_claiming_nothing_ends_the_dequeue_at_once(conn: redis.Redis) -> None:
+    """SIGTERM landing while a worker claims and finds nothing (the moment a run's last job
+    ended, when `dagrq run` stops its pool) must not wait on the queues' doorbells: that
+    stop is only noted (the claim may have found a job), so the dequeue must honour it."""
+    from rq import Queue
+    from rq.exceptions import StopRequested
+
+    from dagrq.workers.rqparts import HAND, ClaimingQueue
+
+    queue = Queue("dagrq.test-empty", connection=conn)
+    HAND.stop_noted = True
+    try:
+        started = time.monotonic()
+        with pytest.raises(StopRequested):
+            ClaimingQueue.dequeue_any([queue], 30, connection=conn)
+        assert time.monotonic() - started < 5  # not after the 30 s wait
+    finally:
+        HAND.stop_noted = False

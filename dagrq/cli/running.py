@@ -124,15 +124,15 @@ def run(
     conn, resolved = connect(url)
     run_: Run | None = None
     with _local_workers(dag, resolved, workers, embedded):
-        # imported while the forked pool imports its own (two cores, one start-up)
-        from rich.console import Console
-
-        from .progress import follow
-
-        out = Console()
         try:
             with _interruptible():
                 run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
+                # imported while the forked pool runs the first nodes (two cores)
+                from rich.console import Console
+
+                from .progress import follow
+
+                out = Console()
                 if not quiet:
                     out.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
                 watch = partial(follow, quiet=quiet, redis_wait_s=redis_wait_s)

@@ -255,7 +255,7 @@ class _Leased:
         if not HAND.holding:
             super()._shutdown()  # type: ignore[misc]
             return
-        self._stop_requested = True
+        self._stop_requested = HAND.stop_noted = True
         if getattr(self, "scheduler", None):
             self.stop_scheduler()  # type: ignore[attr-defined]
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from rq import Queue
-from rq.exceptions import DequeueTimeout
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.scheduler import RQScheduler
 from rq.scheduler import run as run_scheduler
 
@@ -78,9 +78,10 @@ _FORK = multiprocessing.get_context("fork")
 class _Hand:
     """Whether this process holds a job: from its claim until RQ's bookkeeping of its end is
     done. A stop request (SIGTERM, SIGINT) arriving then is noted, and honoured after it
-    (:meth:`_Leased._shutdown`)."""
+    (:meth:`_Leased._shutdown`), or at once when the claim found nothing."""
 
     holding = False
+    stop_noted = False
 
 
 #: this process's hand (one worker per process)
@@ -129,6 +130,8 @@ class ClaimingQueue(Queue):
                 HAND.holding = found is not None
             if found is not None:
                 return found
+            if HAND.stop_noted:  # asked to stop while claiming nothing: not after a wait
+                raise StopRequested()
             if claimed is not None:
                 continue  # garbage, rejected: look again
             if deadline is None:
