@@ -39,7 +39,11 @@ def image() -> str:
     if why is not None:
         if os.environ.get("DAGRQ_REQUIRE_SERVERS"):
             pytest.fail(f"no container runtime that runs the test image: {why}")
-        pytest.skip(f"no container runtime that runs the test image: {why}")
+        pytest.skip(
+            f"no container runtime that runs the test image ({why}); on Debian: apt-get "
+            "install podman runc busybox-static, then `source .ci/containers.sh` (it sets "
+            "CONTAINERS_CONF and imports the image) in the shell that runs pytest"
+        )
     return IMAGE
 
 

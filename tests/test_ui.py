@@ -77,7 +77,10 @@ def browser() -> Iterator[Any]:
     if chromium is None:
         if os.environ.get("DAGRQ_REQUIRE_SERVERS"):
             pytest.fail("chromium and playwright are needed for the browser tests")
-        pytest.skip("no chromium or no playwright: apt-get install chromium")
+        pytest.skip(
+            "no chromium or no playwright: apt-get install chromium (playwright comes with "
+            "the test extra)"
+        )
     with sync_playwright() as p:
         launched = p.chromium.launch(
             executable_path=chromium, args=["--no-sandbox", "--headless"], headless=True
