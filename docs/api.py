@@ -1,7 +1,8 @@
-"""Write docs/api.md, the API reference, from the docstrings of dagrq's public names.
+"""Write docs/api.md, the API reference, from the docstrings of dagrq's public names, and
+the state colour table of docs/pictures.md from the code's one table of them.
 
-python docs/api.py            # regenerate docs/api.md
-python docs/api.py --check    # exit 1 when docs/api.md is out of date (CI)
+python docs/api.py            # regenerate docs/api.md and the colour table
+python docs/api.py --check    # exit 1 when either is out of date (CI)
 """
 
 from __future__ import annotations
@@ -15,9 +16,23 @@ import dagrq
 from dagrq import errors
 from dagrq.client import Run
 from dagrq.model.params import type_name
+from dagrq.model.status import STATE_COLORS
 from dagrq.store.nodelogs import LogEntry
 
 OUT = Path(__file__).with_name("api.md")
+PICTURES = Path(__file__).with_name("pictures.md")
+COLOURS = ("<!-- colours:start (python docs/api.py) -->", "<!-- colours:end -->")
+#: Okabe-Ito's names for its colours
+COLOUR_NAMES = {
+    "#FFFFFF": "white",
+    "#56B4E9": "sky blue",
+    "#0072B2": "blue",
+    "#009E73": "bluish green",
+    "#D55E00": "vermillion",
+    "#E69F00": "orange",
+    "#F0E442": "yellow",
+    "#CC79A7": "reddish purple",
+}
 
 #: (heading, objects) in page order
 SECTIONS: list[tuple[str, list[Any]]] = [
@@ -99,16 +114,31 @@ def render() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def colours(page: str) -> str:
+    """``page`` with its state colour table rendered from ``STATE_COLORS``."""
+    begin, end = COLOURS
+    head, rest = page.split(begin)
+    tail = rest.split(end)[1]
+    rows = ["| state | colour |", "|---|---|"]
+    for state, hex_ in STATE_COLORS.items():
+        name = COLOUR_NAMES[hex_]
+        rows.append(
+            f"| {state} | {name} `{hex_}` |" if hex_ != "#FFFFFF" else f"| {state} | {name} |"
+        )
+    return head + begin + "\n" + "\n".join(rows) + "\n" + end + tail
+
+
 def main(argv: list[str]) -> int:
-    """Write the page, or with ``--check`` compare it."""
-    text = render()
+    """Write the pages, or with ``--check`` compare them."""
+    pages = {OUT: render(), PICTURES: colours(PICTURES.read_text())}
     if "--check" in argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print("docs/api.md is out of date: run python docs/api.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+        stale = [p.name for p, text in pages.items() if not p.exists() or p.read_text() != text]
+        for name in stale:
+            print(f"docs/{name} is out of date: run python docs/api.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in pages.items():
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

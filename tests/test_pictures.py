@@ -117,6 +117,10 @@ def test_events_stream_every_state_change(
     )
     lines = [json.loads(ln) for ln in out.stdout.splitlines()]
     assert [(e["node"], e["state"]) for e in lines] == [(e["node"], e["state"]) for e in seen]
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(e["ts"]).timestamp() for e in lines]  # ISO, as docs/cli.md
+    assert stamps == pytest.approx([float(e["ts"]) for e in seen], abs=1e-5)
     watch = subprocess.run(
         [sys.executable, "-m", "dagrq", "status", run.id, "--watch", "--url", redis_url],
         capture_output=True,

@@ -88,9 +88,14 @@ def why(run_id: str, node: str, url: str | None, as_json: bool) -> None:
 @click.option("--no-follow", is_flag=True, help="Print what is stored and stop.")
 @errors
 def events(run_id: str, url: str | None, no_follow: bool) -> None:
-    """Print RUN_ID's state changes as JSON lines, following until the run ends."""
+    """Print RUN_ID's state changes as JSON lines, following until the run ends (``ts`` in
+    ISO 8601 UTC, as every time the CLI prints as JSON)."""
+    from ..model.shapes import iso
+
     run_ = run_handle(run_id, url)
     for event in run_.events(follow=not no_follow):
+        if "ts" in event:
+            event = {**event, "ts": iso(float(event["ts"]))}
         click.echo(json.dumps(event))
 
 

@@ -26,9 +26,6 @@ def _clock(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
 
 
-#: the narrowest terminal the status table is laid out for; narrower, one line per node and
-#: its detail on a line of its own (never a column squeezed to nothing)
-WIDE = 110
 
 
 def node_detail(status: RunStatus, node: NodeStatus) -> str:
@@ -48,29 +45,52 @@ def node_detail(status: RunStatus, node: NodeStatus) -> str:
 
 
 def _title(status: RunStatus) -> Text:
+    named = f" · {status.name}" if status.name else ""
+    tagged = f" [{', '.join(status.tags)}]" if status.tags else ""
     return Text.assemble(
-        f"run {status.id} · DAG {status.dag} · ", (status.state, STATE_STYLE.get(status.state, ""))
+        f"run {status.id} · DAG {status.dag}{named}{tagged} · ",
+        (status.state, STATE_STYLE.get(status.state, "")),
     )
+
+
+_COLUMNS = ("node", "state", "attempts", "queue", "started", "duration")
+#: the narrowest the detail column may be (narrower, details go on lines of their own)
+DETAIL_MIN = 30
+
+
+def _rows(status: RunStatus) -> list[tuple[str, ...]]:
+    return [
+        (
+            name,
+            node.state,
+            str(node.attempts),
+            node.queue or "",
+            _clock(node.started_at),
+            f"{node.duration_s:.2f}s" if node.duration_s is not None else "",
+        )
+        for name, node in status.nodes.items()
+    ]
+
+
+def table_width(status: RunStatus) -> int:
+    """The width :func:`status_table` needs: its unwrapped columns whole, the detail column
+    :data:`DETAIL_MIN` wide, each column padded by one a side, and the borders."""
+    rows = _rows(status)
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(_COLUMNS)]
+    columns = len(_COLUMNS) + 1
+    return sum(widths) + DETAIL_MIN + 2 * columns + columns + 1
 
 
 def status_table(status: RunStatus) -> Table:
     """A table of every node: state, attempts, queue, start, duration, error or what it
-    waits for (for a terminal at least :data:`WIDE` columns wide)."""
+    waits for (for a terminal at least :func:`table_width` wide)."""
     table = Table(title=_title(status), title_justify="left")
-    for column in ("node", "state", "attempts", "queue", "started", "duration"):
+    for column in _COLUMNS:
         table.add_column(column, no_wrap=True)
-    table.add_column("detail", min_width=30, ratio=1)
-    for name, node in status.nodes.items():
-        duration = f"{node.duration_s:.2f}s" if node.duration_s is not None else ""
-        table.add_row(
-            name,
-            Text(node.state, style=STATE_STYLE.get(node.state, "")),
-            str(node.attempts),
-            node.queue or "",
-            _clock(node.started_at),
-            duration,
-            node_detail(status, node),
-        )
+    table.add_column("detail", min_width=DETAIL_MIN, ratio=1)
+    for row, node in zip(_rows(status), status.nodes.values(), strict=True):
+        state = Text(node.state, style=STATE_STYLE.get(node.state, ""))
+        table.add_row(row[0], state, *row[2:], node_detail(status, node))
     return table
 
 
@@ -99,9 +119,10 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def print_status(console: Console, status: RunStatus) -> None:
-    """The status table (or, on a terminal under :data:`WIDE` columns, one line per node and
-    its detail under it), then what else a reader must know: damage, re-executed bodies."""
-    if console.width >= WIDE:
+    """The status table when it fits the terminal with its detail column at least 30 wide
+    (else one line per node and its detail under it: never a column squeezed to nothing),
+    then what else a reader must know: damage, re-executed bodies."""
+    if table_width(status) <= console.width:
         console.print(status_table(status))
     else:
         for line in status_lines(status, console.width):
