@@ -1,11 +1,21 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup."""
+lost-worker, startup, worker-cost."""
 
 from __future__ import annotations
 
 import sys
 
-from . import commands, compare, join_cost, lost_worker, map_scale, report, scale, startup
+from . import (
+    commands,
+    compare,
+    join_cost,
+    lost_worker,
+    map_scale,
+    report,
+    scale,
+    startup,
+    worker_cost,
+)
 
 BENCHMARKS = {
     "join-cost": join_cost.main,
@@ -16,6 +26,7 @@ BENCHMARKS = {
     "commands": commands.main,
     "lost-worker": lost_worker.main,
     "startup": startup.main,
+    "worker-cost": worker_cost.main,
 }
 
 
