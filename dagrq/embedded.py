@@ -70,9 +70,12 @@ class Embedded:
         self.persist = persist
         with _locked(folder):  # two commands starting at once must not start two servers
             server = _attach(folder) or _start(folder, persist)
-        self.pid, self.socket_file, self.redis_dir = server
-        self.url = f"unix://{self.socket_file}"
-        self.client: Any = redis.Redis(unix_socket_path=self.socket_file)
+            self.pid, self.socket_file, self.redis_dir = server
+            self.url = f"unix://{self.socket_file}"
+            self.client: Any = redis.Redis(unix_socket_path=self.socket_file)
+            # connected before the lock is let go, and until close(): another command's
+            # close counts this one as a client from the moment it attached
+            self.client.ping()
 
     def close(self, *, force: bool = False) -> None:
         """Stop the server unless another client still uses it (``force`` stops it anyway).

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from dagrq.store import runkeys
+
 from .helpers import ROOT, dagrq, pipeline
 
 OK, BAD, SLOW = (pipeline("codes", name) for name in ("ok", "bad", "slow"))
@@ -41,6 +43,12 @@ class Runs:
 
     def _run(self, address: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.cli("run", address, "-w", "1", *extra)
+
+    def planless(self) -> str:
+        """A run whose plan is not in Redis (its hash names a version never stored)."""
+        run_id = _run_id(self._run(OK))
+        redis.Redis.from_url(self.url).hset(runkeys.run_key(run_id), "plan", "0" * 16)
+        return run_id
 
 
 def _run_id(done: subprocess.CompletedProcess[str]) -> str:
@@ -80,6 +88,8 @@ CASES: dict[tuple[str, str], Callable[[Runs], subprocess.CompletedProcess[str]]]
     ),
     ("why RUN NODE", "the node explained"): lambda r: r.cli("why", r.bad_id, "boom"),
     ("why RUN NODE", "the run has no such node"): lambda r: r.cli("why", r.bad_id, "nope"),
+    ("why RUN NODE", "the run's plan is gone from Redis (damaged: `dagrq reconcile` ends it)"):
+        lambda r: r.cli("why", r.planless(), "quiet"),
     ("cancel RUN", "canceled, or had already ended (it says so)"): lambda r: r.cli(
         "cancel", r.ok_id
     ),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -85,14 +84,11 @@ def load(pipeline: str) -> DAG:
 
 
 def console() -> Console:
-    """A console; when writing to a pipe or file, ``$COLUMNS`` wide if set, else 200 columns
-    (so table columns are not squeezed)."""
+    """A console; 200 columns when writing to a pipe or file, so table columns are not
+    squeezed (``$COLUMNS`` is not asked: shells and CI runners export it for other uses)."""
     from rich.console import Console
 
-    if sys.stdout.isatty():
-        return Console()
-    columns = os.environ.get("COLUMNS", "")
-    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else 200)
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def connect(url: str | None, *, ping: bool = True) -> tuple[Any, str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..client import Run
-from ..errors import RedisUnreachable, RunError, RunNotFound
+from ..errors import RedisUnreachable, RunError, RunNotFound, RunTimeout
 from ..model.status import FINAL_NODE_STATES, RunStatus
 from ..store.outage import unreachable
 
@@ -28,6 +29,7 @@ def follow(
     quiet: bool = False,
     poll_s: float = 0.1,
     redis_wait_s: float = REDIS_WAIT_S,
+    timeout_s: float | None = None,
 ) -> RunStatus:
     """Poll ``run`` until it ends, showing progress on ``console``; return the final status.
     It looks again :data:`FIRST_LOOK_S` after a change, then less often, down to every
@@ -41,11 +43,16 @@ def follow(
     Raises:
         RedisUnreachable: Redis did not answer for ``redis_wait_s`` seconds.
         RunError: Redis came back without the run (a server that keeps nothing).
+        RunTimeout: the run had not ended ``timeout_s`` seconds after the call (checked by
+            the polling loop itself: a timer signal could land in library code that
+            swallows it).
     """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    wait = partial(_poll, redis_wait_s=redis_wait_s, deadline=deadline)
     if quiet:
-        return _poll(run, poll_s, lambda s: None, lambda text: None, redis_wait_s)
+        return wait(run, poll_s, lambda s: None, lambda text: None)
     if console.is_terminal:
-        return _live(run, console, poll_s, redis_wait_s)
+        return _live(run, console, poll_s, wait)
     seen: dict[str, str] = {}
 
     def lines(status: RunStatus) -> None:
@@ -65,7 +72,7 @@ def follow(
             said.append(text)
             console.print(f"{datetime.now():%H:%M:%S} {text}", highlight=False)
 
-    return _poll(run, poll_s, lines, note, redis_wait_s)
+    return wait(run, poll_s, lines, note)
 
 
 def _poll(
@@ -74,10 +81,13 @@ def _poll(
     show: Callable[[RunStatus], None],
     note: Callable[[str], None],
     redis_wait_s: float,
+    deadline: float | None,
 ) -> RunStatus:
     down_since: float | None = None
     delay, last = FIRST_LOOK_S, None
     while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise RunTimeout(f"run {run.id} did not end in time")
         try:
             status = run.status()
         except RunNotFound:
@@ -112,7 +122,8 @@ def _poll(
         seen = {name: (n.state, n.items) for name, n in status.nodes.items()}
         delay = FIRST_LOOK_S if seen != last else min(poll_s, delay * 2)
         last = seen
-        time.sleep(delay)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        time.sleep(delay if left is None else min(delay, left))
 
 
 def progress_counts(status: RunStatus) -> tuple[int, int]:
@@ -136,7 +147,7 @@ def progress_counts(status: RunStatus) -> tuple[int, int]:
     return total, done
 
 
-def _live(run: Run, console: Console, poll_s: float, redis_wait_s: float) -> RunStatus:
+def _live(run: Run, console: Console, poll_s: float, wait: Callable[..., RunStatus]) -> RunStatus:
     reported: set[str] = set()
     columns = (
         TextColumn("[bold]{task.fields[dag]}"),
@@ -165,4 +176,4 @@ def _live(run: Run, console: Console, poll_s: float, redis_wait_s: float) -> Run
             if task is not None:
                 bar.update(task, description=f"[yellow]{text}")
 
-        return _poll(run, poll_s, show, note, redis_wait_s)
+        return wait(run, poll_s, show, note)
