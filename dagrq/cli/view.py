@@ -26,8 +26,6 @@ def _clock(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
 
 
-
-
 def node_detail(status: RunStatus, node: NodeStatus) -> str:
     """What a reader needs beside a node's state: its error, what it waits for, a worker of
     its version missing, a mapped node's item counts."""
