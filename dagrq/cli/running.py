@@ -135,8 +135,9 @@ def run(
                 out = Console()
                 if not quiet:
                     out.print(f"run {run_.id} of DAG {dag.name}", highlight=False)
-                watch = partial(follow, quiet=quiet, redis_wait_s=redis_wait_s)
-                status = _follow_with_timeout(run_, out, timeout, watch)
+                status = follow(
+                    run_, out, quiet=quiet, redis_wait_s=redis_wait_s, timeout_s=timeout
+                )
         except KeyboardInterrupt:
             # Ctrl-C, SIGTERM or a closed terminal: a run never hangs, so end it, while
             # the workers still run to hear the stop command
@@ -190,22 +191,6 @@ def _report_end(out: Console, dag: DAG, run_: Run, status: Any) -> None:
     sys.exit(1)
 
 
-def _follow_with_timeout(run_: Run, console: Console, timeout: float | None, follow: Any) -> Any:
-    if timeout is None:
-        return follow(run_, console)
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise RunTimeout(f"run {run_.id} did not end within --timeout {timeout:g} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        return follow(run_, console)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so cleanup runs as for Ctrl-C."""
@@ -227,7 +212,6 @@ def _local_workers(
 ) -> Iterator[BaseProcess | None]:
     """A ``dagrq worker -c count`` pool forked from this process (the DAG is loaded
     already), logging to ``.dagrq/logs/worker.log``; drained, then stopped, on exit."""
-    from functools import partial
 
     from ..connection import connect as connect_url
     from ..connection import mask_url
@@ -241,6 +225,7 @@ def _local_workers(
     options = {
         "logging_level": os.environ.get("DAGRQ_LOG", "WARNING").upper(),
         "warn_volatile": not embedded,  # the embedded server is for trying dagrq: it says so
+        "schedule": False,  # a one-off run: `dagrq worker` fires schedules
     }
     pool = fork_process(
         "dagrq.workers.pool:local_pool",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -47,6 +48,7 @@ from .options import RULES, NodeOptions
 from .pictures import to_dot, to_mermaid
 from .plan import NodeSpec, Plan
 from .queues import default_queue_name
+from .schedules import LOGICAL_PARAMS, Overlap, Schedule, logical_defaults, make_schedule
 from .status import RunStatus
 from .validation import Validated, validate
 
@@ -80,9 +82,10 @@ class DAG:
             is a run parameter, except one a slip away from a node's name (``totlas`` for
             ``totals``), refused with "did you mean". ``connection``, ``run_name`` and
             ``run_tags`` are ``submit``'s own and can never be run parameters.
+        schedule: a cron string: the schedule named ``default`` (see :meth:`schedule`).
 
     Raises:
-        DAGError: for a bad name, serializer or ttl.
+        DAGError: for a bad name, serializer, ttl or schedule.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class DAG:
         queue: str | None = None,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         params: Sequence[str] | None = None,
+        schedule: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(
@@ -117,6 +121,9 @@ class DAG:
         #: is not a node is refused; without, only one whose name is close to a node's
         self.declared_params = None if params is None else tuple(params)
         self._nodes: list[Node[Any, Any]] = []
+        self._schedules: list[Schedule] = []
+        if schedule is not None:
+            self.schedule(schedule, name="default")
 
     def __repr__(self) -> str:
         return f"<dagrq.DAG {self.name} nodes={len(self._nodes)}>"
@@ -394,6 +401,10 @@ class DAG:
             ParameterError: naming the parameter, the node(s) taking it and the expected type.
         """
         model = self.params_model
+        missing = [p for p in LOGICAL_PARAMS if p in model.model_fields and p not in values]
+        if missing:  # a run started by hand: its logical time is now
+            now = logical_defaults(datetime.now(UTC))
+            values = {**{p: now[p] for p in missing}, **values}
         takers = {
             p: [n.name for n in self._nodes if p in n.signature.parameters]
             for p in model.model_fields
@@ -401,6 +412,57 @@ class DAG:
         return params.validate(
             model, values, dag=self.name, takers=takers, from_strings=from_strings
         )
+
+    # -------------------------------------------------------------- schedules
+    def schedule(
+        self,
+        cron: str | None = None,
+        *,
+        every: timedelta | None = None,
+        params: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        jitter: timedelta | None = None,
+        overlap: Overlap = "skip",
+        catchup: bool | timedelta = False,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Schedule:
+        """Start a run of this DAG at every tick of ``cron`` (5 fields, or 6 with seconds
+        first) or every ``every``, in ``timezone``, with run parameters ``params`` (and the
+        tick's ``logical_time``, ``interval_start``, ``interval_end`` for the nodes that ask).
+        ``jitter`` delays each tick by up to that much; ``overlap`` says what a tick does while
+        the schedule's previous run still runs (``skip`` it, ``buffer_one``: run once after,
+        ``allow``, ``cancel_other``); ``catchup`` how far back missed ticks still fire
+        (False: the misfire grace, 60 s; True: all); ``start``/``end`` bound the ticks.
+        Every ``dagrq worker`` serving the DAG may fire it (one leader at a time). See
+        docs/schedules.md.
+
+        Raises:
+            DAGError: one line naming the schedule and what is wrong (a bad cron field, zone,
+                overlap, a second schedule of the same name).
+        """
+        made = make_schedule(
+            self.name,
+            {s.name for s in self._schedules},
+            cron=cron,
+            every=every,
+            params=dict(params or {}),
+            name=name,
+            timezone=timezone,
+            jitter=jitter,
+            overlap=overlap,
+            catchup=catchup,
+            start=start,
+            end=end,
+        )
+        self._schedules.append(made)
+        return made
+
+    @property
+    def schedules(self) -> tuple[Schedule, ...]:
+        """The DAG's schedules, in declaration order."""
+        return tuple(self._schedules)
 
     # ------------------------------------------------------------------ running
     def submit(

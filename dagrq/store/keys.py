@@ -119,3 +119,30 @@ def progress_key() -> str:
     """Hash: ``<run>:<node>`` -> the last item count the reconciler saw and since when (a
     mapped node whose count stands still is looked at closely)."""
     return f"{PREFIX}:reconcile:progress"
+
+
+# ------------------------------------------------------------------ schedules
+#: the scheduler's leader lease: the holder's token, with an expiry
+SCHEDULER_LEADER_KEY = f"{PREFIX}:sched:leader"
+#: every schedule a leader has served: ``<dag>:<name>`` -> its description (JSON)
+SCHEDULES_KEY = f"{PREFIX}:schedules"
+
+
+def schedule_key(schedule: str) -> str:
+    """A schedule's state (``<dag>:<name>``): last tick, its run, paused, buffered tick."""
+    return f"{PREFIX}:sched:{schedule}"
+
+
+def tick_key(schedule: str, tick_ms: int) -> str:
+    """The claim of one tick of a schedule: the run it made, or why it made none."""
+    return f"{PREFIX}:sched:{schedule}:tick:{tick_ms}"
+
+
+def schedule_runs_key(schedule: str) -> str:
+    """The runs of a schedule that may still run (its overlap policy reads them)."""
+    return f"{PREFIX}:sched:{schedule}:active"
+
+
+def backfill_key(backfill_id: str) -> str:
+    """One backfill: its schedule, range, state and runs."""
+    return f"{PREFIX}:backfill:{backfill_id}"

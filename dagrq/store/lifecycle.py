@@ -13,7 +13,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -50,6 +51,19 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ create
+@dataclass(frozen=True)
+class Guard:
+    """A condition a new run is written under, atomically with it (optimistic: ``WATCH``).
+
+    ``watch`` keys are watched; ``allowed(connection)`` reads them (in the watch) and says
+    whether the run may be written; ``write(pipe, run_id)`` adds writes to the run's own
+    transaction. If a watched key changes before the run is written, nothing is."""
+
+    watch: Sequence[str]
+    allowed: Callable[[Any], bool]
+    write: Callable[[Any, str], None]
+
+
 def create(
     connection: Any,
     plan: Plan,
@@ -57,16 +71,64 @@ def create(
     *,
     name: str | None = None,
     tags: Sequence[str] = (),
+    trigger: str = "",
 ) -> RunStore:
-    # long: every write of a new run is one MULTI/EXEC, laid out here in one piece
     """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
 
     The plan is stored once per version; roots are enqueued, every other job is saved
     ``deferred`` until ``complete.lua`` fires it. ``params`` are already validated. The
     run enters the run indexes (every DAG's and its own), which keep the newest
-    :data:`~dagrq.store.keys.RUN_INDEX_MAX`.
+    :data:`~dagrq.store.keys.RUN_INDEX_MAX`. ``trigger`` says how it came to be (empty:
+    by hand; ``schedule <dag>:<name> @ <tick>``; ``backfill <id> @ <tick>``).
     """
-    run_id = uuid.uuid4().hex
+    made = create_if(connection, plan, params, None, name=name, tags=tags, trigger=trigger)
+    assert made is not None  # without a guard a run is always written
+    return made
+
+
+def create_if(
+    connection: Any,
+    plan: Plan,
+    params: Mapping[str, Any],
+    guard: Guard | None,
+    *,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    trigger: str = "",
+) -> RunStore | None:
+    """:func:`create` under ``guard``: the run and the guard's writes, or nothing (None)
+    when the guard refuses or a watched key changed."""
+    with connection.pipeline(transaction=True) as pipe:
+        if guard is not None:
+            pipe.watch(*guard.watch)
+            if not guard.allowed(pipe):
+                return None
+        run_id = uuid.uuid4().hex
+        pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
+        _write_run(connection, pipe, plan, params, run_id, name, tags, trigger)
+        if guard is not None:
+            guard.write(pipe, run_id)
+        try:
+            pipe.execute()
+        except WatchError:
+            return None
+    store = RunStore(connection, run_id, plan)
+    store._replicated()
+    return store
+
+
+def _write_run(
+    connection: Any,
+    pipe: Any,
+    plan: Plan,
+    params: Mapping[str, Any],
+    run_id: str,
+    name: str | None,
+    tags: Sequence[str],
+    trigger: str,
+) -> None:
+    # long: every write of a new run is one MULTI/EXEC, laid out here in one piece
+    """On ``pipe`` (in MULTI): every write of a new run."""
     now = repr(time.time())
     ttl, specs = plan.ttl_s, plan.specs
     node_fields: dict[str, Any] = {}
@@ -76,26 +138,24 @@ def create(
         if spec.starts_at_submit:
             node_fields[f"{spec.name}:queued"] = now
     events = runkeys.events_key(run_id)
-    pipe = connection.pipeline(transaction=True)
-    pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
     pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
-    pipe.hset(
-        runkeys.run_key(run_id),
-        mapping={
-            "dag": plan.dag,
-            "state": "running",
-            "pending": len(specs),
-            "failed": 0,
-            "params": json.dumps(params),
-            "created_at": now,
-            "plan": plan.hash,
-            "serializer": plan.serializer,
-            "ttl_s": ttl,
-            "nodes": json.dumps(list(specs)),
-            "name": name or "",
-            "tags": json.dumps(list(tags)),
-        },
-    )
+    meta = {
+        "dag": plan.dag,
+        "state": "running",
+        "pending": len(specs),
+        "failed": 0,
+        "params": json.dumps(params),
+        "created_at": now,
+        "plan": plan.hash,
+        "serializer": plan.serializer,
+        "ttl_s": ttl,
+        "nodes": json.dumps(list(specs)),
+        "name": name or "",
+        "tags": json.dumps(list(tags)),
+    }
+    if trigger:
+        meta["trigger"] = trigger
+    pipe.hset(runkeys.run_key(run_id), mapping=meta)
     pipe.expire(runkeys.run_key(run_id), ttl)
     indexed = {keys.runs_index_key(): index.member(plan.dag, run_id)}
     indexed[keys.runs_index_key(plan.dag)] = run_id
@@ -112,10 +172,6 @@ def create(
     pipe.expire(events, ttl)
     pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
     rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
-    pipe.execute()
-    store = RunStore(connection, run_id, plan)
-    store._replicated()
-    return store
 
 
 def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:

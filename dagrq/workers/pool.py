@@ -47,6 +47,7 @@ from ..model.node import one_line_error
 from ..store import rqjobs
 from .leased import DEFAULT_LEASE_S, how_it_ended, rq_queues
 from .processes import die_with
+from .scheduling import SchedulerThread
 from .serving import serve_forever, warn_if_volatile
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class PoolSettings:
     logging_level: str = "INFO"
     #: warn when the server persists nothing (not for the embedded server: it is for trying)
     warn_volatile: bool = True
+    #: fire the DAGs' schedules (one leader among every pool: see dagrq.workers.scheduling)
+    schedule: bool = True
 
 
 class Pool(WorkerPool):
@@ -221,11 +224,30 @@ class Pool(WorkerPool):
             warn_if_volatile(self.connection, self.settings.where)
         self.start_workers(burst=burst, logging_level=logging_level)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        scheduler = self._scheduler(burst)
         while self.worker_dict:
             self._wait()
             self._enforce_deadlines()
             self.check_workers(respawn=not burst)
+            if scheduler is not None and self.status == self.Status.STOPPED:
+                scheduler.stop()  # a draining pool fires nothing more
+        if scheduler is not None:
+            scheduler.stop()
+            scheduler.join(timeout=5)
         log.info("dagrq worker pool %s stopped", self.prefix)
+
+    def _scheduler(self, burst: bool) -> SchedulerThread | None:
+        """The scheduler thread, when a DAG served has a schedule (not in burst mode)."""
+        if burst or not self.settings.schedule:
+            return None
+        dags = [d for d in self.settings.dags if d.schedules]
+        if not dags:
+            return None
+        thread = SchedulerThread(self.settings.connect, dags)
+        thread.start()
+        count = sum(len(d.schedules) for d in dags)
+        log.info("scheduler: %d schedules of %s", count, ", ".join(d.name for d in dags))
+        return thread
 
     def _wait(self) -> None:
         """Sleep until a process reports or exits (or a tick passes); read the reports."""

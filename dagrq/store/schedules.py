@@ -1,0 +1,210 @@
+"""Schedules in Redis: the leader's fenced lease, one claim per tick, each schedule's state.
+
+Exactly one run per schedule and tick rests on one rule: a tick's run is written in the same
+``MULTI/EXEC`` as its claim (``dagrq:sched:<dag>:<name>:tick:<ms>``), under a ``WATCH`` of the
+claim and of the leader's lease (:func:`claim_guard`). A second leader (a failover, a paused
+process waking up) either finds the claim or sees the lease changed, and writes nothing; a
+leader that dies before ``EXEC`` has written nothing, so the next one fires the tick.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..model.schedules import Schedule
+from . import keys, runkeys
+from .lifecycle import Guard
+
+#: how long a claim of a tick is kept (a backfill reads it to skip ticks that already ran)
+TICK_TTL_S = 30 * 24 * 3600
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lead(connection: Any, token: str, lease_ms: int) -> bool:
+    """Take or renew the scheduler lease for ``token``; True while it holds it."""
+    held = connection.eval(_RENEW, 1, keys.SCHEDULER_LEADER_KEY, token, lease_ms)
+    return bool(held)
+
+
+def resign(connection: Any, token: str) -> None:
+    """Give the lease up (when ``token`` holds it), so another leader takes over at once."""
+    connection.eval(_RELEASE, 1, keys.SCHEDULER_LEADER_KEY, token)
+
+
+def leader(connection: Any) -> str | None:
+    """The token of the leader, if any."""
+    found = connection.get(keys.SCHEDULER_LEADER_KEY)
+    return found.decode() if found is not None else None
+
+
+@dataclass
+class ScheduleState:
+    """What Redis keeps of one schedule."""
+
+    last_tick_ms: int | None = None
+    last_run: str | None = None
+    paused: bool = False
+    buffered_ms: int | None = None
+    missed: int = 0
+    skipped: int = 0
+
+
+def state(connection: Any, schedule: str) -> ScheduleState:
+    """One schedule's state (``<dag>:<name>``)."""
+    found = connection.hgetall(keys.schedule_key(schedule))
+    raw = {k.decode(): v.decode() for k, v in found.items()}
+    return ScheduleState(
+        last_tick_ms=int(raw["last_tick"]) if raw.get("last_tick") else None,
+        last_run=raw.get("last_run") or None,
+        paused=raw.get("paused") == "1",
+        buffered_ms=int(raw["buffered"]) if raw.get("buffered") else None,
+        missed=int(raw.get("missed", 0)),
+        skipped=int(raw.get("skipped", 0)),
+    )
+
+
+def register(connection: Any, schedules: Iterable[Schedule]) -> None:
+    """Record the schedules a leader serves (``dagrq schedules`` lists them)."""
+    described = {s.key: describe(s) for s in schedules}
+    if described:
+        connection.hset(keys.SCHEDULES_KEY, mapping=described)
+
+
+def describe(schedule: Schedule) -> str:
+    """A schedule as JSON, for :data:`~dagrq.store.keys.SCHEDULES_KEY`."""
+    return json.dumps(
+        {
+            "dag": schedule.dag,
+            "name": schedule.name,
+            "cron": schedule.cron,
+            "every_s": schedule.every.total_seconds() if schedule.every is not None else None,
+            "timezone": schedule.timezone,
+            "overlap": schedule.overlap,
+            "catchup_s": schedule.catchup_s,
+        }
+    )
+
+
+def known(connection: Any) -> dict[str, dict[str, Any]]:
+    """Every schedule a leader has served: ``{<dag>:<name>: description}``."""
+    raw = connection.hgetall(keys.SCHEDULES_KEY)
+    return {k.decode(): json.loads(v) for k, v in sorted(raw.items())}
+
+
+def set_paused(connection: Any, schedule: str, paused: bool) -> None:
+    """Pause or resume one schedule (``<dag>:<name>``). Ticks that fall due while it is
+    paused are not fired later."""
+    connection.hset(keys.schedule_key(schedule), "paused", "1" if paused else "0")
+
+
+def claimed(connection: Any, schedule: str, ticks_ms: Sequence[int]) -> list[str | None]:
+    """What claimed each tick: a run id, ``skipped ...``, ``missed``, or None (not yet)."""
+    found = connection.mget([keys.tick_key(schedule, t) for t in ticks_ms]) if ticks_ms else []
+    return [v.decode() if v is not None else None for v in found]
+
+
+def active_runs(connection: Any, schedule: str) -> list[str]:
+    """The runs of ``schedule`` that were running when last looked at (oldest first)."""
+    return [r.decode() for r in connection.zrange(keys.schedule_runs_key(schedule), 0, -1)]
+
+
+def still_running(connection: Any, run_ids: Sequence[str]) -> list[str]:
+    """Those of ``run_ids`` whose run is still ``running`` (an expired run is not)."""
+    pipe = connection.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.hget(runkeys.run_key(run_id), "state")
+    states = pipe.execute()
+    return [r for r, s in zip(run_ids, states, strict=True) if s == b"running"]
+
+
+def forget_runs(connection: Any, schedule: str, run_ids: Sequence[str]) -> None:
+    """Drop ended runs from the schedule's running set."""
+    if run_ids:
+        connection.zrem(keys.schedule_runs_key(schedule), *run_ids)
+
+
+def claim_guard(
+    schedule: str, token: str, tick_ms: int, *, buffered: bool = False, force: bool = False
+) -> Guard:
+    """The guard a tick's run is written under: this leader still holds the lease and no one
+    claimed the tick (unless ``force``: a backfill's reprocess); with the run, the claim, the
+    schedule's last tick and its running set are written. ``buffered``: the run is the
+    schedule's buffered tick (cleared with it)."""
+    tick = keys.tick_key(schedule, tick_ms)
+
+    def allowed(pipe: Any) -> bool:
+        if token and (pipe.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() != token:
+            return False
+        return force or not pipe.exists(tick)
+
+    def write(pipe: Any, run_id: str) -> None:
+        pipe.set(tick, run_id, ex=TICK_TTL_S)
+        if token:  # a leader's tick (a backfill leaves the schedule's clock alone)
+            _advance(pipe, schedule, tick_ms)
+            pipe.hset(keys.schedule_key(schedule), "last_run", run_id)
+        if buffered:
+            pipe.hdel(keys.schedule_key(schedule), "buffered")
+        pipe.zadd(keys.schedule_runs_key(schedule), {run_id: tick_ms})
+
+    watched = [tick, keys.SCHEDULER_LEADER_KEY] if token else [tick]
+    return Guard(watch=watched, allowed=allowed, write=write)
+
+
+def _advance(pipe: Any, schedule: str, tick_ms: int) -> None:
+    pipe.hset(keys.schedule_key(schedule), "last_tick", tick_ms)
+
+
+def settle(connection: Any, schedule: str, token: str, tick_ms: int, outcome: str) -> bool:
+    """Record that ``tick`` made no run and why (``skipped: ...``, ``buffered``, ``missed``),
+    as the leader holding ``token``; False when it no longer leads or the tick was claimed."""
+    from redis.exceptions import WatchError
+
+    guard = claim_guard(schedule, token, tick_ms)
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.watch(*guard.watch)
+        if not guard.allowed(pipe):
+            return False
+        pipe.multi()
+        pipe.set(keys.tick_key(schedule, tick_ms), outcome, ex=TICK_TTL_S)
+        _advance(pipe, schedule, tick_ms)
+        counter = outcome.split(":")[0].split()[0]
+        if counter in ("skipped", "missed"):
+            pipe.hincrby(keys.schedule_key(schedule), counter, 1)
+        if counter == "buffered":
+            pipe.hsetnx(keys.schedule_key(schedule), "buffered", tick_ms)
+        try:
+            pipe.execute()
+        except WatchError:
+            return False
+    return True
+
+
+def start_clock(connection: Any, schedule: str, token: str, tick_ms: int) -> None:
+    """Set a new schedule's clock (its first look: ticks before ``tick_ms`` never fire)."""
+    if (connection.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() == token:
+        connection.hsetnx(keys.schedule_key(schedule), "last_tick", tick_ms)
+
+
+def pause_clock(connection: Any, schedule: str, token: str, tick_ms: int) -> None:
+    """A paused schedule's clock follows the time: its ticks meanwhile never fire."""
+    if (connection.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() == token:
+        connection.hset(keys.schedule_key(schedule), "last_tick", tick_ms)
+
+
+def now_ms() -> int:
+    """This host's clock in milliseconds."""
+    return int(time.time() * 1000)

@@ -1,0 +1,130 @@
+"""Schedules: declaration and validation, ticks and DST (pure); with real workers, exactly one
+run per tick whatever the leaders do, overlap policies, backfills."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from dagrq import DAG, DAGError, loader
+from dagrq.client import Run
+from dagrq.model.schedules import tick_params
+from dagrq.store import schedules as stored
+
+from .helpers import Workers, pipeline, wait_for
+
+
+def _utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"cron": "61 * * * *"}, "the minute field '61' is not valid"),
+        ({"cron": "*/2 * * * * 8"}, "the day of week field '8' is not valid"),
+        ({"cron": "0 3 * *"}, "has 4 fields: give 5"),
+        ({"cron": "0 3 * * *", "timezone": "Mars/Base"}, "is not an IANA zone"),
+        ({"cron": "0 3 * * *", "overlap": "queue"}, "(overlap): Input should be 'skip'"),
+        ({}, "give one of cron= (a cron string) or every= (a timedelta)"),
+        ({"every": timedelta(milliseconds=10)}, "is under a second"),
+        ({"cron": "0 3 * * *", "name": "a b"}, "schedule name 'a b' is not allowed"),
+    ],
+)
+def test_a_bad_schedule_is_one_line_naming_the_dag_the_schedule_and_the_field(
+    fields: dict[str, object], says: str
+) -> None:
+    dag = DAG("orders")
+    with pytest.raises(DAGError) as caught:
+        dag.schedule(**fields)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert message.startswith("DAG 'orders', schedule ") and says in message, message
+    assert "\n" not in message and dag.schedules == ()
+
+
+def test_two_schedules_of_one_name_are_refused() -> None:
+    dag = DAG("orders", schedule="0 3 * * *")
+    with pytest.raises(DAGError, match="two schedules named 'default'"):
+        dag.schedule("0 4 * * *", name="default")
+    assert [s.name for s in dag.schedules] == ["default"]
+
+
+def test_a_zone_that_skips_or_repeats_the_hour_fires_once_per_wall_clock_time() -> None:
+    dag = DAG("dst")
+    daily = dag.schedule("30 2 * * *", timezone="Europe/Paris")
+    spring = [t.isoformat() for t in daily.ticks(_utc(2026, 3, 28), _utc(2026, 3, 31))]
+    assert spring == [
+        "2026-03-28T02:30:00+01:00",
+        "2026-03-29T03:00:00+02:00",  # 02:30 does not exist that day: the first instant after
+        "2026-03-30T02:30:00+02:00",
+    ]
+    autumn = [t.isoformat() for t in daily.ticks(_utc(2026, 10, 24), _utc(2026, 10, 27))]
+    assert autumn == [  # 02:30 happens twice on the 25th: once
+        "2026-10-24T02:30:00+02:00",
+        "2026-10-25T02:30:00+02:00",
+        "2026-10-26T02:30:00+01:00",
+    ]
+    quarterly = dag.schedule("*/30 * * * *", timezone="Europe/Paris", name="q")
+    real = list(quarterly.ticks(_utc(2026, 10, 24, 23, 59), _utc(2026, 10, 25, 2, 1)))
+    assert len(real) == 5  # a wildcard hour fires by real time, through both passes
+
+
+def test_ticks_carry_their_interval_and_a_manual_run_gets_now() -> None:
+    dag = DAG("logical")
+    hourly = dag.schedule(every=timedelta(hours=1), start=_utc(2026, 1, 1))
+    ticks = list(hourly.ticks(_utc(2026, 1, 1, 0, 30), _utc(2026, 1, 1, 3)))
+    assert [t.hour for t in ticks] == [1, 2, 3]
+    assert tick_params(hourly, ticks[0]) == {
+        "logical_time": "2026-01-01T01:00:00+00:00",
+        "interval_start": "2026-01-01T00:00:00+00:00",
+        "interval_end": "2026-01-01T01:00:00+00:00",
+    }
+
+    from tests.pipelines.scheduled import hourly as by_hand
+
+    before = datetime.now(UTC)
+    start, end = by_hand.run_local()["extract"].split("/")
+    assert start == end and before <= datetime.fromisoformat(start) <= datetime.now(UTC)
+
+
+def _claims(conn: redis.Redis, schedule: str) -> dict[int, str]:
+    prefix = f"dagrq:sched:{schedule}:tick:"
+    found = {int(k.decode()[len(prefix) :]): k for k in conn.scan_iter(prefix + "*")}
+    return {t: (conn.get(k) or b"").decode() for t, k in sorted(found.items())}
+
+
+def test_one_run_per_tick_with_three_leaders_and_two_leader_kills(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    """A `*/2 s` schedule served by 3 workers for 60 s; the leader is SIGKILLed at 15 s and
+    30 s: every tick from the first to the last made exactly one run, none missing."""
+    procs = workers.start(pipeline("scheduled", "every2s"), 3)
+    began, killed = time.monotonic(), []
+    while time.monotonic() - began < 60:
+        if len(killed) < 2 and time.monotonic() - began > 15 * (len(killed) + 1):
+            token = stored.leader(conn)
+            assert token is not None, "no leader"
+            pid = int(token.split(":")[1])
+            assert pid in [p.pid for p in procs] and pid not in killed
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.2)
+    claims = _claims(conn, "t_every2s:fast")
+    ticks = sorted(claims)
+    assert len(ticks) >= 25, claims
+    assert all(b - a == 2000 for a, b in itertools.pairwise(ticks)), ticks  # none missing
+    assert all(len(v) == 32 for v in claims.values()), claims  # each a run, none missed/skipped
+    dag = loader.load(pipeline("scheduled", "every2s"))
+    runs = Run.list(conn, dag="t_every2s", limit=1000)
+    assert sorted(r.id for r in runs) == sorted(claims.values())  # one run per tick, no other
+    logical = Counter(r.params["logical_time"] for r in runs)
+    assert max(logical.values()) == 1 and len(logical) == len(ticks)
+    wait_for(lambda: all(Run(r, conn, dag).status().done for r in claims.values()), 30, "ended")
+    assert {Run(r, conn, dag).status().state for r in claims.values()} == {"succeeded"}
