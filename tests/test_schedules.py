@@ -4,6 +4,7 @@ run per tick whatever the leaders do, overlap policies, backfills."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ from dagrq.client import Run
 from dagrq.model.schedules import tick_params
 from dagrq.store import schedules as stored
 
-from .helpers import Workers, pipeline, wait_for
+from .helpers import Workers, dagrq, pipeline, wait_for
 
 
 def _utc(*args: int) -> datetime:
@@ -128,3 +129,98 @@ def test_one_run_per_tick_with_three_leaders_and_two_leader_kills(
     assert max(logical.values()) == 1 and len(logical) == len(ticks)
     wait_for(lambda: all(Run(r, conn, dag).status().done for r in claims.values()), 30, "ended")
     assert {Run(r, conn, dag).status().state for r in claims.values()} == {"succeeded"}
+
+
+def _spans(conn: redis.Redis, policy: str) -> list[tuple[float, float]]:
+    """(start, end) of each run of the ``slow`` DAG's ``policy`` schedule that ended."""
+    starts: dict[str, float] = {}
+    spans = []
+    for raw in conn.lrange(f"test:sched:slow:{policy}", 0, -1):
+        what, at, logical = raw.decode().split()
+        if what == "start":
+            starts[logical] = float(at)
+        else:
+            spans.append((starts[logical], float(at)))
+    return sorted(spans)
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    level = most = 0
+    for _, step in edges:
+        level += step
+        most = max(most, level)
+    return most
+
+
+def test_overlap_skip_and_buffer_one_never_run_two_at_once_allow_does(
+    conn: redis.Redis, workers: Workers
+) -> None:
+    """Three every-second schedules of a 2.5 s node: `skip` runs one at a time and skips the
+    ticks meanwhile; `buffer_one` runs one at a time and keeps one tick for after (so a run
+    starts right after the previous ends); `allow` overlaps."""
+    workers.start(pipeline("scheduled", "slow"), 1, "-c", "6")
+    time.sleep(12)
+    workers.stop()
+    skip, buffered, allowed = (_spans(conn, p) for p in ("skip", "buffer_one", "allow"))
+    assert len(skip) >= 2 and len(buffered) >= 2 and len(allowed) >= 4, (skip, buffered, allowed)
+    assert _most_at_once(skip) == 1 and _most_at_once(buffered) == 1
+    assert _most_at_once(allowed) >= 2
+    skipped = stored.state(conn, "t_slow:skip").skipped
+    assert skipped >= 2  # the ticks that fell while a run ran
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(buffered)]
+    assert max(gaps) < 1.5, gaps  # the buffered tick fires as soon as the run before ends
+    assert stored.state(conn, "t_slow:buffer_one").skipped >= 1  # a second buffered tick: no
+
+
+def test_a_backfill_runs_each_tick_once_and_a_second_makes_none(
+    conn: redis.Redis, workers: Workers, redis_url: str
+) -> None:
+    address = pipeline("scheduled", "hourly")
+    workers.start(address, 1, "-c", "2")
+    day = ("--from", "2026-11-01T00:00", "--to", "2026-11-01T23:00", "--url", redis_url)
+    dry = dagrq("backfill", address, *day, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    rows = json.loads(dry.stdout)
+    assert len(rows) == 24 and {r["action"] for r in rows} == {"run"}
+    assert rows[0]["tick"] == "2026-11-01T00:00:00+01:00"  # the schedule's zone
+    assert Run.list(conn) == [] and not list(conn.scan_iter("dagrq:sched:*:tick:*"))
+    done = dagrq("backfill", address, *day, "--max-active", "6", "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["runs"]) == 24 and set(report["runs"].values()) == {"succeeded"}
+    dag = loader.load(address)
+    spans = sorted(Run(r, conn, dag).result("extract") for r in report["runs"])
+    starts = [datetime.fromisoformat(s.split("/")[0]) for s in spans]
+    assert len(set(starts)) == 24
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(starts))
+    tagged = Run.list(conn, tag=f"backfill:{report['id']}", limit=100)
+    assert len(tagged) == 24
+    again = dagrq("backfill", address, *day, "--reprocess", "none", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["runs"] == {}
+    assert len(Run.list(conn, dag="t_hourly", limit=100)) == 24
+
+
+def test_schedules_lists_state_and_next_fires_and_pauses(
+    conn: redis.Redis, workers: Workers, redis_url: str
+) -> None:
+    workers.start(pipeline("scheduled", "every2s"), 1)
+    wait_for(lambda: stored.state(conn, "t_every2s:fast").last_run, 20, "a first run")
+    out = dagrq("schedules", "--json", "--url", redis_url)
+    assert out.returncode == 0, out.stderr
+    (entry,) = json.loads(out.stdout)
+    assert entry["schedule"] == "t_every2s:fast" and entry["paused"] is False
+    assert entry["spec"] == "cron '*/2 * * * * *' UTC" and len(entry["next"]) == 3
+    assert entry["last_run"] and entry["last_tick"]
+    nexts = [datetime.fromisoformat(n) for n in entry["next"]]
+    assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(nexts))
+    paused = dagrq("schedules", "pause", "fast", "--url", redis_url)
+    assert paused.returncode == 0 and "t_every2s:fast paused" in paused.stdout
+    time.sleep(1)
+    count = len(Run.list(conn, dag="t_every2s", limit=1000))
+    time.sleep(5)
+    assert len(Run.list(conn, dag="t_every2s", limit=1000)) == count  # nothing while paused
+    assert dagrq("schedules", "resume", "t_every2s:fast", "--url", redis_url).returncode == 0
+    wait_for(lambda: len(Run.list(conn, dag="t_every2s", limit=1000)) > count, 10, "fires again")
+    unknown = dagrq("schedules", "pause", "nope", "--url", redis_url)
+    assert unknown.returncode == 2 and "no schedule 'nope'" in unknown.stderr

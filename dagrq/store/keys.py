@@ -126,6 +126,8 @@ def progress_key() -> str:
 SCHEDULER_LEADER_KEY = f"{PREFIX}:sched:leader"
 #: every schedule a leader has served: ``<dag>:<name>`` -> its description (JSON)
 SCHEDULES_KEY = f"{PREFIX}:schedules"
+#: every backfill, by start time
+BACKFILLS_KEY = f"{PREFIX}:backfills"
 
 
 def schedule_key(schedule: str) -> str:

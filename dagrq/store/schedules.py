@@ -105,6 +105,35 @@ def known(connection: Any) -> dict[str, dict[str, Any]]:
     return {k.decode(): json.loads(v) for k, v in sorted(raw.items())}
 
 
+def rebuilt(connection: Any) -> list[Schedule]:
+    """The schedules of :func:`known`, as :class:`Schedule` objects (their times and zone;
+    enough to list their next fire times without their DAG's code)."""
+    from datetime import timedelta
+
+    out = []
+    for described in known(connection).values():
+        every = described.get("every_s")
+        out.append(
+            Schedule(
+                dag=described["dag"],
+                name=described["name"],
+                cron=described.get("cron"),
+                every=timedelta(seconds=every) if every else None,
+                timezone=described.get("timezone", "UTC"),
+                overlap=described.get("overlap", "skip"),
+            )
+        )
+    return out
+
+
+def run_states(connection: Any, run_ids: Sequence[str]) -> list[str | None]:
+    """Each run's state (None when it is gone)."""
+    pipe = connection.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.hget(runkeys.run_key(run_id), "state")
+    return [s.decode() if s is not None else None for s in pipe.execute()]
+
+
 def set_paused(connection: Any, schedule: str, paused: bool) -> None:
     """Pause or resume one schedule (``<dag>:<name>``). Ticks that fall due while it is
     paused are not fired later."""
@@ -124,11 +153,8 @@ def active_runs(connection: Any, schedule: str) -> list[str]:
 
 def still_running(connection: Any, run_ids: Sequence[str]) -> list[str]:
     """Those of ``run_ids`` whose run is still ``running`` (an expired run is not)."""
-    pipe = connection.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(runkeys.run_key(run_id), "state")
-    states = pipe.execute()
-    return [r for r, s in zip(run_ids, states, strict=True) if s == b"running"]
+    states = run_states(connection, run_ids)
+    return [r for r, s in zip(run_ids, states, strict=True) if s == "running"]
 
 
 def forget_runs(connection: Any, schedule: str, run_ids: Sequence[str]) -> None:
@@ -142,25 +168,31 @@ def claim_guard(
 ) -> Guard:
     """The guard a tick's run is written under: this leader still holds the lease and no one
     claimed the tick (unless ``force``: a backfill's reprocess); with the run, the claim, the
-    schedule's last tick and its running set are written. ``buffered``: the run is the
-    schedule's buffered tick (cleared with it)."""
+    schedule's last tick and its running set are written. ``buffered``: the run of the
+    schedule's buffered tick, whose claim says ``buffered`` until then (cleared with it)."""
     tick = keys.tick_key(schedule, tick_ms)
 
     def allowed(pipe: Any) -> bool:
         if token and (pipe.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() != token:
             return False
+        if buffered:  # the tick's claim says "buffered" until its run is written
+            kept = pipe.hget(keys.schedule_key(schedule), "buffered")
+            return kept == str(tick_ms).encode() and pipe.get(tick) == b"buffered"
         return force or not pipe.exists(tick)
 
     def write(pipe: Any, run_id: str) -> None:
         pipe.set(tick, run_id, ex=TICK_TTL_S)
         if token:  # a leader's tick (a backfill leaves the schedule's clock alone)
-            _advance(pipe, schedule, tick_ms)
+            if not buffered:  # a buffered tick is older than the clock: it stays
+                _advance(pipe, schedule, tick_ms)
             pipe.hset(keys.schedule_key(schedule), "last_run", run_id)
         if buffered:
             pipe.hdel(keys.schedule_key(schedule), "buffered")
         pipe.zadd(keys.schedule_runs_key(schedule), {run_id: tick_ms})
 
     watched = [tick, keys.SCHEDULER_LEADER_KEY] if token else [tick]
+    if buffered:
+        watched.append(keys.schedule_key(schedule))
     return Guard(watch=watched, allowed=allowed, write=write)
 
 
@@ -208,3 +240,66 @@ def pause_clock(connection: Any, schedule: str, token: str, tick_ms: int) -> Non
 def now_ms() -> int:
     """This host's clock in milliseconds."""
     return int(time.time() * 1000)
+
+
+# ------------------------------------------------------------------ backfills
+#: how long a backfill's record is kept after it started
+BACKFILL_TTL_S = 30 * 24 * 3600
+
+
+def start_backfill(
+    connection: Any, backfill_id: str, schedule: Schedule, ticks: Sequence[Any]
+) -> None:
+    """Record a backfill: its schedule, its ticks, ``running``."""
+    key = keys.backfill_key(backfill_id)
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            key,
+            mapping={
+                "schedule": schedule.key,
+                "state": "running",
+                "ticks": len(ticks),
+                "from": ticks[0].isoformat() if ticks else "",
+                "to": ticks[-1].isoformat() if ticks else "",
+                "created_at": time.time(),
+            },
+        )
+        pipe.expire(key, BACKFILL_TTL_S)
+        pipe.zadd(keys.BACKFILLS_KEY, {backfill_id: time.time()})
+        pipe.execute()
+
+
+def add_backfill_run(connection: Any, backfill_id: str, run_id: str) -> None:
+    """Add a run to a backfill's record."""
+    connection.rpush(keys.backfill_key(backfill_id) + ":runs", run_id)
+    connection.expire(keys.backfill_key(backfill_id) + ":runs", BACKFILL_TTL_S)
+
+
+def backfill_runs(connection: Any, backfill_id: str) -> list[str]:
+    """The runs a backfill made, in order."""
+    return [r.decode() for r in connection.lrange(keys.backfill_key(backfill_id) + ":runs", 0, -1)]
+
+
+def backfill_state(connection: Any, backfill_id: str) -> str | None:
+    """``running``, ``done``, ``canceled``, or None for no such backfill."""
+    found = connection.hget(keys.backfill_key(backfill_id), "state")
+    return found.decode() if found is not None else None
+
+
+def end_backfill(connection: Any, backfill_id: str, how: str) -> None:
+    """Mark a backfill ``done`` or ``canceled``."""
+    connection.hset(keys.backfill_key(backfill_id), "state", how)
+
+
+def backfills(connection: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest backfills, newest first: id, schedule, state, ticks, range, runs."""
+    out = []
+    for raw_id in connection.zrevrange(keys.BACKFILLS_KEY, 0, limit - 1):
+        backfill_id = raw_id.decode()
+        found = connection.hgetall(keys.backfill_key(backfill_id))
+        if not found:
+            continue
+        record = {k.decode(): v.decode() for k, v in found.items()}
+        record.pop("runs", None)
+        out.append({"id": backfill_id, **record, "runs": backfill_runs(connection, backfill_id)})
+    return out

@@ -39,7 +39,7 @@ def linger(policy: str, logical_time: datetime) -> str:
     conn = _conn()
     conn.rpush(f"test:sched:slow:{policy}", f"start {time.time()} {logical_time.isoformat()}")
     time.sleep(2.5)
-    conn.rpush(f"test:sched:slow:{policy}", f"end {time.time()}")
+    conn.rpush(f"test:sched:slow:{policy}", f"end {time.time()} {logical_time.isoformat()}")
     return policy
 
 
