@@ -196,6 +196,9 @@ def test_a_backfill_runs_each_tick_once_and_a_second_makes_none(
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(starts))
     tagged = Run.list(conn, tag=f"backfill:{report['id']}", limit=100)
     assert len(tagged) == 24
+    assert all(r.trigger.startswith(f"backfill {report['id']} @ 2026-11-01T") for r in tagged)
+    listed = json.loads(dagrq("runs", "--json", "--url", redis_url).stdout)
+    assert {r["trigger"].split()[0] for r in listed} == {"backfill"}
     again = dagrq("backfill", address, *day, "--reprocess", "none", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["runs"] == {}
     assert len(Run.list(conn, dag="t_hourly", limit=100)) == 24
@@ -224,3 +227,40 @@ def test_schedules_lists_state_and_next_fires_and_pauses(
     wait_for(lambda: len(Run.list(conn, dag="t_every2s", limit=1000)) > count, 10, "fires again")
     unknown = dagrq("schedules", "pause", "nope", "--url", redis_url)
     assert unknown.returncode == 2 and "no schedule 'nope'" in unknown.stderr
+
+
+def test_catch_up_fires_missed_ticks_in_the_window_one_at_a_time_and_records_the_rest(
+    conn: redis.Redis,
+) -> None:
+    """An hourly schedule with a 3 h catch-up window, last fired 5 h ago (the clock is the
+    test's): the 3 ticks older than the window are recorded missed; the 2 inside it fire
+    oldest first, each once the one before has ended; the tick of now fires after them."""
+    from dagrq.store import keys, lifecycle
+    from dagrq.store.runs import RunStore
+    from dagrq.workers.scheduling import Scheduler
+    from tests.pipelines.scheduled import caught
+
+    now = _utc(2030, 1, 1, 10, 0, 10)
+    conn.hset(
+        keys.schedule_key("t_caught:hourly"),
+        "last_tick",
+        int(_utc(2030, 1, 1, 4, 59).timestamp() * 1000),
+    )
+    leader = Scheduler(conn, [caught])
+    fired: list[str] = []
+    for _ in range(4):
+        leader.step(now)
+        runs = Run.list(conn, dag="t_caught", limit=100)
+        for run in runs:
+            if run.id not in fired:
+                fired.append(run.id)
+                lifecycle.cancel(RunStore(conn, run.id))  # it ended: the next may fire
+    ticks = [Run.fetch(r, conn).status().params["logical_time"] for r in fired]
+    assert [datetime.fromisoformat(t).hour for t in ticks] == [8, 9, 10]
+    state = stored.state(conn, "t_caught:hourly")
+    assert state.missed == 3  # 05:00, 06:00, 07:00: older than the window
+    assert (
+        Run.fetch(fired[0], conn)
+        .status()
+        .trigger.startswith("schedule t_caught:hourly @ 2030-01-01T08:00:00")
+    )

@@ -147,8 +147,9 @@ def print_status(console: Console, status: RunStatus) -> None:
 def runs_table(runs: list[RunSummary]) -> Table:
     """``dagrq runs``: one row per run, newest first."""
     table = Table(title_justify="left")
-    for column in ("run", "dag", "name", "state", "started", "duration", "progress", "params"):
-        table.add_column(column, no_wrap=column not in ("name", "params"))
+    columns = ("run", "dag", "name", "state", "started", "duration", "progress", "params")
+    for column in (*columns, "trigger"):
+        table.add_column(column, no_wrap=column not in ("name", "params", "trigger"))
     for run in runs:
         started = datetime.fromtimestamp(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
         duration = f"{run.duration_s:.1f}s" if run.duration_s is not None else ""
@@ -165,6 +166,7 @@ def runs_table(runs: list[RunSummary]) -> Table:
             duration,
             f"{run.done}/{run.total}",
             params,
+            run.trigger,
         )
     return table
 

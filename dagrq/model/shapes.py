@@ -45,8 +45,8 @@ def node_json(node: NodeStatus) -> dict[str, Any]:
 
 
 def status_json(status: RunStatus) -> dict[str, Any]:
-    """A run with every node: id, dag, name, tags, state, version, created_at, ended_at,
-    duration_s, params, counts, damaged, unserved, reexecuted, nodes."""
+    """A run with every node: id, dag, name, tags, trigger, state, version, created_at,
+    ended_at, duration_s, params, counts, damaged, unserved, reexecuted, nodes."""
     out = _timed(status.model_dump(exclude={"nodes"}))
     end = status.ended_at
     out["duration_s"] = None if end is None else max(0.0, end - status.created_at)
@@ -58,7 +58,7 @@ def status_json(status: RunStatus) -> dict[str, Any]:
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
     """One line of ``dagrq runs``: id, dag, name, tags, state, created_at, ended_at,
-    duration_s, done, total, params."""
+    duration_s, done, total, params, trigger."""
     out = _timed(summary.model_dump())
     out["duration_s"] = summary.duration_s
     return out

@@ -116,6 +116,8 @@ class RunStatus(BaseModel):
     #: the name given at submit (``--name``), and its tags (``--tag``)
     name: str | None = None
     tags: list[str] = []
+    #: how it started: ``manual``, ``schedule <dag>:<name> @ <tick>``, ``backfill <id> @ <tick>``
+    trigger: str = "manual"
 
     def waiting_note(self, queue: str | None) -> str | None:
         """What a node waiting on ``queue`` waits for, when no live worker serves it."""
@@ -224,6 +226,7 @@ def parse_status(
         version=meta.get("plan"),
         name=meta.get("name") or None,
         tags=json.loads(meta.get("tags", "[]")),
+        trigger=meta.get("trigger") or "manual",
     )
 
 
@@ -243,6 +246,8 @@ class RunSummary(BaseModel):
     params: dict[str, Any] = {}
     done: int = 0
     total: int = 0
+    #: how it started (see :attr:`RunStatus.trigger`)
+    trigger: str = "manual"
 
     @property
     def duration_s(self) -> float | None:
@@ -261,6 +266,7 @@ SUMMARY_FIELDS = (
     "params",
     "pending",
     "nodes",
+    "trigger",
 )
 
 
@@ -269,7 +275,7 @@ def parse_summary(run_id: str, values: list[str | None]) -> RunSummary | None:
     order); None when the run is gone.
 
     Examples:
-        >>> raw = ["d", "running", "1.0", None, None, None, "{}", "1", '["a","b"]']
+        >>> raw = ["d", "running", "1.0", None, None, None, "{}", "1", '["a","b"]', None]
         >>> s = parse_summary("r", raw)
         >>> s.state, s.done, s.total, s.duration_s
         ('running', 1, 2, None)
@@ -289,6 +295,7 @@ def parse_summary(run_id: str, values: list[str | None]) -> RunSummary | None:
         params=json.loads(meta["params"] or "{}"),
         done=max(0, total - int(meta["pending"] or 0)),
         total=total,
+        trigger=meta["trigger"] or "manual",
     )
 
 

@@ -177,7 +177,7 @@ def claim_guard(
             return False
         if buffered:  # the tick's claim says "buffered" until its run is written
             kept = pipe.hget(keys.schedule_key(schedule), "buffered")
-            return kept == str(tick_ms).encode() and pipe.get(tick) == b"buffered"
+            return bool(kept == str(tick_ms).encode() and pipe.get(tick) == b"buffered")
         return force or not pipe.exists(tick)
 
     def write(pipe: Any, run_id: str) -> None:

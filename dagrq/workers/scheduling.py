@@ -131,6 +131,8 @@ class Scheduler:
                     for run_id in running:
                         lifecycle.cancel(RunStore(self.connection, run_id))
                 self._fire(schedule, tick)
+                if age > MISFIRE_GRACE_S:
+                    return MAX_SLEEP_S  # a catch-up run: the next tick waits for its end
                 running = self._running(key)
         return MAX_SLEEP_S
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
 
@@ -50,3 +50,12 @@ hourly.schedule("0 * * * *", name="hourly", timezone="Europe/Paris")
 @hourly.node
 def extract(interval_start: datetime, interval_end: datetime) -> str:
     return f"{interval_start.isoformat()}/{interval_end.isoformat()}"
+
+
+caught = DAG("t_caught")
+caught.schedule(every=timedelta(hours=1), name="hourly", catchup=timedelta(hours=3))
+
+
+@caught.node
+def mark(logical_time: datetime) -> str:
+    return logical_time.isoformat()
