@@ -238,3 +238,11 @@ def left_running(found: Callable[[], set[int]], before: set[int], wait_s: float 
     while (extra := found() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     return extra
+
+
+def tick_claims(conn: redis.Redis, schedule: str) -> dict[int, str]:
+    """``{tick in ms: what claimed it}`` of a schedule (``<dag>:<name>``): a run id, or why
+    the tick made none (``skipped: ...``, ``missed``), oldest first."""
+    prefix = f"dagrq:sched:{schedule}:tick:"
+    found = {int(k.decode()[len(prefix) :]): k for k in conn.scan_iter(prefix + "*")}
+    return {t: (conn.get(k) or b"").decode() for t, k in sorted(found.items())}

@@ -19,7 +19,7 @@ from dagrq.client import Run
 from dagrq.model.schedules import tick_params
 from dagrq.store import schedules as stored
 
-from .helpers import Workers, dagrq, pipeline, wait_for
+from .helpers import Workers, dagrq, pipeline, tick_claims, wait_for
 
 
 def _utc(*args: int) -> datetime:
@@ -95,12 +95,6 @@ def test_ticks_carry_their_interval_and_a_manual_run_gets_now() -> None:
     assert start == end and before <= datetime.fromisoformat(start) <= datetime.now(UTC)
 
 
-def _claims(conn: redis.Redis, schedule: str) -> dict[int, str]:
-    prefix = f"dagrq:sched:{schedule}:tick:"
-    found = {int(k.decode()[len(prefix) :]): k for k in conn.scan_iter(prefix + "*")}
-    return {t: (conn.get(k) or b"").decode() for t, k in sorted(found.items())}
-
-
 def test_one_run_per_tick_with_three_leaders_and_two_leader_kills(
     conn: redis.Redis, workers: Workers
 ) -> None:
@@ -117,7 +111,7 @@ def test_one_run_per_tick_with_three_leaders_and_two_leader_kills(
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
         time.sleep(0.2)
-    claims = _claims(conn, "t_every2s:fast")
+    claims = tick_claims(conn, "t_every2s:fast")
     ticks = sorted(claims)
     assert len(ticks) >= 25, claims
     assert all(b - a == 2000 for a, b in itertools.pairwise(ticks)), ticks  # none missing
