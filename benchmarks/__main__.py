@@ -1,5 +1,5 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup, worker-cost."""
+lost-worker, startup, worker-cost, schedules."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from . import (
     map_scale,
     report,
     scale,
+    schedules,
     startup,
     worker_cost,
 )
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "lost-worker": lost_worker.main,
     "startup": startup.main,
     "worker-cost": worker_cost.main,
+    "schedules": schedules.main,
 }
 
 

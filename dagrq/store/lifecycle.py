@@ -98,37 +98,61 @@ def create_if(
 ) -> RunStore | None:
     """:func:`create` under ``guard``: the run and the guard's writes, or nothing (None)
     when the guard refuses or a watched key changed."""
+    new = NewRun(plan, params, name, tags, trigger, guard.write if guard is not None else None)
+
+    def prepare(pipe: Any) -> list[NewRun] | None:
+        return [new] if guard is None or guard.allowed(pipe) else None
+
+    made = create_all_if(connection, guard.watch if guard is not None else (), prepare)
+    return made[0] if made else None
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """One run for :func:`create_all_if`, and what to write with it (``write(pipe, id)``)."""
+
+    plan: Plan
+    params: Mapping[str, Any]
+    name: str | None = None
+    tags: Sequence[str] = ()
+    trigger: str = ""
+    write: Callable[[Any, str], None] | None = None
+
+
+def create_all_if(
+    connection: Any, watch: Sequence[str], prepare: Callable[[Any], Sequence[NewRun] | None]
+) -> list[RunStore] | None:
+    """Write several runs in one MULTI/EXEC, under a ``WATCH`` of ``watch``: ``prepare(pipe)``
+    reads the watched keys and says which runs to write (None: none, the condition failed).
+    Returns their stores, or None when nothing was written (refused, or a watched key
+    changed: then the caller may try again, one by one)."""
     with connection.pipeline(transaction=True) as pipe:
-        if guard is not None:
-            pipe.watch(*guard.watch)
-            if not guard.allowed(pipe):
-                return None
-        run_id = uuid.uuid4().hex
+        if watch:
+            pipe.watch(*watch)
+        news = prepare(pipe)
+        if not news:
+            return None
+        ids = [uuid.uuid4().hex for _ in news]
         pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
-        _write_run(connection, pipe, plan, params, run_id, name, tags, trigger)
-        if guard is not None:
-            guard.write(pipe, run_id)
+        plans: set[str] = set()
+        for new, run_id in zip(news, ids, strict=True):
+            _write_run(connection, pipe, new, run_id, store_plan=new.plan.hash not in plans)
+            plans.add(new.plan.hash)
+            if new.write is not None:
+                new.write(pipe, run_id)
         try:
             pipe.execute()
         except WatchError:
             return None
-    store = RunStore(connection, run_id, plan)
-    store._replicated()
-    return store
+    stores = [RunStore(connection, run_id, new.plan) for new, run_id in zip(news, ids, strict=True)]
+    stores[-1]._replicated()
+    return stores
 
 
-def _write_run(
-    connection: Any,
-    pipe: Any,
-    plan: Plan,
-    params: Mapping[str, Any],
-    run_id: str,
-    name: str | None,
-    tags: Sequence[str],
-    trigger: str,
-) -> None:
+def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_plan: bool) -> None:
     # long: every write of a new run is one MULTI/EXEC, laid out here in one piece
-    """On ``pipe`` (in MULTI): every write of a new run."""
+    """On ``pipe`` (in MULTI): every write of a new run (``store_plan``: its plan too)."""
+    plan, params, name, tags, trigger = new.plan, new.params, new.name, new.tags, new.trigger
     now = repr(time.time())
     ttl, specs = plan.ttl_s, plan.specs
     node_fields: dict[str, Any] = {}
@@ -138,7 +162,8 @@ def _write_run(
         if spec.starts_at_submit:
             node_fields[f"{spec.name}:queued"] = now
     events = runkeys.events_key(run_id)
-    pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
+    if store_plan:
+        pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
     meta = {
         "dag": plan.dag,
         "state": "running",

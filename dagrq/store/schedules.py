@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..model.schedules import Schedule
@@ -65,7 +66,10 @@ class ScheduleState:
 
 def state(connection: Any, schedule: str) -> ScheduleState:
     """One schedule's state (``<dag>:<name>``)."""
-    found = connection.hgetall(keys.schedule_key(schedule))
+    return _state(connection.hgetall(keys.schedule_key(schedule)))
+
+
+def _state(found: dict[bytes, bytes]) -> ScheduleState:
     raw = {k.decode(): v.decode() for k, v in found.items()}
     return ScheduleState(
         last_tick_ms=int(raw["last_tick"]) if raw.get("last_tick") else None,
@@ -146,21 +150,10 @@ def claimed(connection: Any, schedule: str, ticks_ms: Sequence[int]) -> list[str
     return [v.decode() if v is not None else None for v in found]
 
 
-def active_runs(connection: Any, schedule: str) -> list[str]:
-    """The runs of ``schedule`` that were running when last looked at (oldest first)."""
-    return [r.decode() for r in connection.zrange(keys.schedule_runs_key(schedule), 0, -1)]
-
-
 def still_running(connection: Any, run_ids: Sequence[str]) -> list[str]:
     """Those of ``run_ids`` whose run is still ``running`` (an expired run is not)."""
     states = run_states(connection, run_ids)
     return [r for r, s in zip(run_ids, states, strict=True) if s == "running"]
-
-
-def forget_runs(connection: Any, schedule: str, run_ids: Sequence[str]) -> None:
-    """Drop ended runs from the schedule's running set."""
-    if run_ids:
-        connection.zrem(keys.schedule_runs_key(schedule), *run_ids)
 
 
 def claim_guard(
@@ -170,34 +163,108 @@ def claim_guard(
     claimed the tick (unless ``force``: a backfill's reprocess); with the run, the claim, the
     schedule's last tick and its running set are written. ``buffered``: the run of the
     schedule's buffered tick, whose claim says ``buffered`` until then (cleared with it)."""
-    tick = keys.tick_key(schedule, tick_ms)
+    claim = Claim(schedule, tick_ms, buffered)
 
     def allowed(pipe: Any) -> bool:
         if token and (pipe.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() != token:
             return False
-        if buffered:  # the tick's claim says "buffered" until its run is written
-            kept = pipe.hget(keys.schedule_key(schedule), "buffered")
-            return bool(kept == str(tick_ms).encode() and pipe.get(tick) == b"buffered")
-        return force or not pipe.exists(tick)
+        if force:
+            return True
+        kept = pipe.hget(keys.schedule_key(schedule), "buffered") if buffered else None
+        return claim.free(pipe.get(claim.key), kept)
 
-    def write(pipe: Any, run_id: str) -> None:
-        pipe.set(tick, run_id, ex=TICK_TTL_S)
-        if token:  # a leader's tick (a backfill leaves the schedule's clock alone)
-            if not buffered:  # a buffered tick is older than the clock: it stays
-                _advance(pipe, schedule, tick_ms)
-            pipe.hset(keys.schedule_key(schedule), "last_run", run_id)
-        if buffered:
-            pipe.hdel(keys.schedule_key(schedule), "buffered")
-        pipe.zadd(keys.schedule_runs_key(schedule), {run_id: tick_ms})
+    watched = [claim.key, keys.SCHEDULER_LEADER_KEY] if token else [claim.key]
+    watched += [keys.schedule_key(schedule)] if buffered else []
+    return Guard(watch=watched, allowed=allowed, write=partial(claim.write, token=token))
 
-    watched = [tick, keys.SCHEDULER_LEADER_KEY] if token else [tick]
-    if buffered:
-        watched.append(keys.schedule_key(schedule))
-    return Guard(watch=watched, allowed=allowed, write=write)
+
+@dataclass(frozen=True)
+class Claim:
+    """The claim of one tick of one schedule, written with the tick's run."""
+
+    schedule: str
+    tick_ms: int
+    buffered: bool = False
+
+    @property
+    def key(self) -> str:
+        """The tick's claim key."""
+        return keys.tick_key(self.schedule, self.tick_ms)
+
+    def free(self, claimed: bytes | None, kept: bytes | None) -> bool:
+        """Whether the tick may get its run, given its claim and the schedule's buffered tick:
+        unclaimed; or, for the buffered tick, still ``buffered`` (no run yet)."""
+        if self.buffered:
+            return claimed == b"buffered" and kept == str(self.tick_ms).encode()
+        return claimed is None
+
+    def write(self, pipe: Any, run_id: str, *, token: str) -> None:
+        """On ``pipe`` (in MULTI): the claim, the schedule's clock and last run (a leader's
+        tick; a backfill leaves them), its running set."""
+        pipe.set(self.key, run_id, ex=TICK_TTL_S)
+        if token:
+            _advance(pipe, self.schedule, self.tick_ms)
+            pipe.hset(keys.schedule_key(self.schedule), "last_run", run_id)
+        if self.buffered:
+            pipe.hdel(keys.schedule_key(self.schedule), "buffered")
+        pipe.zadd(keys.schedule_runs_key(self.schedule), {run_id: self.tick_ms})
+
+
+def watch_claims(token: str, claims: Sequence[Claim]) -> list[str]:
+    """The keys a batch of claims is written under (see :func:`free_claims`)."""
+    watched = [keys.SCHEDULER_LEADER_KEY, *(c.key for c in claims)]
+    return watched + sorted({keys.schedule_key(c.schedule) for c in claims if c.buffered})
+
+
+def free_claims(pipe: Any, token: str, claims: Sequence[Claim]) -> list[bool] | None:
+    """In the ``WATCH`` of :func:`watch_claims`: which claims are free (None: ``token`` no
+    longer leads)."""
+    if (pipe.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() != token:
+        return None
+    claimed = pipe.mget([c.key for c in claims])
+    kept = [pipe.hget(keys.schedule_key(c.schedule), "buffered") if c.buffered else None
+            for c in claims]  # fmt: skip
+    return [c.free(v, k) for c, v, k in zip(claims, claimed, kept, strict=True)]
+
+
+_ADVANCE = """
+local now = tonumber(redis.call('HGET', KEYS[1], 'last_tick') or '0')
+if tonumber(ARGV[1]) > now then redis.call('HSET', KEYS[1], 'last_tick', ARGV[1]) end
+"""
 
 
 def _advance(pipe: Any, schedule: str, tick_ms: int) -> None:
-    pipe.hset(keys.schedule_key(schedule), "last_tick", tick_ms)
+    """The schedule's clock moves forward to ``tick_ms``, never back (a buffered tick, a
+    late claim)."""
+    pipe.eval(_ADVANCE, 1, keys.schedule_key(schedule), tick_ms)
+
+
+def states(connection: Any, schedules: Sequence[str]) -> dict[str, ScheduleState]:
+    """:func:`state` of several schedules, in one round trip."""
+    pipe = connection.pipeline(transaction=False)
+    for schedule in schedules:
+        pipe.hgetall(keys.schedule_key(schedule))
+    return {s: _state(raw) for s, raw in zip(schedules, pipe.execute(), strict=True)}
+
+
+def running_of(connection: Any, schedules: Sequence[str]) -> dict[str, list[str]]:
+    """Each schedule's runs still running, ended ones dropped from its set (three round
+    trips whatever the number of schedules)."""
+    pipe = connection.pipeline(transaction=False)
+    for schedule in schedules:
+        pipe.zrange(keys.schedule_runs_key(schedule), 0, -1)
+    listed = {
+        s: [r.decode() for r in found] for s, found in zip(schedules, pipe.execute(), strict=True)
+    }
+    every = [r for runs in listed.values() for r in runs]
+    running = set(still_running(connection, every)) if every else set()
+    pipe = connection.pipeline(transaction=False)
+    for schedule, runs in listed.items():
+        ended = [r for r in runs if r not in running]
+        if ended:
+            pipe.zrem(keys.schedule_runs_key(schedule), *ended)
+    pipe.execute()
+    return {s: [r for r in runs if r in running] for s, runs in listed.items()}
 
 
 def settle(connection: Any, schedule: str, token: str, tick_ms: int, outcome: str) -> bool:

@@ -26,7 +26,9 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from ..model.dag import DAG
@@ -66,22 +68,32 @@ class Scheduler:
 
     def step(self, now: datetime | None = None) -> float:
         """Renew the lease and, as leader, fire what is due; the seconds until the next
-        tick falls due (at most :data:`MAX_SLEEP_S`)."""
+        tick falls due (at most :data:`MAX_SLEEP_S`). Every schedule's state is read in a
+        few round trips, then the step's runs are written in one transaction (one by one
+        if a watched key changed meanwhile)."""
         was = self.leading
         self.leading = stored.lead(self.connection, self.token, LEASE_MS)
         if self.leading != was:
             log.info("scheduler %s: %s", self.token, "leads" if self.leading else "follows")
-        if not self.leading:
+        if not self.leading or not self.schedules:
             return MAX_SLEEP_S
         if not self._registered:
             self._register()
         now = now or datetime.now(UTC)
+        names = [s.key for s in self.schedules]
+        states = stored.states(self.connection, names)
+        running = stored.running_of(self.connection, names)
+        step = _Step()
         wait = MAX_SLEEP_S
         for schedule in self.schedules:
             try:
-                wait = min(wait, self._schedule(schedule, now))
+                found = self._decide(
+                    schedule, states[schedule.key], running[schedule.key], now, step
+                )
+                wait = min(wait, found)
             except Exception as exc:  # one schedule's trouble never stops the others
                 log.warning("schedule %s: %s", schedule.key, one_line_error(exc))
+        self._write(step)
         return max(0.0, wait)
 
     def _register(self) -> None:
@@ -93,62 +105,116 @@ class Scheduler:
                             key, described["dag"])  # fmt: skip
         self._registered = True
 
-    def _schedule(self, schedule: Schedule, now: datetime) -> float:
-        """Handle ``schedule``'s due ticks; seconds until its next one."""
-        key, state = schedule.key, stored.state(self.connection, schedule.key)
+    def _decide(
+        self,
+        schedule: Schedule,
+        state: stored.ScheduleState,
+        running: list[str],
+        now: datetime,
+        step: _Step,
+    ) -> float:
+        """What ``schedule``'s due ticks get (into ``step``); seconds until its next one."""
+        key = schedule.key
         if state.last_tick_ms is None:  # its first look: it starts now (or at start=)
             first = schedule.start if schedule.catchup is True and schedule.start else now
             stored.start_clock(self.connection, key, self.token, _ms(first) - 1)
-            state = stored.state(self.connection, key)
-            if state.last_tick_ms is None:
-                return MAX_SLEEP_S
+            return 0.0
         if state.paused:
             stored.pause_clock(self.connection, key, self.token, _ms(now))
             return MAX_SLEEP_S
-        running = self._running(key)
-        if state.buffered_ms is not None and not running:
-            self._fire(schedule, _at(state.buffered_ms), buffered=True)
+        busy, buffered = bool(running), state.buffered_ms is not None
+        if buffered and not busy:
+            assert state.buffered_ms is not None
+            step.fires.append((schedule, _at(state.buffered_ms), True))
             return 0.0
-        after = _at(state.last_tick_ms)
-        for tick in schedule.ticks(after, now + timedelta(seconds=MAX_SLEEP_S * 2)):
+        for tick in schedule.ticks(_at(state.last_tick_ms), now + timedelta(seconds=2)):
             due = tick + timedelta(seconds=jitter_s(schedule, tick))
             if due > now:
                 return (due - now).total_seconds()
             age = (now - tick).total_seconds()
             if age > schedule.catchup_s:
-                stored.settle(self.connection, key, self.token, _ms(tick), "missed")
+                step.settles.append((key, tick, "missed"))
                 log.warning("schedule %s: tick %s missed (%.0f s late)", key, tick, age)
-            elif age > MISFIRE_GRACE_S and running:
+            elif age > MISFIRE_GRACE_S and busy:
                 return MAX_SLEEP_S  # a catch-up: one run at a time, oldest first
-            elif running and schedule.overlap == "skip":
-                stored.settle(self.connection, key, self.token, _ms(tick), "skipped: overlap")
-            elif running and schedule.overlap == "buffer_one":
-                outcome = "skipped: buffer full" if state.buffered_ms else "buffered"
-                stored.settle(self.connection, key, self.token, _ms(tick), outcome)
-                state = stored.state(self.connection, key)
+            elif busy and schedule.overlap == "skip":
+                step.settles.append((key, tick, "skipped: overlap"))
+            elif busy and schedule.overlap == "buffer_one":
+                step.settles.append((key, tick, "skipped: buffer full" if buffered else "buffered"))
+                buffered = True
             else:
-                if running and schedule.overlap == "cancel_other":
+                if busy and schedule.overlap == "cancel_other":
                     for run_id in running:
                         lifecycle.cancel(RunStore(self.connection, run_id))
-                self._fire(schedule, tick)
-                if age > MISFIRE_GRACE_S:
-                    return MAX_SLEEP_S  # a catch-up run: the next tick waits for its end
-                running = self._running(key)
+                step.fires.append((schedule, tick, False))
+                busy = True
+                if age > MISFIRE_GRACE_S or schedule.overlap == "cancel_other":
+                    return MAX_SLEEP_S  # a catch-up's next tick (or a newer one) waits
         return MAX_SLEEP_S
 
-    def _running(self, schedule: str) -> list[str]:
-        """The schedule's runs still running (ended ones are dropped from its set)."""
-        run_ids = stored.active_runs(self.connection, schedule)
-        if not run_ids:
-            return []
-        running = stored.still_running(self.connection, run_ids)
-        stored.forget_runs(self.connection, schedule, [r for r in run_ids if r not in running])
-        return running
+    def _write(self, step: _Step) -> None:
+        """The step's runs in one transaction (else one by one), then its settled ticks."""
+        if step.fires:
+            made = fire_all(self.connection, self.dags, step.fires, self.token)
+            if made is None:  # a watched key changed (another leader?): each on its own
+                for schedule, tick, buffered in step.fires:
+                    fire(self.connection, self.dags[schedule.dag], schedule, tick, self.token,
+                         buffered=buffered)  # fmt: skip
+        for key, tick, outcome in step.settles:
+            stored.settle(self.connection, key, self.token, _ms(tick), outcome)
 
-    def _fire(self, schedule: Schedule, tick: datetime, *, buffered: bool = False) -> None:
-        """Write the run of ``tick`` with its claim, as the leader; nothing if another did."""
-        fire(self.connection, self.dags[schedule.dag], schedule, tick, self.token,
-             buffered=buffered)  # fmt: skip
+
+@dataclass
+class _Step:
+    """What one pass decided: runs to write, ticks to settle without a run."""
+
+    fires: list[tuple[Schedule, datetime, bool]] = field(default_factory=list)
+    settles: list[tuple[str, datetime, str]] = field(default_factory=list)
+
+
+def _new_run(dag: DAG, schedule: Schedule, tick: datetime, trigger: str | None = None,
+             tags: Sequence[str] = (), write: Any = None) -> lifecycle.NewRun:  # fmt: skip
+    """The run of ``schedule``'s ``tick``: its parameters (the schedule's and the tick's
+    logical time, for the nodes that ask), tags and trigger."""
+    values = {**schedule.params}
+    asked = dag.params_model.model_fields
+    values |= {k: v for k, v in tick_params(schedule, tick).items() if k in asked}
+    return lifecycle.NewRun(
+        dag.plan,
+        dag.validate_params(values),
+        tags=[f"schedule:{schedule.name}", *tags],
+        trigger=trigger or f"schedule {schedule.key} @ {tick.isoformat()}",
+        write=write,
+    )
+
+
+def fire_all(
+    connection: Any,
+    dags: dict[str, DAG],
+    fires: Sequence[tuple[Schedule, datetime, bool]],
+    token: str,
+) -> list[str] | None:
+    """Write the runs of several ticks, with their claims, in one transaction as the leader
+    holding ``token``; ticks claimed meanwhile are left out. None when nothing was written
+    because a watched key changed or ``token`` no longer leads."""
+    claims = [stored.Claim(s.key, _ms(tick), buffered) for s, tick, buffered in fires]
+
+    def prepare(pipe: Any) -> list[lifecycle.NewRun] | None:
+        free = stored.free_claims(pipe, token, claims)
+        if free is None:
+            return None
+        return [
+            _new_run(dags[s.dag], s, tick, write=partial(claim.write, token=token))
+            for (s, tick, _), claim, ok in zip(fires, claims, free, strict=True)
+            if ok
+        ]
+
+    made = lifecycle.create_all_if(connection, stored.watch_claims(token, claims), prepare)
+    if made is None:
+        return None
+    for store in made:
+        log.info("scheduler: run %s", store.run_id)
+    return [store.run_id for store in made]
 
 
 def fire(
@@ -165,19 +231,10 @@ def fire(
 ) -> str | None:
     """Write the run of ``schedule``'s ``tick`` under its claim; its id, or None when the
     tick was claimed already (or ``token`` no longer leads). ``token`` empty: a backfill."""
-    values = {**schedule.params}
-    asked = dag.params_model.model_fields
-    values |= {k: v for k, v in tick_params(schedule, tick).items() if k in asked}
-    stored_params = dag.validate_params(values)
     guard = stored.claim_guard(schedule.key, token, _ms(tick), buffered=buffered, force=force)
-    how = trigger or f"schedule {schedule.key} @ {tick.isoformat()}"
+    new = _new_run(dag, schedule, tick, trigger, tags)
     made = lifecycle.create_if(
-        connection,
-        dag.plan,
-        stored_params,
-        guard,
-        tags=[f"schedule:{schedule.name}", *tags],
-        trigger=how,
+        connection, new.plan, new.params, guard, tags=new.tags, trigger=new.trigger
     )
     if made is None:
         return None
