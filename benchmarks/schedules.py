@@ -94,8 +94,9 @@ def dagrq_cell(url: str, folder: Path, n: int, seconds: float) -> dict[str, Any]
         late.append(run.created_at - tick)
     expected = n * int(seconds)
     fired = len(runs)
+    per_tick = round(commands / max(1, fired), 1)
     return {"system": "dagrq scheduler", "fired": fired, "expected_about": expected,
-            "commands_per_tick": round(commands / max(1, fired), 1), **_quantiles(late)}  # fmt: skip
+            "commands_per_tick": per_tick, **_quantiles(late)}  # fmt: skip
 
 
 def rq_cell(url: str, n: int, seconds: float) -> dict[str, Any]:
@@ -114,9 +115,10 @@ def rq_cell(url: str, n: int, seconds: float) -> dict[str, Any]:
         times = [s.timestamp() for s in stamps if s is not None]
         fired += len(times)
         late += [t - (times[0] + k) for k, t in enumerate(times)]
+    per_tick = round(commands / max(1, fired), 1)
     return {"system": "RQ CronScheduler (interval=1)", "fired": fired,
-            "expected_about": n * int(seconds),
-            "commands_per_tick": round(commands / max(1, fired), 1), **_quantiles(late)}  # fmt: skip
+            "expected_about": n * int(seconds), "commands_per_tick": per_tick,
+            **_quantiles(late)}  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
