@@ -150,6 +150,23 @@ def test_runs_list_run_page_live_colours_cancel_and_resume(
     page.close()
 
 
+def test_a_dag_page_lists_its_schedules_with_their_last_run_and_next_fires(
+    conn: redis.Redis, ui: str, workers: Workers
+) -> None:
+    from dagrq.store import schedules as stored
+
+    workers.start(pipeline("scheduled", "every2s"), 1)
+    wait_for(lambda: stored.state(conn, "t_every2s:fast").last_run, 20, "a first run")
+    html = urllib.request.urlopen(f"{ui}/dags/t_every2s").read().decode()
+    assert "<h2>schedules</h2>" in html and "cron &#39;*/2 * * * * *&#39; UTC" in html
+    import re
+
+    section = html.split("<h2>schedules</h2>")[1].split("</table>")[0]
+    (linked,) = re.findall(r'href="/runs/([0-9a-f]{32})"', section)  # its last tick's run
+    assert Run.fetch(linked, conn).status().trigger.startswith("schedule t_every2s:fast @ ")
+    assert len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", section)) >= 4  # last, next 3
+
+
 def test_a_dag_page_and_the_json_api(conn: redis.Redis, ui: str, browser: Any) -> None:
     from tests.pipelines.uiflow import dag
 

@@ -3,19 +3,13 @@ past range, a scheduler apart from the workers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
 
 from ..errors import DAGError
 from .common import connect, console, emit_json, errors, json_option, load, url_option
-
-NEXT_FIRES = 3
-
-
-def _iso(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat() if ms is not None else None
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -82,37 +76,11 @@ def _schedule_key(known: dict[str, dict[str, Any]], name: str) -> str:
 
 
 def _listed(conn: Any, pipeline: str | None) -> list[dict[str, Any]]:
-    """The schedules to list, with their state and next fire times (the JSON shape)."""
+    """The schedules to list (a PIPELINE's, else every one known), the JSON shape."""
     from ..store import schedules as stored
 
     declared = list(load(pipeline).schedules) if pipeline else stored.rebuilt(conn)
-    now = datetime.now(UTC)
-    out = []
-    for schedule in declared:
-        state = stored.state(conn, schedule.key)
-        last_state = stored.run_states(conn, [state.last_run])[0] if state.last_run else None
-        upcoming = []
-        for tick in schedule.ticks(now, now.replace(year=now.year + 2)):
-            upcoming.append(tick.isoformat())
-            if len(upcoming) == NEXT_FIRES:
-                break
-        out.append(
-            {
-                "schedule": schedule.key,
-                "dag": schedule.dag,
-                "name": schedule.name,
-                "spec": schedule.describe(),
-                "overlap": schedule.overlap,
-                "paused": state.paused,
-                "last_tick": _iso(state.last_tick_ms),
-                "last_run": state.last_run,
-                "last_state": last_state,
-                "next": upcoming,
-                "missed": state.missed,
-                "skipped": state.skipped,
-            }
-        )
-    return out
+    return stored.listing(conn, declared)
 
 
 @click.command()

@@ -130,6 +130,52 @@ def rebuilt(connection: Any) -> list[Schedule]:
     return out
 
 
+#: fire times ``listing`` gives per schedule
+NEXT_FIRES = 3
+
+
+def listing(connection: Any, declared: Sequence[Schedule]) -> list[dict[str, Any]]:
+    """Each schedule with its state: ``{schedule, dag, name, spec, overlap, paused,
+    last_tick, last_run, last_state, next, missed, skipped}`` (``next``: the next
+    :data:`NEXT_FIRES` fire times in its zone, ISO 8601); the shape of ``dagrq schedules
+    --json`` and the web view's."""
+    from datetime import UTC, datetime
+
+    def iso(ms: int | None) -> str | None:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat() if ms is not None else None
+
+    found = states(connection, [s.key for s in declared])
+    last_runs = [found[s.key].last_run for s in declared]
+    last_states = run_states(connection, [r for r in last_runs if r])
+    state_of = dict(zip([r for r in last_runs if r], last_states, strict=True))
+    now = datetime.now(UTC)
+    out = []
+    for schedule in declared:
+        state = found[schedule.key]
+        upcoming = []
+        for tick in schedule.ticks(now, now.replace(year=now.year + 2)):
+            upcoming.append(tick.isoformat())
+            if len(upcoming) == NEXT_FIRES:
+                break
+        out.append(
+            {
+                "schedule": schedule.key,
+                "dag": schedule.dag,
+                "name": schedule.name,
+                "spec": schedule.describe(),
+                "overlap": schedule.overlap,
+                "paused": state.paused,
+                "last_tick": iso(state.last_tick_ms),
+                "last_run": state.last_run,
+                "last_state": state_of.get(state.last_run or ""),
+                "next": upcoming,
+                "missed": state.missed,
+                "skipped": state.skipped,
+            }
+        )
+    return out
+
+
 def run_states(connection: Any, run_ids: Sequence[str]) -> list[str | None]:
     """Each run's state (None when it is gone)."""
     pipe = connection.pipeline(transaction=False)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,8 +70,9 @@ async def dag_page(request: Request) -> Response:
     name = request.path_params["name"]
     connection = request.app.state.connection
     runs = await in_thread(lambda: Run.list(connection, dag=name, limit=20))
+    timed = await in_thread(lambda: _schedules_of(connection, name))
     if not runs:
-        return page(request, "dag.html", name, name=name, runs=[])
+        return page(request, "dag.html", name, name=name, runs=[], schedules=timed)
     plan = await in_thread(lambda: Run.fetch(runs[0].id, connection).plan())
     rows = [{**r.model_dump(), "started": iso(r.created_at)} for r in runs]
     return page(
@@ -81,4 +83,12 @@ async def dag_page(request: Request) -> Response:
         runs=rows,
         svg=to_svg(plan),
         report="\n".join(preflight(plan, {}).lines()),
+        schedules=timed,
     )
+
+
+def _schedules_of(connection: Any, dag: str) -> list[dict[str, Any]]:
+    """The schedules of ``dag`` a leader has served, with their state and next fires."""
+    from ..store import schedules as stored
+
+    return stored.listing(connection, [s for s in stored.rebuilt(connection) if s.dag == dag])
