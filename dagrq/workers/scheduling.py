@@ -82,7 +82,10 @@ class Scheduler:
         now = now or datetime.now(UTC)
         names = [s.key for s in self.schedules]
         states = stored.states(self.connection, names)
-        running = stored.running_of(self.connection, names)
+        # an `allow` schedule reads its running runs only for a catch-up (see _decide)
+        watched = [s.key for s in self.schedules if s.overlap != "allow"]
+        running: dict[str, list[str] | None] = dict.fromkeys(names)
+        running |= stored.running_of(self.connection, watched) if watched else {}
         step = _Step()
         wait = MAX_SLEEP_S
         for schedule in self.schedules:
@@ -109,12 +112,20 @@ class Scheduler:
         self,
         schedule: Schedule,
         state: stored.ScheduleState,
-        running: list[str],
+        known: list[str] | None,
         now: datetime,
         step: _Step,
     ) -> float:
-        """What ``schedule``'s due ticks get (into ``step``); seconds until its next one."""
+        """What ``schedule``'s due ticks get (into ``step``); seconds until its next one.
+        ``known``: its running runs, None when not read yet (an ``allow`` schedule)."""
         key = schedule.key
+
+        def running_now() -> list[str]:
+            nonlocal known
+            if known is None:
+                known = stored.running_of(self.connection, [key])[key]
+            return known
+
         if state.last_tick_ms is None:  # its first look: it starts now (or at start=)
             first = schedule.start if schedule.catchup is True and schedule.start else now
             stored.start_clock(self.connection, key, self.token, _ms(first) - 1)
@@ -122,7 +133,8 @@ class Scheduler:
         if state.paused:
             stored.pause_clock(self.connection, key, self.token, _ms(now))
             return MAX_SLEEP_S
-        busy, buffered = bool(running), state.buffered_ms is not None
+        buffered = state.buffered_ms is not None
+        busy = bool(known) if schedule.overlap != "allow" else False
         if buffered and not busy:
             assert state.buffered_ms is not None
             step.fires.append((schedule, _at(state.buffered_ms), True))
@@ -135,7 +147,7 @@ class Scheduler:
             if age > schedule.catchup_s:
                 step.settles.append((key, tick, "missed"))
                 log.warning("schedule %s: tick %s missed (%.0f s late)", key, tick, age)
-            elif age > MISFIRE_GRACE_S and busy:
+            elif age > MISFIRE_GRACE_S and (busy or running_now()):
                 return MAX_SLEEP_S  # a catch-up: one run at a time, oldest first
             elif busy and schedule.overlap == "skip":
                 step.settles.append((key, tick, "skipped: overlap"))
@@ -144,7 +156,7 @@ class Scheduler:
                 buffered = True
             else:
                 if busy and schedule.overlap == "cancel_other":
-                    for run_id in running:
+                    for run_id in running_now():
                         lifecycle.cancel(RunStore(self.connection, run_id))
                 step.fires.append((schedule, tick, False))
                 busy = True
