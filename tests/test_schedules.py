@@ -258,3 +258,42 @@ def test_catch_up_fires_missed_ticks_in_the_window_one_at_a_time_and_records_the
         .status()
         .trigger.startswith("schedule t_caught:hourly @ 2030-01-01T08:00:00")
     )
+
+
+def test_a_schedule_whose_params_the_dag_refuses_is_one_line_at_validation() -> None:
+    from tests.pipelines.scheduled import wrong
+
+    with pytest.raises(DAGError) as caught:
+        wrong.validate()
+    assert str(caught.value).startswith("DAG 't_wrong', schedule 'wrong': ")
+    assert "colour" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_backfill_is_canceled_as_one_unit(conn: redis.Redis, redis_url: str) -> None:
+    """No worker runs its runs: `backfill cancel ID` stops the runner (exit 1) after at most
+    --max-active runs, and cancels them."""
+    import subprocess
+    import sys
+
+    address = pipeline("scheduled", "hourly")
+    day = ("--from", "2026-11-02T00:00", "--to", "2026-11-02T23:00", "--url", redis_url)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "dagrq", "backfill", address, *day, "--max-active", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        found = wait_for(lambda: stored.backfills(conn), 30, "the backfill recorded")
+        (record,) = found
+        wait_for(lambda: len(stored.backfill_runs(conn, record["id"])) == 2, 30, "2 runs")
+        listed = dagrq("backfill", "list", "--json", "--url", redis_url)
+        assert json.loads(listed.stdout)[0]["state"] == "running"
+        out = dagrq("backfill", "cancel", record["id"], "--url", redis_url)
+        assert out.returncode == 0, out.stderr
+        assert runner.wait(timeout=30) == 1
+    finally:
+        runner.kill()
+    runs = stored.backfill_runs(conn, record["id"])
+    assert len(runs) == 2  # --max-active: the other 22 ticks never ran
+    assert stored.run_states(conn, runs) == ["canceled", "canceled"]
+    unknown = dagrq("backfill", "cancel", "nope", "--url", redis_url)
+    assert unknown.returncode == 2

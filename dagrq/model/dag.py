@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
-from ..errors import DAGError, NodeDefinitionError
+from ..errors import DAGError, NodeDefinitionError, ParameterError
 from . import commands, params
 from .codec import SerializerName, get_codec
 from .local import run_local
@@ -311,8 +311,14 @@ class DAG:
                 (a lambda, a closure, or ``__main__`` without a file).
             NodeDefinitionError: an empty DAG, a rule its parents cannot satisfy, or one run
                 parameter with two different types.
+            DAGError: a schedule's ``params`` are not valid run parameters of the DAG.
         """
         _ = self._validated
+        for schedule in self._schedules:
+            try:
+                self.validate_params(schedule.params)
+            except ParameterError as exc:
+                raise DAGError(f"DAG {self.name!r}, schedule {schedule.name!r}: {exc}") from None
 
     @cached_property
     def _validated(self) -> Validated:

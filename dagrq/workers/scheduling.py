@@ -215,11 +215,16 @@ def fire_all(
         free = stored.free_claims(pipe, token, claims)
         if free is None:
             return None
-        return [
-            _new_run(dags[s.dag], s, tick, write=partial(claim.write, token=token))
-            for (s, tick, _), claim, ok in zip(fires, claims, free, strict=True)
-            if ok
-        ]
+        news = []
+        for (schedule, tick, _), claim, ok in zip(fires, claims, free, strict=True):
+            if not ok:
+                continue
+            try:
+                write = partial(claim.write, token=token)
+                news.append(_new_run(dags[schedule.dag], schedule, tick, write=write))
+            except Exception as exc:  # one schedule's bad run never holds back the others
+                log.warning("schedule %s: %s", schedule.key, one_line_error(exc))
+        return news
 
     made = lifecycle.create_all_if(connection, stored.watch_claims(token, claims), prepare)
     if made is None:

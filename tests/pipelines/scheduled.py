@@ -59,3 +59,12 @@ caught.schedule(every=timedelta(hours=1), name="hourly", catchup=timedelta(hours
 @caught.node
 def mark(logical_time: datetime) -> str:
     return logical_time.isoformat()
+
+
+wrong = DAG("t_wrong")  # a schedule giving a parameter no node takes: refused at validation
+wrong.schedule("0 * * * *", name="wrong", params={"colour": "red"})
+
+
+@wrong.node
+def plain(logical_time: datetime) -> str:
+    return logical_time.isoformat()
