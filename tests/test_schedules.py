@@ -104,7 +104,7 @@ def test_one_run_per_tick_with_three_leaders_and_two_leader_kills(
     began, killed = time.monotonic(), []
     while time.monotonic() - began < 60:
         if len(killed) < 2 and time.monotonic() - began > 15 * (len(killed) + 1):
-            token = stored.leader(conn)
+            token = stored.leader(conn, "t_every2s")
             assert token is not None, "no leader"
             pid = int(token.split(":")[1])
             assert pid in [p.pid for p in procs] and pid not in killed
@@ -297,3 +297,21 @@ def test_a_backfill_is_canceled_as_one_unit(conn: redis.Redis, redis_url: str) -
     assert stored.run_states(conn, runs) == ["canceled", "canceled"]
     unknown = dagrq("backfill", "cancel", "nope", "--url", redis_url)
     assert unknown.returncode == 2
+
+
+def test_each_dag_has_its_own_leader_so_workers_of_other_dags_never_starve_it(
+    conn: redis.Redis,
+) -> None:
+    """Two schedulers serving different DAGs both lead: a worker of DAG A holding a single
+    global lease would leave DAG B's schedules unfired."""
+    from dagrq.workers.scheduling import Scheduler
+    from tests.pipelines.scheduled import caught, every2s
+
+    first, second = Scheduler(conn, [every2s]), Scheduler(conn, [caught])
+    first.step()
+    second.step()
+    assert first.leading == {"t_every2s"} and second.leading == {"t_caught"}
+    both = Scheduler(conn, [every2s, caught])
+    both.step()
+    assert both.leading == set()  # each DAG already has its leader
+    assert stored.leader(conn, "t_every2s") == first.token

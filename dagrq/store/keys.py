@@ -122,12 +122,15 @@ def progress_key() -> str:
 
 
 # ------------------------------------------------------------------ schedules
-#: the scheduler's leader lease: the holder's token, with an expiry
-SCHEDULER_LEADER_KEY = f"{PREFIX}:sched:leader"
 #: every schedule a leader has served: ``<dag>:<name>`` -> its description (JSON)
 SCHEDULES_KEY = f"{PREFIX}:schedules"
 #: every backfill, by start time
 BACKFILLS_KEY = f"{PREFIX}:backfills"
+
+
+def scheduler_leader_key(dag: str) -> str:
+    """The lease of the scheduler that leads ``dag``'s schedules: the holder's token."""
+    return f"{PREFIX}:sched:leader:{dag}"
 
 
 def schedule_key(schedule: str) -> str:

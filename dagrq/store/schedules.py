@@ -35,21 +35,31 @@ return 0
 """
 
 
-def lead(connection: Any, token: str, lease_ms: int) -> bool:
-    """Take or renew the scheduler lease for ``token``; True while it holds it."""
-    held = connection.eval(_RENEW, 1, keys.SCHEDULER_LEADER_KEY, token, lease_ms)
-    return bool(held)
+def lead(connection: Any, token: str, lease_ms: int, dags: Sequence[str]) -> set[str]:
+    """Take or renew the lease of each of ``dags`` for ``token`` (one round trip); the DAGs
+    whose schedules it now leads. Each DAG has its own leader: a worker leads only DAGs it
+    serves, so every DAG served anywhere has one."""
+    pipe = connection.pipeline(transaction=False)
+    for dag in dags:
+        pipe.eval(_RENEW, 1, keys.scheduler_leader_key(dag), token, lease_ms)
+    return {dag for dag, held in zip(dags, pipe.execute(), strict=True) if held}
 
 
-def resign(connection: Any, token: str) -> None:
-    """Give the lease up (when ``token`` holds it), so another leader takes over at once."""
-    connection.eval(_RELEASE, 1, keys.SCHEDULER_LEADER_KEY, token)
+def resign(connection: Any, token: str, dags: Sequence[str]) -> None:
+    """Give the leases up (those ``token`` holds), so other leaders take over at once."""
+    for dag in dags:
+        connection.eval(_RELEASE, 1, keys.scheduler_leader_key(dag), token)
 
 
-def leader(connection: Any) -> str | None:
-    """The token of the leader, if any."""
-    found = connection.get(keys.SCHEDULER_LEADER_KEY)
+def leader(connection: Any, dag: str) -> str | None:
+    """The token of the scheduler leading ``dag``'s schedules, if any."""
+    found = connection.get(keys.scheduler_leader_key(dag))
     return found.decode() if found is not None else None
+
+
+def _leader_key(schedule: str) -> str:
+    """The lease a schedule (``<dag>:<name>``) is fired under."""
+    return keys.scheduler_leader_key(schedule.split(":", 1)[0])
 
 
 @dataclass
@@ -212,14 +222,14 @@ def claim_guard(
     claim = Claim(schedule, tick_ms, buffered)
 
     def allowed(pipe: Any) -> bool:
-        if token and (pipe.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() != token:
+        if token and (pipe.get(_leader_key(schedule)) or b"").decode() != token:
             return False
         if force:
             return True
         kept = pipe.hget(keys.schedule_key(schedule), "buffered") if buffered else None
         return claim.free(pipe.get(claim.key), kept)
 
-    watched = [claim.key, keys.SCHEDULER_LEADER_KEY] if token else [claim.key]
+    watched = [claim.key, _leader_key(schedule)] if token else [claim.key]
     watched += [keys.schedule_key(schedule)] if buffered else []
     return Guard(watch=watched, allowed=allowed, write=partial(claim.write, token=token))
 
@@ -258,14 +268,16 @@ class Claim:
 
 def watch_claims(token: str, claims: Sequence[Claim]) -> list[str]:
     """The keys a batch of claims is written under (see :func:`free_claims`)."""
-    watched = [keys.SCHEDULER_LEADER_KEY, *(c.key for c in claims)]
+    leases = sorted({_leader_key(c.schedule) for c in claims})
+    watched = [*leases, *(c.key for c in claims)]
     return watched + sorted({keys.schedule_key(c.schedule) for c in claims if c.buffered})
 
 
 def free_claims(pipe: Any, token: str, claims: Sequence[Claim]) -> list[bool] | None:
     """In the ``WATCH`` of :func:`watch_claims`: which claims are free (None: ``token`` no
     longer leads)."""
-    if (pipe.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() != token:
+    leases = sorted({_leader_key(c.schedule) for c in claims})
+    if any(v != token.encode() for v in pipe.mget(leases)):
         return None
     claimed = pipe.mget([c.key for c in claims])
     kept = [pipe.hget(keys.schedule_key(c.schedule), "buffered") if c.buffered else None
@@ -340,13 +352,13 @@ def settle(connection: Any, schedule: str, token: str, tick_ms: int, outcome: st
 
 def start_clock(connection: Any, schedule: str, token: str, tick_ms: int) -> None:
     """Set a new schedule's clock (its first look: ticks before ``tick_ms`` never fire)."""
-    if (connection.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() == token:
+    if (connection.get(_leader_key(schedule)) or b"").decode() == token:
         connection.hsetnx(keys.schedule_key(schedule), "last_tick", tick_ms)
 
 
 def pause_clock(connection: Any, schedule: str, token: str, tick_ms: int) -> None:
     """A paused schedule's clock follows the time: its ticks meanwhile never fire."""
-    if (connection.get(keys.SCHEDULER_LEADER_KEY) or b"").decode() == token:
+    if (connection.get(_leader_key(schedule)) or b"").decode() == token:
         connection.hset(keys.schedule_key(schedule), "last_tick", tick_ms)
 
 

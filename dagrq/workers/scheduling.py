@@ -59,11 +59,12 @@ class Scheduler:
 
     def __init__(self, connection: Any, dags: Sequence[DAG], token: str | None = None) -> None:
         self.connection = connection
-        self.dags = {d.name: d for d in dags}
+        self.dags = {d.name: d for d in dags if d.schedules}
         self.schedules = [s for d in dags for s in d.schedules]
         #: ``<host>:<pid>:<random>``: the lease says which process leads
         self.token = token or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.leading = False
+        #: the DAGs whose schedules this scheduler leads (each DAG has its own lease)
+        self.leading: set[str] = set()
         self._registered = False
 
     def step(self, now: datetime | None = None) -> float:
@@ -72,18 +73,19 @@ class Scheduler:
         few round trips, then the step's runs are written in one transaction (one by one
         if a watched key changed meanwhile)."""
         was = self.leading
-        self.leading = stored.lead(self.connection, self.token, LEASE_MS)
+        self.leading = stored.lead(self.connection, self.token, LEASE_MS, list(self.dags))
         if self.leading != was:
-            log.info("scheduler %s: %s", self.token, "leads" if self.leading else "follows")
-        if not self.leading or not self.schedules:
+            log.info("scheduler %s leads %s", self.token, sorted(self.leading) or "nothing")
+        led = [s for s in self.schedules if s.dag in self.leading]
+        if not led:
             return MAX_SLEEP_S
         if not self._registered:
             self._register()
         now = now or datetime.now(UTC)
-        names = [s.key for s in self.schedules]
+        names = [s.key for s in led]
         states = stored.states(self.connection, names)
         # an `allow` schedule reads its running runs only for a catch-up (see _decide)
-        watched = [s.key for s in self.schedules if s.overlap != "allow"]
+        watched = [s.key for s in led if s.overlap != "allow"]
         running: dict[str, list[str] | None] = dict.fromkeys(names)
         running |= stored.running_of(self.connection, watched) if watched else {}
         step = _Step()
@@ -277,7 +279,9 @@ class SchedulerThread(threading.Thread):
                 wait = MAX_SLEEP_S
             self._stopped.wait(wait)
         try:
-            stored.resign(self.scheduler.connection, self.scheduler.token)
+            stored.resign(
+                self.scheduler.connection, self.scheduler.token, list(self.scheduler.dags)
+            )
         except Exception as exc:
             log.debug("scheduler resign: %s", one_line_error(exc))
 

@@ -34,7 +34,7 @@ def test_one_run_per_tick_through_two_leader_kills_and_a_redis_restart(
                 time.sleep(2)  # the outage
                 server.start()
             else:
-                token = wait_for(lambda: stored.leader(conn), 15, "a leader")
+                token = wait_for(lambda: stored.leader(conn, "t_every2s"), 15, "a leader")
                 pid = int(token.split(":")[1])
                 assert pid in [p.pid for p in procs] and pid not in done
                 os.kill(pid, signal.SIGKILL)
