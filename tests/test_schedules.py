@@ -315,3 +315,13 @@ def test_each_dag_has_its_own_leader_so_workers_of_other_dags_never_starve_it(
     both.step()
     assert both.leading == set()  # each DAG already has its leader
     assert stored.leader(conn, "t_every2s") == first.token
+
+
+def test_the_scheduled_example_validates_and_runs_by_hand() -> None:
+    out = dagrq("validate", "examples/hourly.py:dag")
+    assert out.returncode == 0, out.stderr
+    listed = dagrq("schedules", "examples/hourly.py:dag", "--json", "--url", "redis://127.0.0.1:1")
+    assert listed.returncode == 2  # it reads Redis: an unreachable one is one line
+    dag = loader.load("examples/hourly.py:dag")
+    assert [s.name for s in dag.schedules] == ["default", "weekday_digest"]
+    assert dag.run_local()["summary"].startswith("hour ending ")
