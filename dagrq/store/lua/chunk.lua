@@ -25,9 +25,11 @@ end
 local node, n = ARGV[1], tonumber(ARGV[2])
 local total = tonumber(redis.call('HGET', KEYS[2], node .. ':items_total') or '0')
 local indices, valid, recorded = {}, 0, {}
+for i = 1, n do indices[i] = ARGV[2 + i] end
+-- one HMGET for the whole chunk (not a HEXISTS per item): a fresh chunk's results are all nil
+local kept = redis.call('HMGET', KEYS[4], unpack(indices))
 for i = 1, n do
-  indices[i] = ARGV[2 + i]
-  recorded[i] = redis.call('HEXISTS', KEYS[4], indices[i])
+  recorded[i] = kept[i] and 1 or 0
   if tonumber(indices[i]) < total and recorded[i] == 0 then
     valid = valid + 1
   end
