@@ -151,3 +151,8 @@ def schedule_runs_key(schedule: str) -> str:
 def backfill_key(backfill_id: str) -> str:
     """One backfill: its schedule, range, state and runs."""
     return f"{PREFIX}:backfill:{backfill_id}"
+
+
+def backfill_runs_key(backfill_id: str) -> str:
+    """The runs one backfill made, in order."""
+    return f"{PREFIX}:backfill:{backfill_id}:runs"

@@ -99,18 +99,9 @@ def register(connection: Any, schedules: Iterable[Schedule]) -> None:
 
 
 def describe(schedule: Schedule) -> str:
-    """A schedule as JSON, for :data:`~dagrq.store.keys.SCHEDULES_KEY`."""
-    return json.dumps(
-        {
-            "dag": schedule.dag,
-            "name": schedule.name,
-            "cron": schedule.cron,
-            "every_s": schedule.every.total_seconds() if schedule.every is not None else None,
-            "timezone": schedule.timezone,
-            "overlap": schedule.overlap,
-            "catchup_s": schedule.catchup_s,
-        }
-    )
+    """A schedule as JSON (pydantic's, the whole schedule), for
+    :data:`~dagrq.store.keys.SCHEDULES_KEY`."""
+    return schedule.model_dump_json()
 
 
 def known(connection: Any) -> dict[str, dict[str, Any]]:
@@ -120,24 +111,10 @@ def known(connection: Any) -> dict[str, dict[str, Any]]:
 
 
 def rebuilt(connection: Any) -> list[Schedule]:
-    """The schedules of :func:`known`, as :class:`Schedule` objects (their times and zone;
-    enough to list their next fire times without their DAG's code)."""
-    from datetime import timedelta
-
-    out = []
-    for described in known(connection).values():
-        every = described.get("every_s")
-        out.append(
-            Schedule(
-                dag=described["dag"],
-                name=described["name"],
-                cron=described.get("cron"),
-                every=timedelta(seconds=every) if every else None,
-                timezone=described.get("timezone", "UTC"),
-                overlap=described.get("overlap", "skip"),
-            )
-        )
-    return out
+    """The schedules of :func:`known`, as :class:`Schedule` objects (enough to list their
+    next fire times without their DAG's code)."""
+    raw = connection.hgetall(keys.SCHEDULES_KEY)
+    return [Schedule.model_validate_json(v) for _, v in sorted(raw.items())]
 
 
 #: fire times ``listing`` gives per schedule
@@ -362,11 +339,6 @@ def pause_clock(connection: Any, schedule: str, token: str, tick_ms: int) -> Non
         connection.hset(keys.schedule_key(schedule), "last_tick", tick_ms)
 
 
-def now_ms() -> int:
-    """This host's clock in milliseconds."""
-    return int(time.time() * 1000)
-
-
 # ------------------------------------------------------------------ backfills
 #: how long a backfill's record is kept after it started
 BACKFILL_TTL_S = 30 * 24 * 3600
@@ -396,13 +368,15 @@ def start_backfill(
 
 def add_backfill_run(connection: Any, backfill_id: str, run_id: str) -> None:
     """Add a run to a backfill's record."""
-    connection.rpush(keys.backfill_key(backfill_id) + ":runs", run_id)
-    connection.expire(keys.backfill_key(backfill_id) + ":runs", BACKFILL_TTL_S)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.rpush(keys.backfill_runs_key(backfill_id), run_id)
+        pipe.expire(keys.backfill_runs_key(backfill_id), BACKFILL_TTL_S)
+        pipe.execute()
 
 
 def backfill_runs(connection: Any, backfill_id: str) -> list[str]:
     """The runs a backfill made, in order."""
-    return [r.decode() for r in connection.lrange(keys.backfill_key(backfill_id) + ":runs", 0, -1)]
+    return [r.decode() for r in connection.lrange(keys.backfill_runs_key(backfill_id), 0, -1)]
 
 
 def backfill_state(connection: Any, backfill_id: str) -> str | None:

@@ -25,7 +25,7 @@ from ..model.schedules import Schedule
 from ..store import lifecycle
 from ..store import schedules as stored
 from ..store.runs import RunStore
-from .scheduling import fire
+from .scheduling import fire, tick_ms
 
 Reprocess = Literal["none", "failed", "all"]
 #: runs of one backfill running at once, unless ``max_active`` says otherwise
@@ -69,7 +69,7 @@ def plan_backfill(
     from datetime import timedelta
 
     ticks = list(schedule.ticks(start - timedelta(microseconds=1), end))
-    claims = stored.claimed(connection, schedule.key, [_ms(t) for t in ticks])
+    claims = stored.claimed(connection, schedule.key, [tick_ms(t) for t in ticks])
     runs = [c for c in claims if c is not None and len(c) == 32]
     running = set(stored.still_running(connection, runs)) if runs else set()
     states = _states(connection, runs)
@@ -91,10 +91,6 @@ def plan_backfill(
 def _states(connection: Any, run_ids: Sequence[str]) -> dict[str, str]:
     found = stored.run_states(connection, run_ids)
     return {r: s or "gone" for r, s in zip(run_ids, found, strict=True)}
-
-
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
 
 
 def run_backfill(

@@ -46,7 +46,8 @@ LEASE_MS = 5_000
 MAX_SLEEP_S = 1.0
 
 
-def _ms(moment: datetime) -> int:
+def tick_ms(moment: datetime) -> int:
+    """A moment in Unix milliseconds (how ticks are keyed)."""
     return round(moment.timestamp() * 1000)
 
 
@@ -130,10 +131,10 @@ class Scheduler:
 
         if state.last_tick_ms is None:  # its first look: it starts now (or at start=)
             first = schedule.start if schedule.catchup is True and schedule.start else now
-            stored.start_clock(self.connection, key, self.token, _ms(first) - 1)
+            stored.start_clock(self.connection, key, self.token, tick_ms(first) - 1)
             return 0.0
         if state.paused:
-            stored.pause_clock(self.connection, key, self.token, _ms(now))
+            stored.pause_clock(self.connection, key, self.token, tick_ms(now))
             return MAX_SLEEP_S
         buffered = state.buffered_ms is not None
         busy = bool(known) if schedule.overlap != "allow" else False
@@ -175,7 +176,7 @@ class Scheduler:
                     fire(self.connection, self.dags[schedule.dag], schedule, tick, self.token,
                          buffered=buffered)  # fmt: skip
         for key, tick, outcome in step.settles:
-            stored.settle(self.connection, key, self.token, _ms(tick), outcome)
+            stored.settle(self.connection, key, self.token, tick_ms(tick), outcome)
 
 
 @dataclass
@@ -211,7 +212,7 @@ def fire_all(
     """Write the runs of several ticks, with their claims, in one transaction as the leader
     holding ``token``; ticks claimed meanwhile are left out. None when nothing was written
     because a watched key changed or ``token`` no longer leads."""
-    claims = [stored.Claim(s.key, _ms(tick), buffered) for s, tick, buffered in fires]
+    claims = [stored.Claim(s.key, tick_ms(tick), buffered) for s, tick, buffered in fires]
 
     def prepare(pipe: Any) -> list[lifecycle.NewRun] | None:
         free = stored.free_claims(pipe, token, claims)
@@ -250,7 +251,7 @@ def fire(
 ) -> str | None:
     """Write the run of ``schedule``'s ``tick`` under its claim; its id, or None when the
     tick was claimed already (or ``token`` no longer leads). ``token`` empty: a backfill."""
-    guard = stored.claim_guard(schedule.key, token, _ms(tick), buffered=buffered, force=force)
+    guard = stored.claim_guard(schedule.key, token, tick_ms(tick), buffered=buffered, force=force)
     new = _new_run(dag, schedule, tick, trigger, tags)
     made = lifecycle.create_if(
         connection, new.plan, new.params, guard, tags=new.tags, trigger=new.trigger
