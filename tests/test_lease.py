@@ -3,6 +3,7 @@ joins fire once, and the run ends. Real worker processes, really killed."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 
@@ -12,6 +13,7 @@ import redis
 from dagrq import RunFailed, loader
 from dagrq.jobs.lost import abandoned, on_failure
 from dagrq.store import keys, rqjobs, runkeys, scripts
+from dagrq.workers.leased import make_worker
 
 from .helpers import VERSION, Workers, fake_run, pipeline, spec, wait_for
 
@@ -164,3 +166,21 @@ def test_a_map_lost_after_its_expansion_is_left_to_its_items(conn: redis.Redis) 
     conn.hdel(nodes, "square:expanded")
     abandoned(job, "worker lost: test")  # lost mid-expansion: retried by its rule (retry=1)
     assert conn.hget(nodes, "square:state") == b"queued"
+
+
+def _stop_without_a_horse(redis_url: str) -> None:
+    os.setpgrp()  # what a wrongly aimed kill hits is this child's group, not the test's
+    worker = make_worker([loader.load(pipeline("lease", "doomed"))], redis.Redis.from_url(redis_url))
+    assert worker.horse_pid == 0
+    worker.kill_horse()  # a cancel's stop command for a job whose horse has just ended
+    os._exit(0)
+
+
+def test_a_stop_for_a_horse_that_has_ended_leaves_the_worker_alive(redis_url: str) -> None:
+    # RQ's kill_horse is os.killpg(os.getpgid(horse_pid)): with no horse, its own group
+    child = multiprocessing.get_context("fork").Process(
+        target=_stop_without_a_horse, args=(redis_url,)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0, f"the worker process ended with {child.exitcode}"

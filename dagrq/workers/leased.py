@@ -8,6 +8,7 @@ queues of the DAGs it serves, with leases renewed while a node runs (see :mod:`d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -316,6 +317,20 @@ class LeasedWorker(_Leased, Worker):
             self.kill_horse()
             return
         super().maintain_heartbeats(job, execution)
+
+    def kill_horse(self, sig: Any = signal.SIGKILL) -> None:
+        """Kill the work horse, if one runs. RQ's ``os.killpg(os.getpgid(horse_pid))``
+        SIGKILLs the worker itself when no horse runs: ``horse_pid`` is 0 from the horse's
+        end (and ``getpgid(0)`` is the caller's group) while a cancel's stop command for the
+        job that just ended can still find it, and a horse that has not yet made its own
+        group shares the worker's. Killed here: the horse by its pid, and its group (what
+        the body started) by the horse's pid, which names it once the horse has made it."""
+        pid = self.horse_pid
+        if not pid:
+            return
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, sig)
 
     def handle_work_horse_killed(self, job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
         """The horse died without reporting (killed, crashed): settle its node now."""
