@@ -170,7 +170,9 @@ def test_a_map_lost_after_its_expansion_is_left_to_its_items(conn: redis.Redis) 
 
 def _stop_without_a_horse(redis_url: str) -> None:
     os.setpgrp()  # what a wrongly aimed kill hits is this child's group, not the test's
-    worker = make_worker([loader.load(pipeline("lease", "doomed"))], redis.Redis.from_url(redis_url))
+    worker = make_worker(
+        [loader.load(pipeline("lease", "doomed"))], redis.Redis.from_url(redis_url)
+    )
     assert worker.horse_pid == 0
     worker.kill_horse()  # a cancel's stop command for a job whose horse has just ended
     os._exit(0)
