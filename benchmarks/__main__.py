@@ -1,5 +1,5 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup, worker-cost, schedules."""
+lost-worker, startup, worker-cost, schedules, flow."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from . import (
     commands,
     compare,
+    flow,
     join_cost,
     lost_worker,
     map_scale,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "startup": startup.main,
     "worker-cost": worker_cost.main,
     "schedules": schedules.main,
+    "flow": flow.main,
 }
 
 

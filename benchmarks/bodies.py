@@ -29,3 +29,10 @@ def count(token: str) -> None:
 def mark(token: str, *args: object) -> None:
     """A join body: record when it ran."""
     _conn().set(f"bench:done:{token}", repr(time.time()))
+
+
+def hold_mark(token: str, hold: float) -> None:
+    """A body that works ``hold`` seconds, then records when it ended (the flow cells)."""
+    if hold:
+        time.sleep(hold)
+    mark(token)

@@ -83,9 +83,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``dagrq.Run``, imported on first use (it brings redis and rq)."""
+    """``dagrq.Run`` and ``dagrq.pools``, imported on first use (they bring redis and rq)."""
     if name == "Run":
         from .client import Run
 
         return Run
+    if name == "pools":
+        import importlib
+
+        return importlib.import_module(".pools", __name__)
     raise AttributeError(f"module 'dagrq' has no attribute {name!r}")

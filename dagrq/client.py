@@ -14,14 +14,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .errors import NoResult, RunError, RunFailed, RunNotFound, RunTimeout
+from .errors import NoResult, ParameterError, RunError, RunFailed, RunNotFound, RunTimeout
 from .model.codec import get_codec, parse_type_expr
 from .model.dag import DAG
 from .model.node import one_line_error, optional_items, output_annotation
 from .model.params import type_name
 from .model.plan import Plan
-from .model.status import Explanation, RunStatus, RunSummary, explain
-from .store import lifecycle
+from .model.status import LIVE_RUN_STATES, Explanation, RunStatus, RunSummary, explain
+from .store import flow, lifecycle
 from .store.index import list_runs
 from .store.nodelogs import LogEntry
 from .store.runs import RunStore
@@ -34,6 +34,7 @@ def submit(
     *,
     name: str | None = None,
     tags: Sequence[str] = (),
+    priority: int = 0,
 ) -> Run:
     """Validate ``dag`` and ``params``, then write and enqueue one run in one transaction.
 
@@ -44,11 +45,18 @@ def submit(
 
     Raises:
         DAGError: the DAG is invalid (before any write).
-        ParameterError: a run parameter is missing or ill-typed (before any write).
+        ParameterError: a run parameter is missing or ill-typed, or ``priority`` is out of
+            range (before any write).
     """
     dag.validate()
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000:
+        raise ParameterError(
+            f"priority must be a whole number from -1000 to 1000, not {priority!r}"
+        )
     stored = dag.validate_params(params)
-    store = lifecycle.create(connection, dag.plan, stored, name=name, tags=list(tags))
+    store = lifecycle.create(
+        connection, dag.plan, stored, name=name, tags=list(tags), priority=priority
+    )
     return Run(store.run_id, connection, dag=dag)
 
 
@@ -125,10 +133,18 @@ class Run:
     def explain(self, node: str) -> Explanation:
         """Why ``node`` is in its state: its rule, its parents' outcomes, what it waits for.
 
+        A ``waiting`` node's reason names the limit; for a pool or a concurrency limit the
+        attempts holding its slots are named too (``held by <run>/<node>, ...``).
+
         Raises:
             NoResult: the run's plan has no such node.
         """
-        return explain(self.status(), node)
+        why = explain(self.status(), node)
+        if why.state == "waiting" and why.waiting:
+            held = flow.held_by(self.connection, why.waiting)
+            if held:
+                why = why.model_copy(update={"waiting": f"{why.waiting}, held by {held}"})
+        return why
 
     def events(
         self, *, follow: bool = True, block_ms: int = 1000, after: str = "0-0"
@@ -182,7 +198,7 @@ class Run:
             state = self._store.state()
             if state is None:
                 raise RunNotFound(f"run {self.id!r} not found in this Redis")
-            if state != "running":
+            if state not in LIVE_RUN_STATES:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise RunTimeout(

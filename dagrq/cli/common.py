@@ -133,7 +133,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (
 
 
 def run_options(fn: F) -> F:
-    """``-p KEY=VALUE``..., ``--params-file``, ``--name``, ``--tag``... of submit and run."""
+    """``-p KEY=VALUE``..., ``--params-file``, ``--name``, ``--tag``..., ``--priority`` of
+    submit and run."""
     for option in reversed(
         [
             param_option,
@@ -146,6 +147,13 @@ def run_options(fn: F) -> F:
             click.option("--name", "run_name", default=None, help="A name for the run."),
             click.option(
                 "--tag", "tags", multiple=True, help="A tag for the run; repeat for more."
+            ),
+            click.option(
+                "--priority",
+                default=0,
+                type=click.IntRange(-1000, 1000),
+                help="Added to every node's priority: higher runs first among waiting work "
+                "(docs/flow-control.md) [default: 0].",
             ),
         ]
     ):

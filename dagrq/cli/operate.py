@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..model.status import LIVE_RUN_STATES
 from .common import (
     connect,
     errors,
@@ -21,7 +22,7 @@ def cancel(run_id: str, url: str | None) -> None:
     run_ = run_handle(run_id, url)
     before = run_.status().state
     after = run_.cancel()
-    if before != "running":
+    if before not in LIVE_RUN_STATES:
         click.echo(f"run {run_id} had already ended ({before}): nothing to cancel")
         return
     click.echo(f"run {run_id} {after.state}")
@@ -35,7 +36,7 @@ def retry(run_id: str, url: str | None) -> None:
     """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
     reusing the outputs of the nodes that succeeded. Workers do the work."""
     run_ = run_handle(run_id, url)
-    if run_.status().state == "running":
+    if run_.status().state in LIVE_RUN_STATES:
         raise click.UsageError(
             f"run {run_id} is still running: wait for it to end (`dagrq status {run_id} "
             f"--watch`) or cancel it first (`dagrq cancel {run_id}`)"

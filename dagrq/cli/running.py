@@ -49,13 +49,14 @@ def submit(
     params_file: str | None,
     run_name: str | None,
     tags: tuple[str, ...],
+    priority: int,
     url: str | None,
 ) -> None:
     """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
     dag = load(pipeline)
     values = dag.validate_params(read_params(params, params_file), from_strings=True)
     conn, _ = connect(url)
-    run = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
+    run = dag.submit(conn, run_name=run_name, run_tags=tags, priority=priority, **values)
     click.echo(run.id)
 
 
@@ -95,6 +96,7 @@ def run(
     params_file: str | None,
     run_name: str | None,
     tags: tuple[str, ...],
+    priority: int,
     url: str | None,
     workers: int | None,
     timeout: float | None,
@@ -126,7 +128,9 @@ def run(
     with _local_workers(dag, resolved, workers, embedded):
         try:
             with _interruptible():
-                run_ = dag.submit(conn, run_name=run_name, run_tags=tags, **values)
+                run_ = dag.submit(
+                    conn, run_name=run_name, run_tags=tags, priority=priority, **values
+                )
                 # imported while the forked pool runs the first nodes (two cores)
                 from rich.console import Console
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STATE_STYLE = {**STATE_COLORS, "pending": "grey62"}
 
 #: `dagrq status` exit codes by run state
-STATUS_EXIT = {"succeeded": 0, "failed": 1, "canceled": 1, "running": 3}
+STATUS_EXIT = {"succeeded": 0, "failed": 1, "canceled": 1, "running": 3, "queued": 3}
 
 
 def _clock(ts: float | None) -> str:
@@ -30,7 +30,9 @@ def node_detail(status: RunStatus, node: NodeStatus) -> str:
     """What a reader needs beside a node's state: its error, what it waits for, a worker of
     its version missing, a mapped node's item counts."""
     detail = node.error or ""
-    if node.state == "pending" and node.waits_for:
+    if node.state == "waiting" and node.waiting:
+        detail = f"waiting for {node.waiting}"
+    elif node.state == "pending" and node.waits_for:
         detail = "waits for " + ", ".join(node.waits_for)
     elif node.queue in status.unserved and node.state == "queued":
         detail = f"no live worker of version {status.version}" + (f"; {detail}" if detail else "")

@@ -39,7 +39,8 @@ from ..errors import RunNotFound
 from ..model.dag import DAG
 from ..model.plan import NodeSpec
 from ..model.status import FINAL_NODE_STATES, NODE_STATES, RunStatus, explain, parse_status
-from ..store import keys, rqjobs, scripts
+from ..store import flow, keys, rqjobs, scripts
+from ..store.flow import holder_of
 from ..store.index import active_runs
 from ..store.outage import recorded_unreachable
 from ..store.repairs import RunRepairs, claimed_since
@@ -129,9 +130,28 @@ class Reconciler:
                 repairs += self.run(run_id)
             except Exception:
                 log.exception("reconciling run %s", run_id)
+        if run_ids is None:
+            repairs += self._flow()
         for repair in repairs:
             log.warning("reconciled: %s", repair)
         return repairs
+
+    def _flow(self) -> list[Repair]:
+        """Give back slots whose attempt is gone, and active-run places of runs that ended
+        without saying so (:mod:`dagrq.store.flow`): a limit never leaks."""
+        try:
+            slots = flow.free_orphans(self.connection)
+            places = flow.free_runs(self.connection)
+        except Exception:
+            log.exception("sweeping flow-control limits")
+            return []
+        out = [
+            Repair(*holder_of(job_id), f"a slot of {key} held by a gone attempt was given back")
+            for key, job_id in slots
+        ]
+        return out + [
+            Repair(r, "", "its place among its DAG's active runs was given back") for r in places
+        ]
 
     def run(self, run_id: str) -> list[Repair]:
         """Look at one run."""
@@ -141,6 +161,8 @@ class Reconciler:
         except RunNotFound:
             store.forget_active()
             return []
+        if meta.get("state") == "queued":
+            return []  # waiting for its DAG's max_active_runs: nothing of it runs yet
         if meta.get("state") != "running":
             store.forget_active()
             return []

@@ -83,9 +83,12 @@ class DAG:
             ``totals``), refused with "did you mean". ``connection``, ``run_name`` and
             ``run_tags`` are ``submit``'s own and can never be run parameters.
         schedule: a cron string: the schedule named ``default`` (see :meth:`schedule`).
+        max_active_runs: at most this many runs of the DAG run at once; more wait in state
+            ``queued`` (none of their nodes starts) and start in order of priority, then
+            submission (see docs/flow-control.md).
 
     Raises:
-        DAGError: for a bad name, serializer, ttl or schedule.
+        DAGError: for a bad name, serializer, ttl, schedule or max_active_runs.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class DAG:
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         params: Sequence[str] | None = None,
         schedule: str | None = None,
+        max_active_runs: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(
@@ -112,6 +116,17 @@ class DAG:
             raise DAGError(f"DAG {name!r}: ttl_s must be a positive number of seconds")
         if max_output_bytes <= 0:
             raise DAGError(f"DAG {name!r}: max_output_bytes must be a positive number of bytes")
+        if max_active_runs is not None and (
+            isinstance(max_active_runs, bool)
+            or not isinstance(max_active_runs, int)
+            or max_active_runs < 1
+        ):
+            raise DAGError(
+                f"DAG {name!r}: max_active_runs must be a whole number >= 1, not "
+                f"{max_active_runs!r}"
+            )
+        #: runs that may run at once; more wait ``queued`` (see docs/flow-control.md)
+        self.max_active_runs = max_active_runs
         self.max_output_bytes = int(max_output_bytes)
         self.name = name
         self.serializer: str = serializer
@@ -329,6 +344,7 @@ class DAG:
             queue_name=self.queue_name,
             ttl_s=self.ttl_s,
             max_output_bytes=self.max_output_bytes,
+            serializer=self.serializer,
         )
 
     @property
@@ -375,7 +391,7 @@ class DAG:
     def plan(self) -> Plan:
         """The validated :class:`~dagrq.model.plan.Plan`: what a run of this DAG is pinned to
         (computed once; every worker job compares its hash)."""
-        return Plan(self.name, self.serializer, self.ttl_s, dict(self.specs))
+        return Plan(self.name, self.serializer, self.ttl_s, dict(self.specs), self.max_active_runs)
 
     @property
     def plan_hash(self) -> str:
@@ -477,10 +493,14 @@ class DAG:
         *,
         run_name: str | None = None,
         run_tags: Sequence[str] = (),
+        priority: int = 0,
         **values: Any,
     ) -> Run:
         """Validate, then enqueue one run on ``connection`` (a ``redis.Redis``) with the run
         parameters ``values``; ``run_name`` and ``run_tags`` label it (``dagrq runs``).
+        ``priority`` (-1000..1000, default 0) is added to each node's: higher runs first
+        among waiting work of the same queue, and a queued run (``max_active_runs``) with a
+        higher priority starts first.
 
         Returns the :class:`~dagrq.client.Run`. A refused submit (invalid DAG or parameters)
         raises before any write, so it leaves nothing in Redis. ``connection``, ``run_name``
@@ -492,7 +512,7 @@ class DAG:
         """
         from ..client import submit  # the one upward hook: the model itself never imports redis
 
-        return submit(self, connection, values, name=run_name, tags=run_tags)
+        return submit(self, connection, values, name=run_name, tags=run_tags, priority=priority)
 
     def run_local(self, **values: Any) -> dict[str, Any]:
         """Run the whole DAG in this process, in topological order, without Redis

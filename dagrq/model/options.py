@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .flow import NAME, PRIORITY_MAX, RateLimit
+
 Rule = Literal[
     "all_success",
     "all_done",
@@ -114,6 +116,16 @@ class NodeOptions(BaseModel):
         max_output_bytes: the largest output the node may store (default: the DAG's
             ``max_output_bytes``, 10 MiB); a larger one fails the node.
         after: order-only upstream nodes (no data passed).
+        concurrency: at most this many attempts of the node run at once, over every run of
+            the DAG (or per value of ``concurrency_key``); see docs/flow-control.md.
+        concurrency_key: ``"param"`` (a run parameter) or ``"parent.field"`` (a field of a
+            parent's output): ``concurrency`` applies to each value on its own.
+        pool: a shared pool the node takes ``pool_slots`` slots of while it runs (pools are
+            sized by ``dagrq pools set``; shared by every DAG).
+        pool_slots: slots of ``pool`` one attempt takes (default 1).
+        rate_limit: ``"N/s|m|h"`` starts of this node at most (every run, every worker), or
+            ``"NAME:N/unit"`` for a limit shared by every node that names it.
+        priority: higher first among waiting work of the same queue (added to the run's).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -126,6 +138,33 @@ class NodeOptions(BaseModel):
     result_ttl: Annotated[int, Field(gt=0)] | None = None
     max_output_bytes: Annotated[int, Field(gt=0)] | None = None
     after: tuple[str, ...] = ()
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    concurrency_key: str | None = None
+    pool: str | None = None
+    pool_slots: Annotated[int, Field(ge=1)] = 1
+    rate_limit: str | None = None
+    priority: Annotated[int, Field(ge=-PRIORITY_MAX, le=PRIORITY_MAX)] = 0
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        return None if value is None else str(RateLimit.parse(value))
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME.match(value):
+            raise ValueError(f"pool name {value!r}: use letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("concurrency_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and not all(p.isidentifier() for p in value.split(".", 1)):
+            raise ValueError(
+                f"concurrency_key {value!r} is not 'param' or 'parent.field' (identifiers)"
+            )
+        return value
 
     @field_validator("retry", mode="before")
     @classmethod

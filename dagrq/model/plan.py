@@ -56,6 +56,9 @@ class NodeSpec:
         command: a command node's argv (shown by ``dagrq plan`` and ``why``; a worker runs
             the argv of the DAG it loaded, never this copy).
         image: a command node's container image, if any.
+        concurrency, concurrency_key, pool, pool_slots, rate_limit, priority: the node's
+            flow control (:mod:`dagrq.model.flow`); left out of the stored plan when unset,
+            so a DAG without limits keeps its version.
     """
 
     name: str
@@ -76,6 +79,18 @@ class NodeSpec:
     returns: str | None = None
     command: tuple[str, ...] | None = None
     image: str | None = None
+    concurrency: int | None = None
+    concurrency_key: str | None = None
+    pool: str | None = None
+    pool_slots: int = 1
+    rate_limit: str | None = None
+    priority: int = 0
+
+    @property
+    def limited(self) -> bool:
+        """Whether a worker must check a limit before the node runs (a priority alone is
+        not one: it orders the queue)."""
+        return self.concurrency is not None or self.pool is not None or bool(self.rate_limit)
 
     @property
     def starts_at_submit(self) -> bool:
@@ -123,6 +138,9 @@ class NodeSpec:
         """JSON-ready fields."""
         out = asdict(self)
         out["retry"] = self.retry.model_dump() if self.retry else None
+        for name, default in _FLOW_DEFAULTS.items():  # unset: as before flow control
+            if out[name] == default:
+                del out[name]
         return out
 
     @classmethod
@@ -135,6 +153,17 @@ class NodeSpec:
         return cls(**fields)
 
 
+#: the flow-control fields and their defaults (left out of a stored plan when unset)
+_FLOW_DEFAULTS: dict[str, Any] = {
+    "concurrency": None,
+    "concurrency_key": None,
+    "pool": None,
+    "pool_slots": 1,
+    "rate_limit": None,
+    "priority": 0,
+}
+
+
 @dataclass(frozen=True)
 class Plan:
     """A DAG's validated shape and options, keyed by content hash (its version)."""
@@ -143,6 +172,8 @@ class Plan:
     serializer: str
     ttl_s: int
     specs: dict[str, NodeSpec] = field(default_factory=dict)
+    #: runs of this DAG that may run at once (``DAG(max_active_runs=)``); None for no limit
+    max_active_runs: int | None = None
 
     def to_json(self) -> str:
         """Deterministic JSON: sorted keys, nodes in topological order (computed once: a
@@ -151,22 +182,23 @@ class Plan:
 
     @cached_property
     def _json(self) -> str:
-        return json.dumps(
-            {
-                "dag": self.dag,
-                "serializer": self.serializer,
-                "ttl_s": self.ttl_s,
-                "nodes": [s.to_dict() for s in self.specs.values()],
-            },
-            sort_keys=True,
-        )
+        data: dict[str, Any] = {
+            "dag": self.dag,
+            "serializer": self.serializer,
+            "ttl_s": self.ttl_s,
+            "nodes": [s.to_dict() for s in self.specs.values()],
+        }
+        if self.max_active_runs is not None:
+            data["max_active_runs"] = self.max_active_runs
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Plan:
         """Read a plan stored by :meth:`to_json`."""
         data = json.loads(text)
         specs = {n["name"]: NodeSpec.from_dict(n) for n in data["nodes"]}
-        return cls(data["dag"], data["serializer"], int(data["ttl_s"]), specs)
+        limit = data.get("max_active_runs")
+        return cls(data["dag"], data["serializer"], int(data["ttl_s"]), specs, limit)
 
     @cached_property
     def hash(self) -> str:

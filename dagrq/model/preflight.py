@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from .commands import shown
-from .plan import Plan
+from .plan import NodeSpec, Plan
 
 #: complete.lua for one node before its children: EVALSHA, HGET run state, HMGET node state and
 #: attempt, SET output, HSET state, XADD event, HINCRBY pending, EXPIRE run, EXPIRE nodes
@@ -62,6 +62,10 @@ class Preflight:
     params: dict[str, str]
     commands: dict[str, int] = field(default_factory=dict)
     bytes_per_run: int = 0
+    #: node -> its flow control as text (``concurrency 3 · pool warehouse (1 slot)``), and the
+    #: DAG's max_active_runs
+    limits: dict[str, str] = field(default_factory=dict)
+    max_active_runs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (``dagrq plan --json``): joins as ``{join: {"in":
@@ -85,6 +89,11 @@ class Preflight:
         if self.programs:
             out.append(f"command nodes ({len(self.programs)}):")
             out += [f"  {c:<16} runs {line}" for c, line in self.programs.items()]
+        if self.limits or self.max_active_runs:
+            out.append(f"flow control ({len(self.limits)} nodes):")
+            if self.max_active_runs:
+                out.append(f"  max_active_runs {self.max_active_runs}: more runs wait queued")
+            out += [f"  {n:<16} {text}" for n, text in self.limits.items()]
         if self.branches:
             out.append(f"branches ({len(self.branches)}):")
             out += [f"  {b:<16} chooses among {', '.join(cs)}" for b, cs in self.branches.items()]
@@ -163,7 +172,31 @@ def preflight(plan: Plan, params: dict[str, str]) -> Preflight:
         params=params,
         commands=commands,
         bytes_per_run=BYTES_PER_RUN + BYTES_PER_NODE * len(specs),
+        limits={s.name: text for s in specs.values() if (text := limits_text(s))},
+        max_active_runs=plan.max_active_runs,
     )
+
+
+def limits_text(spec: NodeSpec) -> str:
+    """A node's flow control in one line (empty for none).
+
+    Examples:
+        >>> limits_text(NodeSpec(name="n", concurrency=2, concurrency_key="tenant",
+        ...                      rate_limit="100/m", priority=5))
+        'concurrency 2 per tenant · rate limit 100/m · priority 5'
+    """
+    parts = []
+    if spec.concurrency is not None:
+        key = f" per {spec.concurrency_key}" if spec.concurrency_key else ""
+        parts.append(f"concurrency {spec.concurrency}{key}")
+    if spec.pool is not None:
+        slots = f"{spec.pool_slots} slot" + ("s" if spec.pool_slots != 1 else "")
+        parts.append(f"pool {spec.pool} ({slots})")
+    if spec.rate_limit:
+        parts.append(f"rate limit {spec.rate_limit}")
+    if spec.priority:
+        parts.append(f"priority {spec.priority}")
+    return " · ".join(parts)
 
 
 #: graphs up to this many nodes get the exact widest antichain (a matching on the transitive

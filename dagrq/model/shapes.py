@@ -38,15 +38,15 @@ def _timed(fields: dict[str, Any]) -> dict[str, Any]:
 def node_json(node: NodeStatus) -> dict[str, Any]:
     """One node: state, queue, attempts, times, duration_s, error, traceback, reason, chosen,
     rule, parents, waits_for, items, attempt_errors (each failed attempt's error and
-    traceback)."""
+    traceback), waiting (a ``waiting`` node's reason)."""
     out = _timed(node.model_dump())
     out["duration_s"] = node.duration_s
     return out
 
 
 def status_json(status: RunStatus) -> dict[str, Any]:
-    """A run with every node: id, dag, name, tags, trigger, state, version, created_at,
-    ended_at, duration_s, params, counts, damaged, unserved, reexecuted, nodes."""
+    """A run with every node: id, dag, name, tags, trigger, priority, state, version,
+    created_at, ended_at, duration_s, params, counts, damaged, unserved, reexecuted, nodes."""
     out = _timed(status.model_dump(exclude={"nodes"}))
     end = status.ended_at
     out["duration_s"] = None if end is None else max(0.0, end - status.created_at)

@@ -35,6 +35,7 @@ from .rules import Decision, decide
 NODE_STATES = (
     "pending",
     "queued",
+    "waiting",
     "running",
     "succeeded",
     "failed",
@@ -45,13 +46,17 @@ NODE_STATES = (
 FINAL_NODE_STATES = frozenset({"succeeded", "failed", "upstream_failed", "skipped", "canceled"})
 #: what a parent can deliver to a child (the four counters of a join)
 ARRIVALS = ("succeeded", "failed", "skipped", "upstream_failed")
-#: run states; every one but ``running`` is final
-RUN_STATES = ("running", "succeeded", "failed", "canceled")
+#: run states; ``queued`` (waiting for its DAG's ``max_active_runs``) and ``running`` are live,
+#: every other is final
+RUN_STATES = ("queued", "running", "succeeded", "failed", "canceled")
+#: the run states of a run that has not ended
+LIVE_RUN_STATES = frozenset({"queued", "running"})
 #: fill colour per node state (Okabe-Ito: distinguishable with every common colour blindness),
 #: shared by DOT, Mermaid and the terminal views
 STATE_COLORS: dict[str, str] = {
     "pending": "#FFFFFF",
     "queued": "#56B4E9",
+    "waiting": "#BBBBBB",
     "running": "#0072B2",
     "succeeded": "#009E73",
     "failed": "#D55E00",
@@ -87,6 +92,8 @@ class NodeStatus(BaseModel):
     parents: list[str] = []
     waits_for: list[str] = []
     items: dict[str, int] | None = None
+    #: why a ``waiting`` node waits: a limit's reason (``pool warehouse: 5 of 5 slots taken``)
+    waiting: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -118,6 +125,8 @@ class RunStatus(BaseModel):
     tags: list[str] = []
     #: how it started: ``manual``, ``schedule <dag>:<name> @ <tick>``, ``backfill <id> @ <tick>``
     trigger: str = "manual"
+    #: the priority given at submit (added to every node's)
+    priority: int = 0
 
     def waiting_note(self, queue: str | None) -> str | None:
         """What a node waiting on ``queue`` waits for, when no live worker serves it."""
@@ -130,8 +139,8 @@ class RunStatus(BaseModel):
 
     @property
     def done(self) -> bool:
-        """True when the run has ended (any state but ``running``)."""
-        return self.state != "running"
+        """True when the run has ended (any state but ``queued`` and ``running``)."""
+        return self.state not in LIVE_RUN_STATES
 
     def counts(self) -> dict[str, int]:
         """How many nodes are in each state."""
@@ -226,6 +235,7 @@ def parse_status(
         version=meta.get("plan"),
         name=meta.get("name") or None,
         tags=json.loads(meta.get("tags", "[]")),
+        priority=int(meta.get("priority") or 0),
         trigger=meta.get("trigger") or "manual",
     )
 
@@ -313,6 +323,7 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         traceback=f.get("traceback"),
         worker=f.get("worker"),
         reason=f.get("reason"),
+        waiting=f.get("waiting") if state == "waiting" else None,
         chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),
         attempt_errors=attempt_errors(f),
@@ -410,9 +421,19 @@ def explain(status: RunStatus, node: str) -> Explanation:
         error=info.error,
         causes=causes,
         problem=problem,
-        waiting=status.waiting_note(info.queue) if _waits_in_queue(info) else None,
+        waiting=_waiting(status, info),
         command=info.command,
     )
+
+
+def _waiting(status: RunStatus, info: NodeStatus) -> str | None:
+    """What a node that has not started waits for besides its parents: a limit (a
+    ``waiting`` node's reason), its run's turn (a ``queued`` run), or a worker."""
+    if info.state == "waiting":
+        return f"waiting for {info.waiting}" if info.waiting else "waiting for a limit"
+    if status.state == "queued" and info.state == "pending":
+        return "the run is queued: its DAG's max_active_runs is reached (it starts in turn)"
+    return status.waiting_note(info.queue) if _waits_in_queue(info) else None
 
 
 def _arrivals(

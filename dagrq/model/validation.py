@@ -34,7 +34,7 @@ from .queues import join_queue_name
 from .rules import parse_rule
 
 #: keyword arguments of DAG.submit: a run parameter cannot be called so
-RESERVED_PARAMS = frozenset({"connection", "run_name", "run_tags"})
+RESERVED_PARAMS = frozenset({"connection", "run_name", "run_tags", "priority"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def validate(
     queue_name: str,
     ttl_s: int,
     max_output_bytes: int,
+    serializer: str = "json",
 ) -> Validated:
     """Validate a DAG's declared ``nodes``; nothing reaches Redis before this passes.
 
@@ -65,6 +66,8 @@ def validate(
         queue_name: the queue of its non-join nodes.
         ttl_s: the default lifetime of a node's output.
         max_output_bytes: the default largest output.
+        serializer: the DAG's serializer (a concurrency key read from a parent's output
+            needs JSON: the server reads the field).
 
     Raises:
         DuplicateNodeError: two nodes share a name.
@@ -93,6 +96,7 @@ def validate(
     for n in nodes:
         _check_rule(n, graph.in_degree(n.name))
         _check_branch(n, sorted(graph.successors(n.name)))
+        _check_flow(n, sorted(graph.predecessors(n.name)), set(uses), serializer)
     model = params.params_model(name, uses)
     defaults = NodeSpec(
         name="", queue_name=queue_name, result_ttl=ttl_s, max_output_bytes=max_output_bytes
@@ -198,8 +202,52 @@ def _specs(
             returns=_returns(n),
             command=program.argv if (program := commands.command_of(n.fn)) else None,
             image=program.image if program else None,
+            concurrency=n.options.concurrency,
+            concurrency_key=n.options.concurrency_key,
+            pool=n.options.pool,
+            pool_slots=n.options.pool_slots,
+            rate_limit=n.options.rate_limit,
+            priority=n.options.priority,
         )
     return specs
+
+
+def _check_flow(
+    node: Node[Any, Any], parents: list[str], run_params: set[str], serializer: str
+) -> None:
+    """The node's flow control fits the graph: a ``concurrency_key`` needs ``concurrency``
+    and names a run parameter or a field of a parent's output; limits are for a node's own
+    job (a mapped node's items are not limited yet)."""
+    opts, where = node.options, f"node {node.name!r}"
+    limited = opts.concurrency is not None or opts.pool is not None or opts.rate_limit
+    if limited and node.map_over is not None:
+        raise NodeDefinitionError(
+            f"{where}: concurrency, pool and rate_limit are not supported on a mapped node "
+            "yet; limit the node it maps over, or a node downstream"
+        )
+    key = opts.concurrency_key
+    if key is None:
+        return
+    if opts.concurrency is None:
+        raise NodeDefinitionError(
+            f"{where}: concurrency_key={key!r} needs concurrency=N (the limit per key)"
+        )
+    source, field_name = key.split(".", 1) if "." in key else (key, None)
+    if field_name is None and source not in run_params:
+        raise NodeDefinitionError(
+            f"{where}: concurrency_key={key!r} names no run parameter of the DAG; use a "
+            "parameter a node takes, or 'parent.field'"
+        )
+    if field_name is not None and source not in parents:
+        raise NodeDefinitionError(
+            f"{where}: concurrency_key={key!r} names {source!r}, which is not a parent of "
+            f"the node; parents: {', '.join(parents) or 'none'}"
+        )
+    if field_name is not None and serializer != "json":
+        raise NodeDefinitionError(
+            f"{where}: concurrency_key={key!r} reads a parent's output, which needs "
+            f"serializer='json' (the DAG's is {serializer!r}); use a run parameter instead"
+        )
 
 
 def is_typo(name: str, of: str) -> bool:

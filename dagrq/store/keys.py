@@ -156,3 +156,54 @@ def backfill_key(backfill_id: str) -> str:
 def backfill_runs_key(backfill_id: str) -> str:
     """The runs one backfill made, in order."""
     return f"{PREFIX}:backfill:{backfill_id}:runs"
+
+
+# ------------------------------------------------------------------ flow control
+#: every flow-control key starts so (``_lib.lua``'s FLOW spells it too)
+FLOW_PREFIX = f"{PREFIX}:flow:"
+#: every limit and rate window that has held or parked anything (``dagrq pools`` lists them)
+FLOW_LIMITS_KEY = FLOW_PREFIX + "limits"
+#: rate limits whose line may move (limit key -> when, unix ms)
+FLOW_DUE_KEY = FLOW_PREFIX + "due"
+#: the active sets of DAGs with max_active_runs (set key -> the limit)
+FLOW_RUNSETS_KEY = FLOW_PREFIX + "runsets"
+
+
+def pool_key(name: str) -> str:
+    """Hash: a pool's ``size``, ``used`` and holders (``h:<job id>`` -> slots); its line of
+    waiters is ``<key>:wait``.
+
+    Examples:
+        >>> pool_key("warehouse")
+        'dagrq:flow:pool:warehouse'
+    """
+    return f"{FLOW_PREFIX}pool:{name}"
+
+
+def node_limit_key(name: str) -> str:
+    """Hash: a node's own concurrency limit (``<dag>.<node>`` or ``<dag>.<node>:<key>``), laid
+    out as a pool's."""
+    return f"{FLOW_PREFIX}node:{name}"
+
+
+def rate_key(name: str) -> str:
+    """Sorted set: the starts within a rate limit's window (unix ms); its line is
+    ``<key>:wait``."""
+    return f"{FLOW_PREFIX}rate:{name}"
+
+
+def active_set_key(dag: str) -> str:
+    """Set: the running runs of a DAG with ``max_active_runs``; its queued runs wait in the
+    sorted set ``<key>:queue``."""
+    return f"{FLOW_PREFIX}runs:{dag}"
+
+
+def priority_key(queue_name: str) -> str:
+    """Sorted set: the jobs of a queue with a priority other than 0 (``claim.lua`` reads it
+    around the list).
+
+    Examples:
+        >>> priority_key("dagrq.orders")
+        'rq:queue:dagrq.orders:prio'
+    """
+    return queue_key(queue_name) + ":prio"

@@ -22,7 +22,7 @@ from redis.exceptions import WatchError
 
 from ..errors import DAGChanged, RunError
 from ..model.plan import NodeSpec, Plan
-from . import index, keys, rqjobs, runkeys, scripts
+from . import flow, index, keys, rqjobs, runkeys, scripts
 from .runs import RunStore
 
 #: fields of a node reset by a resume (its state is set anew)
@@ -72,6 +72,7 @@ def create(
     name: str | None = None,
     tags: Sequence[str] = (),
     trigger: str = "",
+    priority: int = 0,
 ) -> RunStore:
     """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
 
@@ -79,9 +80,13 @@ def create(
     ``deferred`` until ``complete.lua`` fires it. ``params`` are already validated. The
     run enters the run indexes (every DAG's and its own), which keep the newest
     :data:`~dagrq.store.keys.RUN_INDEX_MAX`. ``trigger`` says how it came to be (empty:
-    by hand; ``schedule <dag>:<name> @ <tick>``; ``backfill <id> @ <tick>``).
+    by hand; ``schedule <dag>:<name> @ <tick>``; ``backfill <id> @ <tick>``). ``priority``
+    is added to every node's (see docs/flow-control.md); with the DAG's ``max_active_runs``
+    reached the run waits ``queued``.
     """
-    made = create_if(connection, plan, params, None, name=name, tags=tags, trigger=trigger)
+    made = create_if(
+        connection, plan, params, None, name=name, tags=tags, trigger=trigger, priority=priority
+    )
     assert made is not None  # without a guard a run is always written
     return made
 
@@ -95,10 +100,12 @@ def create_if(
     name: str | None = None,
     tags: Sequence[str] = (),
     trigger: str = "",
+    priority: int = 0,
 ) -> RunStore | None:
     """:func:`create` under ``guard``: the run and the guard's writes, or nothing (None)
     when the guard refuses or a watched key changed."""
-    new = NewRun(plan, params, name, tags, trigger, guard.write if guard is not None else None)
+    write = guard.write if guard is not None else None
+    new = NewRun(plan, params, name, tags, trigger, write, priority)
 
     def prepare(pipe: Any) -> list[NewRun] | None:
         return [new] if guard is None or guard.allowed(pipe) else None
@@ -117,6 +124,17 @@ class NewRun:
     tags: Sequence[str] = ()
     trigger: str = ""
     write: Callable[[Any, str], None] | None = None
+    priority: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        """Whether the run's roots wait for ``admit.lua`` (a DAG with ``max_active_runs``, or
+        a run with a priority) rather than going on their queues with the run."""
+        return (
+            self.plan.max_active_runs is not None
+            or self.priority != 0
+            or any(s.priority != 0 for s in self.plan.specs.values() if s.starts_at_submit)
+        )
 
 
 def create_all_if(
@@ -151,22 +169,26 @@ def create_all_if(
 
 def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_plan: bool) -> None:
     # long: every write of a new run is one MULTI/EXEC, laid out here in one piece
-    """On ``pipe`` (in MULTI): every write of a new run (``store_plan``: its plan too)."""
+    """On ``pipe`` (in MULTI): every write of a new run (``store_plan``: its plan too). A run
+    whose roots wait for admission (:attr:`NewRun.admitted`) is written ``queued`` with its
+    roots ``pending``; ``admit.lua``, last in the transaction, starts it or queues it."""
     plan, params, name, tags, trigger = new.plan, new.params, new.name, new.tags, new.trigger
     now = repr(time.time())
     ttl, specs = plan.ttl_s, plan.specs
+    admitted = new.admitted
     node_fields: dict[str, Any] = {}
     for spec in specs.values():
-        node_fields[f"{spec.name}:state"] = "queued" if spec.starts_at_submit else "pending"
+        starts = spec.starts_at_submit and not admitted
+        node_fields[f"{spec.name}:state"] = "queued" if starts else "pending"
         node_fields[f"{spec.name}:queue"] = spec.queue_name
-        if spec.starts_at_submit:
+        if starts:
             node_fields[f"{spec.name}:queued"] = now
     events = runkeys.events_key(run_id)
     if store_plan:
         pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
     meta = {
         "dag": plan.dag,
-        "state": "running",
+        "state": "queued" if admitted else "running",
         "pending": len(specs),
         "failed": 0,
         "params": json.dumps(params),
@@ -180,6 +202,14 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
     }
     if trigger:
         meta["trigger"] = trigger
+    if new.priority:
+        meta["priority"] = new.priority
+    if admitted:
+        roots = [s for s in specs.values() if s.starts_at_submit]
+        meta["roots"] = flow.roots_field(plan, run_id, roots, new.priority)
+    if plan.max_active_runs is not None:
+        gate = {"k": keys.active_set_key(plan.dag), "max": plan.max_active_runs, "id": run_id}
+        meta["gate"] = json.dumps(gate)
     pipe.hset(runkeys.run_key(run_id), mapping=meta)
     pipe.expire(runkeys.run_key(run_id), ttl)
     indexed = {keys.runs_index_key(): index.member(plan.dag, run_id)}
@@ -189,14 +219,25 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
         pipe.zremrangebyrank(key, 0, -keys.RUN_INDEX_MAX - 1)
     pipe.hset(runkeys.nodes_key(run_id), mapping=node_fields)
     pipe.expire(runkeys.nodes_key(run_id), ttl)
-    pipe.xadd(events, {"node": "", "state": "running", "ts": now})
-    for spec in specs.values():
-        if spec.starts_at_submit:
-            pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
+    if not admitted:
+        pipe.xadd(events, {"node": "", "state": "running", "ts": now})
+        for spec in specs.values():
+            if spec.starts_at_submit:
+                pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
     _fire_always(pipe, run_id, specs.values(), ttl)
     pipe.expire(events, ttl)
     pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
-    rqjobs.create_node_jobs(connection, pipe, plan, run_id, list(specs.values()))
+    gates = {
+        spec.name: field
+        for spec in specs.values()
+        if (field := flow.gate_field(plan, run_id, spec, params, new.priority)) is not None
+    }
+    rqjobs.create_node_jobs(
+        connection, pipe, plan, run_id, list(specs.values()), gates=gates, hold_roots=admitted
+    )
+    if admitted:
+        flow.admit(connection, pipe, plan, run_id, new.priority)
+        pipe.expire(events, ttl)  # its first entries are admit.lua's
 
 
 def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
@@ -266,7 +307,7 @@ def resume(store: RunStore) -> None:
             if state == b"running" and resuming is not None:
                 pipe.unwatch()
                 return _redeliver(store, json.loads(resuming))
-            if state == b"running":
+            if state in (b"running", b"queued"):
                 raise RunError(
                     f"run {store.run_id} is still running; wait for it to end or cancel it first"
                 )

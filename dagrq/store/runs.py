@@ -327,7 +327,7 @@ class RunStore:
             for event in batch:
                 last = event["id"]
                 yield event
-                if follow and event.get("node") == "" and event.get("state") != "running":
+                if follow and event.get("node") == "" and event.get("state") in FINAL_RUN_STATES:
                     return
 
     def logs(
@@ -353,7 +353,7 @@ class RunStore:
             elif ending:
                 return
             else:
-                ending = self.state() != "running"
+                ending = self.state() in FINAL_RUN_STATES
 
     # ------------------------------------------------------------ atomic steps
     @_steady

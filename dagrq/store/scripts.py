@@ -45,6 +45,10 @@ _SOURCES = {
         "chunk",
         "take_lease",
         "rehome",
+        "admit",
+        "pool_size",
+        "free_slot",
+        "free_run",
     )
 }
 
@@ -66,6 +70,16 @@ def _script(connection: Any, name: str) -> Any:
         scripts = {n: connection.register_script(src) for n, src in _SOURCES.items()}
         _CACHE[connection] = scripts
     return scripts[name]
+
+
+def run_script(
+    connection: Any, name: str, *, keys: Sequence[str], args: Sequence[Any], pipe: Any = None
+) -> Any:
+    """Run script ``name`` (``dagrq/store/lua/<name>.lua``, with ``_lib.lua``) on
+    ``connection``, or queue it on ``pipe`` (a pipeline of that connection: the reply is then
+    the pipeline's)."""
+    script = _script(connection, name)
+    return script(keys=list(keys), args=list(args), client=pipe or connection)
 
 
 #: what ``start.lua`` says of an attempt: go ahead (``run``); the node is already final
@@ -263,14 +277,17 @@ def complete_call(
 
 def claim(
     connection: Any, queue_keys: Sequence[str]
-) -> tuple[str, bytes, dict[bytes, bytes]] | None:
-    """Move the first job id waiting on ``queue_keys`` into its queue's intermediate list
-    (``claim.lua``); ``(queue key, raw job id, its RQ job hash)``, or None when all are
-    empty. The id is returned as bytes: it may be garbage that is not text; the hash is empty
-    when the job is gone."""
+) -> tuple[str, bytes, dict[bytes, bytes]] | float | None:
+    """Move the first job id waiting on ``queue_keys`` that its limits let through into its
+    queue's intermediate list (``claim.lua``, which parks the others); ``(queue key, raw job
+    id, its RQ job hash)``, or when nothing can be claimed the seconds until a rate limit's
+    line is due (a float), or None. The id is returned as bytes: it may be garbage that is
+    not text; the hash is empty when the job is gone."""
     reply = _script(connection, "claim")(keys=list(queue_keys), args=[keys.RQ_JOB_PREFIX])
     if not reply:
         return None
+    if not reply[0]:
+        return int(reply[1]) / 1000
     fields = reply[2:]
     return _text(reply[0]), reply[1], dict(zip(fields[::2], fields[1::2], strict=True))
 
@@ -435,7 +452,13 @@ def _lay_out_children(
             keys.queue_key(queue),
             keys.doorbell_key(queue),
         ]
-        args += [child.name, len(child.parents), child.rule, keys.job_id(run_id, child.name)]
+        args += [
+            child.name,
+            len(child.parents),
+            child.rule,
+            keys.job_id(run_id, child.name),
+            child.priority,
+        ]
 
 
 def _completed(reply: Any) -> Completed:

@@ -26,6 +26,17 @@ BLOCK_MS = 4_000
 RETRY_MS = 2_000
 
 
+async def pools(request: Request) -> Response:
+    """``/api/pools``: every pool, node concurrency limit and rate limit, with holders and
+    waiters (``dagrq pools --json``)."""
+    if (denied := guard(request)) is not None:
+        return denied
+    from .. import pools as api
+
+    found = await in_thread(lambda: api.list(request.app.state.connection))
+    return JSONResponse([x.to_dict() for x in found])
+
+
 async def runs(request: Request) -> Response:
     """``/api/runs?dag=&state=&limit=``: run summaries, newest first."""
     if (denied := guard(request)) is not None:

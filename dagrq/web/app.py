@@ -48,6 +48,7 @@ def create_app(
         Route("/dags/{name}", pages.dag_page),
         Route("/static/{name}", static),
         Route("/api/runs", api.runs),
+        Route("/api/pools", api.pools),
         Route("/api/runs/{run_id}", api.run),
         Route("/api/runs/{run_id}/nodes/{node}", api.node),
         Route("/api/runs/{run_id}/events", api.events),

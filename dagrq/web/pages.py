@@ -74,6 +74,7 @@ async def dag_page(request: Request) -> Response:
     if not runs:
         return page(request, "dag.html", name, name=name, runs=[], schedules=timed)
     plan = await in_thread(lambda: Run.fetch(runs[0].id, connection).plan())
+    limits = await in_thread(lambda: _limits_of(connection, plan))
     rows = [{**r.model_dump(), "started": iso(r.created_at)} for r in runs]
     return page(
         request,
@@ -84,7 +85,24 @@ async def dag_page(request: Request) -> Response:
         svg=to_svg(plan),
         report="\n".join(preflight(plan, {}).lines()),
         schedules=timed,
+        limits=limits,
     )
+
+
+def _limits_of(connection: Any, plan: Any) -> list[dict[str, Any]]:
+    """The pools, concurrency limits and rate limits ``plan``'s nodes use, as in use now."""
+    from .. import pools as api
+
+    pools = {s.pool for s in plan.specs.values() if s.pool}
+    rates = {s.rate_limit.split(":")[0] for s in plan.specs.values() if s.rate_limit}
+    mine = f"{plan.dag}."
+    return [
+        x.to_dict()
+        for x in api.list(connection, pools)
+        if (x.kind == "pool" and x.name in pools)
+        or x.name.startswith(mine)
+        or (x.kind == "rate" and x.name in rates)
+    ]
 
 
 def _schedules_of(connection: Any, dag: str) -> list[dict[str, Any]]:

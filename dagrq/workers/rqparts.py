@@ -120,11 +120,15 @@ class ClaimingQueue(Queue):
         while True:
             HAND.holding = True  # from the claim on, a stop waits for the job's end
             claimed = found = None
+            due = WAKE_S  # a rate limit's line due sooner wakes this worker sooner
             try:
-                claimed = scripts.claim(connection, queue_keys)
-                if claimed is not None:
+                got = scripts.claim(connection, queue_keys)
+                if isinstance(got, float):
+                    due = min(WAKE_S, got)
+                elif got is not None:
+                    claimed = got
                     found = cls._fetch_claimed(
-                        connection, *claimed, job_class, serializer, death_penalty_class
+                        connection, *got, job_class, serializer, death_penalty_class
                     )
             finally:
                 HAND.holding = found is not None
@@ -139,7 +143,7 @@ class ClaimingQueue(Queue):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, queue_keys)
-            connection.blpop(bells, timeout=min(WAKE_S, left))
+            connection.blpop(bells, timeout=min(due, left))
 
     def move_dependents_to_ready(
         self,

@@ -56,8 +56,11 @@ KINDS = {"pooled": ("-c", "2"), "isolated": ("--isolate", "-c", "1")}
 class Slots:
     """Worker processes in fixed slots; a killed slot is started again at once."""
 
-    def __init__(self, url: str, classes: list[str], lease_s: int, log_dir: Path) -> None:
+    def __init__(
+        self, url: str, classes: list[str], lease_s: int, log_dir: Path, pipeline: str = PIPELINE
+    ) -> None:
         self.url, self.classes, self.lease_s, self.log_dir = url, classes, lease_s, log_dir
+        self.pipeline = pipeline
         self.env = {**os.environ, "DAGRQ_URL": url, "DAGRQ_LOG": "WARNING"}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.exits = 0
@@ -66,23 +69,26 @@ class Slots:
             self.procs.append(self._start(slot))
 
     def _start(self, slot: int) -> subprocess.Popen[bytes]:
-        argv = worker_argv(PIPELINE, *KINDS[self.classes[slot]], "--lease", str(self.lease_s))
+        argv = worker_argv(self.pipeline, *KINDS[self.classes[slot]], "--lease", str(self.lease_s))
         with open(self.log_dir / f"slot-{slot}.log", "ab") as out:
             return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env)
 
-    def kill(self, slot: int, rng: random.Random, whole: bool = True) -> None:
+    def kill(self, slot: int, rng: random.Random, whole: bool = True) -> list[int]:
         """SIGKILL the slot's worker with every process under it (pool processes, horses,
         RQ's scheduler), then start the slot again; or (not ``whole``) one of its pool's
-        processes, which the worker itself replaces."""
+        processes (with what runs under it), which the worker itself replaces. Returns the
+        pids killed."""
         proc = self.procs[slot]
         try:
             top = psutil.Process(proc.pid)
             tree = [*top.children(recursive=True), top]
             if not whole and top.children():
                 victim = rng.choice(top.children())
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    victim.send_signal(signal.SIGKILL)
-                return
+                tree = [*victim.children(recursive=True), victim]
+                for p in tree:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        p.send_signal(signal.SIGKILL)
+                return [p.pid for p in tree]
         except psutil.NoSuchProcess:
             tree = []
         for p in tree:
@@ -90,6 +96,7 @@ class Slots:
                 p.send_signal(signal.SIGKILL)
         proc.wait()
         self.procs[slot] = self._start(slot)
+        return [p.pid for p in tree]
 
     def check(self) -> None:
         """Count and restart slots whose worker exited on its own (it must not)."""

@@ -75,6 +75,146 @@ local function ring(bell)
   redis.call('LTRIM', bell, -64, -1)
 end
 
+-- ---------------------------------------------------------------- flow control
+-- (docs/flow-control.md; the keys' layout is dagrq/store/flow.py's docstring)
+
+-- dagrq.store.keys.FLOW_PREFIX (tests/test_flow.py keeps them equal)
+local FLOW = 'dagrq:flow:'
+-- dagrq.model.flow.DEFAULT_POOL_SIZE
+local DEFAULT_POOL_SIZE = 128
+-- priorities sort above a 40-bit sequence number in one score: FIFO among equals
+local PRIO_SHIFT = 1099511627776
+
+-- dagrq.model.flow.PRIORITY_MAX
+local PRIORITY_MAX = 1000
+
+local function clamp_priority(p)
+  return math.max(-PRIORITY_MAX, math.min(PRIORITY_MAX, p))
+end
+
+-- A score for a sorted set of waiting work: higher priority first, then first come.
+local function prio_score(prio)
+  return -(tonumber(prio) or 0) * PRIO_SHIFT + redis.call('INCR', FLOW .. 'seq')
+end
+
+-- Put job `id` on its queue: a job of priority 0 at the list's tail (RQ's own queue), any
+-- other in the queue's priority set (`<queue key>:prio`, which claim.lua reads first for
+-- priorities above 0, after the list for those below); ring the doorbell.
+local function push(id, queue_key, bell, prio)
+  prio = tonumber(prio) or 0
+  if prio ~= 0 then
+    redis.call('ZADD', queue_key .. ':prio', prio_score(prio), id)
+  else
+    redis.call('RPUSH', queue_key, id)
+  end
+  ring(bell)
+end
+
+-- A waiter of a limit is back on its queue (its node was `waiting`): queued again.
+-- w = {id, q, b, n (nodes key), e (events key), node, p, s}
+local function unpark(w, now)
+  local state = redis.call('HGET', w.n, w.node .. ':state')
+  if state ~= 'waiting' then
+    return false -- canceled, or the run is gone: nothing to push
+  end
+  redis.call('HSET', w.n, w.node .. ':state', 'queued')
+  redis.call('HDEL', w.n, w.node .. ':waiting', w.node .. ':parked')
+  event({events = w.e, now = now}, w.node, 'queued')
+  redis.call('HSET', 'rq:job:' .. w.id, 'status', 'queued')
+  push(w.id, w.q, w.b, w.p)
+  return true
+end
+
+-- The limit `K` has room: hand its slots to its first waiters, in order (a waiter that needs
+-- more slots than are free holds the line: no smaller one overtakes it), reserving them (the
+-- slot is the waiter's from now; its claim finds it held).
+local function promote(K, now)
+  local size = nil
+  while true do
+    local top = redis.call('ZRANGE', K .. ':wait', 0, 0)
+    if #top == 0 then return end
+    size = size or tonumber(redis.call('HGET', K, 'size')) or DEFAULT_POOL_SIZE
+    local w = cjson.decode(top[1])
+    local used = tonumber(redis.call('HGET', K, 'used')) or 0
+    local state = redis.call('HGET', w.n, w.node .. ':state')
+    if state == 'waiting' and used + w.s > size then return end
+    redis.call('ZREM', K .. ':wait', top[1])
+    if state == 'waiting' then
+      redis.call('HSET', K, 'h:' .. w.id, w.s)
+      redis.call('HINCRBY', K, 'used', w.s)
+      local keyed = w.keyed or 0
+      redis.call('HSET', w.n, w.node .. ':holds',
+        cjson.encode({id = w.id, k = {{K, w.s, keyed}}}))
+      unpark(w, now)
+    end
+  end
+end
+
+-- Give back what a node's attempt holds (`holds`: its `<node>:holds` field, read by the
+-- caller, {id, k = {{limit key, slots, keyed}, ...}}), and let each limit's waiters in. A
+-- limit of one key value (`concurrency_key`) with nothing held and nobody waiting is deleted:
+-- keys per tenant stay bounded.
+local function release(nodes, node, holds, now)
+  if not holds then return end
+  redis.call('HDEL', nodes, node .. ':holds')
+  local h = cjson.decode(holds)
+  for _, kn in ipairs(h.k) do
+    local K = kn[1]
+    local n = redis.call('HGET', K, 'h:' .. h.id)
+    if n then
+      redis.call('HDEL', K, 'h:' .. h.id)
+      local used = redis.call('HINCRBY', K, 'used', -tonumber(n))
+      promote(K, now)
+      if kn[3] == 1 and used <= 0 and redis.call('EXISTS', K .. ':wait') == 0
+          and tonumber(redis.call('HGET', K, 'used') or '0') <= 0 then
+        redis.call('DEL', K)
+        redis.call('SREM', FLOW .. 'limits', K)
+      end
+    end
+  end
+end
+
+-- A waiting node leaves the line it waits in (its run was canceled).
+local function unqueue(parked)
+  if not parked then return end
+  local key, member = string.match(parked, '^([^\n]*)\n(.*)$')
+  if key then redis.call('ZREM', key, member) end
+end
+
+-- A run with `max_active_runs` starts: its roots go on their queues.
+-- q = {id, r (run key), n (nodes key), e (events key)}; the roots are the run hash's 'roots'
+-- field: [[job id, queue key, bell, node, priority], ...]
+local function start_run(q, now)
+  redis.call('HSET', q.r, 'state', 'running', 'started_at', now)
+  event({events = q.e, now = now}, '', 'running')
+  local roots = cjson.decode(redis.call('HGET', q.r, 'roots') or '[]')
+  for _, root in ipairs(roots) do
+    redis.call('HSET', q.n, root[4] .. ':state', 'queued', root[4] .. ':queued', now)
+    event({events = q.e, now = now}, root[4], 'queued')
+    redis.call('HSET', 'rq:job:' .. root[1], 'status', 'queued')
+    push(root[1], root[2], root[3], root[5])
+  end
+end
+
+-- A run of a DAG with `max_active_runs` ended: it leaves the DAG's active set, and the next
+-- queued runs start while there is room. `gate` is the run hash's 'gate' field (JSON: the
+-- active set key k, the limit max, the run's id).
+local function run_ended(gate, now)
+  if not gate then return end
+  gate = cjson.decode(gate)
+  local key, max = gate.k, tonumber(gate.max)
+  redis.call('SREM', key, gate.id)
+  while redis.call('SCARD', key) < max do
+    local next_run = redis.call('ZPOPMIN', key .. ':queue')
+    if #next_run == 0 then return end
+    local q = cjson.decode(next_run[1])
+    if redis.call('HGET', q.r, 'state') == 'queued' then
+      redis.call('SADD', key, q.id)
+      start_run(q, now)
+    end
+  end
+end
+
 -- A node reached a final state: count it down; the last one ends the run. `why` is its error
 -- (failed) or the reason it was skipped (a Skip, say), or nil.
 local function finish(R, name, state, why)
@@ -93,6 +233,7 @@ local function finish(R, name, state, why)
     local failed = tonumber(redis.call('HGET', R.run, 'failed') or '0')
     R.state = failed > 0 and 'failed' or 'succeeded'
     redis.call('HSET', R.run, 'state', R.state, 'ended_at', R.now)
+    run_ended(redis.call('HGET', R.run, 'gate'), R.now)
     event(R, '', R.state)
   end
 end
@@ -111,7 +252,8 @@ local function arrival(outcome, chosen, child)
 end
 
 -- Deliver `parent`'s `outcome` to each child's received-set context.
--- children[i] = {name, total, rule, job_id, ctx, inputs, job_key, queue_key, bell, enqueued_at}
+-- children[i] = {name, total, rule, job_id, prio, ctx, inputs, job_key, queue_key, bell,
+--               enqueued_at}; R.priority is the run's priority (added to the child's)
 -- Returns fired (children enqueued now) and ended: pairs {child, 'skipped'|'upstream_failed'}
 -- of children that ended now or, on a redelivery, had ended so (the caller cascades those).
 local function deliver(R, parent, outcome, chosen, redelivered, children)
@@ -149,8 +291,7 @@ local function deliver(R, parent, outcome, chosen, redelivered, children)
         redis.call('HSET', R.nodes, c.name .. ':state', 'queued', c.name .. ':queued', R.now)
         event(R, c.name, 'queued')
         redis.call('HSET', c.job_key, 'status', 'queued', 'enqueued_at', c.enqueued_at)
-        redis.call('RPUSH', c.queue_key, c.job_id)
-        ring(c.bell)
+        push(c.job_id, c.queue_key, c.bell, clamp_priority((R.priority or 0) + c.prio))
         fired[#fired + 1] = c.name
       elseif decision == 'skip' or decision == 'upstream_failed' then
         local state = decision == 'skip' and 'skipped' or 'upstream_failed'
@@ -165,14 +306,15 @@ local function deliver(R, parent, outcome, chosen, redelivered, children)
   return fired, ended
 end
 
--- Children laid out by the callers: five KEYS from `key0 + 1` and four ARGV from `arg0 + 1`
+-- Children laid out by the callers: five KEYS from `key0 + 1` and five ARGV from `arg0 + 1`
 -- per child (see complete.lua's header).
 local function children_from(key0, arg0, n, enqueued_at)
   local out = {}
   for i = 1, n do
-    local k, a = key0 + 5 * (i - 1), arg0 + 4 * (i - 1)
+    local k, a = key0 + 5 * (i - 1), arg0 + 5 * (i - 1)
     out[i] = {
       name = ARGV[a + 1], total = tonumber(ARGV[a + 2]), rule = ARGV[a + 3], job_id = ARGV[a + 4],
+      prio = tonumber(ARGV[a + 5]) or 0,
       ctx = KEYS[k + 1], inputs = KEYS[k + 2], job_key = KEYS[k + 3], queue_key = KEYS[k + 4],
       bell = KEYS[k + 5], enqueued_at = enqueued_at,
     }

@@ -11,6 +11,10 @@
 -- nothing more: no arrival can fire a node that is not pending, and start.lua refuses to
 -- start anything in a run that is not running.
 --
+-- Flow control: what a node holds of a limit is given back (its waiters let in), a waiting
+-- node leaves the line it waits in, and a run of a DAG with max_active_runs leaves its
+-- active set (the next queued run starts) or, still queued itself, the queue.
+--
 -- What the caller has still to do is kept in the run hash ('canceling': the queued nodes, a
 -- '|', the running ones, comma-separated) until the caller deletes it; a canceled run that
 -- still has it answers the same lists again, so a second cancel finishes a first one that
@@ -36,7 +40,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   return {'gone'}
 end
-if state ~= 'running' then
+if state ~= 'running' and state ~= 'queued' then
   local todo = redis.call('HGET', KEYS[1], 'canceling')
   if state == 'canceled' and todo then
     local queued, running = string.match(todo, '^([^|]*)|(.*)$')
@@ -45,11 +49,21 @@ if state ~= 'running' then
   return {state}
 end
 redis.call('HSET', KEYS[1], 'state', 'canceled', 'ended_at', ARGV[1])
+local gate = redis.call('HGET', KEYS[1], 'gate')
+if state == 'queued' then
+  local g = cjson.decode(gate)
+  redis.call('ZREM', g.k .. ':queue', redis.call('HGET', KEYS[1], 'queued_as') or '')
+else
+  run_ended(gate, ARGV[1])
+end
 local queued, running = {}, {}
 for _, node in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'nodes'))) do
-  local s = redis.call('HGET', KEYS[2], node .. ':state')
-  if s == 'pending' or s == 'queued' or s == 'running' then
+  local read = redis.call('HMGET', KEYS[2], node .. ':state', node .. ':holds', node .. ':parked')
+  local s = read[1]
+  if s == 'pending' or s == 'queued' or s == 'running' or s == 'waiting' then
     redis.call('HSET', KEYS[2], node .. ':state', 'canceled', node .. ':ended', ARGV[1])
+    release(KEYS[2], node, read[2] or nil, ARGV[1])
+    unqueue(read[3] or nil)
     event(R, node, 'canceled')
     if s == 'queued' then
       queued[#queued + 1] = node

@@ -31,8 +31,12 @@
 -- ARGV[12] the attempt reporting (start.lua's number), or '0' to skip the check (skips)
 -- ARGV[13] for a branch: the children it chose, comma-separated (kept as <node>:chosen; the
 --          others receive 'skipped'); '*' for a node that is no branch
--- then per child i, four values: ARGV[13+4i-3] name, ARGV[13+4i-2] number of parents,
---          ARGV[13+4i-1] trigger rule, ARGV[13+4i] RQ job id
+-- then per child i, five values: ARGV[13+5i-4] name, ARGV[13+5i-3] number of parents,
+--          ARGV[13+5i-2] trigger rule, ARGV[13+5i-1] RQ job id, ARGV[13+5i] its priority
+--
+-- Flow control: what the node's attempt held (<node>:holds) is given back and the limits'
+-- waiters let in (see _lib.lua's release); a fired child of a run or node with a priority goes
+-- to its queue's priority set; a run with max_active_runs that ends lets the next one start.
 --
 -- Returns {run_state, n_fired, fired_1..fired_n_fired, then pairs child, end state}:
 --   fired    children enqueued by this call (exactly once over all calls);
@@ -50,12 +54,14 @@ local out_key, inputs_key = KEYS[3], KEYS[4]
 local node, outcome = ARGV[1], ARGV[2]
 local R = {run = KEYS[1], nodes = KEYS[2], events = KEYS[5], now = ARGV[6], ttl = ARGV[7]}
 
-R.state = redis.call('HGET', R.run, 'state')
+local run = redis.call('HMGET', R.run, 'state', 'priority')
+R.state, R.priority = run[1], tonumber(run[2]) or 0
 if not R.state then
   return {'gone'}
 end
 
-local read = redis.call('HMGET', R.nodes, node .. ':state', node .. ':attempts', node .. ':chosen')
+local read = redis.call('HMGET', R.nodes, node .. ':state', node .. ':attempts', node .. ':chosen',
+  node .. ':holds')
 local current = read[1]
 local redelivered = is_final(current)
 if not redelivered and ARGV[12] ~= '0' and read[2] ~= ARGV[12] then
@@ -80,6 +86,7 @@ else
   if ARGV[11] == '1' then -- a join: drop the set it fired with
     redis.call('DEL', inputs_key)
   end
+  release(R.nodes, node, read[4] or nil, R.now)
   finish(R, node, outcome, ARGV[4] ~= '' and ARGV[4] or nil)
 end
 

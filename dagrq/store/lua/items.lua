@@ -20,7 +20,7 @@
 -- ARGV[6]  number of children n
 -- ARGV[7]  number of succeeded items s
 -- ARGV[8]  number of failed items f
--- then per child four values, as in complete.lua (name, parents, rule, RQ job id)
+-- then per child five values, as in complete.lua (name, parents, rule, RQ job id, priority)
 -- then s pairs (index, result), then f pairs (index, error)
 --
 -- Returns {run_state, n_fired, fired..., ended pairs...} as complete.lua does ({run_state, 0}
@@ -31,7 +31,8 @@ local results, errors = KEYS[3], KEYS[4]
 local node = ARGV[1]
 local n_children, n_ok, n_failed = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 
-R.state = redis.call('HGET', R.run, 'state')
+local run = redis.call('HMGET', R.run, 'state', 'priority')
+R.state, R.priority = run[1], tonumber(run[2]) or 0
 if not R.state then
   return {'gone'}
 end
@@ -43,7 +44,7 @@ if is_final(current) then -- a late duplicate: finish a cascade a crash may have
   return reply_of(R, fired, ended)
 end
 
-local base = 8 + 4 * n_children
+local base = 8 + 5 * n_children
 local new_ok, new_failed = 0, 0
 for i = 1, n_ok do
   local index, blob = ARGV[base + 2 * i - 1], ARGV[base + 2 * i]

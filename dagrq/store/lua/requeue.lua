@@ -10,18 +10,24 @@
 -- ARGV[4]  the failed attempt's number, or '0' for whichever attempt is current
 -- ARGV[5]  the attempt's traceback ('' for none), kept as <node>:tb@<n>
 --
+-- What the failed attempt held of a limit (<node>:holds) is given back (_lib.lua's release):
+-- the retry takes its slots again when it is claimed.
+--
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running (or a
 -- later attempt has started: a stale attempt changes nothing).
 
 -- event() lives in _lib.lua.
 
-if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= 'running' then
+local read = redis.call('HMGET', KEYS[1], ARGV[1] .. ':state', ARGV[1] .. ':attempts',
+  ARGV[1] .. ':holds')
+if read[1] ~= 'running' then
   return 0
 end
-local n = redis.call('HGET', KEYS[1], ARGV[1] .. ':attempts') or '0'
+local n = read[2] or '0'
 if ARGV[4] ~= '0' and n ~= ARGV[4] then
   return 0
 end
+release(KEYS[1], ARGV[1], read[3] or nil, ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 'queued', ARGV[1] .. ':last_error', ARGV[2],
   ARGV[1] .. ':err@' .. n, ARGV[2])
 if ARGV[5] ~= '' then

@@ -8,6 +8,8 @@
 -- ARGV[1]  now, unix seconds
 -- ARGV[2]  '' to recount, or the one-line reason the run's state is damaged beyond repair
 --
+-- A run of a DAG with max_active_runs that ends here lets the next queued one start.
+--
 -- Returns {run state, pending, failed} after the step, or {'gone'}.
 
 local R = {run = KEYS[1], nodes = KEYS[2], events = KEYS[3], now = ARGV[1]}
@@ -21,6 +23,7 @@ end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'ended_at', ARGV[1], 'damaged', ARGV[2])
   event(R, '', 'failed', 'error', 'run state damaged: ' .. ARGV[2])
+  run_ended(redis.call('HGET', KEYS[1], 'gate'), ARGV[1])
   return {'failed', -1, -1}
 end
 local pending, failed = 0, 0
@@ -37,5 +40,6 @@ if pending == 0 then
   state = failed > 0 and 'failed' or 'succeeded'
   redis.call('HSET', KEYS[1], 'state', state, 'ended_at', ARGV[1])
   event(R, '', state)
+  run_ended(redis.call('HGET', KEYS[1], 'gate'), ARGV[1])
 end
 return {state, pending, failed}

@@ -27,6 +27,9 @@
 --                                 worker's code must not run it (nothing changes)
 --   {"run", attempt, params_json, out_1, ..., out_k}   run it; nil for no output
 --
+-- A node that will not run (final, or its run ended) gives back what its claim took of a limit
+-- (<node>:holds; _lib.lua's release).
+--
 -- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended; others read only.
 
 -- is_final() and event() live in _lib.lua.
@@ -36,12 +39,15 @@ if not run_state then
   return {'gone'}
 end
 if run_state ~= 'running' then
+  release(KEYS[2], ARGV[1], redis.call('HGET', KEYS[2], ARGV[1] .. ':holds') or nil, ARGV[2])
   return {run_state}
 end
 
 local node = ARGV[1]
-local state = redis.call('HGET', KEYS[2], node .. ':state')
+local read = redis.call('HMGET', KEYS[2], node .. ':state', node .. ':holds')
+local state = read[1]
 if is_final(state) then
+  release(KEYS[2], node, read[2] or nil, ARGV[2])
   return {'done', state}
 end
 if state ~= 'queued' and state ~= 'running' then
