@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagrq
-from dagrq import errors
+from dagrq import errors, pools
 from dagrq.client import Run
 from dagrq.model.params import type_name
 from dagrq.model.status import STATE_COLORS
@@ -32,6 +32,7 @@ COLOUR_NAMES = {
     "#E69F00": "orange",
     "#F0E442": "yellow",
     "#CC79A7": "reddish purple",
+    "#BBBBBB": "light grey",
 }
 
 #: (heading, objects) in page order
@@ -42,6 +43,7 @@ SECTIONS: list[tuple[str, list[Any]]] = [
         "What a run looks like",
         [dagrq.RunStatus, dagrq.NodeStatus, dagrq.RunSummary, dagrq.Explanation, LogEntry],
     ),
+    ("Flow control (`dagrq.pools`)", [pools.set, pools.reset, pools.list]),
     ("Signals", [dagrq.Skip]),
 ]
 
@@ -90,6 +92,8 @@ def render() -> str:
         lines += [f"## {heading}", ""]
         for obj in objects:
             name = obj.__name__
+            if getattr(obj, "__module__", "") == "dagrq.pools":
+                name = f"pools.{name}"
             lines += [f"### `{_signature(name, obj)}`", "", _doc(obj), ""]
             fields = _fields(obj) if inspect.isclass(obj) else []
             if fields:

@@ -43,6 +43,7 @@ PACKAGE_NAMES = {
     "dagrq.loader": "7 edges: loading a pipeline",
     "dagrq.embedded": "6 the embedded Redis server",
     "dagrq.client": "5 the client",
+    "dagrq.pools": "5 pools (flow control)",
     "dagrq.workers": "4 process control",
     "dagrq.runtime": "3 wire name of the entry point",
     "dagrq.lease": "3 wire name of the failure callback",

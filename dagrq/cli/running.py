@@ -104,6 +104,7 @@ def run(
     redis_wait_s: float,
     quiet: bool,
 ) -> None:
+    # long: one command's whole life (submit, local workers, progress, exit code) in order
     """Submit PIPELINE, run local workers until the run ends, print the sink results.
 
     Exit 0 when the run succeeded, 1 when it failed or was canceled (or Redis stayed out of

@@ -29,6 +29,7 @@ live worker changes nothing the worker does: at worst a body runs again (at leas
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -297,7 +298,10 @@ class Reconciler:
         ``items``) the chunk job of those items, whose recorded items are kept."""
         conn, run_id = self.connection, store.run_id
         if items is None:
-            rqjobs.enqueue_node_job(conn, store.plan, run_id, spec)
+            meta = store.meta()  # a limited node's job gets its gate again
+            params, priority = json.loads(meta.get("params", "{}")), int(meta.get("priority", 0))
+            gate = flow.gate_field(store.plan, run_id, spec, params, priority)
+            rqjobs.enqueue_node_job(conn, store.plan, run_id, spec, gate)
         else:
             chunk: rqjobs.ItemJob = ("chunk", spec.chunk_of(items[0]))
             rqjobs.enqueue_item_jobs(conn, store.plan, run_id, spec, [chunk], spec.chunk_retry)

@@ -248,23 +248,18 @@ def create_node_jobs(
     """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI), on their queues of ``plan``'s
     version: nodes that start at submit (roots, ``always``) are enqueued (unless
     ``hold_roots``: ``admit.lua`` pushes them); the others are saved ``deferred`` for
-    ``complete.lua`` to fire. ``gates`` holds the flow-control gate of each limited node
-    (:mod:`dagrq.store.flow`), kept in its job hash for ``claim.lua``."""
-    gates = gates or {}
+    ``complete.lua`` to fire. ``gates``: each limited node's flow-control gate."""
     for spec in specs:
-        enqueue = spec.starts_at_submit and not hold_roots
-        _create_node_job(
-            connection, pipe, plan, run_id, spec, enqueue=enqueue, gate=gates.get(spec.name)
-        )
+        enqueue, gate = spec.starts_at_submit and not hold_roots, (gates or {}).get(spec.name)
+        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=enqueue, gate=gate)
     register_queues(pipe, {plan.rq_queue(spec.queue_name) for spec in specs})
 
 
 def enqueue_node_job(
     connection: Any, plan: Plan, run_id: str, spec: NodeSpec, gate: str | None = None
 ) -> None:
-    """Make and enqueue ``spec``'s own job in ``run_id`` again, with its whole ``retry=`` (and
-    its flow-control ``gate``): the reconciler's repair of a job whose hash was lost (a write
-    lost with a primary)."""
+    """Make and enqueue ``spec``'s own job in ``run_id`` again, with its whole ``retry=`` and
+    its ``gate``: the reconciler's repair of a job whose hash was lost with a primary."""
     with connection.pipeline() as pipe:
         pipe.multi()
         _create_node_job(connection, pipe, plan, run_id, spec, enqueue=True, gate=gate)
@@ -272,15 +267,9 @@ def enqueue_node_job(
 
 
 def _create_node_job(
-    connection: Any,
-    pipe: Any,
-    plan: Plan,
-    run_id: str,
-    spec: NodeSpec,
-    *,
-    enqueue: bool,
+    connection: Any, pipe: Any, plan: Plan, run_id: str, spec: NodeSpec, *, enqueue: bool,
     gate: str | None = None,
-) -> None:
+) -> None:  # fmt: skip
     """On ``pipe`` (in MULTI): ``spec``'s own job, enqueued or saved ``deferred``, with its
     flow-control ``gate`` (written before the push: a claim reads it with the job)."""
     options = _job_options(plan.dag, plan.ttl_s, run_id, spec)
@@ -294,14 +283,12 @@ def _create_node_job(
         status=None if enqueue else JobStatus.DEFERRED,
         **options,
     )
+    if gate is not None:
+        pipe.hset(job.key, GATE_FIELD, gate)
     if not enqueue:
         job.save(pipeline=pipe)
-        if gate is not None:
-            pipe.hset(job.key, GATE_FIELD, gate)
         pipe.expire(job.key, plan.ttl_s)
     else:
-        if gate is not None:
-            pipe.hset(job.key, GATE_FIELD, gate)
         queue(rq_queue, connection).enqueue_job(job, pipeline=pipe)
         ring(pipe, rq_queue, 1)
 
@@ -334,8 +321,7 @@ def enqueue_item_jobs(
         pipe.execute()
 
 
-#: the field of a limited node's RQ job hash holding its flow-control gate (JSON, read by
-#: ``claim.lua``; see :mod:`dagrq.store.flow`)
+#: a limited node's RQ job hash field: its flow-control gate (JSON; :mod:`dagrq.store.flow`)
 GATE_FIELD = "dagrq_gate"
 
 #: tokens a doorbell list keeps at most (each only says "look again")
