@@ -246,3 +246,13 @@ def tick_claims(conn: redis.Redis, schedule: str) -> dict[int, str]:
     prefix = f"dagrq:sched:{schedule}:tick:"
     found = {int(k.decode()[len(prefix) :]): k for k in conn.scan_iter(prefix + "*")}
     return {t: (conn.get(k) or b"").decode() for t, k in sorted(found.items())}
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment (an end before a start at the same instant)."""
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    now = top = 0
+    for _, step in edges:
+        now += step
+        top = max(top, now)
+    return top

@@ -16,7 +16,7 @@ from dagrq.model.flow import RateLimit
 from dagrq.model.plan import Plan
 from dagrq.store import keys
 
-from .helpers import Workers, dagrq, pipeline, wait_for
+from .helpers import Workers, dagrq, most_at_once, pipeline, wait_for
 
 ADDRESS = "flow"
 
@@ -32,16 +32,6 @@ def spans(conn: redis.Redis, kind: str) -> list[tuple[str, float, float]]:
     return sorted(
         ((r, float(t), ends[(r, p)]) for r, p, t in starts if (r, p) in ends), key=lambda s: s[1]
     )
-
-
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one moment (an end before a start at the same instant)."""
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    now = top = 0
-    for _, step in edges:
-        now += step
-        top = max(top, now)
-    return top
 
 
 # ------------------------------------------------------------------ declaring

@@ -19,7 +19,7 @@ from dagrq.client import Run
 from dagrq.model.schedules import tick_params
 from dagrq.store import schedules as stored
 
-from .helpers import Workers, dagrq, pipeline, tick_claims, wait_for
+from .helpers import Workers, dagrq, most_at_once, pipeline, tick_claims, wait_for
 
 
 def _utc(*args: int) -> datetime:
@@ -138,15 +138,6 @@ def _spans(conn: redis.Redis, policy: str) -> list[tuple[float, float]]:
     return sorted(spans)
 
 
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    level = most = 0
-    for _, step in edges:
-        level += step
-        most = max(most, level)
-    return most
-
-
 def test_overlap_skip_and_buffer_one_never_run_two_at_once_allow_does(
     conn: redis.Redis, workers: Workers
 ) -> None:
@@ -158,8 +149,8 @@ def test_overlap_skip_and_buffer_one_never_run_two_at_once_allow_does(
     workers.stop()
     skip, buffered, allowed = (_spans(conn, p) for p in ("skip", "buffer_one", "allow"))
     assert len(skip) >= 2 and len(buffered) >= 2 and len(allowed) >= 4, (skip, buffered, allowed)
-    assert _most_at_once(skip) == 1 and _most_at_once(buffered) == 1
-    assert _most_at_once(allowed) >= 2
+    assert most_at_once(skip) == 1 and most_at_once(buffered) == 1
+    assert most_at_once(allowed) >= 2
     skipped = stored.state(conn, "t_slow:skip").skipped
     assert skipped >= 2  # the ticks that fell while a run ran
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(buffered)]

@@ -428,6 +428,8 @@ def _reset(
     pipe.hset(runkeys.run_key(run_id), mapping=again)
     pipe.hdel(runkeys.run_key(run_id), "ended_at", "damaged")
     pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
+    if plan.max_active_runs is not None:  # counted among its DAG's active runs (not queued)
+        pipe.sadd(keys.active_set_key(plan.dag), run_id)
     pipe.xadd(runkeys.events_key(run_id), {"node": "", "state": "running", "ts": now})
     pipe.expire(runkeys.events_key(run_id), plan.ttl_s)
 

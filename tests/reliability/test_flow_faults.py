@@ -11,8 +11,7 @@ from pathlib import Path
 from dagrq import loader
 from dagrq.store import keys
 
-from ..helpers import pipeline
-from ..test_flow import most_at_once
+from ..helpers import most_at_once, pipeline
 from .servers import RedisServer
 from .storm import Slots
 
