@@ -1,11 +1,12 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup, worker-cost, schedules, flow."""
+lost-worker, startup, worker-cost, schedules, flow, cache."""
 
 from __future__ import annotations
 
 import sys
 
 from . import (
+    cache,
     commands,
     compare,
     flow,
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "worker-cost": worker_cost.main,
     "schedules": schedules.main,
     "flow": flow.main,
+    "cache": cache.main,
 }
 
 

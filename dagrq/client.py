@@ -20,7 +20,14 @@ from .model.dag import DAG
 from .model.node import one_line_error, optional_items, output_annotation
 from .model.params import type_name
 from .model.plan import Plan
-from .model.status import LIVE_RUN_STATES, Explanation, RunStatus, RunSummary, explain
+from .model.status import (
+    LIVE_RUN_STATES,
+    SUCCESS_STATES,
+    Explanation,
+    RunStatus,
+    RunSummary,
+    explain,
+)
 from .store import flow, lifecycle
 from .store.index import list_runs
 from .store.nodelogs import LogEntry
@@ -35,6 +42,7 @@ def submit(
     name: str | None = None,
     tags: Sequence[str] = (),
     priority: int = 0,
+    refresh: str = "",
 ) -> Run:
     """Validate ``dag`` and ``params``, then write and enqueue one run in one transaction.
 
@@ -55,7 +63,13 @@ def submit(
         )
     stored = dag.validate_params(params)
     store = lifecycle.create(
-        connection, dag.plan, stored, name=name, tags=list(tags), priority=priority
+        connection,
+        dag.plan,
+        stored,
+        name=name,
+        tags=list(tags),
+        priority=priority,
+        refresh=refresh,
     )
     return Run(store.run_id, connection, dag=dag)
 
@@ -235,7 +249,7 @@ class Run:
         return {
             name: self._decode(name, blob)
             for name, node in status.nodes.items()
-            if node.state == "succeeded" and (blob := self._store.output(name)) is not None
+            if node.state in SUCCESS_STATES and (blob := self._store.output(name)) is not None
         }
 
     def _decode(self, node: str, blob: bytes) -> Any:

@@ -33,6 +33,7 @@ COLOUR_NAMES = {
     "#F0E442": "yellow",
     "#CC79A7": "reddish purple",
     "#BBBBBB": "light grey",
+    "#7FCDB5": "light bluish green",
 }
 
 #: (heading, objects) in page order

@@ -15,6 +15,9 @@ travel as JSON and arrive typed in every child.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import os
 import random
 import tempfile
 from collections import defaultdict
@@ -212,11 +215,18 @@ def _folder(day: date) -> Path:
 
 
 def _write(day: date, name: str, fields: list[str], rows: list[dict[str, object]]) -> str:
-    path = _folder(day) / f"{name}.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    """Write ``rows`` as CSV under a name made from their content: a path names one content
+    for good, so a cached node's output (the path) can never point at other data."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    data = text.getvalue().encode()
+    path = _folder(day) / f"{name}-{hashlib.sha256(data).hexdigest()[:12]}.csv"
+    if not path.exists():  # written whole, then renamed: a reader never sees half a file
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(data)
+        part.replace(path)
     return str(path)
 
 

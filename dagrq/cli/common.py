@@ -133,8 +133,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (
 
 
 def run_options(fn: F) -> F:
-    """``-p KEY=VALUE``..., ``--params-file``, ``--name``, ``--tag``..., ``--priority`` of
-    submit and run."""
+    """``-p KEY=VALUE``..., ``--params-file``, ``--name``, ``--tag``..., ``--priority``,
+    ``--refresh [NODE]``... of submit and run."""
     for option in reversed(
         [
             param_option,
@@ -154,6 +154,15 @@ def run_options(fn: F) -> F:
                 type=click.IntRange(-1000, 1000),
                 help="Added to every node's priority: higher runs first among waiting work "
                 "(docs/flow-control.md) [default: 0].",
+            ),
+            click.option(
+                "--refresh",
+                multiple=True,
+                is_flag=False,
+                flag_value="*",
+                metavar="[NODE]",
+                help="Ignore and overwrite the cache of NODE and everything downstream of it "
+                "(repeat for more); alone, of every node (docs/caching.md).",
             ),
         ]
     ):

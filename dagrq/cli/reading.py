@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..model.status import RUN_STATES
+from ..model.status import RUN_STATES, SUCCESS_STATES
 from .common import (
     connect,
     console,
@@ -165,7 +165,7 @@ def result(run_id: str, node: str | None, as_json: bool, url: str | None) -> Non
     status = run_.status()
     children = {p for n in status.nodes.values() for p in n.parents}
     sinks = [n for n in status.nodes if n not in children]
-    outputs = {s: run_.result(s) for s in sinks if status.nodes[s].state == "succeeded"}
+    outputs = {s: run_.result(s) for s in sinks if status.nodes[s].state in SUCCESS_STATES}
     if as_json:
         emit_json(outputs)
     else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import RunTimeout
+from ..model.status import SUCCESS_STATES
 from .common import (
     connect,
     errors,
@@ -50,13 +51,21 @@ def submit(
     run_name: str | None,
     tags: tuple[str, ...],
     priority: int,
+    refresh: tuple[str, ...],
     url: str | None,
 ) -> None:
     """Enqueue one run of PIPELINE and print its run id; workers do the rest."""
     dag = load(pipeline)
     values = dag.validate_params(read_params(params, params_file), from_strings=True)
     conn, _ = connect(url)
-    run = dag.submit(conn, run_name=run_name, run_tags=tags, priority=priority, **values)
+    run = dag.submit(
+        conn,
+        run_name=run_name,
+        run_tags=tags,
+        priority=priority,
+        refresh=refreshed(refresh),
+        **values,
+    )
     click.echo(run.id)
 
 
@@ -97,6 +106,7 @@ def run(
     run_name: str | None,
     tags: tuple[str, ...],
     priority: int,
+    refresh: tuple[str, ...],
     url: str | None,
     workers: int | None,
     timeout: float | None,
@@ -130,7 +140,12 @@ def run(
         try:
             with _interruptible():
                 run_ = dag.submit(
-                    conn, run_name=run_name, run_tags=tags, priority=priority, **values
+                    conn,
+                    run_name=run_name,
+                    run_tags=tags,
+                    priority=priority,
+                    refresh=refreshed(refresh),
+                    **values,
                 )
                 # imported while the forked pool runs the first nodes (two cores)
                 from rich.console import Console
@@ -176,13 +191,18 @@ def _timed_out(run_: Run, pipeline: str, timeout: float, keep: bool) -> None:
     sys.exit(TIMEOUT_EXIT)
 
 
+def refreshed(refresh: tuple[str, ...]) -> bool | list[str]:
+    """``--refresh`` as ``submit(refresh=)`` takes it: True alone, else the nodes named."""
+    return True if "*" in refresh else list(refresh)
+
+
 def _report_end(out: Console, dag: DAG, run_: Run, status: Any) -> None:
     """Print the sink results of a run that succeeded (a sink that did not run says why:
     the run succeeded all the same); else its errors, and exit 1."""
     if status.state == "succeeded":
         for sink in dag.sinks:
             node = status.nodes[sink]
-            if node.state == "succeeded":
+            if node.state in SUCCESS_STATES:
                 print_value(out, sink, run_.result(sink))
             else:
                 why = f": {node.reason}" if node.reason else ""

@@ -32,6 +32,8 @@ def node_detail(status: RunStatus, node: NodeStatus) -> str:
     detail = node.error or ""
     if node.state == "waiting" and node.waiting:
         detail = f"waiting for {node.waiting}"
+    elif node.state == "cached" and node.cached_from:
+        detail = f"output kept from run {node.cached_from}"
     elif node.state == "pending" and node.waits_for:
         detail = "waits for " + ", ".join(node.waits_for)
     elif node.queue in status.unserved and node.state == "queued":

@@ -16,13 +16,14 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..model.call import call
+from ..model.call import call, from_cache, keep, node_key
 from ..model.commands import running
 from ..model.dag import DAG
 from ..model.jobref import JobRef
 from ..model.node import build_kwargs, one_line_error
 from ..model.plan import NodeSpec
 from ..store import rqjobs
+from ..store.cache import RedisCache
 from ..store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Attempt:
         number: the attempt's number from ``start.lua`` (fences late reports).
         params: the run parameters.
         outputs: the data parents' outputs the node fired with (``None`` where absent).
+        refresh: the run ignores (and overwrites) the node's cache (``--refresh``).
     """
 
     dag: DAG
@@ -108,6 +110,7 @@ class Attempt:
     number: int
     params: dict[str, Any]
     outputs: dict[str, bytes | None]
+    refresh: bool = False
 
     def failed(self, exc: BaseException) -> None:
         """Settle a failed attempt: shown ``queued`` when RQ retries the job, else the node
@@ -144,6 +147,7 @@ def begin(dag: DAG, job: Any, ref: JobRef) -> Attempt | Summary:
                 number=started.attempt,
                 params=json.loads(started.params_json or "{}"),
                 outputs=started.outputs,
+                refresh=started.refreshes(node),
             )
         case "done":
             store.deliver(node, started.node_state or "failed")
@@ -181,13 +185,27 @@ def run_node(attempt: Attempt) -> Summary:
     spec, store, codec = attempt.spec, attempt.store, attempt.dag.codec
     node = attempt.dag.nodes[spec.name]
     outputs = store.read_inputs(spec, attempt.outputs)  # Redis out of reach: not the node's fault
+
+    def inputs() -> dict[str, Any]:
+        return build_kwargs(node, spec, outputs, attempt.params, codec)
+
+    cache, key = _cache_of(attempt, node, outputs, inputs)
+    if key is not None and not attempt.refresh:  # a hit: the body does not run
+        hit = from_cache(node, codec, cache.get(spec.name, key))
+        if hit is not None:
+            fresh = store.deliver(
+                spec.name, "cached", output=hit.output, error=hit.reason, attempt=attempt.number
+            )
+            return {
+                "node": spec.name,
+                "outcome": "cached" if fresh else "refused",
+                "from": hit.reason,
+            }
     with (
         store.capture_logs(spec.name, attempt.number),
         running(store.run_id, spec.name, attempt.number),
     ):
-        outcome = call(
-            node, spec, codec, lambda: build_kwargs(node, spec, outputs, attempt.params, codec)
-        )
+        outcome = call(node, spec, codec, inputs)
     if outcome.state == "skipped":
         store.deliver(spec.name, "skipped", error=outcome.reason, attempt=attempt.number)
         return {"node": spec.name, "outcome": "skipped", "reason": outcome.reason}
@@ -200,11 +218,24 @@ def run_node(attempt: Attempt) -> Summary:
     fresh = store.deliver(
         spec.name, "succeeded", output=outcome.output, attempt=attempt.number, chosen=followed
     )
+    if fresh and key is not None:
+        keep(cache, spec, key, outcome, store.run_id)
     return {
         "node": spec.name,
         "outcome": "succeeded" if fresh else "refused: a later attempt started",
         "attempt": attempt.number,
     }
+
+
+def _cache_of(
+    attempt: Attempt, node: Any, outputs: dict[str, bytes | None], inputs: Any
+) -> tuple[Any, str | None]:
+    """The run's cache and the node's key in it (None, None for a node that is not cached)."""
+    if not attempt.spec.cache:
+        return None, None
+    dag = attempt.dag
+    cache = RedisCache(attempt.store.connection, dag.name, dag.cache_max_entries)
+    return cache, node_key(node, attempt.spec, dag.serializer, outputs, attempt.params, inputs)
 
 
 def refused_version(dag: DAG, job: Any, ref: JobRef, version: str | None) -> Summary:

@@ -10,17 +10,20 @@ results in item order. A map over a mapped node reads that node's results item b
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from ..model.call import call
+from ..model.cache import DEFAULT_TTL_S, Entry
+from ..model.call import call, from_cache, node_key
 from ..model.commands import running
 from ..model.dag import DAG
 from ..model.jobref import JobRef
 from ..model.node import build_kwargs, item_annotation, iter_items
 from ..model.plan import NodeSpec
 from ..store import rqjobs
+from ..store.cache import RedisCache
 from ..store.outage import ride_out, unreachable
 from ..store.runs import RunStore
 from .attempt import (
@@ -126,9 +129,15 @@ def run_items(dag: DAG, job: Any, ref: JobRef) -> Summary:
     present = [(i, blob) for i, blob, done in indexed if i < read.total and not done]
     attempt = 1 + spec.retries - (job.retries_left or 0)
     inputs = store.read_inputs(spec, read.outputs)  # Redis out of reach: not the items' fault
+    cache = Items(dag, spec, inputs, read.params, store) if spec.cache else None
+    hits = cache.hits(present, refresh=read.refresh) if cache is not None else {}
+    todo = [(i, blob) for i, blob in present if i not in hits]
     # one capture for the whole chunk (the hot path of a map): each line names its item
     with store.capture_logs(spec.name, attempt) as capture, running(ref.run, ref.node, attempt):
-        ok, failed = _call_items(dag, spec, inputs, read.params, present, capture)
+        ok, failed = _call_items(dag, spec, inputs, read.params, todo, capture)
+    if cache is not None:
+        cache.keep(ok)
+        ok = sorted([*ok, *hits.items()])
     settlement = settle_failure(
         retries_left=job.retries_left,
         items=1 if ref.single(spec) else spec.chunk,
@@ -144,9 +153,73 @@ def run_items(dag: DAG, job: Any, ref: JobRef) -> Summary:
     return {
         "node": ref.node,
         "items": len(present),
+        "cached": len(hits),
         "failed": len(failed),
         "errors": [error for _, error, _ in failed[:3]],
     }
+
+
+class Items:
+    """A cached mapped node's items in one chunk: each item's key (its code, the shared
+    inputs and the item's bytes), looked up in one round trip, kept in one."""
+
+    def __init__(
+        self,
+        dag: DAG,
+        spec: NodeSpec,
+        outputs: dict[str, bytes | None],
+        params: dict[str, Any],
+        store: RunStore,
+    ) -> None:
+        self.dag, self.spec, self.outputs, self.params, self.store = (
+            dag,
+            spec,
+            outputs,
+            params,
+            store,
+        )
+        self.cache = RedisCache(store.connection, dag.name, dag.cache_max_entries)
+        self.keys: dict[int, str | None] = {}
+
+    def hits(
+        self, present: Sequence[tuple[int, bytes | None]], *, refresh: bool
+    ) -> dict[int, bytes]:
+        """``{index: kept output}`` of the items whose entry is there (none with ``refresh``)."""
+        node, codec = self.dag.nodes[self.spec.name], self.dag.codec
+        annotation = item_annotation(node)
+        shared = partial(build_kwargs, node, self.spec, self.outputs, self.params, codec)
+        for index, blob in present:
+            inputs = partial(_item_inputs, {}, None, self.spec, codec, blob, annotation)
+            self.keys[index] = node_key(
+                node,
+                self.spec,
+                self.dag.serializer,
+                self.outputs,
+                self.params,
+                lambda i=inputs: {**shared(), **i()},  # type: ignore[misc]
+                item=blob or b"",
+            )
+        if refresh:
+            return {}
+        asked = [(i, k) for i, k in self.keys.items() if k is not None]
+        found = self.cache.get_many(self.spec.name, [k for _, k in asked])
+        return {
+            i: hit.output
+            for (i, _), entry in zip(asked, found, strict=True)
+            if (hit := from_cache(node, codec, entry)) is not None
+        }
+
+    def keep(self, ok: Sequence[tuple[int, bytes]]) -> None:
+        """Keep the outputs of the items that ran and succeeded (a skipped item's is not
+        kept: its output is ``None``'s bytes and it ran as skipped)."""
+        none = self.dag.codec.dumps(None)
+        now, run_id = time.time(), self.store.run_id
+        fresh = [
+            (key, Entry(output, run_id, now))
+            for index, output in ok
+            if output != none and (key := self.keys.get(index)) is not None
+        ]
+        self.cache.put_many(self.spec.name, fresh, self.spec.cache_ttl or DEFAULT_TTL_S)
 
 
 def _call_items(

@@ -22,17 +22,24 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
+import logging
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 from ..errors import NodeStopped, Skip
+from .cache import DEFAULT_TTL_S, Cache, Entry, cache_key, custom_parts, input_parts
 from .codec import Codec
-from .node import Node, check_output_type, chosen_children, serialize_output
+from .node import Node, check_output_type, chosen_children, output_annotation, serialize_output
 from .plan import NodeSpec
 
-#: the three ways a body call ends
-CallState = Literal["succeeded", "skipped", "failed"]
+log = logging.getLogger(__name__)
+
+#: the ways a body call ends: ``cached`` is the one where the body did not run (its output was
+#: kept from an earlier run with the same code and inputs, :func:`from_cache`)
+CallState = Literal["succeeded", "skipped", "failed", "cached"]
 
 
 class Outcome(NamedTuple):
@@ -42,7 +49,8 @@ class Outcome(NamedTuple):
         state: ``succeeded``, ``skipped`` (it raised :class:`~dagrq.errors.Skip`) or ``failed``.
         output: the serialized output (``succeeded``).
         chosen: the children a branch chose (``succeeded``, branches only).
-        reason: why it skipped (the Skip's reason, or a default).
+        reason: why it skipped (the Skip's reason, or a default); for ``cached``, the run
+            the output was kept from.
         error: what it raised (``failed``), any ``BaseException``: ``SystemExit`` fails a
             node, it does not stop its worker.
     """
@@ -91,3 +99,54 @@ def call(
     except BaseException as exc:  # SystemExit too: it fails the node, not the worker
         return Outcome("failed", error=exc)
     return Outcome("succeeded", output=output, chosen=chosen)
+
+
+def node_key(
+    node: Node[Any, Any],
+    spec: NodeSpec,
+    serializer: str,
+    outputs: Mapping[str, bytes | None],
+    params: Mapping[str, Any],
+    inputs: Callable[[], Mapping[str, Any]],
+    item: bytes | None = None,
+) -> str | None:
+    """The cache key of a call of ``node`` (None when the node is not cached): its code
+    version and its inputs as stored (``outputs``, ``params``), or what its ``cache_key=``
+    function says of its decoded ``inputs``; a mapped node's ``item`` too. A ``cache_key``
+    function that raises makes the call uncached (the body runs; the error is the body's to
+    meet)."""
+    if not spec.cache or spec.code_version is None:
+        return None
+    custom = node.options.cache_key
+    if custom is not None:
+        try:
+            parts = custom_parts(custom, inputs())
+        except Exception:
+            return None
+    else:
+        parts = input_parts(spec.data_parents, outputs, spec.params, params)
+    if item is not None:
+        parts.append(b"i:" + item)
+    return cache_key(serializer, spec.name, spec.code_version, parts)
+
+
+def from_cache(node: Node[Any, Any], codec: Codec, entry: Entry | None) -> Outcome | None:
+    """The ``cached`` outcome of a hit, or None for a miss. An entry the codec cannot read back
+    into the node's return type (damaged, or from a changed type) is a miss, logged."""
+    if entry is None:
+        return None
+    ret = node.signature.return_annotation  # a mapped node's entries are items
+    annotation = None if ret is inspect.Signature.empty else ret
+    try:
+        codec.loads(entry.output, annotation if node.map_over else output_annotation(node))
+    except Exception as exc:
+        log.warning("cache entry of %s unreadable, ignored (a miss): %s", node.name, exc)
+        return None
+    return Outcome("cached", output=entry.output, reason=entry.run_id)
+
+
+def keep(cache: Cache, spec: NodeSpec, key: str | None, outcome: Outcome, run_id: str) -> None:
+    """Keep a succeeded call's output under ``key`` (nothing for another outcome, or no key)."""
+    if key is not None and outcome.state == "succeeded":
+        ttl = spec.cache_ttl or DEFAULT_TTL_S
+        cache.put(spec.name, key, Entry(outcome.output, run_id, time.time()), ttl)

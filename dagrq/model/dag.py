@@ -29,7 +29,6 @@ Example (in a module of its own, so workers can import the functions)::
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -41,10 +40,11 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import DAGError, NodeDefinitionError, ParameterError
 from . import commands, params
+from .cache import DEFAULT_MAX_ENTRIES, Cache, refreshed
 from .codec import SerializerName, get_codec
 from .local import run_local
 from .node import Node
-from .options import RULES, NodeOptions
+from .options import NodeOptions, option_error
 from .pictures import to_dot, to_mermaid
 from .plan import NodeSpec, Plan
 from .queues import default_queue_name
@@ -86,6 +86,9 @@ class DAG:
         max_active_runs: at most this many runs of the DAG run at once; more wait in state
             ``queued`` (none of their nodes starts) and start in order of priority, then
             submission (see docs/flow-control.md).
+        cache: the default of every node's ``cache=`` (branches excepted): a node whose code
+            and inputs did not change ends ``cached`` with its kept output (docs/caching.md).
+        cache_max_entries: entries kept for the DAG (default 10,000); the oldest go first.
 
     Raises:
         DAGError: for a bad name, serializer, ttl, schedule or max_active_runs.
@@ -102,6 +105,8 @@ class DAG:
         params: Sequence[str] | None = None,
         schedule: str | None = None,
         max_active_runs: int | None = None,
+        cache: bool = False,
+        cache_max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(
@@ -116,17 +121,14 @@ class DAG:
             raise DAGError(f"DAG {name!r}: ttl_s must be a positive number of seconds")
         if max_output_bytes <= 0:
             raise DAGError(f"DAG {name!r}: max_output_bytes must be a positive number of bytes")
-        if max_active_runs is not None and (
-            isinstance(max_active_runs, bool)
-            or not isinstance(max_active_runs, int)
-            or max_active_runs < 1
-        ):
-            raise DAGError(
-                f"DAG {name!r}: max_active_runs must be a whole number >= 1, not "
-                f"{max_active_runs!r}"
-            )
+        if max_active_runs is not None and not _count(max_active_runs):
+            raise DAGError(f"DAG {name!r}: max_active_runs must be >= 1, not {max_active_runs!r}")
         #: runs that may run at once; more wait ``queued`` (see docs/flow-control.md)
         self.max_active_runs = max_active_runs
+        if not _count(cache_max_entries):
+            raise DAGError(f"DAG {name!r}: cache_max_entries must be >= 1")
+        #: the default of every node's ``cache=``, and the entries kept (docs/caching.md)
+        self.cache, self.cache_max_entries = bool(cache), int(cache_max_entries)
         self.max_output_bytes = int(max_output_bytes)
         self.name = name
         self.serializer: str = serializer
@@ -345,6 +347,7 @@ class DAG:
             ttl_s=self.ttl_s,
             max_output_bytes=self.max_output_bytes,
             serializer=self.serializer,
+            cache=self.cache,
         )
 
     @property
@@ -494,17 +497,20 @@ class DAG:
         run_name: str | None = None,
         run_tags: Sequence[str] = (),
         priority: int = 0,
+        refresh: bool | Sequence[str] = False,
         **values: Any,
     ) -> Run:
         """Validate, then enqueue one run on ``connection`` (a ``redis.Redis``) with the run
         parameters ``values``; ``run_name`` and ``run_tags`` label it (``dagrq runs``).
         ``priority`` (-1000..1000, default 0) is added to each node's: higher runs first
         among waiting work of the same queue, and a queued run (``max_active_runs``) with a
-        higher priority starts first.
+        higher priority starts first. ``refresh`` (``True``, or node names) makes the run
+        ignore and overwrite the cache of those nodes and every node downstream of them.
 
         Returns the :class:`~dagrq.client.Run`. A refused submit (invalid DAG or parameters)
         raises before any write, so it leaves nothing in Redis. ``connection``, ``run_name``
-        and ``run_tags`` cannot be run parameter names (validation refuses them).
+        and ``run_tags`` cannot be run parameter names (validation refuses them), nor
+        ``priority`` and ``refresh``.
 
         Raises:
             DAGError: the DAG is invalid.
@@ -512,14 +518,32 @@ class DAG:
         """
         from ..client import submit  # the one upward hook: the model itself never imports redis
 
-        return submit(self, connection, values, name=run_name, tags=run_tags, priority=priority)
+        return submit(
+            self,
+            connection,
+            values,
+            name=run_name,
+            tags=run_tags,
+            priority=priority,
+            refresh=refreshed(self.name, self.graph, refresh),
+        )
 
-    def run_local(self, **values: Any) -> dict[str, Any]:
+    def run_local(
+        self,
+        *,
+        cache_store: Cache | None = None,
+        refresh: bool | Sequence[str] = False,
+        **values: Any,
+    ) -> dict[str, Any]:
         """Run the whole DAG in this process, in topological order, without Redis
         (:func:`dagrq.model.local.run_local`).
 
         Same validation, the same trigger rules and the same serialization round trip as a
-        distributed run. Returns ``{node: output}`` for the nodes that succeeded.
+        distributed run. Returns ``{node: output}`` for the nodes that succeeded (or were
+        cached). Cached nodes use the same keys as workers, in ``cache_store`` (a
+        :class:`~dagrq.model.cache.Cache`: ``dagrq.store.cache.RedisCache(connection,
+        dag.name)`` shares the workers' entries) or, by default, one in-process cache for the
+        whole process; ``refresh`` as in :meth:`submit`.
 
         Raises:
             DAGError: the DAG is invalid.
@@ -528,48 +552,14 @@ class DAG:
                 the outputs of the nodes that succeeded.
         """
         self.validate()
-        return run_local(self.plan, self.nodes, self.codec, self.validate_params(values))
+        params = self.validate_params(values)
+        wanted = refreshed(self.name, self.graph, refresh)
+        return run_local(self.plan, self.nodes, self.codec, params, cache_store, wanted)
 
 
-def option_error(dag: str, node: str, exc: ValidationError, options: Mapping[str, Any]) -> str:
-    """One line for an option ``@dag.node`` refuses: the node, the option, what is wrong and
-    the fix (the known options for an unknown one; the closest rule for a misspelt trigger).
-
-    Examples:
-        >>> try:
-        ...     NodeOptions(trigger="all_sucess")
-        ... except ValidationError as exc:
-        ...     option_error("d", "report", exc, {"trigger": "all_sucess"})[:88]
-        "@d.node on 'report': trigger 'all_sucess' is no trigger rule; did you mean 'all_success'"
-    """
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "options"
-    head = f"@{dag}.node on {node!r}"
-    trigger = options.get("trigger")
-    if where.startswith("trigger") and isinstance(trigger, str):
-        close = difflib.get_close_matches(trigger, RULES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return (
-            f"{head}: trigger {trigger!r} is no trigger rule; {hint}(rules: "
-            f"{', '.join(RULES)}, or dagrq.quorum(k))"
-        )
-    if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(where, list(NodeOptions.model_fields), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"{head}: option {where!r} is unknown; {hint}known options: " + ", ".join(
-            NodeOptions.model_fields
-        )
-    fix = OPTION_FIXES.get(where.split(".")[0], "")
-    return f"{head}: option {where!r} is not valid ({err['msg']}){fix}"
-
-
-#: how to give an option right, added to its error
-OPTION_FIXES = {
-    "retry": "; give a number of retries, or dagrq.Retry(max=3, backoff=[1, 5, 30])",
-    "timeout": "; give whole seconds, more than 0",
-    "result_ttl": "; give whole seconds, more than 0",
-    "after": "; give a node's name or a list of them",
-}
+def _count(value: Any) -> bool:
+    """Whether ``value`` is a whole number >= 1 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _status_of(run: Any) -> RunStatus | None:

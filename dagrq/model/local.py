@@ -25,7 +25,8 @@ from functools import partial
 from typing import Any
 
 from ..errors import RunFailed
-from .call import Outcome, call
+from .cache import LOCAL, Cache
+from .call import Outcome, call, from_cache, keep, node_key
 from .codec import Codec
 from .node import (
     Node,
@@ -54,7 +55,12 @@ class LocalRun:
 
 
 def run_local(
-    plan: Plan, nodes: Mapping[str, Node[Any, Any]], codec: Codec, params: Mapping[str, Any]
+    plan: Plan,
+    nodes: Mapping[str, Node[Any, Any]],
+    codec: Codec,
+    params: Mapping[str, Any],
+    cache: Cache | None = None,
+    refresh: str = "",
 ) -> dict[str, Any]:
     """Run every node of ``plan`` (see the module) and return the outputs of those that
     succeeded.
@@ -64,6 +70,9 @@ def run_local(
         nodes: the :class:`~dagrq.model.node.Node` of every spec.
         codec: the DAG's codec.
         params: validated run parameters (JSON-ready, as stored at submit).
+        cache: where cached nodes' entries are (the same keys as a worker's); None: the
+            process-wide :data:`dagrq.model.cache.LOCAL`.
+        refresh: the nodes whose cache is ignored and overwritten (``*``: all), as stored.
 
     Returns:
         ``{node: output}`` for the nodes that succeeded, decoded into their return types.
@@ -72,7 +81,7 @@ def run_local(
         RunFailed: when a node failed; ``.failed`` maps node to error, ``.results`` holds
             the outputs of the nodes that succeeded, ``.states`` every node's state.
     """
-    run = simulate(plan, nodes, codec, params)
+    run = simulate(plan, nodes, codec, params, cache, refresh)
     if run.errors:
         problem = RunFailed("local", run.errors)
         problem.results = run.results  # type: ignore[attr-defined]
@@ -82,10 +91,17 @@ def run_local(
 
 
 def simulate(
-    plan: Plan, nodes: Mapping[str, Node[Any, Any]], codec: Codec, params: Mapping[str, Any]
+    plan: Plan,
+    nodes: Mapping[str, Node[Any, Any]],
+    codec: Codec,
+    params: Mapping[str, Any],
+    cache: Cache | None = None,
+    refresh: str = "",
 ) -> LocalRun:
     """Run ``plan`` as one worker would (see the module); never raises for a node's failure."""
-    return _Worker(plan, nodes, codec, params).run()
+    worker = _Worker(plan, nodes, codec, params)
+    worker.cache, worker.refresh = cache or LOCAL, refresh.split(",")
+    return worker.run()
 
 
 class _Worker:
@@ -115,6 +131,8 @@ class _Worker:
         self.item_errors: dict[str, list[str]] = {}
         self.items_left: dict[str, int] = {}
         self.run_state = LocalRun(states={}, results={})
+        self.cache: Cache = LOCAL
+        self.refresh: list[str] = []
         for name, spec in self.specs.items():
             if spec.starts_at_submit:
                 self.inputs[name] = {} if spec.parents else None
@@ -136,24 +154,38 @@ class _Worker:
         out.results = {
             n: self.codec.loads(self.outputs[n], output_annotation(self.nodes[n]))
             for n in self.specs
-            if self.state[n] == "succeeded"
+            if self.state[n] in ("succeeded", "cached")
         }
         return out
 
     # ------------------------------------------------------------------ nodes
-    def _kwargs(self, spec: NodeSpec) -> dict[str, Any]:
-        """The node's inputs: a plain parent's output if it had succeeded when the node fired,
-        a mapped parent's results (``None`` at a failed item) if it had arrived then, as
-        ``start.lua`` and ``RunStore.read_inputs`` read them."""
+    def _read(self, spec: NodeSpec) -> dict[str, bytes | None]:
+        """The node's inputs as stored: a plain parent's output if it had succeeded when the
+        node fired, a mapped parent's results (``None`` at a failed item) if it had arrived
+        then, as ``start.lua`` and ``RunStore.read_inputs`` read them."""
         fired = self.inputs.get(spec.name)
-        outputs = {
+        return {
             p: self.outputs.get(p)
             for p in spec.data_parents
             if fired is None
             or fired.get(p) == "succeeded"
             or (self.specs[p].map_over is not None and p in fired)
         }
+
+    def _kwargs(self, spec: NodeSpec) -> dict[str, Any]:
+        """The node's inputs, decoded."""
+        outputs = self._read(spec)
         return build_kwargs(self.nodes[spec.name], spec, outputs, self.params, self.codec)
+
+    def _cached(
+        self, spec: NodeSpec, outputs: Mapping[str, bytes | None], inputs: Any, item: bytes | None
+    ) -> tuple[str | None, Outcome | None]:
+        """The key of a call (None: not cached) and its hit (None: a miss), as a worker's."""
+        node = self.nodes[spec.name]
+        key = node_key(node, spec, self.codec.name, outputs, self.params, inputs, item=item)
+        if key is None or "*" in self.refresh or spec.name in self.refresh:
+            return key, None
+        return key, from_cache(node, self.codec, self.cache.get(spec.name, key))
 
     def _node(self, name: str) -> None:
         spec, node = self.specs[name], self.nodes[name]
@@ -162,7 +194,10 @@ class _Worker:
         self.state[name] = "running"
         self.attempts[name] = self.attempts.get(name, 0) + 1
         if spec.map_over is None:
-            outcome = call(node, spec, self.codec, lambda: self._kwargs(spec))
+            inputs = partial(self._kwargs, spec)
+            key, hit = self._cached(spec, self._read(spec), inputs, None)
+            outcome = hit or call(node, spec, self.codec, inputs)
+            keep(self.cache, spec, key, outcome, "local")
         else:
             try:
                 return self._expand(spec)
@@ -177,7 +212,7 @@ class _Worker:
             self.run_state.errors[name] = one_line_error(outcome.error or Exception())
         elif outcome.state == "skipped":
             self.run_state.reasons[name] = outcome.reason
-        else:
+        else:  # succeeded, or cached
             self.outputs[name] = outcome.output
             if outcome.chosen is not None:
                 self.run_state.chosen[name] = self.plan.followed(name, outcome.chosen)
@@ -210,7 +245,7 @@ class _Worker:
                 self.state[child] = "skipped"
                 ended.append((child, "skipped"))
                 continue
-            got = outcome
+            got = "succeeded" if outcome == "cached" else outcome
             arrived = self.arrived[child]
             arrived.setdefault(parent, got)
             spec = self.specs[child]
@@ -258,13 +293,18 @@ class _Worker:
         spec, node = self.specs[name], self.nodes[name]
         values = self._item_values(spec)
         kwargs = self._kwargs(spec)
+        shared = {p: b for p, b in self._read(spec).items() if p != spec.map_over}
         annotation = item_annotation(node)
         for index in spec.chunk_items(chunk, len(values)):
-            item = self.codec.loads(self.codec.dumps(values[index]), annotation)
+            stored = self.codec.dumps(values[index])
+            item = self.codec.loads(stored, annotation)
             inputs = {**kwargs, spec.map_over or "": item}
             blob, error = None, None
+            key, hit = self._cached(spec, shared, partial(dict, inputs), stored)
             for _ in range(1 + spec.retries):  # an item's retries run before the next item's
-                outcome = call(node, spec, self.codec, partial(dict, inputs))
+                outcome = hit or call(node, spec, self.codec, partial(dict, inputs))
+                if outcome.state == "succeeded" and outcome.output != self.codec.dumps(None):
+                    keep(self.cache, spec, key, outcome, "local")
                 if outcome.state != "failed":  # a skipped item's result is None
                     skipped = outcome.state == "skipped"
                     blob, error = self.codec.dumps(None) if skipped else outcome.output, None

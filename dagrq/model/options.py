@@ -9,9 +9,12 @@ Examples:
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .flow import NAME, PRIORITY_MAX, RateLimit
 
@@ -126,6 +129,14 @@ class NodeOptions(BaseModel):
         rate_limit: ``"N/s|m|h"`` starts of this node at most (every run, every worker), or
             ``"NAME:N/unit"`` for a limit shared by every node that names it.
         priority: higher first among waiting work of the same queue (added to the run's).
+        cache: keep the output under a key of the node's code and inputs, and end a later
+            attempt with the same key ``cached`` without running it (default: the DAG's
+            ``cache=``); see docs/caching.md.
+        cache_key: ``fn(**inputs) -> str`` replaces the inputs' part of the key (say a file's
+            path and mtime instead of its contents).
+        cache_ttl: how long an entry lives (a ``timedelta`` or seconds; default a week).
+        version: the node's code version in the key, bumped by hand; default: a hash of the
+            function's source.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -144,6 +155,24 @@ class NodeOptions(BaseModel):
     pool_slots: Annotated[int, Field(ge=1)] = 1
     rate_limit: str | None = None
     priority: Annotated[int, Field(ge=-PRIORITY_MAX, le=PRIORITY_MAX)] = 0
+    cache: bool | None = None
+    cache_key: Callable[..., Any] | None = None
+    cache_ttl: timedelta | None = None
+    version: str | None = None
+
+    @field_validator("cache_ttl", mode="before")
+    @classmethod
+    def _ttl_seconds(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        return value
+
+    @field_validator("cache_ttl")
+    @classmethod
+    def _positive_ttl(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() < 1:
+            raise ValueError(f"cache_ttl {value} is under a second; give a timedelta >= 1 s")
+        return value
 
     @field_validator("rate_limit")
     @classmethod
@@ -190,3 +219,44 @@ class NodeOptions(BaseModel):
     def rule(self) -> str:
         """The trigger rule as one string, as stored in the plan: ``all_done``, ``quorum:2``."""
         return str(self.trigger)
+
+
+def option_error(dag: str, node: str, exc: ValidationError, options: Mapping[str, Any]) -> str:
+    """One line for an option ``@dag.node`` refuses: the node, the option, what is wrong and
+    the fix (the known options for an unknown one; the closest rule for a misspelt trigger).
+
+    Examples:
+        >>> try:
+        ...     NodeOptions(trigger="all_sucess")
+        ... except ValidationError as exc:
+        ...     option_error("d", "report", exc, {"trigger": "all_sucess"})[:88]
+        "@d.node on 'report': trigger 'all_sucess' is no trigger rule; did you mean 'all_success'"
+    """
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "options"
+    head = f"@{dag}.node on {node!r}"
+    trigger = options.get("trigger")
+    if where.startswith("trigger") and isinstance(trigger, str):
+        close = difflib.get_close_matches(trigger, RULES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"{head}: trigger {trigger!r} is no trigger rule; {hint}(rules: "
+            f"{', '.join(RULES)}, or dagrq.quorum(k))"
+        )
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(where, list(NodeOptions.model_fields), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{head}: option {where!r} is unknown; {hint}known options: " + ", ".join(
+            NodeOptions.model_fields
+        )
+    fix = OPTION_FIXES.get(where.split(".")[0], "")
+    return f"{head}: option {where!r} is not valid ({err['msg']}){fix}"
+
+
+#: how to give an option right, added to its error
+OPTION_FIXES = {
+    "retry": "; give a number of retries, or dagrq.Retry(max=3, backoff=[1, 5, 30])",
+    "timeout": "; give whole seconds, more than 0",
+    "result_ttl": "; give whole seconds, more than 0",
+    "after": "; give a node's name or a list of them",
+}

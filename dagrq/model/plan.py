@@ -59,6 +59,9 @@ class NodeSpec:
         concurrency, concurrency_key, pool, pool_slots, rate_limit, priority: the node's
             flow control (:mod:`dagrq.model.flow`); left out of the stored plan when unset,
             so a DAG without limits keeps its version.
+        cache, cache_ttl, code_version, cache_custom: output caching (:mod:`dagrq.model.cache`):
+            whether the node is cached, its entries' lifetime, its code version in the key,
+            and whether a ``cache_key=`` function makes the inputs' part; left out when unset.
     """
 
     name: str
@@ -85,6 +88,10 @@ class NodeSpec:
     pool_slots: int = 1
     rate_limit: str | None = None
     priority: int = 0
+    cache: bool = False
+    cache_ttl: int | None = None
+    code_version: str | None = None
+    cache_custom: bool = False
 
     @property
     def limited(self) -> bool:
@@ -138,7 +145,7 @@ class NodeSpec:
         """JSON-ready fields."""
         out = asdict(self)
         out["retry"] = self.retry.model_dump() if self.retry else None
-        for name, default in _FLOW_DEFAULTS.items():  # unset: as before flow control
+        for name, default in _OPTIONAL_DEFAULTS.items():  # unset: as before those options
             if out[name] == default:
                 del out[name]
         return out
@@ -153,14 +160,19 @@ class NodeSpec:
         return cls(**fields)
 
 
-#: the flow-control fields and their defaults (left out of a stored plan when unset)
-_FLOW_DEFAULTS: dict[str, Any] = {
+#: the fields of later options and their defaults (left out of a stored plan when unset, so
+#: a DAG that does not use them keeps its version)
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
     "concurrency": None,
     "concurrency_key": None,
     "pool": None,
     "pool_slots": 1,
     "rate_limit": None,
     "priority": 0,
+    "cache": False,
+    "cache_ttl": None,
+    "code_version": None,
+    "cache_custom": False,
 }
 
 

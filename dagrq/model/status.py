@@ -38,12 +38,18 @@ NODE_STATES = (
     "waiting",
     "running",
     "succeeded",
+    "cached",
     "failed",
     "upstream_failed",
     "skipped",
     "canceled",
 )
-FINAL_NODE_STATES = frozenset({"succeeded", "failed", "upstream_failed", "skipped", "canceled"})
+FINAL_NODE_STATES = frozenset(
+    {"succeeded", "cached", "failed", "upstream_failed", "skipped", "canceled"}
+)
+#: the node states that count as a success for every rule (``cached``: its output was kept
+#: from an earlier run with the same code and inputs; the body did not run)
+SUCCESS_STATES = frozenset({"succeeded", "cached"})
 #: what a parent can deliver to a child (the four counters of a join)
 ARRIVALS = ("succeeded", "failed", "skipped", "upstream_failed")
 #: run states; ``queued`` (waiting for its DAG's ``max_active_runs``) and ``running`` are live,
@@ -59,6 +65,7 @@ STATE_COLORS: dict[str, str] = {
     "waiting": "#BBBBBB",
     "running": "#0072B2",
     "succeeded": "#009E73",
+    "cached": "#7FCDB5",
     "failed": "#D55E00",
     "upstream_failed": "#E69F00",
     "skipped": "#F0E442",
@@ -94,6 +101,8 @@ class NodeStatus(BaseModel):
     items: dict[str, int] | None = None
     #: why a ``waiting`` node waits: a limit's reason (``pool warehouse: 5 of 5 slots taken``)
     waiting: str | None = None
+    #: a ``cached`` node's: the run its output was kept from
+    cached_from: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -324,6 +333,7 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         worker=f.get("worker"),
         reason=f.get("reason"),
         waiting=f.get("waiting") if state == "waiting" else None,
+        cached_from=f.get("cached_from") if state == "cached" else None,
         chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),
         attempt_errors=attempt_errors(f),
@@ -448,6 +458,7 @@ def _arrivals(
         if parent.state not in FINAL_NODE_STATES:
             continue
         got = "skipped" if parent.state == "canceled" else parent.state
+        got = "succeeded" if got == "cached" else got
         if parent.chosen is not None and got == "succeeded" and node not in parent.chosen:
             got, unchosen = "skipped", True
             chose = ", ".join(parent.chosen) or "nothing"

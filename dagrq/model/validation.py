@@ -13,7 +13,7 @@ import difflib
 import inspect
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args, get_origin
 
 import networkx as nx
@@ -27,6 +27,7 @@ from ..errors import (
     UnknownNodeError,
 )
 from . import commands, params
+from .cache import code_version
 from .codec import type_expr
 from .node import Node, stored_type
 from .plan import NodeSpec
@@ -34,7 +35,9 @@ from .queues import join_queue_name
 from .rules import parse_rule
 
 #: keyword arguments of DAG.submit: a run parameter cannot be called so
-RESERVED_PARAMS = frozenset({"connection", "run_name", "run_tags", "priority"})
+RESERVED_PARAMS = frozenset(
+    {"connection", "run_name", "run_tags", "priority", "refresh", "cache_store"}
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def validate(
     ttl_s: int,
     max_output_bytes: int,
     serializer: str = "json",
+    cache: bool = False,
 ) -> Validated:
     """Validate a DAG's declared ``nodes``; nothing reaches Redis before this passes.
 
@@ -68,6 +72,7 @@ def validate(
         max_output_bytes: the default largest output.
         serializer: the DAG's serializer (a concurrency key read from a parent's output
             needs JSON: the server reads the field).
+        cache: the DAG's default for a node's ``cache=``.
 
     Raises:
         DuplicateNodeError: two nodes share a name.
@@ -97,11 +102,32 @@ def validate(
         _check_rule(n, graph.in_degree(n.name))
         _check_branch(n, sorted(graph.successors(n.name)))
         _check_flow(n, sorted(graph.predecessors(n.name)), set(uses), serializer)
+        if n.options.cache and n.branch:
+            raise NodeDefinitionError(f"node {n.name!r}: a branch cannot be cached; drop cache=")
     model = params.params_model(name, uses)
     defaults = NodeSpec(
         name="", queue_name=queue_name, result_ttl=ttl_s, max_output_bytes=max_output_bytes
     )
-    return Validated(graph, _specs(name, by_name, graph, defaults), model)
+    return Validated(graph, _cached(_specs(name, by_name, graph, defaults), nodes, cache), model)
+
+
+def _cached(
+    specs: dict[str, NodeSpec], nodes: Sequence[Node[Any, Any]], default: bool
+) -> dict[str, NodeSpec]:
+    """``specs`` with each cached node's caching pinned: its TTL and code version (a node's
+    ``cache=`` wins over the DAG's ``default``; a branch is not cached by default)."""
+    for n in nodes:
+        wanted = n.options.cache if n.options.cache is not None else default and not n.branch
+        if wanted:
+            ttl = n.options.cache_ttl
+            specs[n.name] = replace(
+                specs[n.name],
+                cache=True,
+                cache_ttl=int(ttl.total_seconds()) if ttl is not None else None,
+                code_version=code_version(n.fn, n.options.version),
+                cache_custom=n.options.cache_key is not None,
+            )
+    return specs
 
 
 def _graph(

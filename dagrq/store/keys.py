@@ -207,3 +207,23 @@ def priority_key(queue_name: str) -> str:
         'rq:queue:dagrq.orders:prio'
     """
     return queue_key(queue_name) + ":prio"
+
+
+# ------------------------------------------------------------------ cached outputs
+#: the DAGs that have cached outputs
+CACHE_DAGS_KEY = f"{PREFIX}:cache-dags"
+
+
+def cache_index_key(dag: str) -> str:
+    """Sorted set: a DAG's cache entries, ``<node>:<key>`` -> when written (oldest evicted).
+
+    Examples:
+        >>> cache_index_key("etl")
+        'dagrq:cache:etl'
+    """
+    return f"{PREFIX}:cache:{dag}"
+
+
+def cache_entry_key(dag: str, node: str, key: str) -> str:
+    """Hash: one cached output, ``o`` (bytes), ``r`` (the run it came from), ``t`` (when)."""
+    return f"{cache_index_key(dag)}:{node}:{key}"

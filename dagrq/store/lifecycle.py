@@ -73,6 +73,7 @@ def create(
     tags: Sequence[str] = (),
     trigger: str = "",
     priority: int = 0,
+    refresh: str = "",
 ) -> RunStore:
     """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
 
@@ -82,10 +83,19 @@ def create(
     :data:`~dagrq.store.keys.RUN_INDEX_MAX`. ``trigger`` says how it came to be (empty:
     by hand; ``schedule <dag>:<name> @ <tick>``; ``backfill <id> @ <tick>``). ``priority``
     is added to every node's (see docs/flow-control.md); with the DAG's ``max_active_runs``
-    reached the run waits ``queued``.
+    reached the run waits ``queued``. ``refresh``: the nodes whose cache the run ignores
+    (``*``: all), comma-separated.
     """
     made = create_if(
-        connection, plan, params, None, name=name, tags=tags, trigger=trigger, priority=priority
+        connection,
+        plan,
+        params,
+        None,
+        name=name,
+        tags=tags,
+        trigger=trigger,
+        priority=priority,
+        refresh=refresh,
     )
     assert made is not None  # without a guard a run is always written
     return made
@@ -101,11 +111,12 @@ def create_if(
     tags: Sequence[str] = (),
     trigger: str = "",
     priority: int = 0,
+    refresh: str = "",
 ) -> RunStore | None:
     """:func:`create` under ``guard``: the run and the guard's writes, or nothing (None)
     when the guard refuses or a watched key changed."""
     write = guard.write if guard is not None else None
-    new = NewRun(plan, params, name, tags, trigger, write, priority)
+    new = NewRun(plan, params, name, tags, trigger, write, priority, refresh)
 
     def prepare(pipe: Any) -> list[NewRun] | None:
         return [new] if guard is None or guard.allowed(pipe) else None
@@ -125,6 +136,7 @@ class NewRun:
     trigger: str = ""
     write: Callable[[Any, str], None] | None = None
     priority: int = 0
+    refresh: str = ""
 
     @property
     def admitted(self) -> bool:
@@ -204,6 +216,8 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
         meta["trigger"] = trigger
     if new.priority:
         meta["priority"] = new.priority
+    if new.refresh:
+        meta["refresh"] = new.refresh
     if admitted:
         roots = [s for s in specs.values() if s.starts_at_submit]
         meta["roots"] = flow.roots_field(plan, run_id, roots, new.priority)

@@ -85,6 +85,8 @@ class ChunkInputs:
     #: per item: its result is recorded already (a resume kept it): it is not run again
     recorded: list[bool]
     outputs: dict[str, bytes | None]
+    #: the run ignores (and overwrites) this node's cache
+    refresh: bool = False
 
 
 def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
@@ -466,7 +468,7 @@ class RunStore:
             if source.map_over is None
             else runkeys.map_results_key(self.run_id, source.name)
         )
-        state, params, plan_hash, total, items, recorded, outputs = scripts.read_chunk(
+        state, params, plan_hash, total, refresh, items, recorded, outputs = scripts.read_chunk(
             self.connection, self.run_id, spec.name, items_key, indices, others
         )
         return ChunkInputs(
@@ -474,6 +476,7 @@ class RunStore:
             params=json.loads(params or "{}"),
             plan_hash=plan_hash,
             total=total,
+            refresh=refresh == "*" or spec.name in refresh.split(","),
             items=items,
             recorded=recorded,
             outputs=dict(zip(others, outputs, strict=True)),

@@ -49,6 +49,7 @@ _SOURCES = {
         "pool_size",
         "free_slot",
         "free_run",
+        "cache_put",
     )
 }
 
@@ -104,6 +105,12 @@ class Started:
     outputs: dict[str, bytes | None] = field(default_factory=dict)
     node_state: str | None = None
     run_state: str | None = None
+    #: the nodes whose cache the run ignores, comma-separated ('*': every node)
+    refresh: str = ""
+
+    def refreshes(self, node: str) -> bool:
+        """Whether the run ignores (and overwrites) ``node``'s cache."""
+        return self.refresh == "*" or node in self.refresh.split(",")
 
 
 #: a run's state as an arrival step answers it: ``gone`` (no such run) and ``stale`` (a later
@@ -151,8 +158,9 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int, version: str
         return Started("gone")
     if status != "run":
         return Started("ended", run_state=status)
-    outputs = dict(zip(parents, reply[3:], strict=False))
-    return Started("run", int(reply[1]), _opt(reply[2]), outputs=outputs)
+    outputs = dict(zip(parents, reply[4:], strict=False))
+    refresh = _text(reply[3]) if reply[3] else ""
+    return Started("run", int(reply[1]), _opt(reply[2]), outputs=outputs, refresh=refresh)
 
 
 def requeue(
@@ -347,11 +355,19 @@ def read_chunk(
     indices: Sequence[int],
     others: Sequence[str],
 ) -> tuple[
-    str | None, str | None, str | None, int, list[bytes | None], list[bool], list[bytes | None]
+    str | None,
+    str | None,
+    str | None,
+    int,
+    str,
+    list[bytes | None],
+    list[bool],
+    list[bytes | None],
 ]:
     """What one item job reads (``chunk.lua``): ``(run state, params JSON, plan hash, items
-    total, the items at ``indices``, whether each has its result recorded already, the outputs
-    of ``others``)``; counts the items begun (not those already recorded)."""
+    total, the nodes whose cache the run ignores, the items at ``indices``, whether each has
+    its result recorded already, the outputs of ``others``)``; counts the items begun (not
+    those already recorded)."""
     reply = _script(connection, "chunk")(
         keys=[
             runkeys.run_key(run_id),
@@ -364,15 +380,16 @@ def read_chunk(
     )
     n = len(indices)
     if not reply[0]:
-        return None, None, None, 0, [None] * n, [False] * n, [None] * len(others)
+        return None, None, None, 0, "", [None] * n, [False] * n, [None] * len(others)
     return (
         _text(reply[0]),
         _opt(reply[1]),
         _opt(reply[2]),
         int(reply[3]),
-        list(reply[4 : 4 + n]),
-        [bool(int(r)) for r in reply[4 + n : 4 + 2 * n]],
-        list(reply[4 + 2 * n :]),
+        _text(reply[4]),
+        list(reply[5 : 5 + n]),
+        [bool(int(r)) for r in reply[5 + n : 5 + 2 * n]],
+        list(reply[5 + 2 * n :]),
     )
 
 

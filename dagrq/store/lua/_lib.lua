@@ -4,7 +4,7 @@
 
 local function is_final(state)
   return state == 'succeeded' or state == 'failed' or state == 'skipped'
-    or state == 'upstream_failed' or state == 'canceled'
+    or state == 'upstream_failed' or state == 'canceled' or state == 'cached'
 end
 
 -- The trigger rules, with Airflow's meaning; mirrors dagrq/rules.py (tests/test_join.py keeps
@@ -222,6 +222,9 @@ local function finish(R, name, state, why)
   if why and state == 'skipped' then
     redis.call('HSET', R.nodes, name .. ':reason', why)
     event(R, name, state, 'reason', why)
+  elseif why and state == 'cached' then -- why: the run its output was kept from
+    redis.call('HSET', R.nodes, name .. ':cached_from', why)
+    event(R, name, state, 'from', why)
   else
     event(R, name, state, 'error', why)
   end
@@ -258,6 +261,9 @@ end
 -- of children that ended now or, on a redelivery, had ended so (the caller cascades those).
 local function deliver(R, parent, outcome, chosen, redelivered, children)
   local fired, ended = {}, {}
+  if outcome == 'cached' then -- a kept output counts as a success for every rule
+    outcome = 'succeeded'
+  end
   for _, c in ipairs(children) do
     local child_state = redis.call('HGET', R.nodes, c.name .. ':state')
     local got = arrival(outcome, chosen, c.name)

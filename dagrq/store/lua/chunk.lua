@@ -2,7 +2,8 @@
 -- is about to run (items past the end, which the last chunk may name, and items whose result
 -- is already recorded, say kept by a resume, are not counted: they are not run again).
 --
--- KEYS[1]      run hash       dagrq:run:{id}                     read: state, params, plan
+-- KEYS[1]      run hash       dagrq:run:{id}                     read: state, params, plan,
+--                                                                refresh
 -- KEYS[2]      nodes hash     dagrq:run:{id}:nodes               read <node>:items_total,
 --                                                                HINCRBY <node>:items_started
 -- KEYS[3]      items hash     dagrq:run:{id}:items:<node>        (or the source map's results
@@ -13,12 +14,12 @@
 -- ARGV[2]      how many item indices follow, n
 -- ARGV[3..]    the indices
 --
--- Returns {run state, params, plan hash, items total, item_1..item_n, recorded_1..recorded_n,
--- out_1..out_k} (nil for what is missing; recorded_i is 1 when item i's result is recorded,
+-- Returns {run state, params, plan hash, items total, refresh (the nodes whose cache the run
+-- ignores), item_1..item_n, recorded_1..recorded_n, out_1..out_k} (nil for what is missing; recorded_i is 1 when item i's result is recorded,
 -- else 0), or {false} when the run does not exist. The started count grows only while the run
 -- is running: it is the number of item executions begun (re-runs included).
 
-local meta = redis.call('HMGET', KEYS[1], 'state', 'params', 'plan')
+local meta = redis.call('HMGET', KEYS[1], 'state', 'params', 'plan', 'refresh')
 if not meta[1] then
   return {false}
 end
@@ -37,7 +38,7 @@ end
 if meta[1] == 'running' and valid > 0 then
   redis.call('HINCRBY', KEYS[2], node .. ':items_started', valid)
 end
-local reply = {meta[1], meta[2], meta[3], total}
+local reply = {meta[1], meta[2], meta[3], total, meta[4] or ''}
 local items = redis.call('HMGET', KEYS[3], unpack(indices))
 for i = 1, n do reply[#reply + 1] = items[i] end
 for i = 1, n do reply[#reply + 1] = recorded[i] end

@@ -18,9 +18,11 @@
 -- KEYS[5i+5] doorbell list dagrq:wake:<queue>   a token per fire (kept to 64): wakes workers
 --
 -- ARGV[1]  node name
--- ARGV[2]  outcome: succeeded | failed | skipped | upstream_failed
+-- ARGV[2]  outcome: succeeded | failed | skipped | upstream_failed | cached (its output kept
+--          from an earlier run: ARGV[3] is that output, ARGV[4] that run's id)
 -- ARGV[3]  serialized output (used when succeeded)
--- ARGV[4]  one-line error ('' for none), or for 'skipped' the reason (a Skip's)
+-- ARGV[4]  one-line error ('' for none), for 'skipped' the reason (a Skip's), for 'cached' the
+--          run the output was kept from
 -- ARGV[5]  traceback ('' for none)
 -- ARGV[6]  now, unix seconds
 -- ARGV[7]  ttl_s of run keys
@@ -72,7 +74,7 @@ if redelivered then
   outcome = current -- deliver what was recorded, never a second opinion
   chosen = read[3] or nil
 else
-  if outcome == 'succeeded' then
+  if outcome == 'succeeded' or outcome == 'cached' then
     redis.call('SET', out_key, ARGV[3], 'EX', ARGV[8])
     if chosen then
       redis.call('HSET', R.nodes, node .. ':chosen', chosen)

@@ -25,7 +25,8 @@
 --                                 lost worker is): nothing fired it, so nothing starts
 --   {"other_version", plan}       the run is pinned to another version of the DAG: this
 --                                 worker's code must not run it (nothing changes)
---   {"run", attempt, params_json, out_1, ..., out_k}   run it; nil for no output
+--   {"run", attempt, params_json, refresh, out_1, ..., out_k}   run it; nil for no output;
+--                                 refresh: the nodes whose cache the run ignores ('*': all)
 --
 -- A node that will not run (final, or its run ended) gives back what its claim took of a limit
 -- (<node>:holds; _lib.lua's release).
@@ -54,7 +55,7 @@ if state ~= 'queued' and state ~= 'running' then
   return {'refused', state or 'unknown'} -- pending: its job was pushed by something else
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'params', 'plan')
+local meta = redis.call('HMGET', KEYS[1], 'params', 'plan', 'refresh')
 if meta[2] ~= ARGV[4] then
   return {'other_version', meta[2] or ''}
 end
@@ -65,9 +66,9 @@ local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 event({events = KEYS[4], now = ARGV[2]}, node, 'running', 'attempt', attempt)
 
-local reply = {'run', attempt, meta[1]}
+local reply = {'run', attempt, meta[1], meta[3] or ''}
 local fired_with = redis.call('EXISTS', KEYS[3]) == 1
-for i = 5, #KEYS do
+for i = 5, #KEYS do -- the outputs follow the four fields above
   local read = true
   if fired_with then
     read = redis.call('HGET', KEYS[3], ARGV[i + 1]) == 'succeeded'

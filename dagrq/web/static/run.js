@@ -1,5 +1,5 @@
 const token = document.querySelector('meta[name=dagrq-token]').content;
-const finals = ['succeeded','failed','upstream_failed','skipped','canceled'];
+const finals = ['succeeded','cached','failed','upstream_failed','skipped','canceled'];
 let selected = null;  // the node whose panel is open: it follows that node's changes
 function paint(node, state) {
   const g = document.getElementById('node-' + node); if (!g) return;
