@@ -262,11 +262,12 @@ def _item_inputs(
     blob: bytes | None,
     annotation: Any,
 ) -> dict[str, Any]:
-    """One item's keyword arguments: the shared inputs and the item, decoded."""
+    """One item's keyword arguments: the shared inputs with the item, decoded, set in place
+    (one dict for the whole chunk: the body gets its own copy of the keywords anyway)."""
     if problem is not None:
         raise problem
-    item = None if blob is None else codec.loads(blob, annotation)
-    return {**shared, spec.map_over or "": item}
+    shared[spec.map_over or ""] = None if blob is None else codec.loads(blob, annotation)
+    return shared
 
 
 def enqueue_alone(store: RunStore, spec: NodeSpec, indices: list[int]) -> None:

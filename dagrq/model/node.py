@@ -68,6 +68,19 @@ class Node(Generic[P, R]):
                 )
 
     @cached_property
+    def output_adapter(self) -> Any:
+        """The pydantic adapter a returned value is checked with, or None when the return
+        annotation is missing or one pydantic cannot check (a TypeVar, a forward reference);
+        made once (a map's items are checked with it one by one)."""
+        annotation = self.signature.return_annotation
+        if annotation is inspect.Signature.empty or is_untyped(annotation):
+            return None
+        try:
+            return type_adapter(annotation)
+        except Exception:
+            return None
+
+    @cached_property
     def signature(self) -> inspect.Signature:
         """The signature with string annotations (``from __future__ import annotations``)
         resolved in the function's module.
@@ -220,13 +233,10 @@ def check_output_type(node: Node[Any, Any], value: Any) -> None:
     Raises:
         OutputTypeError: naming the node, the annotation and what was returned.
     """
+    adapter = node.output_adapter
+    if adapter is None:
+        return
     annotation = node.signature.return_annotation
-    if annotation is inspect.Signature.empty or is_untyped(annotation):
-        return
-    try:
-        adapter = type_adapter(annotation)
-    except Exception:  # a TypeVar, a forward reference... pydantic cannot check it
-        return
     try:
         adapter.validate_python(value, strict=True)
     except ValidationError as exc:

@@ -365,9 +365,9 @@ def read_chunk(
     list[bytes | None],
 ]:
     """What one item job reads (``chunk.lua``): ``(run state, params JSON, plan hash, items
-    total, the nodes whose cache the run ignores, the items at ``indices``, whether each has
-    its result recorded already, the outputs of ``others``)``; counts the items begun (not
-    those already recorded)."""
+    total, the nodes whose cache the run ignores, the items at ``indices`` (consecutive, as a
+    job's are), whether each has its result recorded already, the outputs of ``others``)``;
+    counts the items begun (not those already recorded)."""
     reply = _script(connection, "chunk")(
         keys=[
             runkeys.run_key(run_id),
@@ -376,7 +376,7 @@ def read_chunk(
             runkeys.map_results_key(run_id, node),
         ]
         + [runkeys.output_key(run_id, p) for p in others],
-        args=[node, len(indices), *indices],
+        args=[node, indices[0], len(indices)],
     )
     n = len(indices)
     if not reply[0]:
@@ -387,9 +387,9 @@ def read_chunk(
         _opt(reply[2]),
         int(reply[3]),
         _text(reply[4]),
-        list(reply[5 : 5 + n]),
-        [bool(int(r)) for r in reply[5 + n : 5 + 2 * n]],
-        list(reply[5 + 2 * n :]),
+        list(reply[6 : 6 + n]),
+        [c == 49 for c in reply[5]],  # b"1": recorded
+        list(reply[6 + n :]),
     )
 
 
