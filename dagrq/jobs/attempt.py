@@ -235,7 +235,8 @@ def _cache_of(
         return None, None
     dag = attempt.dag
     cache = RedisCache(attempt.store.connection, dag.name, dag.cache_max_entries)
-    return cache, node_key(node, attempt.spec, dag.serializer, outputs, attempt.params, inputs)
+    key = node_key(node, attempt.spec, dag.name, dag.serializer, outputs, attempt.params, inputs)
+    return cache, key
 
 
 def refused_version(dag: DAG, job: Any, ref: JobRef, version: str | None) -> Summary:

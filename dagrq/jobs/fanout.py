@@ -193,11 +193,12 @@ class Items:
             self.keys[index] = node_key(
                 node,
                 self.spec,
+                self.dag.name,
                 self.dag.serializer,
                 self.outputs,
                 self.params,
                 lambda i=inputs: {**shared(), **i()},  # type: ignore[misc]
-                item=blob or b"",
+                item=blob if blob is not None else codec.dumps(None),
             )
         if refresh:
             return {}

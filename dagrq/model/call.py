@@ -104,17 +104,18 @@ def call(
 def node_key(
     node: Node[Any, Any],
     spec: NodeSpec,
+    dag: str,
     serializer: str,
     outputs: Mapping[str, bytes | None],
     params: Mapping[str, Any],
     inputs: Callable[[], Mapping[str, Any]],
     item: bytes | None = None,
 ) -> str | None:
-    """The cache key of a call of ``node`` (None when the node is not cached): its code
-    version and its inputs as stored (``outputs``, ``params``), or what its ``cache_key=``
-    function says of its decoded ``inputs``; a mapped node's ``item`` too. A ``cache_key``
-    function that raises makes the call uncached (the body runs; the error is the body's to
-    meet)."""
+    """The cache key of a call of ``node`` of DAG ``dag`` (None when the node is not cached):
+    its code version and its inputs as stored (``outputs``, ``params``), or what its
+    ``cache_key=`` function says of its decoded ``inputs``; a mapped node's ``item`` too. A
+    ``cache_key`` function that raises makes the call uncached (the body runs; the error is
+    the body's to meet)."""
     if not spec.cache or spec.code_version is None:
         return None
     custom = node.options.cache_key
@@ -127,7 +128,7 @@ def node_key(
         parts = input_parts(spec.data_parents, outputs, spec.params, params)
     if item is not None:
         parts.append(b"i:" + item)
-    return cache_key(serializer, spec.name, spec.code_version, parts)
+    return cache_key(serializer, f"{dag}.{spec.name}", spec.code_version, parts)
 
 
 def from_cache(node: Node[Any, Any], codec: Codec, entry: Entry | None) -> Outcome | None:

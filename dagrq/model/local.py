@@ -182,7 +182,9 @@ class _Worker:
     ) -> tuple[str | None, Outcome | None]:
         """The key of a call (None: not cached) and its hit (None: a miss), as a worker's."""
         node = self.nodes[spec.name]
-        key = node_key(node, spec, self.codec.name, outputs, self.params, inputs, item=item)
+        key = node_key(
+            node, spec, self.plan.dag, self.codec.name, outputs, self.params, inputs, item=item
+        )
         if key is None or "*" in self.refresh or spec.name in self.refresh:
             return key, None
         return key, from_cache(node, self.codec, self.cache.get(spec.name, key))

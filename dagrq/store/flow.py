@@ -281,7 +281,7 @@ def free_orphans(connection: Any) -> list[tuple[str, str]]:
             done = scripts.run_script(
                 connection,
                 "free_slot",
-                keys=[key, runkeys.nodes_key(run_id)],
+                keys=[key, runkeys.nodes_key(run_id), runkeys.run_key(run_id)],
                 args=[job_id, node, repr(time.time())],
             )
             if int(done):

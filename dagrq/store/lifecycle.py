@@ -317,7 +317,9 @@ def resume(store: RunStore) -> None:
     with store.connection.pipeline() as pipe:
         try:
             pipe.watch(run_key, nodes_key)
-            state, resuming = pipe.hmget(run_key, "state", "resuming")
+            state, resuming, params, priority = pipe.hmget(
+                run_key, "state", "resuming", "params", "priority"
+            )
             if state == b"running" and resuming is not None:
                 pipe.unwatch()
                 return _redeliver(store, json.loads(resuming))
@@ -343,9 +345,14 @@ def resume(store: RunStore) -> None:
             pipe.multi()
             _reset(store, pipe, order, kept, totals)
             pipe.hset(run_key, "resuming", json.dumps(sources))
-            rqjobs.create_node_jobs(
-                store.connection, pipe, plan, store.run_id, [plan.specs[n] for n in order]
-            )
+            redone = [plan.specs[n] for n in order]
+            values, prio = json.loads(params or "{}"), int(priority or 0)
+            gates = {
+                s.name: g
+                for s in redone
+                if (g := flow.gate_field(plan, store.run_id, s, values, prio)) is not None
+            }
+            rqjobs.create_node_jobs(store.connection, pipe, plan, store.run_id, redone, gates=gates)
             pipe.execute()
         except WatchError:
             raise RunError(
@@ -480,6 +487,12 @@ def upgrade(store: RunStore, new: Plan) -> int:
             "first (SIGTERM drains), or let them finish the run"
         )
     repin(store, new)
+    if store.state() == "queued":  # not started: its roots start on the new version's queues
+        meta = store.meta()
+        roots = [s for s in new.specs.values() if s.starts_at_submit]
+        prio = int(meta.get("priority") or 0)
+        field = flow.roots_field(new, store.run_id, roots, prio)
+        store.connection.hset(runkeys.run_key(store.run_id), "roots", field)
     if not running:
         return 0
     moved = 0

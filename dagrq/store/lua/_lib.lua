@@ -117,7 +117,7 @@ local function unpark(w, now)
   if state ~= 'waiting' then
     return false -- canceled, or the run is gone: nothing to push
   end
-  redis.call('HSET', w.n, w.node .. ':state', 'queued')
+  redis.call('HSET', w.n, w.node .. ':state', 'queued', w.node .. ':queued', now)
   redis.call('HDEL', w.n, w.node .. ':waiting', w.node .. ':parked')
   event({events = w.e, now = now}, w.node, 'queued')
   redis.call('HSET', 'rq:job:' .. w.id, 'status', 'queued')

@@ -96,8 +96,14 @@ local function admit(id, g)
   if g.kf then -- the concurrency key is a field of a parent's output
     local out = redis.call('GET', g.kf[1])
     local ok, value = pcall(cjson.decode, out or 'null')
-    key = (ok and type(value) == 'table' and value[g.kf[2]] ~= nil)
-      and string.sub(tostring(value[g.kf[2]]), 1, 200) or 'None'
+    local field = ok and type(value) == 'table' and value[g.kf[2]] or nil
+    if field == nil or field == cjson.null then
+      key = 'None'
+    elseif type(field) == 'table' then
+      key = string.sub(cjson.encode(field), 1, 200)
+    else
+      key = string.sub(tostring(field), 1, 200)
+    end
   end
   local held, take = {}, {}
   for _, s in ipairs(g.slots) do

@@ -13,7 +13,7 @@
 -- ARGV[3]  node name
 -- ARGV[4]  the node states in which the job is still wanted, comma-separated
 --
--- Returns 'waiting' (the job is in its queue: nothing to do), 'claimed' (in the intermediate
+-- Returns 'waiting' (the job is in its queue or its priority set: nothing to do), 'claimed' (in the intermediate
 -- list and ARGV[2] is '0'), 'unwanted' (the node moved on meanwhile), 'gone' (no job hash),
 -- or 'pushed' (it was put back at the head of its queue; the node's redriven count grows).
 
@@ -25,8 +25,8 @@ end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   return 'gone'
 end
-if redis.call('LPOS', KEYS[1], job_id) then
-  return 'waiting'
+if redis.call('LPOS', KEYS[1], job_id) or redis.call('ZSCORE', KEYS[1] .. ':prio', job_id) then
+  return 'waiting' -- in its queue, or in the queue's priority set
 end
 if redis.call('LPOS', KEYS[2], job_id) then
   if ARGV[2] ~= '1' then
