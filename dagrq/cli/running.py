@@ -58,15 +58,7 @@ def submit(
     dag = load(pipeline)
     values = dag.validate_params(read_params(params, params_file), from_strings=True)
     conn, _ = connect(url)
-    run = dag.submit(
-        conn,
-        run_name=run_name,
-        run_tags=tags,
-        priority=priority,
-        refresh=refreshed(refresh),
-        **values,
-    )
-    click.echo(run.id)
+    click.echo(_submit(dag, conn, values, run_name, tags, priority, refresh).id)
 
 
 @click.command()
@@ -139,14 +131,7 @@ def run(
     with _local_workers(dag, resolved, workers, embedded):
         try:
             with _interruptible():
-                run_ = dag.submit(
-                    conn,
-                    run_name=run_name,
-                    run_tags=tags,
-                    priority=priority,
-                    refresh=refreshed(refresh),
-                    **values,
-                )
+                run_ = _submit(dag, conn, values, run_name, tags, priority, refresh)
                 # imported while the forked pool runs the first nodes (two cores)
                 from rich.console import Console
 
@@ -191,9 +176,21 @@ def _timed_out(run_: Run, pipeline: str, timeout: float, keep: bool) -> None:
     sys.exit(TIMEOUT_EXIT)
 
 
-def refreshed(refresh: tuple[str, ...]) -> bool | list[str]:
-    """``--refresh`` as ``submit(refresh=)`` takes it: True alone, else the nodes named."""
-    return True if "*" in refresh else list(refresh)
+def _submit(
+    dag: DAG,
+    conn: Any,
+    values: dict[str, Any],
+    name: str | None,
+    tags: tuple[str, ...],
+    priority: int,
+    refresh: tuple[str, ...],
+) -> Run:
+    """``dag.submit`` with the run options of ``run`` and ``submit`` (``--refresh`` alone:
+    every node; else the nodes named)."""
+    wanted: bool | list[str] = True if "*" in refresh else list(refresh)
+    return dag.submit(
+        conn, run_name=name, run_tags=tags, priority=priority, refresh=wanted, **values
+    )
 
 
 def _report_end(out: Console, dag: DAG, run_: Run, status: Any) -> None:

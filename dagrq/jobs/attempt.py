@@ -190,7 +190,8 @@ def run_node(attempt: Attempt) -> Summary:
         return build_kwargs(node, spec, outputs, attempt.params, codec)
 
     cache, key = _cache_of(attempt, node, outputs, inputs)
-    if key is not None and not attempt.refresh:  # a hit: the body does not run
+    looked = getattr(attempt.job, "dagrq_missed", False)  # at its claim, just now
+    if key is not None and not attempt.refresh and not looked:  # a hit: the body does not run
         hit = from_cache(node, codec, cache.get(spec.name, key))
         if hit is not None:
             fresh = store.deliver(
@@ -225,6 +226,48 @@ def run_node(attempt: Attempt) -> Summary:
         "outcome": "succeeded" if fresh else "refused: a later attempt started",
         "attempt": attempt.number,
     }
+
+
+def kept_at_claim(dag: DAG, job: Any, ref: JobRef) -> bool:
+    """Settle a claimed job of a cached plain node from its cache entry, if there is one,
+    without starting an attempt: True when the node ended ``cached`` (the job is then done
+    and its body never runs), False to run the job as usual (a miss, a refresh, or anything
+    that is not a plain cached node of a running run of this version). Reads are one round
+    trip, the entry one more; a hit is reported with ``complete.lua``, as a worker would."""
+    spec = dag.specs[ref.node]
+    if not spec.cache or spec.map_over is not None:
+        return False
+    store = store_for(job, ref.run, dag)
+    seen = store.peek(spec)
+    if seen.run_state != "running" or seen.node_state != "queued":
+        return False
+    if (
+        seen.plan_hash != dag.plan_hash
+        or seen.refresh == "*"
+        or ref.node in seen.refresh.split(",")
+    ):
+        return False
+    node, codec = dag.nodes[spec.name], dag.codec
+    outputs = store.read_inputs(spec, seen.outputs)
+    key = node_key(
+        node,
+        spec,
+        dag.name,
+        dag.serializer,
+        outputs,
+        seen.params,
+        lambda: build_kwargs(node, spec, outputs, seen.params, codec),
+    )
+    if key is None:
+        return False
+    cache = RedisCache(store.connection, dag.name, dag.cache_max_entries)
+    hit = from_cache(node, codec, cache.get(spec.name, key))
+    if hit is None:
+        job.dagrq_missed = True  # the attempt does not look again (it still keeps on success)
+        return False
+    store.deliver(spec.name, "cached", output=hit.output, error=hit.reason)
+    rqjobs.close_lost(store.connection, job, job.origin)
+    return True
 
 
 def _cache_of(

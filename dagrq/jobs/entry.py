@@ -10,11 +10,13 @@ callable and any DAG it has not loaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import NodeRefused
 from ..model.dag import DAG
 from ..model.jobref import JobRef
 from ..store import rqjobs
-from .attempt import Attempt, Summary, begin, run_node
+from .attempt import Attempt, Summary, begin, kept_at_claim, run_node
 from .fanout import expand, run_items
 
 _SERVED: dict[str, DAG] = {}
@@ -44,6 +46,23 @@ def served(name: str) -> DAG:
             f"start it with: dagrq worker <pipeline defining {name!r}>"
         )
     return dag
+
+
+def kept(job: Any) -> bool:
+    """Settle a claimed job from its node's cache before RQ runs it
+    (:func:`~dagrq.jobs.attempt.kept_at_claim`): True when done. A job that is not a served
+    dagrq node's own job, or not signed as required, is left to RQ (which refuses it)."""
+    try:
+        ref = rqjobs.ref_of(job)
+    except ValueError:
+        return False
+    if not ref.own or not rqjobs.signature_ok(ref):
+        return False
+    try:
+        dag = served(ref.dag)
+    except NodeRefused:
+        return False
+    return ref.node in dag.specs and kept_at_claim(dag, job, ref)
 
 
 def execute_node(

@@ -50,7 +50,7 @@ class RedisCache:
                 scripts.run_script(
                     self.connection,
                     "cache_put",
-                    pipe=pipe,
+                    pipe=pipe if len(entries) > 1 else None,  # one: a single EVALSHA
                     keys=[
                         keys.cache_entry_key(self.dag, node, key),
                         keys.cache_index_key(self.dag),
@@ -67,7 +67,8 @@ class RedisCache:
                         keys.cache_index_key(self.dag) + ":",
                     ],
                 )
-            pipe.execute()
+            if len(entries) > 1:
+                pipe.execute()
 
 
 def _entry(row: Sequence[bytes | None]) -> Entry | None:

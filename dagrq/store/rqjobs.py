@@ -514,12 +514,16 @@ def settle_lost(connection: Any, queue_name: str, job: Any, reason: str) -> None
         pipe.execute()
 
 
-def close_lost(connection: Any, job: Any) -> None:
-    """Close RQ's side of a job whose worker was lost after dagrq recorded what it did (its
-    report went out, RQ's bookkeeping of the job's end did not; its lease is already taken):
-    recorded finished, nothing retried."""
-    ended = utcformat(rq_now())
-    connection.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": ended})
+def close_lost(connection: Any, job: Any, queue_name: str | None = None) -> None:
+    """Close RQ's side of a job dagrq settled itself: its worker was lost after dagrq recorded
+    what it did (its lease already taken), or (``queue_name``: out of that queue's claim) it
+    was a cache hit at its claim. Recorded finished, nothing retried."""
+    with connection.pipeline(transaction=False) as pipe:
+        if queue_name is not None:
+            pipe.lrem(keys.intermediate_key(queue_name), 1, job.id)
+        ended = utcformat(rq_now())
+        pipe.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": ended})
+        pipe.execute()
 
 
 def put_back(connection: Any, queue_name: str, job: Any) -> None:

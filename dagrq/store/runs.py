@@ -89,6 +89,22 @@ class ChunkInputs:
     refresh: bool = False
 
 
+@dataclass
+class Peeked:
+    """What :meth:`RunStore.peek` read."""
+
+    run_state: str | None
+    params: dict[str, Any]
+    plan_hash: str | None
+    refresh: str
+    node_state: str | None
+    outputs: dict[str, bytes | None]
+
+
+def _opt_text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
 def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
@@ -364,6 +380,34 @@ class RunStore:
         started = scripts.start(self.connection, self.run_id, spec, self.plan.ttl_s, self.plan.hash)
         self._replicated()
         return started
+
+    def peek(self, spec: NodeSpec) -> Peeked:
+        """What a cache check at claim time reads of ``spec``, in one round trip and changing
+        nothing: the run's state, params, version and refresh list, the node's state, and the
+        data parents' outputs as ``start.lua`` would read them (only those that had succeeded
+        when the node fired, when it has a fired-with set)."""
+        parents = spec.data_parents
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hmget(runkeys.run_key(self.run_id), "state", "params", "plan", "refresh")
+            pipe.hget(runkeys.nodes_key(self.run_id), f"{spec.name}:state")
+            pipe.hgetall(runkeys.inputs_key(self.run_id, spec.name))
+            for p in parents:
+                pipe.get(runkeys.output_key(self.run_id, p))
+            meta, state, fired, *outs = pipe.execute()
+        if fired:
+            outs = [
+                o if fired.get(p.encode()) == b"succeeded" else None
+                for p, o in zip(parents, outs, strict=True)
+            ]
+        run_state, params, plan_hash, refresh = (_opt_text(v) for v in meta)
+        return Peeked(
+            run_state=run_state,
+            params=json.loads(params or "{}"),
+            plan_hash=plan_hash,
+            refresh=refresh or "",
+            node_state=_opt_text(state),
+            outputs=dict(zip(parents, outs, strict=True)),
+        )
 
     @_steady
     def requeue(self, node: str, error: str, attempt: int = 0, traceback: str = "") -> bool:

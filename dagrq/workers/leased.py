@@ -27,7 +27,7 @@ from rq.worker import BaseWorker, WorkerStatus
 
 from ..errors import NodeStopped
 from ..jobs.attempt import ride_out_outages
-from ..jobs.entry import serve
+from ..jobs.entry import kept, serve
 from ..jobs.lost import abandoned
 from ..model.dag import DAG
 from ..store import keys, rqjobs
@@ -463,6 +463,7 @@ def make_worker(
     """
     dags = list(dags)
     serve(*dags)
+    ClaimingQueue.shortcut = kept  # a cached node's hit settles at its claim
     ride_out_outages(2 * lease_s)  # a Redis outage shorter than a lease costs a node nothing
     worker_class = LeasedWorker if fork else LeasedSimpleWorker
     return worker_class(

@@ -67,6 +67,16 @@ class Scheduler(RQScheduler):
         self.stop()  # type: ignore[no-untyped-call]
 
 
+def _kept(shortcut: Any, job: Any) -> bool:
+    """Whether ``shortcut`` settled ``job``; any error leaves the job to RQ (it runs as usual,
+    and a failure there is reported as any other)."""
+    try:
+        return bool(shortcut(job))
+    except Exception as exc:
+        log.warning("cache check of %s failed, running it: %s", job.id, one_line_error(exc))
+        return False
+
+
 def _schedule(scheduler: RQScheduler, parent: int) -> None:
     die_with(parent)
     run_scheduler(scheduler)  # type: ignore[no-untyped-call]
@@ -99,6 +109,10 @@ class ClaimingQueue(Queue):
     raised: it cannot stop a worker.
     """
 
+    #: settles a claimed job without RQ running it (a cache hit), True when done; set by the
+    #: worker (:func:`dagrq.jobs.entry.kept`): a hit costs no execution, no body, no horse
+    shortcut: Any = None
+
     @classmethod
     def dequeue_any(
         cls,
@@ -130,6 +144,9 @@ class ClaimingQueue(Queue):
                     found = cls._fetch_claimed(
                         connection, *got, job_class, serializer, death_penalty_class
                     )
+                if found is not None and cls.shortcut is not None and _kept(cls.shortcut, found[0]):
+                    claimed, found = None, None  # settled from the cache: claim the next
+                    continue
             finally:
                 HAND.holding = found is not None
             if found is not None:
