@@ -238,7 +238,8 @@ def kept_at_claim(dag: DAG, job: Any, ref: JobRef) -> bool:
     if not spec.cache or spec.map_over is not None:
         return False
     store = store_for(job, ref.run, dag)
-    seen = store.peek(spec)
+    peeked = getattr(job, "dagrq_peek", None)  # read with the claim, when its hash said so
+    seen = store.peek(spec) if peeked is None else store.peeked(spec, peeked)
     if seen.run_state != "running" or seen.node_state != "queued":
         return False
     if (

@@ -40,7 +40,7 @@ from ..errors import RunNotFound
 from ..model.dag import DAG
 from ..model.plan import NodeSpec
 from ..model.status import FINAL_NODE_STATES, NODE_STATES, RunStatus, explain, parse_status
-from ..store import flow, keys, rqjobs, scripts
+from ..store import flow, keys, lifecycle, rqjobs, scripts
 from ..store.flow import holder_of
 from ..store.index import active_runs
 from ..store.outage import recorded_unreachable
@@ -300,8 +300,8 @@ class Reconciler:
         if items is None:
             meta = store.meta()  # a limited node's job gets its gate again
             params, priority = json.loads(meta.get("params", "{}")), int(meta.get("priority", 0))
-            gate = flow.gate_field(store.plan, run_id, spec, params, priority)
-            rqjobs.enqueue_node_job(conn, store.plan, run_id, spec, gate)
+            extra = lifecycle.job_fields(store.plan, run_id, [spec], params, priority)
+            rqjobs.enqueue_node_job(conn, store.plan, run_id, spec, extra.get(spec.name, {}))
         else:
             chunk: rqjobs.ItemJob = ("chunk", spec.chunk_of(items[0]))
             rqjobs.enqueue_item_jobs(conn, store.plan, run_id, spec, [chunk], spec.chunk_retry)

@@ -47,6 +47,11 @@ def job_key(run_id: str, node: str) -> str:
     return RQ_JOB_PREFIX + job_id(run_id, node)
 
 
+#: fields of a dagrq RQ job hash that ``claim.lua`` reads with the job: a limited node's
+#: flow-control gate (:mod:`dagrq.store.flow`), a cached node's peek (``lifecycle.peek_field``)
+GATE_FIELD = "dagrq_gate"
+PEEK_FIELD = "dagrq_peek"
+
 #: the field of RQ's worker hash where a dagrq worker says which DAG versions it serves
 #: (JSON ``{dag: plan hash}``)
 SERVES_FIELD = "dagrq_serves"

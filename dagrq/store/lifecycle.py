@@ -241,17 +241,50 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
     _fire_always(pipe, run_id, specs.values(), ttl)
     pipe.expire(events, ttl)
     pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
-    gates = {
-        spec.name: field
-        for spec in specs.values()
-        if (field := flow.gate_field(plan, run_id, spec, params, new.priority)) is not None
-    }
+    fields = job_fields(plan, run_id, specs.values(), params, new.priority)
     rqjobs.create_node_jobs(
-        connection, pipe, plan, run_id, list(specs.values()), gates=gates, hold_roots=admitted
+        connection, pipe, plan, run_id, list(specs.values()), fields=fields, hold_roots=admitted
     )
     if admitted:
         flow.admit(connection, pipe, plan, run_id, new.priority)
         pipe.expire(events, ttl)  # its first entries are admit.lua's
+
+
+def job_fields(
+    plan: Plan,
+    run_id: str,
+    specs: Iterable[NodeSpec],
+    params: Mapping[str, Any],
+    priority: int,
+) -> dict[str, dict[str, str]]:
+    """Per node of ``specs``, the fields its RQ job hash carries for ``claim.lua``: a limited
+    node's gate (:func:`dagrq.store.flow.gate_field`), a cached plain node's peek (what the
+    claim reads for its cache check, :func:`peek_field`)."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        extra: dict[str, str] = {}
+        if (gate := flow.gate_field(plan, run_id, spec, params, priority)) is not None:
+            extra[keys.GATE_FIELD] = gate
+        if spec.cache and spec.map_over is None:
+            extra[keys.PEEK_FIELD] = peek_field(run_id, spec)
+        if extra:
+            out[spec.name] = extra
+    return out
+
+
+def peek_field(run_id: str, spec: NodeSpec) -> str:
+    """A cached node's peek: the keys its claim reads for the cache check (the run hash, the
+    nodes hash, its fired-with set and its data parents' outputs), as ``claim.lua`` takes it."""
+    outs = [[p, runkeys.output_key(run_id, p)] for p in spec.data_parents]
+    return json.dumps(
+        {
+            "r": runkeys.run_key(run_id),
+            "n": runkeys.nodes_key(run_id),
+            "node": spec.name,
+            "i": runkeys.inputs_key(run_id, spec.name),
+            "o": outs,
+        }
+    )
 
 
 def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
@@ -347,12 +380,10 @@ def resume(store: RunStore) -> None:
             pipe.hset(run_key, "resuming", json.dumps(sources))
             redone = [plan.specs[n] for n in order]
             values, prio = json.loads(params or "{}"), int(priority or 0)
-            gates = {
-                s.name: g
-                for s in redone
-                if (g := flow.gate_field(plan, store.run_id, s, values, prio)) is not None
-            }
-            rqjobs.create_node_jobs(store.connection, pipe, plan, store.run_id, redone, gates=gates)
+            fields = job_fields(plan, store.run_id, redone, values, prio)
+            rqjobs.create_node_jobs(
+                store.connection, pipe, plan, store.run_id, redone, fields=fields
+            )
             pipe.execute()
         except WatchError:
             raise RunError(

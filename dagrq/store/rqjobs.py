@@ -242,36 +242,37 @@ def create_node_jobs(
     run_id: str,
     specs: Sequence[NodeSpec],
     *,
-    gates: Mapping[str, str] | None = None,
+    fields: Mapping[str, Mapping[str, str]] | None = None,
     hold_roots: bool = False,
 ) -> None:
     """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI), on their queues of ``plan``'s
     version: nodes that start at submit (roots, ``always``) are enqueued (unless
     ``hold_roots``: ``admit.lua`` pushes them); the others are saved ``deferred`` for
-    ``complete.lua`` to fire. ``gates``: each limited node's flow-control gate."""
+    ``complete.lua`` to fire. ``fields``: per node, fields of its job hash that ``claim.lua``
+    reads with the job (a limited node's gate, a cached node's peek)."""
     for spec in specs:
-        enqueue, gate = spec.starts_at_submit and not hold_roots, (gates or {}).get(spec.name)
-        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=enqueue, gate=gate)
+        enqueue, extra = spec.starts_at_submit and not hold_roots, (fields or {}).get(spec.name)
+        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=enqueue, extra=extra)
     register_queues(pipe, {plan.rq_queue(spec.queue_name) for spec in specs})
 
 
 def enqueue_node_job(
-    connection: Any, plan: Plan, run_id: str, spec: NodeSpec, gate: str | None = None
+    connection: Any, plan: Plan, run_id: str, spec: NodeSpec, extra: Mapping[str, str]
 ) -> None:
     """Make and enqueue ``spec``'s own job in ``run_id`` again, with its whole ``retry=`` and
-    its ``gate``: the reconciler's repair of a job whose hash was lost with a primary."""
+    its ``extra`` fields: the reconciler's repair of a job whose hash was lost with a primary."""
     with connection.pipeline() as pipe:
         pipe.multi()
-        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=True, gate=gate)
+        _create_node_job(connection, pipe, plan, run_id, spec, enqueue=True, extra=extra)
         pipe.execute()
 
 
 def _create_node_job(
     connection: Any, pipe: Any, plan: Plan, run_id: str, spec: NodeSpec, *, enqueue: bool,
-    gate: str | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> None:  # fmt: skip
-    """On ``pipe`` (in MULTI): ``spec``'s own job, enqueued or saved ``deferred``, with its
-    flow-control ``gate`` (written before the push: a claim reads it with the job)."""
+    """On ``pipe`` (in MULTI): ``spec``'s own job, enqueued or saved ``deferred``, with the
+    ``extra`` fields a claim reads with it (written before the push)."""
     options = _job_options(plan.dag, plan.ttl_s, run_id, spec)
     rq_queue = plan.rq_queue(spec.queue_name)
     job = Job.create(
@@ -283,8 +284,8 @@ def _create_node_job(
         status=None if enqueue else JobStatus.DEFERRED,
         **options,
     )
-    if gate is not None:
-        pipe.hset(job.key, GATE_FIELD, gate)
+    if extra:
+        pipe.hset(job.key, mapping=dict(extra))
     if not enqueue:
         job.save(pipeline=pipe)
         pipe.expire(job.key, plan.ttl_s)
@@ -320,9 +321,6 @@ def enqueue_item_jobs(
         ring(pipe, rq_queue, len(datas))
         pipe.execute()
 
-
-#: a limited node's RQ job hash field: its flow-control gate (JSON; :mod:`dagrq.store.flow`)
-GATE_FIELD = "dagrq_gate"
 
 #: tokens a doorbell list keeps at most (each only says "look again")
 DOORBELL_MAX = 64

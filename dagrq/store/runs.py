@@ -409,6 +409,23 @@ class RunStore:
             outputs=dict(zip(parents, outs, strict=True)),
         )
 
+    @staticmethod
+    def peeked(spec: NodeSpec, fields: Mapping[str, bytes]) -> Peeked:
+        """:meth:`peek`'s answer from what ``claim.lua`` read with the claim (its ``~``
+        fields, named without the ``~``)."""
+        fired = {k.removeprefix("fired:"): v for k, v in fields.items() if k.startswith("fired:")}
+        outs = {p: fields.get(f"out:{p}") for p in spec.data_parents}
+        if fired:  # only the parents that had succeeded when it fired, as start.lua reads
+            outs = {p: o if fired.get(p) == b"succeeded" else None for p, o in outs.items()}
+        return Peeked(
+            run_state=_opt_text(fields.get("state")),
+            params=json.loads(fields.get("params") or "{}"),
+            plan_hash=_opt_text(fields.get("plan")),
+            refresh=_opt_text(fields.get("refresh")) or "",
+            node_state=_opt_text(fields.get("node")),
+            outputs=outs,
+        )
+
     @_steady
     def requeue(self, node: str, error: str, attempt: int = 0, traceback: str = "") -> bool:
         """Show ``node`` as ``queued`` again: RQ will retry it (``requeue.lua``), keeping the

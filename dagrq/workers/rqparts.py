@@ -195,9 +195,13 @@ class ClaimingQueue(Queue):
         if not fields:  # the job hash is gone: nothing to run
             connection.lrem(keys.intermediate_key(queue_name), 1, raw_id)
             return None
+        peek = {k[1:].decode(): v for k, v in fields.items() if k[:1] == b"~"}
+        if peek:  # a cached node's: what its cache check reads (claim.lua's peek_into)
+            fields = {k: v for k, v in fields.items() if k[:1] != b"~"}
         try:
             job = job_class(job_id, connection=connection, serializer=serializer)
             job.restore(fields)
+            job.dagrq_peek = peek or None
             _ = job.func_name  # read the payload now (RQ reads it lazily, later)
         except Exception as exc:
             reason = f"dagrq refused job {job_id}: it cannot be read ({one_line_error(exc)})"

@@ -21,7 +21,8 @@
 -- every claim first moves the lines that are due.
 --
 -- Returns {queue key, job id, field, value, ...}: the job claimed and its RQ job hash (read
--- in the same step, saving the worker a round trip; empty when the hash is gone); or, when
+-- in the same step, saving the worker a round trip; empty when the hash is gone), with a
+-- cached node's peek ('~' fields, see peek_into); or, when
 -- nothing can be claimed, {'', ms} with the milliseconds until a rate limit's line is due
 -- (the worker sleeps no longer), or nil.
 -- Keys touched: the queue lists, priority sets and intermediate lists named above, the claimed
@@ -159,6 +160,28 @@ local function admit(id, g)
   return true
 end
 
+-- A cached node's job (its hash has `dagrq_peek`): what its cache check reads, appended to the
+-- reply as fields named '~...' (the run's state, params, plan and refresh list, the node's
+-- state, its fired-with set, its data parents' outputs), so the check costs no round trip more.
+local function peek_into(reply, p)
+  local function add(k, v)
+    if v then
+      reply[#reply + 1] = k
+      reply[#reply + 1] = v
+    end
+  end
+  local meta = redis.call('HMGET', p.r, 'state', 'params', 'plan', 'refresh')
+  add('~state', meta[1])
+  add('~params', meta[2])
+  add('~plan', meta[3])
+  add('~refresh', meta[4])
+  add('~node', redis.call('HGET', p.n, p.node .. ':state'))
+  local fired = redis.call('HGETALL', p.i)
+  for j = 1, #fired, 2 do add('~fired:' .. fired[j], fired[j + 1]) end
+  for _, o in ipairs(p.o) do add('~out:' .. o[1], redis.call('GET', o[2])) end
+  add('~peeked', '1')
+end
+
 -- The next job id of queue `Q` (moved into its intermediate list), or nil.
 local function next_of(Q)
   local prio = Q .. ':prio'
@@ -184,15 +207,17 @@ for i = 1, #KEYS do
     local id = next_of(KEYS[i])
     if not id then break end
     local fields = redis.call('HGETALL', ARGV[1] .. id)
-    local gate = nil
+    local gate, peek = nil, nil
     for j = 1, #fields, 2 do
       if fields[j] == 'dagrq_gate' then gate = fields[j + 1] end
+      if fields[j] == 'dagrq_peek' then peek = fields[j + 1] end
     end
     if not gate or admit(id, cjson.decode(gate)) then
       local reply = {KEYS[i], id}
       for j = 1, #fields do
         reply[j + 2] = fields[j]
       end
+      if peek then peek_into(reply, cjson.decode(peek)) end
       return reply
     end
     redis.call('RPOP', KEYS[i] .. ':intermediate') -- parked: not claimed after all
