@@ -232,14 +232,17 @@ def kept_at_claim(dag: DAG, job: Any, ref: JobRef) -> bool:
     """Settle a claimed job of a cached plain node from its cache entry, if there is one,
     without starting an attempt: True when the node ended ``cached`` (the job is then done
     and its body never runs), False to run the job as usual (a miss, a refresh, or anything
-    that is not a plain cached node of a running run of this version). Reads are one round
-    trip, the entry one more; a hit is reported with ``complete.lua``, as a worker would."""
+    that is not a plain cached node of a running run of this version). What the key needs came
+    with the claim (``claim.lua``'s peek); the entry is one round trip; a hit is reported with
+    ``complete.lua``, as a worker would."""
     spec = dag.specs[ref.node]
     if not spec.cache or spec.map_over is not None:
         return False
+    peeked = getattr(job, "dagrq_peek", None)  # read with the claim (its hash names what)
+    if peeked is None:
+        return False
     store = store_for(job, ref.run, dag)
-    peeked = getattr(job, "dagrq_peek", None)  # read with the claim, when its hash said so
-    seen = store.peek(spec) if peeked is None else store.peeked(spec, peeked)
+    seen = store.peeked(spec, peeked)
     if seen.run_state != "running" or seen.node_state != "queued":
         return False
     if (

@@ -381,38 +381,13 @@ class RunStore:
         self._replicated()
         return started
 
-    def peek(self, spec: NodeSpec) -> Peeked:
-        """What a cache check at claim time reads of ``spec``, in one round trip and changing
-        nothing: the run's state, params, version and refresh list, the node's state, and the
-        data parents' outputs as ``start.lua`` would read them (only those that had succeeded
-        when the node fired, when it has a fired-with set)."""
-        parents = spec.data_parents
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hmget(runkeys.run_key(self.run_id), "state", "params", "plan", "refresh")
-            pipe.hget(runkeys.nodes_key(self.run_id), f"{spec.name}:state")
-            pipe.hgetall(runkeys.inputs_key(self.run_id, spec.name))
-            for p in parents:
-                pipe.get(runkeys.output_key(self.run_id, p))
-            meta, state, fired, *outs = pipe.execute()
-        if fired:
-            outs = [
-                o if fired.get(p.encode()) == b"succeeded" else None
-                for p, o in zip(parents, outs, strict=True)
-            ]
-        run_state, params, plan_hash, refresh = (_opt_text(v) for v in meta)
-        return Peeked(
-            run_state=run_state,
-            params=json.loads(params or "{}"),
-            plan_hash=plan_hash,
-            refresh=refresh or "",
-            node_state=_opt_text(state),
-            outputs=dict(zip(parents, outs, strict=True)),
-        )
-
     @staticmethod
     def peeked(spec: NodeSpec, fields: Mapping[str, bytes]) -> Peeked:
-        """:meth:`peek`'s answer from what ``claim.lua`` read with the claim (its ``~``
-        fields, named without the ``~``)."""
+        """What a cache check at claim time needs of ``spec``, from what ``claim.lua`` read
+        with the claim (its ``~`` fields, named without the ``~``): the run's state, params,
+        version and refresh list, the node's state, and the data parents' outputs as
+        ``start.lua`` would read them (only those that had succeeded when the node fired,
+        when it has a fired-with set)."""
         fired = {k.removeprefix("fired:"): v for k, v in fields.items() if k.startswith("fired:")}
         outs = {p: fields.get(f"out:{p}") for p in spec.data_parents}
         if fired:  # only the parents that had succeeded when it fired, as start.lua reads
