@@ -45,17 +45,20 @@ def ls(dag: str | None, as_json: bool, url: str | None) -> None:
 
 
 @cache.command("clear")
-@click.argument("dag")
+@click.argument("dag", required=False)
 @click.argument("node", required=False)
 @url_option
 @errors
-def clear(dag: str, node: str | None, url: str | None) -> None:
-    """Delete DAG's cached outputs (NODE's only, when given): the next runs compute them."""
+def clear(dag: str | None, node: str | None, url: str | None) -> None:
+    """Delete the cached outputs of DAG (of its NODE only, when given; without DAG, of every
+    DAG): the next runs compute them."""
     from ..store.cache import clear as cleared
+    from ..store.cache import listing
 
     conn, _ = connect(url)
-    n = cleared(conn, dag, node)
-    click.echo(f"{n} cached outputs of {dag}{f'.{node}' if node else ''} deleted")
+    dags = [dag] if dag else sorted({x.dag for x in listing(conn)})
+    n = sum(cleared(conn, d, node) for d in dags)
+    click.echo(f"{n} cached outputs of {dag or 'every DAG'}{f'.{node}' if node else ''} deleted")
 
 
 def _when(ts: float) -> str:
