@@ -123,11 +123,6 @@ class Gate:
     priority: int = 0
     key_from: tuple[str, str] | None = None
 
-    @property
-    def limited(self) -> bool:
-        """Whether anything must be checked before the node runs."""
-        return bool(self.slots) or self.rate is not None
-
 
 def gate_of(
     dag: str,

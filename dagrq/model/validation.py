@@ -29,6 +29,7 @@ from ..errors import (
 from . import commands, params
 from .cache import code_version
 from .codec import type_expr
+from .flow import key_source
 from .node import Node, stored_type
 from .plan import NodeSpec
 from .queues import join_queue_name
@@ -258,7 +259,7 @@ def _check_flow(
         raise NodeDefinitionError(
             f"{where}: concurrency_key={key!r} needs concurrency=N (the limit per key)"
         )
-    source, field_name = key.split(".", 1) if "." in key else (key, None)
+    source, field_name = key_source(key)
     if field_name is None and source not in run_params:
         raise NodeDefinitionError(
             f"{where}: concurrency_key={key!r} names no run parameter of the DAG; use a "

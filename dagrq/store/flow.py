@@ -27,25 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.flow import DEFAULT_POOL_SIZE, NAME, Gate, gate_of
+from ..model.flow import DEFAULT_POOL_SIZE, NAME, gate_of
 from ..model.plan import NodeSpec, Plan
 from . import keys, runkeys, scripts
-
-
-def gate(plan: Plan, run_id: str, spec: NodeSpec, params: Mapping[str, Any], priority: int) -> Gate:
-    """The :class:`~dagrq.model.flow.Gate` of ``spec`` in run ``run_id``."""
-    return gate_of(
-        plan.dag,
-        spec.name,
-        concurrency=spec.concurrency,
-        concurrency_key=spec.concurrency_key,
-        pool=spec.pool,
-        pool_slots=spec.pool_slots,
-        rate_limit=spec.rate_limit,
-        priority=spec.priority,
-        params=dict(params),
-        run_priority=priority,
-    )
 
 
 def gate_field(
@@ -59,7 +43,18 @@ def gate_field(
     ``[output key, field]`` when it is a parent's output."""
     if not spec.limited:
         return None
-    g = gate(plan, run_id, spec, params, priority)
+    g = gate_of(
+        plan.dag,
+        spec.name,
+        concurrency=spec.concurrency,
+        concurrency_key=spec.concurrency_key,
+        pool=spec.pool,
+        pool_slots=spec.pool_slots,
+        rate_limit=spec.rate_limit,
+        priority=spec.priority,
+        params=dict(params),
+        run_priority=priority,
+    )
     queue = plan.rq_queue(spec.queue_name)
     out: dict[str, Any] = {
         "node": spec.name,
