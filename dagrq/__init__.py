@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BranchError,
+    ChildRunFailed,
     ConnectionConfigError,
     CycleError,
     DAGChanged,
@@ -31,10 +32,13 @@ from .errors import (
     RunFailed,
     RunNotFound,
     RunTimeout,
+    SignalRefused,
     Skip,
     UnknownNodeError,
+    WaitTimedOut,
 )
 from .model.dag import DAG
+from .model.events import Event, on_event
 from .model.node import Node
 from .model.options import NodeOptions, Quorum, Retry, quorum
 from .model.status import Explanation, NodeStatus, RunStatus, RunSummary
@@ -47,12 +51,14 @@ __version__ = "0.1.0"
 __all__ = [
     "DAG",
     "BranchError",
+    "ChildRunFailed",
     "ConnectionConfigError",
     "CycleError",
     "DAGChanged",
     "DAGError",
     "DagrqError",
     "DuplicateNodeError",
+    "Event",
     "Explanation",
     "NoResult",
     "Node",
@@ -75,19 +81,28 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "RunTimeout",
+    "SignalRefused",
     "Skip",
     "UnknownNodeError",
+    "WaitTimedOut",
     "__version__",
+    "emit",
+    "on_event",
     "quorum",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``dagrq.Run`` and ``dagrq.pools``, imported on first use (they bring redis and rq)."""
+    """``dagrq.Run``, ``dagrq.emit`` and ``dagrq.pools``, imported on first use (they bring
+    redis and rq)."""
     if name == "Run":
         from .client import Run
 
         return Run
+    if name == "emit":
+        from .client import emit
+
+        return emit
     if name == "pools":
         import importlib
 

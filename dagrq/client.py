@@ -10,11 +10,20 @@ pure functions of :mod:`dagrq.model.status`.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .errors import NoResult, ParameterError, RunError, RunFailed, RunNotFound, RunTimeout
+from .errors import (
+    NoResult,
+    ParameterError,
+    RunError,
+    RunFailed,
+    RunNotFound,
+    RunTimeout,
+    SignalRefused,
+)
 from .model.codec import get_codec, parse_type_expr
 from .model.dag import DAG
 from .model.node import one_line_error, optional_items, output_annotation
@@ -282,6 +291,56 @@ class Run:
             ) from None
 
     # ---------------------------------------------------------------- actions
+    def signal(self, node: str, value: Any, *, wait_s: float = 10.0) -> str:
+        """Send ``value`` (JSON data) to the wait node ``node`` (``dag.wait``) and wait up to
+        ``wait_s`` seconds for a worker's answer: the node's type checks it, the first value
+        it accepts ends the node (exactly one wins), a refused one leaves it waiting.
+
+        Returns:
+            ``accepted``; or ``kept`` when the node is not waiting yet (the value is checked
+            when it starts waiting); or ``sent`` when no worker answered within ``wait_s``
+            (it is checked when a worker serving the DAG runs the node).
+
+        Raises:
+            SignalRefused: a value the type refuses (the pydantic message), a node that ended
+                or is no wait node, a run that ended.
+            RunNotFound: the run does not exist.
+        """
+        from .model.waits import Waiting
+        from .store import waits as stored
+
+        plan = self.plan()
+        spec = plan.specs.get(node)
+        where = f"run {self.id}"
+        if spec is None or not spec.wait or Waiting.parse(spec.wait).kind != "signal":
+            what = "has no node" if spec is None else "has no wait node"
+            waits = [n for n, s in plan.specs.items() if s.wait and '"signal"' in s.wait]
+            raise SignalRefused(
+                f"{where} {what} {node!r}; wait nodes: {', '.join(waits) or 'none'}"
+            )
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise SignalRefused(f"signal to {node!r}: the value is not JSON ({exc})") from None
+        done, state, signal_id = stored.send(self._store.connection, self.id, node, value)
+        if done == "gone":
+            raise self._store.not_found()
+        if done == "ended":
+            raise SignalRefused(f"{where}: node {node!r} already ended ({state}); signal refused")
+        if done == "run":
+            raise SignalRefused(f"{where} is {state}; a signal needs a live run")
+        if done == "kept" and state == "pending":
+            return "kept"
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            answer = stored.reply_to(self._store.connection, self.id, signal_id) or ""
+            if answer == "accepted":
+                return "accepted"
+            if answer.startswith("refused: "):
+                raise SignalRefused(answer.removeprefix("refused: "))
+            time.sleep(0.05)
+        return "sent"
+
     def cancel(self) -> RunStatus:
         """Cancel the run: queued jobs leave their queues (item and chunk jobs of mapped nodes
         too), running ones are stopped (RQ's stop-job command), pending ones never start; the
@@ -336,3 +395,25 @@ class Run:
         dag.validate()
         lifecycle.upgrade(self._store, dag.plan)
         return self.status()
+
+
+def emit(connection: Any, name: str, data: Any = None, key: str | None = None) -> str:
+    """Emit event ``name`` with ``data`` (JSON): every DAG subscribed to it
+    (``DAG(triggers=[dagrq.on_event(name, ...)])``) starts one run. With a dedup ``key``,
+    the same key within 7 days emits nothing more. Returns the event's id (the first one's for
+    a key already seen).
+
+    Raises:
+        DAGError: a name that cannot name an event.
+        ParameterError: data that is not JSON.
+    """
+    from .model.events import check_name
+    from .store import waits as stored
+
+    check_name(name)
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"event {name!r}: data is not JSON ({exc})") from None
+    event_id, _ = stored.emit(connection, name, data, key)
+    return event_id

@@ -16,11 +16,14 @@
     │   ├── RunFailed               the run ended ``failed``; ``.failed`` names the nodes
     │   ├── RunTimeout              ``Run.wait`` gave up; also a ``TimeoutError``
     │   ├── NoResult                the node has no stored output
+    │   ├── SignalRefused           a signal a waiting node refused (bad value, node ended)
     │   └── RedisUnreachable        Redis did not answer within the time a command waits
     ├── ConnectionConfigError       a Redis URL that cannot be used
     ├── OutputTooLarge              a node's output is over its ``max_output_bytes``
     ├── OutputTypeError             a node returned a value its return annotation does not allow
     ├── CommandFailed               a command node's program failed, timed out or gave bad output
+    ├── WaitTimedOut                a wait or a sensor reached its timeout (the node fails)
+    ├── ChildRunFailed              a sub-DAG's child run failed or was canceled (the node fails)
     ├── DAGChanged                  a run cannot go on as another version of its DAG
     ├── BranchError                 a branch chose a node that is not its child
     └── NodeRefused                 a job a dagrq worker must not run (another callable, an
@@ -184,6 +187,24 @@ class OutputTypeError(DagrqError):
 class CommandFailed(DagrqError):
     """A command node's program exited non-zero, timed out, could not start or printed output
     that does not parse (the node fails with this)."""
+
+
+class SignalRefused(RunError):
+    """A signal the node refused: a value its type does not allow (the pydantic message
+    follows), a node that already ended, a node that is no wait, or a run that ended. The
+    node goes on waiting."""
+
+    exit_code = 2
+
+
+class WaitTimedOut(DagrqError):
+    """A wait node (``dag.wait``) or a sensor (``@dag.sensor``) reached its ``timeout``
+    without a value: the node fails with this (``on_timeout="fail"``)."""
+
+
+class ChildRunFailed(DagrqError):
+    """A sub-DAG node's child run failed or was canceled: the node fails with this, naming the
+    child run (``dagrq why CHILD``)."""
 
 
 class DAGChanged(DagrqError):

@@ -12,7 +12,18 @@ from typing import Any
 
 import click
 
-from . import caching, define, limits, operate, reading, running, scheduled, serve, server
+from . import (
+    caching,
+    define,
+    limits,
+    operate,
+    reading,
+    running,
+    scheduled,
+    serve,
+    server,
+    waiting,
+)
 
 
 class _Dagrq(click.Group):
@@ -34,6 +45,17 @@ def main() -> None:
     """dagrq: declarative DAG workflows on RQ and Redis."""
 
 
-for _module in (define, running, serve, scheduled, reading, operate, limits, caching, server):
+for _module in (
+    define,
+    running,
+    serve,
+    scheduled,
+    reading,
+    operate,
+    limits,
+    caching,
+    waiting,
+    server,
+):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..model.status import RUN_STATES, SUCCESS_STATES
+from ..model.status import RUN_FILTERS, SUCCESS_STATES
 from .common import (
     connect,
     console,
@@ -101,7 +101,12 @@ def events(run_id: str, url: str | None, no_follow: bool) -> None:
 
 @click.command()
 @click.argument("dag", required=False, metavar="[DAG]")
-@click.option("--state", type=click.Choice(RUN_STATES), default=None, help="Only runs in it.")
+@click.option(
+    "--state",
+    type=click.Choice(RUN_FILTERS),
+    default=None,
+    help="Only runs in it (waiting: running, with a node waiting).",
+)
 @click.option("--tag", default=None, help="Only runs with this tag.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 @json_option

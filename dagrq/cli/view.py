@@ -38,6 +38,9 @@ def node_detail(status: RunStatus, node: NodeStatus) -> str:
         detail = "waits for " + ", ".join(node.waits_for)
     elif node.queue in status.unserved and node.state == "queued":
         detail = f"no live worker of version {status.version}" + (f"; {detail}" if detail else "")
+    elif node.children:
+        runs = ", ".join(node.children[:3]) + (" ..." if len(node.children) > 3 else "")
+        detail = f"{len(node.children)} child runs: {runs}" + (f"; {detail}" if detail else "")
     elif node.items is not None:
         shown: tuple[str, ...] = ("queued", "running", "done", "failed")
         shown += ("canceled",) if node.items.get("canceled") else ()
@@ -49,8 +52,12 @@ def node_detail(status: RunStatus, node: NodeStatus) -> str:
 def _title(status: RunStatus) -> Text:
     named = f" · {status.name}" if status.name else ""
     tagged = f" [{', '.join(status.tags)}]" if status.tags else ""
+    parent = ""
+    if status.parent:
+        run, _, node = status.parent.partition(" ")
+        parent = f" · child of run {run} (node {node})"
     return Text.assemble(
-        f"run {status.id} · DAG {status.dag}{named}{tagged} · ",
+        f"run {status.id} · DAG {status.dag}{named}{tagged}{parent} · ",
         (status.state, STATE_STYLE.get(status.state, "")),
     )
 
@@ -152,8 +159,9 @@ def runs_table(runs: list[RunSummary]) -> Table:
     """``dagrq runs``: one row per run, newest first."""
     table = Table(title_justify="left")
     columns = ("run", "dag", "name", "state", "started", "duration", "progress", "params")
-    for column in (*columns, "trigger"):
-        table.add_column(column, no_wrap=column not in ("name", "params", "trigger"))
+    waiting = any(r.waiting for r in runs)
+    for column in (*columns, "trigger", *(("waiting for",) if waiting else ())):
+        table.add_column(column, no_wrap=column not in ("name", "params", "trigger", "waiting for"))
     for run in runs:
         started = datetime.fromtimestamp(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
         duration = f"{run.duration_s:.1f}s" if run.duration_s is not None else ""
@@ -171,6 +179,7 @@ def runs_table(runs: list[RunSummary]) -> Table:
             f"{run.done}/{run.total}",
             params,
             run.trigger,
+            *((run.waiting or "",) if waiting else ()),
         )
     return table
 

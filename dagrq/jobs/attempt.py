@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..model.call import call, from_cache, keep, node_key
@@ -101,6 +102,8 @@ class Attempt:
         params: the run parameters.
         outputs: the data parents' outputs the node fired with (``None`` where absent).
         refresh: the run ignores (and overwrites) the node's cache (``--refresh``).
+        record: a waiting node's wait record (since, pokes, due; :mod:`dagrq.jobs.waits`).
+        queued: when the node was last put on its queue (unix seconds), or None.
     """
 
     dag: DAG
@@ -111,6 +114,8 @@ class Attempt:
     params: dict[str, Any]
     outputs: dict[str, bytes | None]
     refresh: bool = False
+    record: dict[str, Any] = field(default_factory=dict)
+    queued: float | None = None
 
     def failed(self, exc: BaseException) -> None:
         """Settle a failed attempt: shown ``queued`` when RQ retries the job, else the node
@@ -148,6 +153,8 @@ def begin(dag: DAG, job: Any, ref: JobRef) -> Attempt | Summary:
                 params=json.loads(started.params_json or "{}"),
                 outputs=started.outputs,
                 refresh=started.refreshes(node),
+                record=json.loads(started.wait) if started.wait else {},
+                queued=started.queued,
             )
         case "done":
             store.deliver(node, started.node_state or "failed")
@@ -169,9 +176,12 @@ def begin(dag: DAG, job: Any, ref: JobRef) -> Attempt | Summary:
             return {"node": node, "outcome": None, "run": ended}
 
 
-def run_node(attempt: Attempt) -> Summary:
+def run_node(
+    attempt: Attempt, on_again: Callable[[Attempt], Summary | None] | None = None
+) -> Summary:
     """Call a plain node with its inputs (:func:`dagrq.model.call.call`) and report its
-    outcome in one atomic step.
+    outcome in one atomic step. A sensor's body that returns None is handed to ``on_again``
+    (it parks the node: :func:`dagrq.jobs.waits.poke_again`; None: poke again now).
 
     A node that raises :class:`~dagrq.errors.Skip` ends ``skipped`` with its reason; a branch
     reports the children it chose. Anything else escaping the node, ``SystemExit`` and other
@@ -202,11 +212,19 @@ def run_node(attempt: Attempt) -> Summary:
                 "outcome": "cached" if fresh else "refused",
                 "from": hit.reason,
             }
-    with (
-        store.capture_logs(spec.name, attempt.number),
-        running(store.run_id, spec.name, attempt.number),
-    ):
-        outcome = call(node, spec, codec, inputs)
+    while True:
+        with (
+            store.capture_logs(spec.name, attempt.number),
+            running(store.run_id, spec.name, attempt.number),
+        ):
+            outcome = call(node, spec, codec, inputs)
+            if outcome.state == "again":
+                log.info("sensor %s: poke returned None (not yet)", spec.name)
+        if outcome.state != "again" or on_again is None:
+            break
+        parked = on_again(attempt)
+        if parked is not None:
+            return parked  # else: news came meanwhile, poke again now
     if outcome.state == "skipped":
         store.deliver(spec.name, "skipped", error=outcome.reason, attempt=attempt.number)
         return {"node": spec.name, "outcome": "skipped", "reason": outcome.reason}

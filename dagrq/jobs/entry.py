@@ -15,7 +15,9 @@ from typing import Any
 from ..errors import NodeRefused
 from ..model.dag import DAG
 from ..model.jobref import JobRef
+from ..model.waits import Waiting
 from ..store import rqjobs
+from . import waits
 from .attempt import Attempt, Summary, begin, kept_at_claim, run_node
 from .fanout import expand, run_items
 
@@ -104,6 +106,16 @@ def execute_node(
     began = begin(served_dag, job, ref)
     if not isinstance(began, Attempt):
         return began
-    if began.spec.map_over is not None:
+    spec = began.spec
+    if spec.start_after or spec.not_before:  # a delayed start: parked until it is due
+        parked = waits.delayed(began)
+        if parked is not None:
+            return parked
+    kind = Waiting.parse(spec.wait).kind if spec.wait else None
+    if kind == "signal":
+        return waits.run_signal(began)
+    if kind == "subdag":
+        return waits.run_subdag(began)
+    if spec.map_over is not None:
         return expand(began)
-    return run_node(began)
+    return run_node(began, on_again=waits.poke_again if kind == "sensor" else None)

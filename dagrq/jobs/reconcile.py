@@ -44,7 +44,7 @@ from ..store import flow, keys, lifecycle, rqjobs, scripts
 from ..store.flow import holder_of
 from ..store.index import active_runs
 from ..store.outage import recorded_unreachable
-from ..store.repairs import RunRepairs, claimed_since
+from ..store.repairs import RunRepairs, claimed_since, rearm_timer
 from .lost import settle_lost
 
 log = logging.getLogger(__name__)
@@ -195,12 +195,25 @@ class Reconciler:
         state = fields.get(f"{spec.name}:state")
         if state == "pending":
             return self._pending(store, spec, status)
+        if state == "waiting":
+            return self._waiting(store, spec, fields)
         if state not in ("queued", "running"):
             return []
         if spec.map_over is not None and f"{spec.name}:expanded" in fields:
             return self._items(store, spec, fields)
         job_id = keys.job_id(store.run_id, spec.name)
         return self._job(store, spec, job_id, state, fields)
+
+    def _waiting(
+        self, store: RunRepairs, spec: NodeSpec, fields: Mapping[str, str]
+    ) -> list[Repair]:
+        """A parked node whose timer is overdue and missing (lost with a primary): set again."""
+        parked, due = fields.get(f"{spec.name}:parked"), fields.get(f"{spec.name}:due")
+        if not parked or not due or int(due) / 1000 > time.time() - self.grace_s:
+            return []
+        if not rearm_timer(self.connection, parked, int(due)):
+            return []
+        return [Repair(store.run_id, spec.name, "its timer was lost: set again")]
 
     def _pending(self, store: RunRepairs, spec: NodeSpec, status: RunStatus) -> list[Repair]:
         """A pending node whose parents all ended was never decided: deliver them again."""

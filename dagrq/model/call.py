@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 #: the ways a body call ends: ``cached`` is the one where the body did not run (its output was
 #: kept from an earlier run with the same code and inputs, :func:`from_cache`)
-CallState = Literal["succeeded", "skipped", "failed", "cached"]
+#: ``again``: a sensor's body returned None (poke again later)
+CallState = Literal["succeeded", "skipped", "failed", "cached", "again"]
 
 
 class Outcome(NamedTuple):
@@ -89,6 +90,8 @@ def call(
     """
     try:
         value = node.fn(**inputs())
+        if value is None and node.waiting is not None:  # a sensor: not yet
+            return Outcome("again")
         check_output_type(node, value)
         chosen = chosen_children(spec, value) if spec.branch else None
         output = serialize_output(codec, spec, value)

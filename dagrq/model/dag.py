@@ -42,6 +42,7 @@ from ..errors import DAGError, NodeDefinitionError, ParameterError
 from . import commands, params
 from .cache import DEFAULT_MAX_ENTRIES, Cache, refreshed
 from .codec import SerializerName, get_codec
+from .events import Trigger, check_name
 from .local import run_local
 from .node import Node
 from .options import NodeOptions, option_error
@@ -51,6 +52,7 @@ from .queues import default_queue_name
 from .schedules import LOGICAL_PARAMS, Overlap, Schedule, logical_defaults, make_schedule
 from .status import RunStatus
 from .validation import Validated, validate
+from .wait_nodes import WaitingNodes
 
 if TYPE_CHECKING:
     from ..client import Run
@@ -65,7 +67,7 @@ DEFAULT_TTL_S = 24 * 3600
 DEFAULT_MAX_OUTPUT_BYTES = 10 * 2**20
 
 
-class DAG:
+class DAG(WaitingNodes):
     """A named workflow of nodes. The name scopes queue names and Redis keys.
 
     Args:
@@ -89,9 +91,14 @@ class DAG:
         cache: the default of every node's ``cache=`` (branches excepted): a node whose code
             and inputs did not change ends ``cached`` with its kept output (docs/caching.md).
         cache_max_entries: entries kept for the DAG (default 10,000); the oldest go first.
+        triggers: ``[dagrq.on_event(name, params=fn)]``: each event of that name starts one
+            run (docs/waits.md).
+        emits: an event name emitted when a run succeeds (data: the run's id and DAG), so
+            other DAGs can be triggered by it.
 
     Raises:
-        DAGError: for a bad name, serializer, ttl, schedule or max_active_runs.
+        DAGError: for a bad name, serializer, ttl, schedule, max_active_runs, trigger or
+            event name.
     """
 
     def __init__(
@@ -107,6 +114,8 @@ class DAG:
         max_active_runs: int | None = None,
         cache: bool = False,
         cache_max_entries: int = DEFAULT_MAX_ENTRIES,
+        triggers: Sequence[Trigger] = (),
+        emits: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(
@@ -129,6 +138,13 @@ class DAG:
             raise DAGError(f"DAG {name!r}: cache_max_entries must be >= 1")
         #: the default of every node's ``cache=``, and the entries kept (docs/caching.md)
         self.cache, self.cache_max_entries = bool(cache), int(cache_max_entries)
+        self.max_output_bytes = int(max_output_bytes)
+        bad = [t for t in triggers if not isinstance(t, Trigger)]
+        if bad:
+            raise DAGError(f"DAG {name!r}: trigger {bad[0]!r} is not dagrq.on_event(name, ...)")
+        #: the events that start runs of this DAG, and the one its successful runs emit
+        self.triggers: tuple[Trigger, ...] = tuple(triggers)
+        self.emits = None if emits is None else check_name(emits, f"DAG {name!r}: emits")
         self.max_output_bytes = int(max_output_bytes)
         self.name = name
         self.serializer: str = serializer
@@ -394,7 +410,14 @@ class DAG:
     def plan(self) -> Plan:
         """The validated :class:`~dagrq.model.plan.Plan`: what a run of this DAG is pinned to
         (computed once; every worker job compares its hash)."""
-        return Plan(self.name, self.serializer, self.ttl_s, dict(self.specs), self.max_active_runs)
+        return Plan(
+            self.name,
+            self.serializer,
+            self.ttl_s,
+            dict(self.specs),
+            self.max_active_runs,
+            self.emits,
+        )
 
     @property
     def plan_hash(self) -> str:
@@ -533,6 +556,7 @@ class DAG:
         *,
         cache_store: Cache | None = None,
         refresh: bool | Sequence[str] = False,
+        signals: Mapping[str, Any] | None = None,
         **values: Any,
     ) -> dict[str, Any]:
         """Run the whole DAG in this process, in topological order, without Redis
@@ -543,7 +567,9 @@ class DAG:
         cached). Cached nodes use the same keys as workers, in ``cache_store`` (a
         :class:`~dagrq.model.cache.Cache`: ``dagrq.store.cache.RedisCache(connection,
         dag.name)`` shares the workers' entries) or, by default, one in-process cache for the
-        whole process; ``refresh`` as in :meth:`submit`.
+        whole process; ``refresh`` as in :meth:`submit`. Waits wait here: a timer sleeps, a
+        sensor pokes, a sub-DAG runs its child DAG in-process, and a wait node takes its value
+        from ``signals`` (``{node: value}``).
 
         Raises:
             DAGError: the DAG is invalid.
@@ -554,7 +580,7 @@ class DAG:
         self.validate()
         params = self.validate_params(values)
         wanted = refreshed(self.name, self.graph, refresh)
-        return run_local(self.plan, self.nodes, self.codec, params, cache_store, wanted)
+        return run_local(self.plan, self.nodes, self.codec, params, cache_store, wanted, signals)
 
 
 def _count(value: Any) -> bool:

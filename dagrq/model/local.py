@@ -40,6 +40,7 @@ from .node import (
 from .plan import NodeSpec, Plan
 from .rules import ENDS, decide
 from .status import ARRIVALS
+from .wait_nodes import call_waiting
 
 
 @dataclass
@@ -61,6 +62,7 @@ def run_local(
     params: Mapping[str, Any],
     cache: Cache | None = None,
     refresh: str = "",
+    signals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every node of ``plan`` (see the module) and return the outputs of those that
     succeeded.
@@ -73,6 +75,7 @@ def run_local(
         cache: where cached nodes' entries are (the same keys as a worker's); None: the
             process-wide :data:`dagrq.model.cache.LOCAL`.
         refresh: the nodes whose cache is ignored and overwritten (``*``: all), as stored.
+        signals: the value of each wait node (``dag.wait``); timers and sensors wait here.
 
     Returns:
         ``{node: output}`` for the nodes that succeeded, decoded into their return types.
@@ -81,7 +84,7 @@ def run_local(
         RunFailed: when a node failed; ``.failed`` maps node to error, ``.results`` holds
             the outputs of the nodes that succeeded, ``.states`` every node's state.
     """
-    run = simulate(plan, nodes, codec, params, cache, refresh)
+    run = simulate(plan, nodes, codec, params, cache, refresh, signals)
     if run.errors:
         problem = RunFailed("local", run.errors)
         problem.results = run.results  # type: ignore[attr-defined]
@@ -97,10 +100,12 @@ def simulate(
     params: Mapping[str, Any],
     cache: Cache | None = None,
     refresh: str = "",
+    signals: Mapping[str, Any] | None = None,
 ) -> LocalRun:
     """Run ``plan`` as one worker would (see the module); never raises for a node's failure."""
     worker = _Worker(plan, nodes, codec, params)
     worker.cache, worker.refresh = cache or LOCAL, refresh.split(",")
+    worker.signals = signals or {}
     return worker.run()
 
 
@@ -133,6 +138,8 @@ class _Worker:
         self.run_state = LocalRun(states={}, results={})
         self.cache: Cache = LOCAL
         self.refresh: list[str] = []
+        #: the values of wait nodes (``run_local(signals=...)``)
+        self.signals: Mapping[str, Any] = {}
         for name, spec in self.specs.items():
             if spec.starts_at_submit:
                 self.inputs[name] = {} if spec.parents else None
@@ -198,7 +205,10 @@ class _Worker:
         if spec.map_over is None:
             inputs = partial(self._kwargs, spec)
             key, hit = self._cached(spec, self._read(spec), inputs, None)
-            outcome = hit or call(node, spec, self.codec, inputs)
+            if spec.wait or spec.start_after or spec.not_before:
+                outcome = call_waiting(node, spec, self.codec, inputs, self.signals, self.params)
+            else:
+                outcome = hit or call(node, spec, self.codec, inputs)
             keep(self.cache, spec, key, outcome, "local")
         else:
             try:

@@ -21,6 +21,7 @@ from .commands import command_of
 from .options import NodeOptions, name_problem
 from .params import coerce, type_name
 from .plan import NodeSpec
+from .waits import body_waiting
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +54,8 @@ class Node(Generic[P, R]):
         self.map_over = map_over
         self.chunk = chunk
         self.branch = False
+        #: what a sensor waits for (:class:`~dagrq.model.waits.Waiting`), set by ``@dag.sensor``
+        self.waiting: Any = None
         self.name: str = options.name or fn.__name__
         problem = name_problem(self.name)
         if problem is not None:
@@ -88,8 +91,8 @@ class Node(Generic[P, R]):
         Raises:
             NodeDefinitionError: an annotation names something the module does not define.
         """
-        if command_of(self.fn) is not None:
-            return self._raw_signature  # built from the command's inputs and output
+        if command_of(self.fn) is not None or body_waiting(self.fn) is not None:
+            return self._raw_signature  # built from the command's (or wait's) inputs and output
         try:
             hints = get_type_hints(self.fn, include_extras=True)
         except Exception as exc:

@@ -137,6 +137,10 @@ class NodeOptions(BaseModel):
         cache_ttl: how long an entry lives (a ``timedelta`` or seconds; default a week).
         version: the node's code version in the key, bumped by hand; default: a hash of the
             function's source.
+        start_after: start this long after the node is ready (a ``timedelta`` or seconds):
+            a durable timer, no worker waits (docs/waits.md).
+        not_before: a run parameter (a datetime, ISO text or unix seconds): the node starts
+            no sooner.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -159,8 +163,10 @@ class NodeOptions(BaseModel):
     cache_key: Callable[..., Any] | None = None
     cache_ttl: timedelta | None = None
     version: str | None = None
+    start_after: timedelta | None = None
+    not_before: str | None = None
 
-    @field_validator("cache_ttl", mode="before")
+    @field_validator("cache_ttl", "start_after", mode="before")
     @classmethod
     def _ttl_seconds(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -172,6 +178,20 @@ class NodeOptions(BaseModel):
     def _positive_ttl(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value.total_seconds() < 1:
             raise ValueError(f"cache_ttl {value} is under a second; give a timedelta >= 1 s")
+        return value
+
+    @field_validator("start_after")
+    @classmethod
+    def _not_negative(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() < 0:
+            raise ValueError(f"start_after {value} is negative; give a timedelta >= 0")
+        return value
+
+    @field_validator("not_before")
+    @classmethod
+    def _param_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
+            raise ValueError(f"not_before {value!r} is no run parameter name")
         return value
 
     @field_validator("rate_limit")

@@ -62,6 +62,10 @@ class NodeSpec:
         cache, cache_ttl, code_version, cache_custom: output caching (:mod:`dagrq.model.cache`):
             whether the node is cached, its entries' lifetime, its code version in the key,
             and whether a ``cache_key=`` function makes the inputs' part; left out when unset.
+        wait: what a waiting node waits for (:class:`~dagrq.model.waits.Waiting` as JSON
+            text): a signal, a sleep, a sensor's pokes, a sub-DAG's child runs.
+        start_after, not_before: the node's start delay in seconds, and the run parameter
+            it starts no sooner than (docs/waits.md); left out when unset.
     """
 
     name: str
@@ -92,6 +96,15 @@ class NodeSpec:
     cache_ttl: int | None = None
     code_version: str | None = None
     cache_custom: bool = False
+    wait: str | None = None
+    start_after: float | None = None
+    not_before: str | None = None
+
+    @property
+    def parks(self) -> bool:
+        """Whether an attempt may park (a wait, a sensor, a delayed start): its RQ job is
+        kept as long as the run, to be run again when the wait ends."""
+        return self.wait is not None or bool(self.start_after) or self.not_before is not None
 
     @property
     def limited(self) -> bool:
@@ -173,6 +186,9 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "cache_ttl": None,
     "code_version": None,
     "cache_custom": False,
+    "wait": None,
+    "start_after": None,
+    "not_before": None,
 }
 
 
@@ -186,6 +202,8 @@ class Plan:
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     #: runs of this DAG that may run at once (``DAG(max_active_runs=)``); None for no limit
     max_active_runs: int | None = None
+    #: the event a successful run emits (``DAG(emits=)``), or None
+    emits: str | None = None
 
     def to_json(self) -> str:
         """Deterministic JSON: sorted keys, nodes in topological order (computed once: a
@@ -202,6 +220,8 @@ class Plan:
         }
         if self.max_active_runs is not None:
             data["max_active_runs"] = self.max_active_runs
+        if self.emits is not None:
+            data["emits"] = self.emits
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -210,7 +230,9 @@ class Plan:
         data = json.loads(text)
         specs = {n["name"]: NodeSpec.from_dict(n) for n in data["nodes"]}
         limit = data.get("max_active_runs")
-        return cls(data["dag"], data["serializer"], int(data["ttl_s"]), specs, limit)
+        return cls(
+            data["dag"], data["serializer"], int(data["ttl_s"]), specs, limit, data.get("emits")
+        )
 
     @cached_property
     def hash(self) -> str:

@@ -55,6 +55,9 @@ ARRIVALS = ("succeeded", "failed", "skipped", "upstream_failed")
 #: run states; ``queued`` (waiting for its DAG's ``max_active_runs``) and ``running`` are live,
 #: every other is final
 RUN_STATES = ("queued", "running", "succeeded", "failed", "canceled")
+#: what ``dagrq runs --state`` takes: a run state, or ``waiting`` (running, with a node
+#: waiting for a signal, a timer, a sensor's next poke, child runs or a limit)
+RUN_FILTERS = (*RUN_STATES, "waiting")
 #: the run states of a run that has not ended
 LIVE_RUN_STATES = frozenset({"queued", "running"})
 #: fill colour per node state (Okabe-Ito: distinguishable with every common colour blindness),
@@ -103,6 +106,10 @@ class NodeStatus(BaseModel):
     waiting: str | None = None
     #: a ``cached`` node's: the run its output was kept from
     cached_from: str | None = None
+    #: times a waiting node parked (docs/waits.md): its attempts include one check per park
+    parks: int = 0
+    #: a sub-DAG node's child runs, in item order
+    children: list[str] = []
 
     @property
     def duration_s(self) -> float | None:
@@ -136,6 +143,8 @@ class RunStatus(BaseModel):
     trigger: str = "manual"
     #: the priority given at submit (added to every node's)
     priority: int = 0
+    #: a child run's parent: ``<run id> <node>`` (a sub-DAG node of that run)
+    parent: str | None = None
 
     def waiting_note(self, queue: str | None) -> str | None:
         """What a node waiting on ``queue`` waits for, when no live worker serves it."""
@@ -169,7 +178,7 @@ class RunStatus(BaseModel):
         lost worker: dagrq runs a body at least once, and says how often it ran more."""
         extra = 0
         for node in self.nodes.values():
-            extra += max(0, node.attempts - 1)
+            extra += max(0, node.attempts - 1 - node.parks)  # a wait's checks are planned
             if node.items is not None:
                 extra += max(0, node.items["executions"] - node.items["total"])
         return extra
@@ -201,6 +210,8 @@ class Explanation(BaseModel):
     waiting: str | None = None
     #: a command node's program
     command: str | None = None
+    #: a sub-DAG node's child runs (``dagrq status CHILD``)
+    children: list[str] = []
 
 
 def parse_status(
@@ -246,7 +257,16 @@ def parse_status(
         tags=json.loads(meta.get("tags", "[]")),
         priority=int(meta.get("priority") or 0),
         trigger=meta.get("trigger") or "manual",
+        parent=_parent(meta.get("parent")),
     )
+
+
+def _parent(field: str | None) -> str | None:
+    """``<run id> <node>`` from a child run's ``parent`` field (JSON), or None."""
+    if not field:
+        return None
+    link = json.loads(field)
+    return f"{link.get('run', '?')} {link.get('node', '?')}"
 
 
 class RunSummary(BaseModel):
@@ -267,6 +287,8 @@ class RunSummary(BaseModel):
     total: int = 0
     #: how it started (see :attr:`RunStatus.trigger`)
     trigger: str = "manual"
+    #: for ``--state waiting``: ``<node>: <what it waits for>`` of its first waiting node
+    waiting: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -334,6 +356,7 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         reason=f.get("reason"),
         waiting=f.get("waiting") if state == "waiting" else None,
         cached_from=f.get("cached_from") if state == "cached" else None,
+        parks=int(f.get("parks", 0)),
         chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),
         attempt_errors=attempt_errors(f),
@@ -433,6 +456,7 @@ def explain(status: RunStatus, node: str) -> Explanation:
         problem=problem,
         waiting=_waiting(status, info),
         command=info.command,
+        children=info.children,
     )
 
 

@@ -34,6 +34,8 @@ from .node import Node, stored_type
 from .plan import NodeSpec
 from .queues import join_queue_name
 from .rules import parse_rule
+from .wait_nodes import pinned_waiting
+from .waits import body_waiting
 
 #: keyword arguments of DAG.submit: a run parameter cannot be called so
 RESERVED_PARAMS = frozenset(
@@ -109,7 +111,10 @@ def validate(
     defaults = NodeSpec(
         name="", queue_name=queue_name, result_ttl=ttl_s, max_output_bytes=max_output_bytes
     )
-    return Validated(graph, _cached(_specs(name, by_name, graph, defaults), nodes, cache), model)
+    specs = _cached(_specs(name, by_name, graph, defaults), nodes, cache)
+    for n in nodes:
+        specs[n.name] = pinned_waiting(n, specs[n.name], set(uses))
+    return Validated(graph, specs, model)
 
 
 def _cached(
@@ -352,7 +357,7 @@ def _check_importable(node: Node[Any, Any]) -> None:
     """A worker can import the node's function by ``module.qualname`` (a command node's
     program comes with the DAG definition itself)."""
     fn = node.fn
-    if commands.command_of(fn) is not None:
+    if commands.command_of(fn) is not None or body_waiting(fn) is not None:
         return
     qualname = getattr(fn, "__qualname__", "")
     module_name = getattr(fn, "__module__", None)

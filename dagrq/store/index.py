@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..model.status import RUN_STATES, SUMMARY_FIELDS, RunSummary, parse_summary
+from ..model.status import RUN_FILTERS, SUMMARY_FIELDS, RunSummary, parse_summary
 from . import keys, runkeys
 
 #: ids read per round trip while a listing filters by state
@@ -28,13 +28,16 @@ def list_runs(
 ) -> list[RunSummary]:
     """The newest ``limit`` runs (of ``dag``, in ``state``, with tag ``tag``, each when given),
     newest first, without their nodes. Entries of runs that have expired are dropped from the
-    index.
+    index. ``state="waiting"``: running runs with a node ``waiting`` (each says what for, in
+    ``RunSummary.waiting``; one more round trip per page).
 
     Raises:
         ValueError: ``state`` is not a run state.
     """
-    if state is not None and state not in RUN_STATES:
-        raise ValueError(f"run state {state!r} is not one of: {', '.join(RUN_STATES)}")
+    if state is not None and state not in RUN_FILTERS:
+        raise ValueError(f"run state {state!r} is not one of: {', '.join(RUN_FILTERS)}")
+    waiting = state == "waiting"  # a running run with a node waiting (docs/waits.md)
+    state = "running" if waiting else state
     index = keys.runs_index_key(dag)
     found: list[RunSummary] = []
     start = 0
@@ -54,10 +57,29 @@ def list_runs(
                 gone.append((of, run_id))
             elif (state is None or summary.state == state) and (tag is None or tag in summary.tags):
                 found.append(summary)
+        if waiting:
+            found = _waiting_only(connection, found)
         if gone:
             start -= len(gone)
             _forget(connection, gone)
     return found[:limit]
+
+
+def _waiting_only(connection: Any, runs: list[RunSummary]) -> list[RunSummary]:
+    """``runs`` that have a node ``waiting``, each with what its first waiting node waits for."""
+    pipe = connection.pipeline(transaction=False)
+    for run in runs:
+        pipe.hgetall(runkeys.nodes_key(run.id))
+    out = []
+    for run, raw in zip(runs, pipe.execute(), strict=True):
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        for key, value in fields.items():
+            node, _, attr = key.rpartition(":")
+            if attr == "state" and value == "waiting":
+                run.waiting = f"{node}: {fields.get(f'{node}:waiting') or 'waiting'}"
+                out.append(run)
+                break
+    return out
 
 
 def member(dag: str, run_id: str) -> str:

@@ -232,3 +232,31 @@ def cache_index_key(dag: str) -> str:
 def cache_entry_key(dag: str, node: str, key: str) -> str:
     """Hash: one cached output, ``o`` (bytes), ``r`` (the run it came from), ``t`` (when)."""
     return f"{cache_index_key(dag)}:{node}:{key}"
+
+
+# ------------------------------------------------------------------ waits and events
+#: sorted set of parked nodes' due times (score: unix ms; member: the waiter, as _lib.lua's
+#: unpark takes it); any worker's claim moves what is due (docs/waits.md)
+TIMERS_KEY = f"{PREFIX}:timers"
+#: the event stream (``dagrq emit``, ``DAG(emits=)``), bounded (``MAXLEN ~``)
+EVENTS_KEY = f"{PREFIX}:events"
+#: events kept in the stream, about
+EVENTS_MAX = 100_000
+#: how long an emitter's dedup key is remembered
+EVENT_KEY_TTL_S = 7 * 24 * 3600
+
+
+def event_key_key(name: str, key: str) -> str:
+    """The event id emitted under dedup ``key`` for events named ``name`` (a string, kept
+    :data:`EVENT_KEY_TTL_S`)."""
+    return f"{PREFIX}:events:key:{name}:{key}"
+
+
+def event_group(dag: str) -> str:
+    """The consumer group of the event stream that reads events for DAG ``dag``."""
+    return f"{PREFIX}:dag:{dag}"
+
+
+def event_run_key(dag: str, event_id: str) -> str:
+    """The run an event started of DAG ``dag`` (its id; written with the run, exactly once)."""
+    return f"{PREFIX}:events:run:{dag}:{event_id}"

@@ -22,7 +22,7 @@ from redis.exceptions import WatchError
 
 from ..errors import DAGChanged, RunError
 from ..model.plan import NodeSpec, Plan
-from . import flow, index, keys, rqjobs, runkeys, scripts
+from . import flow, index, keys, rqjobs, runkeys, scripts, waits
 from .runs import RunStore
 
 #: fields of a node reset by a resume (its state is set anew)
@@ -41,6 +41,11 @@ _RESET_FIELDS = (
     "items_started",
     "first_item_error",
     "expanded",
+    "wait",
+    "waiting",
+    "parks",
+    "due",
+    "wake",
 )
 #: seconds a cancel waits for the nodes it stopped to stop
 STOP_WAIT_S = 15.0
@@ -112,11 +117,13 @@ def create_if(
     trigger: str = "",
     priority: int = 0,
     refresh: str = "",
+    parent: str | None = None,
 ) -> RunStore | None:
     """:func:`create` under ``guard``: the run and the guard's writes, or nothing (None)
-    when the guard refuses or a watched key changed."""
+    when the guard refuses or a watched key changed. ``parent``: a child run's link to its
+    sub-DAG node (:func:`dagrq.store.waits.parent_field`)."""
     write = guard.write if guard is not None else None
-    new = NewRun(plan, params, name, tags, trigger, write, priority, refresh)
+    new = NewRun(plan, params, name, tags, trigger, write, priority, refresh, parent)
 
     def prepare(pipe: Any) -> list[NewRun] | None:
         return [new] if guard is None or guard.allowed(pipe) else None
@@ -137,6 +144,8 @@ class NewRun:
     write: Callable[[Any, str], None] | None = None
     priority: int = 0
     refresh: str = ""
+    #: a child run's link to its parent's sub-DAG node (:func:`dagrq.store.waits.parent_field`)
+    parent: str | None = None
 
     @property
     def admitted(self) -> bool:
@@ -218,6 +227,10 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
         meta["priority"] = new.priority
     if new.refresh:
         meta["refresh"] = new.refresh
+    if new.parent:
+        meta["parent"] = new.parent
+    if plan.emits:
+        meta["emits"] = plan.emits
     if admitted:
         roots = [s for s in specs.values() if s.starts_at_submit]
         meta["roots"] = flow.roots_field(plan, run_id, roots, new.priority)
@@ -301,8 +314,8 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
     queues (a mapped node's item and chunk jobs too), stop its running ones, and wait up to
     ``wait_s`` seconds until none of them runs any more.
 
-    Safe to repeat: what a cancel that died half-way left to do is recorded in the run,
-    and a second call does it.
+    The run's child runs (sub-DAG nodes) are canceled too. Safe to repeat: what a cancel
+    that died half-way left to do is recorded in the run, and a second call does it.
 
     Raises:
         RunNotFound: the run does not exist.
@@ -332,6 +345,9 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
     if mapped:  # after the stop: an expansion still running enqueues more item jobs
         scripts.purge(conn, run_id, mapped)
     conn.hdel(runkeys.run_key(run_id), "canceling")
+    for child in waits.all_children(conn, run_id):  # a sub-DAG's child runs end with it
+        if RunStore(conn, child).exists():
+            cancel(RunStore(conn, child), wait_s=wait_s)
     return done
 
 

@@ -14,6 +14,15 @@ from . import keys, runkeys
 from .runs import RunStore, _decode, load_plan
 
 
+def rearm_timer(connection: Any, parked: str, due_ms: int) -> bool:
+    """Put a parked node's waiter (its ``<node>:parked`` field) back in the timers at
+    ``due_ms`` if it is not there (lost with a primary, say): True when it was missing."""
+    key, _, member = parked.partition("\n")
+    if key != keys.TIMERS_KEY or not member:
+        return False
+    return bool(connection.zadd(keys.TIMERS_KEY, {member: due_ms}, nx=True))
+
+
 def claimed_since(connection: Any, job_id: str, ttl_s: int) -> float:
     """Since when the caller has seen ``job_id`` claimed but not started: the time of the
     first call (the marker lives ``ttl_s`` seconds)."""

@@ -209,6 +209,8 @@ def _job_options(
     kwargs: dict[str, Any] = {"dag": dag, "run": run_id, "node": spec.name}
     job_id, description = keys.job_id(run_id, spec.name), f"{dag}.{spec.name}[{run_id}]"
     timeout, result_ttl = spec.timeout or -1, spec.result_ttl
+    if spec.parks:  # a parked attempt's job is run again when its wait ends: keep its hash
+        result_ttl = max(result_ttl, ttl_s)
     if item is not None:
         kind, n = item
         kwargs[kind] = n

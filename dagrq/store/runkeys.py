@@ -70,6 +70,21 @@ def map_errors_key(run_id: str, node: str) -> str:
     return f"{run_key(run_id)}:maperr:{node}"
 
 
+def signals_key(run_id: str, node: str) -> str:
+    """List: the signals sent to a wait node and not yet checked, JSON ``{id, value}`` each."""
+    return f"{run_key(run_id)}:signals:{node}"
+
+
+def replies_key(run_id: str) -> str:
+    """Hash: each signal's answer, ``signal id -> pending | accepted | refused: why``."""
+    return f"{run_key(run_id)}:replies"
+
+
+def children_key(run_id: str) -> str:
+    """Hash: a run's child runs (sub-DAG nodes), ``<node>#<item> -> child run id``."""
+    return f"{run_key(run_id)}:children"
+
+
 def plan_key(dag: str, plan_hash: str) -> str:
     """String: a DAG version's validated plan (JSON), shared by all its runs.
 

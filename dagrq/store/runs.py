@@ -229,8 +229,8 @@ class RunStore:
         return self._plan
 
     def status(self) -> RunStatus:
-        """The run's state and every node's state, attempts, timings and error (one
-        MULTI/EXEC read of the run and node hashes).
+        """The run's state and every node's state, attempts, timings and error, and its
+        sub-DAG nodes' child runs (one MULTI/EXEC read of the run, node and children hashes).
 
         Raises:
             RunNotFound: the run does not exist.
@@ -238,12 +238,19 @@ class RunStore:
         with self.connection.pipeline(transaction=True) as pipe:
             pipe.hgetall(runkeys.run_key(self.run_id))
             pipe.hgetall(runkeys.nodes_key(self.run_id))
-            raw_meta, raw_nodes = pipe.execute()
+            pipe.hgetall(runkeys.children_key(self.run_id))
+            raw_meta, raw_nodes, raw_children = pipe.execute()
         if not raw_meta:
             raise self.not_found()
         meta = _decode(raw_meta)
         plan = self.plan_or_none(meta)
         status = parse_status(self.run_id, meta, _decode(raw_nodes), plan)
+        for field, child in sorted(
+            _decode(raw_children).items(), key=lambda fc: int(fc[0].rpartition("#")[2] or 0)
+        ):
+            node = status.nodes.get(field.rpartition("#")[0])
+            if node is not None:
+                node.children.append(child)
         if status.state == "running" and plan is not None:
             status.unserved = self._unserved(status, plan)
         return status

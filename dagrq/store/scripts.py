@@ -50,6 +50,9 @@ _SOURCES = {
         "free_slot",
         "free_run",
         "cache_put",
+        "park",
+        "signal",
+        "emit",
     )
 }
 
@@ -107,6 +110,10 @@ class Started:
     run_state: str | None = None
     #: the nodes whose cache the run ignores, comma-separated ('*': every node)
     refresh: str = ""
+    #: a waiting node's record (``<node>:wait``, JSON: since, pokes), '' before its first park
+    wait: str = ""
+    #: when the node was last put on its queue (unix seconds), or None
+    queued: float | None = None
 
     def refreshes(self, node: str) -> bool:
         """Whether the run ignores (and overwrites) ``node``'s cache."""
@@ -158,9 +165,17 @@ def start(connection: Any, run_id: str, spec: NodeSpec, ttl_s: int, version: str
         return Started("gone")
     if status != "run":
         return Started("ended", run_state=status)
-    outputs = dict(zip(parents, reply[4:], strict=False))
+    outputs = dict(zip(parents, reply[6:], strict=False))
     refresh = _text(reply[3]) if reply[3] else ""
-    return Started("run", int(reply[1]), _opt(reply[2]), outputs=outputs, refresh=refresh)
+    return Started(
+        "run",
+        int(reply[1]),
+        _opt(reply[2]),
+        outputs=outputs,
+        refresh=refresh,
+        wait=_text(reply[4]) if reply[4] else "",
+        queued=float(reply[5]) if reply[5] else None,
+    )
 
 
 def requeue(

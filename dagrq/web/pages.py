@@ -14,7 +14,7 @@ from ..errors import RunNotFound
 from ..model.layout import to_svg
 from ..model.preflight import preflight
 from ..model.shapes import iso
-from ..model.status import FINAL_NODE_STATES, RUN_STATES
+from ..model.status import FINAL_NODE_STATES, RUN_FILTERS
 from .access import guard, in_thread, page
 
 
@@ -29,7 +29,7 @@ async def index(request: Request) -> Response:
         "dagrq runs",
         dag=q.get("dag", ""),
         chosen=q.get("state"),
-        states=RUN_STATES,
+        states=RUN_FILTERS,
     )
 
 

@@ -49,6 +49,7 @@ from .leased import DEFAULT_LEASE_S, how_it_ended, rq_queues
 from .processes import die_with
 from .scheduling import SchedulerThread
 from .serving import serve_forever, warn_if_volatile
+from .triggers import TriggerThread
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +225,17 @@ class Pool(WorkerPool):
             warn_if_volatile(self.connection, self.settings.where)
         self.start_workers(burst=burst, logging_level=logging_level)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
-        scheduler = self._scheduler(burst)
+        threads = [t for t in (self._scheduler(burst), self._triggers(burst)) if t is not None]
         while self.worker_dict:
             self._wait()
             self._enforce_deadlines()
             self.check_workers(respawn=not burst)
-            if scheduler is not None and self.status == self.Status.STOPPED:
-                scheduler.stop()  # a draining pool fires nothing more
-        if scheduler is not None:
-            scheduler.stop()
-            scheduler.join(timeout=5)
+            if self.status == self.Status.STOPPED:
+                for thread in threads:
+                    thread.stop()  # a draining pool fires and starts nothing more
+        for thread in threads:
+            thread.stop()
+            thread.join(timeout=5)
         log.info("dagrq worker pool %s stopped", self.prefix)
 
     def _scheduler(self, burst: bool) -> SchedulerThread | None:
@@ -247,6 +249,16 @@ class Pool(WorkerPool):
         thread.start()
         count = sum(len(d.schedules) for d in dags)
         log.info("scheduler: %d schedules of %s", count, ", ".join(d.name for d in dags))
+        return thread
+
+    def _triggers(self, burst: bool) -> TriggerThread | None:
+        """The event-trigger thread, when a DAG served has ``triggers=`` (not in burst mode)."""
+        dags = [d for d in self.settings.dags if d.triggers]
+        if burst or not dags:
+            return None
+        thread = TriggerThread(self.settings.connect, dags)
+        thread.start()
+        log.info("event triggers of %s", ", ".join(d.name for d in dags))
         return thread
 
     def _wait(self) -> None:

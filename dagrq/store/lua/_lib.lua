@@ -215,6 +215,75 @@ local function run_ended(gate, now)
   end
 end
 
+-- ---------------------------------------------------------------- waits and events
+-- (docs/waits.md)
+
+-- dagrq.store.keys.TIMERS_KEY, EVENTS_KEY, EVENTS_MAX, EVENT_KEY_TTL_S
+local TIMERS = 'dagrq:timers'
+local EVENTS = 'dagrq:events'
+local EVENT_STREAM_MAX = 100000
+local EVENT_KEY_TTL = 604800
+-- dagrq.model.waits.PARK_MIN_S, in ms
+local PARK_MIN_MS = 1000
+
+local function now_ms_of()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Append an event to the event stream, once per dedup `key` (when given, not ''): the id
+-- of the event (the earlier one's for a key seen within EVENT_KEY_TTL).
+local function emit(name, data, key, now)
+  local kk = nil
+  if key and key ~= '' then
+    kk = 'dagrq:events:key:' .. name .. ':' .. key
+    local seen = redis.call('GET', kk)
+    if seen then return {seen, '0'} end
+  end
+  local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_STREAM_MAX, '*', 'name', name,
+    'data', data, 'key', key or '', 'ts', now)
+  if kk then redis.call('SET', kk, id, 'EX', EVENT_KEY_TTL) end
+  return {id, '1'}
+end
+
+-- A node waiting for a signal or child runs has news: put it back on its queue (a worker
+-- runs it again), or, not waiting now, note it (`<node>:wake`: park.lua then does not park
+-- it). A node parked under PARK_MIN_MS ago is woken when it has been parked that long (its
+-- worker may still be finishing the attempt that parked it). Returns what was done.
+local function wake(n, node, now)
+  local read = redis.call('HMGET', n, node .. ':state', node .. ':parked', node .. ':parked_ms')
+  if read[1] == 'waiting' and read[2] then
+    local key, member = string.match(read[2], '^([^\n]*)\n(.*)$')
+    local since = tonumber(read[3] or '0') or 0
+    if key == TIMERS and now_ms_of() - since < PARK_MIN_MS then
+      redis.call('ZADD', TIMERS, since + PARK_MIN_MS, member)
+      return 'soon'
+    end
+    redis.call('ZREM', key, member)
+    unpark(cjson.decode(member), now)
+    return 'woken'
+  elseif read[1] and not is_final(read[1]) then
+    redis.call('HSET', n, node .. ':wake', '1')
+    return 'noted'
+  end
+  return 'ended'
+end
+
+-- A run ended in `state`: a child run wakes its parent's sub-DAG node ('parent': JSON
+-- {n = the parent's nodes key, node}); a run that succeeded emits its DAG's event ('emits').
+local function run_over(run_key, state, now)
+  local meta = redis.call('HMGET', run_key, 'parent', 'emits')
+  if meta[1] then
+    local p = cjson.decode(meta[1])
+    wake(p.n, p.node, now)
+  end
+  if meta[2] and state == 'succeeded' then
+    local id = string.match(run_key, '{(.*)}')
+    local data = cjson.encode({run = id, dag = redis.call('HGET', run_key, 'dag')})
+    emit(meta[2], data, 'run:' .. id, now)
+  end
+end
+
 -- A node reached a final state: count it down; the last one ends the run. `why` is its error
 -- (failed) or the reason it was skipped (a Skip, say), or nil.
 local function finish(R, name, state, why)
@@ -237,6 +306,7 @@ local function finish(R, name, state, why)
     R.state = failed > 0 and 'failed' or 'succeeded'
     redis.call('HSET', R.run, 'state', R.state, 'ended_at', R.now)
     run_ended(redis.call('HGET', R.run, 'gate'), R.now)
+    run_over(R.run, R.state, R.now)
     event(R, '', R.state)
   end
 end

@@ -11,6 +11,9 @@
 -- nothing more: no arrival can fire a node that is not pending, and start.lua refuses to
 -- start anything in a run that is not running.
 --
+-- Waits (docs/waits.md): a parked node leaves the timers; a child run of a sub-DAG node
+-- wakes that node (its worker fails it: the child was canceled).
+--
 -- Flow control: what a node holds of a limit is given back (its waiters let in), a waiting
 -- node leaves the line it waits in, and a run of a DAG with max_active_runs leaves its
 -- active set (the next queued run starts) or, still queued itself, the queue.
@@ -49,6 +52,7 @@ if state ~= 'running' and state ~= 'queued' then
   return {state}
 end
 redis.call('HSET', KEYS[1], 'state', 'canceled', 'ended_at', ARGV[1])
+run_over(KEYS[1], 'canceled', ARGV[1]) -- a child run wakes its parent's node
 local gate = redis.call('HGET', KEYS[1], 'gate')
 if state == 'queued' then
   local g = cjson.decode(gate)

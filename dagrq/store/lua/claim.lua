@@ -20,14 +20,19 @@
 -- limit's when its window has room again: the limit sits in `dagrq:flow:due` until then, and
 -- every claim first moves the lines that are due.
 --
+-- Waits (docs/waits.md): every claim first moves the parked nodes whose timer is due
+-- (`dagrq:timers`, up to 64 at a time) back onto their queues, so any worker moves them.
+--
 -- Returns {queue key, job id, field, value, ...}: the job claimed and its RQ job hash (read
 -- in the same step, saving the worker a round trip; empty when the hash is gone), with a
 -- cached node's peek ('~' fields, see peek_into); or, when
--- nothing can be claimed, {'', ms} with the milliseconds until a rate limit's line is due
+-- nothing can be claimed, {'', ms} with the milliseconds until a rate limit's line or a
+-- timer is due
 -- (the worker sleeps no longer), or nil.
 -- Keys touched: the queue lists, priority sets and intermediate lists named above, the claimed
 -- job's hash, and for a gated job the keys its gate names (limit hashes and lines, rate
--- windows, its run's nodes hash and events). Key names are made here: this script needs a
+-- windows, its run's nodes hash and events); `dagrq:timers` and, for a due waiter, its job
+-- hash, queue, doorbell, run's nodes hash and events. Key names are made here: this script needs a
 -- Redis that is not a cluster, as all of dagrq does.
 
 -- A rate window is counted at the claim, this much longer than its period: a body starts a
@@ -182,6 +187,20 @@ local function peek_into(reply, p)
   add('~peeked', '1')
 end
 
+-- Parked nodes whose timer is due (docs/waits.md) go back on their queues, a few per claim;
+-- the ms until the next one is due, or nil.
+local function move_timers()
+  local top = redis.call('ZRANGE', TIMERS, 0, 0, 'WITHSCORES')
+  if #top == 0 then return nil end
+  if tonumber(top[2]) > now() then return tonumber(top[2]) - now() end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', TIMERS, '-inf', now(), 'LIMIT', 0, 64)) do
+    redis.call('ZREM', TIMERS, m)
+    unpark(cjson.decode(m), now_s())
+  end
+  top = redis.call('ZRANGE', TIMERS, 0, 0, 'WITHSCORES')
+  return #top > 0 and math.max(1, tonumber(top[2]) - now()) or nil
+end
+
 -- The next job id of queue `Q` (moved into its intermediate list), or nil.
 local function next_of(Q)
   local prio = Q .. ':prio'
@@ -202,6 +221,8 @@ local function next_of(Q)
 end
 
 local wait_ms = move_due()
+local timer_ms = move_timers()
+if timer_ms and (not wait_ms or timer_ms < wait_ms) then wait_ms = timer_ms end
 for i = 1, #KEYS do
   while true do
     local id = next_of(KEYS[i])

@@ -8,7 +8,8 @@
 -- ARGV[1]  now, unix seconds
 -- ARGV[2]  '' to recount, or the one-line reason the run's state is damaged beyond repair
 --
--- A run of a DAG with max_active_runs that ends here lets the next queued one start.
+-- A run of a DAG with max_active_runs that ends here lets the next queued one start; a child
+-- run wakes its parent's node, a run that succeeded emits its DAG's event (_lib.lua's run_over).
 --
 -- Returns {run state, pending, failed} after the step, or {'gone'}.
 
@@ -24,6 +25,7 @@ if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'ended_at', ARGV[1], 'damaged', ARGV[2])
   event(R, '', 'failed', 'error', 'run state damaged: ' .. ARGV[2])
   run_ended(redis.call('HGET', KEYS[1], 'gate'), ARGV[1])
+  run_over(KEYS[1], 'failed', ARGV[1])
   return {'failed', -1, -1}
 end
 local pending, failed = 0, 0
@@ -41,5 +43,6 @@ if pending == 0 then
   redis.call('HSET', KEYS[1], 'state', state, 'ended_at', ARGV[1])
   event(R, '', state)
   run_ended(redis.call('HGET', KEYS[1], 'gate'), ARGV[1])
+  run_over(KEYS[1], state, ARGV[1])
 end
 return {state, pending, failed}

@@ -25,8 +25,11 @@
 --                                 lost worker is): nothing fired it, so nothing starts
 --   {"other_version", plan}       the run is pinned to another version of the DAG: this
 --                                 worker's code must not run it (nothing changes)
---   {"run", attempt, params_json, refresh, out_1, ..., out_k}   run it; nil for no output;
---                                 refresh: the nodes whose cache the run ignores ('*': all)
+--   {"run", attempt, params_json, refresh, wait, queued, out_1, ..., out_k}   run it; nil for
+--                                 no output; refresh: the nodes whose cache the run ignores
+--                                 ('*': all); wait: a waiting node's record (<node>:wait, JSON:
+--                                 since, pokes; '' before its first park); queued: when the
+--                                 node was last put on its queue (a delayed start counts from it)
 --
 -- A node that will not run (final, or its run ended) gives back what its claim took of a limit
 -- (<node>:holds; _lib.lua's release).
@@ -45,7 +48,8 @@ if run_state ~= 'running' then
 end
 
 local node = ARGV[1]
-local read = redis.call('HMGET', KEYS[2], node .. ':state', node .. ':holds')
+local read = redis.call('HMGET', KEYS[2], node .. ':state', node .. ':holds', node .. ':wait',
+  node .. ':queued')
 local state = read[1]
 if is_final(state) then
   release(KEYS[2], node, read[2] or nil, ARGV[2])
@@ -66,14 +70,14 @@ local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 event({events = KEYS[4], now = ARGV[2]}, node, 'running', 'attempt', attempt)
 
-local reply = {'run', attempt, meta[1], meta[3] or ''}
+local reply = {'run', attempt, meta[1], meta[3] or '', read[3] or '', read[4] or ''}
 local fired_with = redis.call('EXISTS', KEYS[3]) == 1
-for i = 5, #KEYS do -- the outputs follow the four fields above
-  local read = true
+for i = 5, #KEYS do -- the outputs follow the six fields above
+  local wanted = true
   if fired_with then
-    read = redis.call('HGET', KEYS[3], ARGV[i + 1]) == 'succeeded'
+    wanted = redis.call('HGET', KEYS[3], ARGV[i + 1]) == 'succeeded'
   end
-  if read then
+  if wanted then
     reply[#reply + 1] = redis.call('GET', KEYS[i])
   else
     reply[#reply + 1] = false
