@@ -18,7 +18,8 @@ from dagrq.model.plan import NodeSpec
 from dagrq.model.waits import Waiting
 from dagrq.store import keys
 
-from .helpers import Workers, dagrq as cli, pipeline, wait_for
+from .helpers import Workers, pipeline, wait_for
+from .helpers import dagrq as cli
 
 ADDRESS = "waiting"
 
@@ -56,7 +57,7 @@ def test_waits_are_checked_when_declared() -> None:
     child.node(name="g")(f)
     parent = DAG("t_waits_parent")
     parent.subdag("sub", child)
-    with pytest.raises(NodeDefinitionError, match="has 2 sinks .* name the one"):
+    with pytest.raises(NodeDefinitionError, match=r"has 2 sinks .* name the one"):
         parent.validate()
 
 
@@ -183,12 +184,18 @@ def test_an_event_with_a_key_sent_three_times_starts_one_run_of_each_dag(
     ]  # fmt: skip
     assert all(r.returncode == 0 for r in said), said
     assert "already emitted" in said[2].stdout
-    ours = lambda dag: [r for r in Run.list(conn, dag=dag) if r.params.get("day") == day]  # noqa: E731
+
+    def ours(dag: str) -> list[Any]:
+        return [r for r in Run.list(conn, dag=dag) if r.params.get("day") == day]
+
     wait_for(lambda: len(ours("t_wait_orders")) and len(ours("t_wait_audit")), 30, "runs")
     time.sleep(1.5)  # time enough for a duplicate to show
     assert len(ours("t_wait_orders")) == 1 and len(ours("t_wait_audit")) == 1
     loaded = ours("t_wait_orders")[0].id
-    chained = lambda: [r for r in Run.list(conn, dag="t_wait_reports") if r.params.get("run") == loaded]  # noqa: E731
+
+    def chained() -> list[Any]:
+        return [r for r in Run.list(conn, dag="t_wait_reports") if r.params.get("run") == loaded]
+
     wait_for(chained, 30, "the run its success emitted")  # emits="orders.loaded"
     assert dagrq.emit(conn, "orders.uploaded", {"day": day}, key=day) == dagrq.emit(
         conn, "orders.uploaded", {"day": day}, key=day

@@ -116,7 +116,7 @@ fleet = DAG("t_wait_fleet")
 @fleet.node
 def regions(n: int = 20, bad: bool = False) -> list[str]:
     names = [f"r{i:02d}" for i in range(n)]
-    return names + ["bad"] if bad else names
+    return [*names, "bad"] if bad else names
 
 
 fleet.subdag(
