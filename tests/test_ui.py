@@ -274,3 +274,37 @@ def test_an_idle_runs_event_stream_stays_open_and_resumes_after_the_last_event_s
     Run.fetch(run.id, conn).cancel()  # new events after those seen
     again, _ = _sse(url, 5, last_id=seen[-1])
     assert again and not set(again) & set(seen)  # nothing replayed
+
+
+def test_a_wait_node_is_signalled_from_its_panel(
+    conn: redis.Redis, workers: Workers, ui: str, browser: Any
+) -> None:
+    """The panel of a waiting wait node says what it waits for and has a form from its type:
+    a bad value is refused with the type's message, approve ends it (docs/waits.md)."""
+    from tests.pipelines.waiting import approval
+
+    run = approval.submit(conn)
+    workers.start(pipeline("waiting", "approval"), 1)
+    page = browser.new_page()
+    page.goto(f"{ui}/runs/{run.id}")
+    page.wait_for_function(
+        "document.getElementById('node-approve').dataset.state === 'waiting'", timeout=30_000
+    )
+    page.click("#node-approve")
+    page.wait_for_selector("#signalform", timeout=10_000)
+    assert "signal approve (type Approval)" in page.inner_text("#waitingfor")
+    page.fill("#signalvalue", '{"approved": "yes please"}')
+    page.click("#signalform button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('signalresult').textContent.includes('refused')",
+        timeout=15_000,
+    )
+    assert "Input should be a valid boolean" in page.inner_text("#signalresult")
+    page.fill("#signalvalue", '{"approved": false, "by": "web"}')
+    page.click('#signalform button:has-text("approve")')
+    assert run.wait(timeout=30).state == "succeeded"
+    page.wait_for_function(
+        "document.getElementById('panelstate').textContent === 'succeeded'", timeout=15_000
+    )
+    assert run.result("payout") == "42 paid, approved by web"
+    page.close()

@@ -250,6 +250,8 @@ def print_why(console: Console, why: Explanation) -> None:
         console.print(f"  error: {why.error}")
     if why.waiting:
         console.print(Text(f"  {why.waiting}", style="bold yellow"))
+    if why.children:
+        console.print(f"  child runs ({len(why.children)}): {', '.join(why.children)}")
     if why.problem:
         console.print(Text(f"  {why.problem}", style="bold red"))
 

@@ -38,7 +38,8 @@ def _timed(fields: dict[str, Any]) -> dict[str, Any]:
 def node_json(node: NodeStatus) -> dict[str, Any]:
     """One node: state, queue, attempts, times, duration_s, error, traceback, reason, chosen,
     rule, parents, waits_for, items, attempt_errors (each failed attempt's error and
-    traceback), waiting (a ``waiting`` node's reason)."""
+    traceback), waiting (a ``waiting`` node's reason), parks (times a wait parked),
+    children (a sub-DAG node's child runs)."""
     out = _timed(node.model_dump())
     out["duration_s"] = node.duration_s
     return out
@@ -46,7 +47,8 @@ def node_json(node: NodeStatus) -> dict[str, Any]:
 
 def status_json(status: RunStatus) -> dict[str, Any]:
     """A run with every node: id, dag, name, tags, trigger, priority, state, version,
-    created_at, ended_at, duration_s, params, counts, damaged, unserved, reexecuted, nodes."""
+    created_at, ended_at, duration_s, params, counts, damaged, unserved, reexecuted, parent (a
+    child run's: ``<run id> <node>``), nodes."""
     out = _timed(status.model_dump(exclude={"nodes"}))
     end = status.ended_at
     out["duration_s"] = None if end is None else max(0.0, end - status.created_at)
@@ -58,7 +60,7 @@ def status_json(status: RunStatus) -> dict[str, Any]:
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
     """One line of ``dagrq runs``: id, dag, name, tags, state, created_at, ended_at,
-    duration_s, done, total, params, trigger."""
+    duration_s, done, total, params, trigger, waiting (with ``--state waiting``)."""
     out = _timed(summary.model_dump())
     out["duration_s"] = summary.duration_s
     return out
@@ -66,5 +68,5 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
 
 def explanation_json(why: Explanation) -> dict[str, Any]:
     """``dagrq why``: node, state, rule, parents, arrived, decision, waits_for, error, causes,
-    problem, waiting."""
+    problem, waiting, command, children."""
     return why.model_dump()

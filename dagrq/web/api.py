@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..client import Run
 from ..errors import DagrqError, NoResult, RunNotFound
 from ..model.shapes import explanation_json, node_json, status_json, summary_json
+from ..model.waits import Waiting
 from ..store.runs import RunStore
 from .access import guard, in_thread
 
@@ -84,6 +85,7 @@ async def node(request: Request) -> Response:
         return JSONResponse({"error": f"run {run_id} has no node {name!r}"}, status_code=404)
     out = node_json(status.nodes[name])
     out["why"] = explanation_json(handle.explain(name))
+    out["signal"] = await in_thread(_signal_form, handle, name)
     try:
         text = json.dumps(await in_thread(handle.result, name), default=str)
         out["output_preview"] = text[:PREVIEW_CHARS]
@@ -96,6 +98,34 @@ async def node(request: Request) -> Response:
         for e in entries[-200:]
     ]
     return JSONResponse(out)
+
+
+def _signal_form(handle: Run, name: str) -> dict[str, Any] | None:
+    """A wait node's form: its value's type and JSON schema (None for any other node)."""
+    spec = handle.plan().specs.get(name)
+    if spec is None or not spec.wait:
+        return None
+    waiting = Waiting.parse(spec.wait)
+    if waiting.kind != "signal":
+        return None
+    return {"type": waiting.type_name, "schema": json.loads(waiting.form or "{}")}
+
+
+async def signal(request: Request) -> Response:
+    """``POST /api/runs/<id>/nodes/<node>/signal`` with ``{"value": ...}`` (with the page's
+    token): ``Run.signal``; 200 ``{"answer"}``, or 422 ``{"error"}`` for a refused value."""
+    if (denied := guard(request, action=True)) is not None:
+        return denied
+    run_id, name = request.path_params["run_id"], request.path_params["node"]
+    try:
+        body = await request.json()
+        handle = await in_thread(Run.fetch, run_id, request.app.state.connection)
+        answer = await in_thread(lambda: handle.signal(name, body.get("value"), wait_s=10.0))
+    except RunNotFound as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    except (DagrqError, ValueError, AttributeError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+    return JSONResponse({"answer": answer})
 
 
 async def action(request: Request) -> Response:

@@ -5,7 +5,8 @@ filters, refreshed every few seconds), ``/runs/<id>`` (the DAG as SVG with live 
 from the run's event stream over server-sent events, a progress bar, params, timings; a node's
 details on click; cancel and resume buttons), ``/dags/<name>`` (structure, cost report, recent
 runs). JSON (:mod:`dagrq.web.api`): ``/api/runs``, ``/api/runs/<id>``,
-``/api/runs/<id>/nodes/<node>`` (the CLI's ``--json`` shapes), ``/api/runs/<id>/events``.
+``/api/runs/<id>/nodes/<node>`` (the CLI's ``--json`` shapes), ``/api/runs/<id>/events``;
+POST ``/api/runs/<id>/cancel|resume`` and ``/api/runs/<id>/nodes/<node>/signal``.
 
 Safety: actions are POSTs that carry the page's token (``X-Dagrq-Token``); a bind other
 than loopback needs ``--token`` and then every request carries it (``?token=`` once sets a
@@ -52,6 +53,7 @@ def create_app(
         Route("/api/runs/{run_id}", api.run),
         Route("/api/runs/{run_id}/nodes/{node}", api.node),
         Route("/api/runs/{run_id}/events", api.events),
+        Route("/api/runs/{run_id}/nodes/{node}/signal", api.signal, methods=["POST"]),
         Route("/api/runs/{run_id}/{verb:str}", api.action, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
