@@ -1,5 +1,5 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup, worker-cost, schedules, flow, cache."""
+lost-worker, startup, worker-cost, schedules, flow, cache, waits."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from . import (
     scale,
     schedules,
     startup,
+    waits,
     worker_cost,
 )
 
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "schedules": schedules.main,
     "flow": flow.main,
     "cache": cache.main,
+    "waits": waits.main,
 }
 
 

@@ -30,6 +30,7 @@ from ..errors import NoResult
 from .commands import shown
 from .plan import Plan
 from .rules import Decision, decide
+from .waits import timer_reason
 
 #: node states; the last five are final
 NODE_STATES = (
@@ -354,13 +355,21 @@ def _node_status(f: Mapping[str, str]) -> NodeStatus:
         traceback=f.get("traceback"),
         worker=f.get("worker"),
         reason=f.get("reason"),
-        waiting=f.get("waiting") if state == "waiting" else None,
+        waiting=_waiting_for(f) if state == "waiting" else None,
         cached_from=f.get("cached_from") if state == "cached" else None,
         parks=int(f.get("parks", 0)),
         chosen=[c for c in chosen.split(",") if c] if chosen is not None else None,
         items=item_counts(f),
         attempt_errors=attempt_errors(f),
     )
+
+
+def _waiting_for(f: Mapping[str, str]) -> str | None:
+    """What a ``waiting`` node waits for: its reason; a timer set when it fired says when."""
+    reason = f.get("waiting")
+    if reason == "timer" and f.get("due"):
+        return timer_reason(int(f["due"]) / 1000)
+    return reason
 
 
 def attempt_errors(fields: Mapping[str, str]) -> list[dict[str, Any]]:

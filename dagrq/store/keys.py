@@ -51,6 +51,9 @@ def job_key(run_id: str, node: str) -> str:
 #: flow-control gate (:mod:`dagrq.store.flow`), a cached node's peek (``lifecycle.peek_field``)
 GATE_FIELD = "dagrq_gate"
 PEEK_FIELD = "dagrq_peek"
+#: the field of a delayed node's job hash that ``complete.lua`` reads when it fires the node:
+#: JSON ``{a: start_after ms, nb: not_before unix ms}`` (docs/waits.md)
+DELAY_FIELD = "dagrq_delay"
 
 #: the field of RQ's worker hash where a dagrq worker says which DAG versions it serves
 #: (JSON ``{dag: plan hash}``)

@@ -198,12 +198,16 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
     ttl, specs = plan.ttl_s, plan.specs
     admitted = new.admitted
     node_fields: dict[str, Any] = {}
+    timed = {} if admitted else waits.timed_roots(plan, run_id, params, float(now))
     for spec in specs.values():
         starts = spec.starts_at_submit and not admitted
         node_fields[f"{spec.name}:state"] = "queued" if starts else "pending"
         node_fields[f"{spec.name}:queue"] = spec.queue_name
         if starts:
             node_fields[f"{spec.name}:queued"] = now
+    for timer_fields, member, due_ms in timed.values():  # a delayed root: a timer
+        node_fields.update(timer_fields)
+        pipe.zadd(keys.TIMERS_KEY, {member: due_ms})
     events = runkeys.events_key(run_id)
     if store_plan:
         pipe.set(runkeys.plan_key(plan.dag, plan.hash), plan.to_json(), ex=ttl)
@@ -250,13 +254,21 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
         pipe.xadd(events, {"node": "", "state": "running", "ts": now})
         for spec in specs.values():
             if spec.starts_at_submit:
-                pipe.xadd(events, {"node": spec.name, "state": "queued", "ts": now})
+                state = "waiting" if spec.name in timed else "queued"
+                pipe.xadd(events, {"node": spec.name, "state": state, "ts": now})
     _fire_always(pipe, run_id, specs.values(), ttl)
     pipe.expire(events, ttl)
     pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
     fields = job_fields(plan, run_id, specs.values(), params, new.priority)
     rqjobs.create_node_jobs(
-        connection, pipe, plan, run_id, list(specs.values()), fields=fields, hold_roots=admitted
+        connection,
+        pipe,
+        plan,
+        run_id,
+        list(specs.values()),
+        fields=fields,
+        hold_roots=admitted,
+        held=set(timed),
     )
     if admitted:
         flow.admit(connection, pipe, plan, run_id, new.priority)
@@ -272,7 +284,8 @@ def job_fields(
 ) -> dict[str, dict[str, str]]:
     """Per node of ``specs``, the fields its RQ job hash carries for ``claim.lua``: a limited
     node's gate (:func:`dagrq.store.flow.gate_field`), a cached plain node's peek (what the
-    claim reads for its cache check, :func:`peek_field`)."""
+    claim reads for its cache check, :func:`peek_field`), a delayed node's start delay
+    (:func:`dagrq.store.waits.delay_field`, read when it fires)."""
     out: dict[str, dict[str, str]] = {}
     for spec in specs:
         extra: dict[str, str] = {}
@@ -280,6 +293,8 @@ def job_fields(
             extra[keys.GATE_FIELD] = gate
         if spec.cache and spec.map_over is None:
             extra[keys.PEEK_FIELD] = peek_field(run_id, spec)
+        if spec.start_after or spec.not_before:
+            extra[keys.DELAY_FIELD] = waits.delay_field(spec, params)
         if extra:
             out[spec.name] = extra
     return out

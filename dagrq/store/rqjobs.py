@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from redis.exceptions import NoPermissionError
@@ -246,14 +246,17 @@ def create_node_jobs(
     *,
     fields: Mapping[str, Mapping[str, str]] | None = None,
     hold_roots: bool = False,
+    held: Collection[str] = (),
 ) -> None:
     """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI), on their queues of ``plan``'s
     version: nodes that start at submit (roots, ``always``) are enqueued (unless
     ``hold_roots``: ``admit.lua`` pushes them); the others are saved ``deferred`` for
     ``complete.lua`` to fire. ``fields``: per node, fields of its job hash that ``claim.lua``
-    reads with the job (a limited node's gate, a cached node's peek)."""
+    reads with the job (a limited node's gate, a cached node's peek); ``held``: roots saved
+    ``deferred`` all the same (a delayed root: its timer enqueues it)."""
     for spec in specs:
-        enqueue, extra = spec.starts_at_submit and not hold_roots, (fields or {}).get(spec.name)
+        enqueue = spec.starts_at_submit and not hold_roots and spec.name not in held
+        extra = (fields or {}).get(spec.name)
         _create_node_job(connection, pipe, plan, run_id, spec, enqueue=enqueue, extra=extra)
     register_queues(pipe, {plan.rq_queue(spec.queue_name) for spec in specs})
 

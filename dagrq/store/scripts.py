@@ -489,7 +489,7 @@ def _lay_out_children(
             len(child.parents),
             child.rule,
             keys.job_id(run_id, child.name),
-            child.priority,
+            f"{child.priority}~" if child.start_after or child.not_before else child.priority,
         ]
 
 

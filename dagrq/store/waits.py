@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 from redis.exceptions import ResponseError
 
 from ..model.plan import NodeSpec, Plan
+from ..model.waits import PARK_MIN_S, start_due
 from . import keys, runkeys, scripts
 
 #: what ``park.lua`` answered
@@ -76,6 +77,51 @@ def park(
         ],
     )
     return cast(Parked, _text(reply))
+
+
+def delay_field(spec: NodeSpec, params: dict[str, Any] | Any) -> str:
+    """A delayed node's ``dagrq_delay`` job field: ``{a: start_after ms, nb: not_before unix
+    ms}`` (``complete.lua`` parks it when it fires; docs/waits.md)."""
+    nb = start_due(None, spec.not_before, 0.0, params) if spec.not_before else None
+    return json.dumps({"a": int((spec.start_after or 0) * 1000), "nb": int((nb or 0) * 1000)})
+
+
+def timed_roots(
+    plan: Plan, run_id: str, params: Any, now: float
+) -> dict[str, tuple[dict[str, Any], str, int]]:
+    """The roots of a new run whose start is delayed a second or more: per root, its node
+    fields (``waiting`` for its timer), its waiter (the timers' member) and its due (ms)."""
+    out = {}
+    for spec in plan.specs.values():
+        if not spec.starts_at_submit or not (spec.start_after or spec.not_before):
+            continue
+        due = start_due(spec.start_after, spec.not_before, now, params)
+        if due is None or due - now < PARK_MIN_S:
+            continue
+        rq_queue = plan.rq_queue(spec.queue_name)
+        member = json.dumps(
+            {
+                "id": keys.job_id(run_id, spec.name),
+                "q": keys.queue_key(rq_queue),
+                "b": keys.doorbell_key(rq_queue),
+                "n": runkeys.nodes_key(run_id),
+                "e": runkeys.events_key(run_id),
+                "node": spec.name,
+                "p": spec.priority,
+            }
+        )
+        due_ms, name = int(due * 1000), spec.name
+        fields = {
+            f"{name}:state": "waiting",
+            f"{name}:queued": repr(now),
+            f"{name}:waiting": "timer",
+            f"{name}:due": due_ms,
+            f"{name}:wait": json.dumps({"start_due": due, "since": now}),
+            f"{name}:parked": f"{keys.TIMERS_KEY}\n{member}",
+            f"{name}:parked_ms": int(now * 1000),
+        }
+        out[name] = (fields, member, due_ms)
+    return out
 
 
 def send(connection: Any, run_id: str, node: str, value: Any) -> tuple[Sent, str, str]:

@@ -284,6 +284,31 @@ local function run_over(run_key, state, now)
   end
 end
 
+-- When a node fired now with a delayed start may start (unix ms; its job hash's
+-- `dagrq_delay`: {a = start_after ms, nb = not_before ms}), or nil for now (or within
+-- PARK_MIN_MS: its worker sleeps that out).
+local function delay_of(job_key)
+  local raw = redis.call('HGET', job_key, 'dagrq_delay')
+  if not raw then return nil end
+  local d, now = cjson.decode(raw), now_ms_of()
+  local due = math.max(now + (tonumber(d.a) or 0), tonumber(d.nb) or 0)
+  if due - now < PARK_MIN_MS then return nil end
+  return due
+end
+
+-- Park a node that fired with a delayed start until `due` (unix ms): `waiting` for its timer
+-- (status shows "timer: starts at ..." from <node>:due); the claim that moves the timer puts
+-- its job on its queue, and its attempt finds its start due (<node>:wait's start_due).
+local function park_timer(R, name, due, w)
+  local member = cjson.encode(w)
+  redis.call('HSET', R.nodes, name .. ':state', 'waiting', name .. ':queued', R.now,
+    name .. ':waiting', 'timer', name .. ':due', due,
+    name .. ':wait', cjson.encode({start_due = due / 1000, since = tonumber(R.now)}),
+    name .. ':parked', TIMERS .. '\n' .. member, name .. ':parked_ms', now_ms_of())
+  redis.call('ZADD', TIMERS, due, member)
+  event(R, name, 'waiting', 'reason', 'timer')
+end
+
 -- A node reached a final state: count it down; the last one ends the run. `why` is its error
 -- (failed) or the reason it was skipped (a Skip, say), or nil.
 local function finish(R, name, state, why)
@@ -364,10 +389,17 @@ local function deliver(R, parent, outcome, chosen, redelivered, children)
           redis.call('HSET', c.inputs, parent, got)
           redis.call('EXPIRE', c.inputs, R.ttl)
         end
-        redis.call('HSET', R.nodes, c.name .. ':state', 'queued', c.name .. ':queued', R.now)
-        event(R, c.name, 'queued')
-        redis.call('HSET', c.job_key, 'status', 'queued', 'enqueued_at', c.enqueued_at)
-        push(c.job_id, c.queue_key, c.bell, clamp_priority((R.priority or 0) + c.prio))
+        local prio = clamp_priority((R.priority or 0) + c.prio)
+        local due = c.delayed and delay_of(c.job_key) or nil
+        if due then -- a delayed start (start_after, not_before, dag.sleep): a timer, no worker
+          park_timer(R, c.name, due, {id = c.job_id, q = c.queue_key, b = c.bell, n = R.nodes,
+            e = R.events, node = c.name, p = prio})
+        else
+          redis.call('HSET', R.nodes, c.name .. ':state', 'queued', c.name .. ':queued', R.now)
+          event(R, c.name, 'queued')
+          redis.call('HSET', c.job_key, 'status', 'queued', 'enqueued_at', c.enqueued_at)
+          push(c.job_id, c.queue_key, c.bell, prio)
+        end
         fired[#fired + 1] = c.name
       elseif decision == 'skip' or decision == 'upstream_failed' then
         local state = decision == 'skip' and 'skipped' or 'upstream_failed'
@@ -390,7 +422,8 @@ local function children_from(key0, arg0, n, enqueued_at)
     local k, a = key0 + 5 * (i - 1), arg0 + 5 * (i - 1)
     out[i] = {
       name = ARGV[a + 1], total = tonumber(ARGV[a + 2]), rule = ARGV[a + 3], job_id = ARGV[a + 4],
-      prio = tonumber(ARGV[a + 5]) or 0,
+      prio = tonumber(string.match(ARGV[a + 5], '^(-?%d+)')) or 0,
+      delayed = string.sub(ARGV[a + 5], -1) == '~',
       ctx = KEYS[k + 1], inputs = KEYS[k + 2], job_key = KEYS[k + 3], queue_key = KEYS[k + 4],
       bell = KEYS[k + 5], enqueued_at = enqueued_at,
     }
