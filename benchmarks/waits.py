@@ -5,9 +5,10 @@ processes, side by side with RQ's ``enqueue_in`` (its scheduler in the workers) 
 dagrq, two shapes: N runs of one node with ``start_after=S`` (one node, as RQ's and Celery's
 one delayed job), and N runs of ``dag.sleep("nap", duration=S)`` then a node (two node
 executions when due). A delayed node is parked when it fires (a due time in
-``dagrq:timers``, no process held) and any worker's claim moves it when due. Each sleeper's due time is taken just before its submit / enqueue / send; lateness
-is when the body after the sleep ran minus that due time (p50, p99, max). Also reported: how
-long submitting took, and Redis commands per sleeper.
+``dagrq:timers``, no process held) and any worker's claim moves it when due. Each sleeper's
+due time is taken just before its submit / enqueue / send; lateness is when the body after the
+sleep ran minus that due time (p50, p99, max). Also reported: how long submitting took, and
+Redis commands per sleeper.
 
     python -m benchmarks waits [--sleepers 1000] [--seconds 5] [--workers 2] [--save]
 """

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..model.call import call, from_cache, keep, node_key
+from ..model.call import Outcome, call, from_cache, keep, node_key
 from ..model.commands import running
 from ..model.dag import DAG
 from ..model.jobref import JobRef
@@ -212,19 +212,9 @@ def run_node(
                 "outcome": "cached" if fresh else "refused",
                 "from": hit.reason,
             }
-    while True:
-        with (
-            store.capture_logs(spec.name, attempt.number),
-            running(store.run_id, spec.name, attempt.number),
-        ):
-            outcome = call(node, spec, codec, inputs)
-            if outcome.state == "again":
-                log.info("sensor %s: poke returned None (not yet)", spec.name)
-        if outcome.state != "again" or on_again is None:
-            break
-        parked = on_again(attempt)
-        if parked is not None:
-            return parked  # else: news came meanwhile, poke again now
+    outcome = _called(attempt, node, inputs, on_again)
+    if isinstance(outcome, dict):
+        return outcome  # a sensor parked until its next poke
     if outcome.state == "skipped":
         store.deliver(spec.name, "skipped", error=outcome.reason, attempt=attempt.number)
         return {"node": spec.name, "outcome": "skipped", "reason": outcome.reason}
@@ -244,6 +234,30 @@ def run_node(
         "outcome": "succeeded" if fresh else "refused: a later attempt started",
         "attempt": attempt.number,
     }
+
+
+def _called(
+    attempt: Attempt,
+    node: Any,
+    inputs: Callable[[], dict[str, Any]],
+    on_again: Callable[[Attempt], Summary | None] | None,
+) -> Outcome | Summary:
+    """The body called with its log captured; a sensor's None handed to ``on_again`` (its
+    summary when it parked; poked again at once when news came meanwhile)."""
+    spec, store = attempt.spec, attempt.store
+    while True:
+        with (
+            store.capture_logs(spec.name, attempt.number),
+            running(store.run_id, spec.name, attempt.number),
+        ):
+            outcome = call(node, spec, attempt.dag.codec, inputs)
+            if outcome.state == "again":
+                log.info("sensor %s: poke returned None (not yet)", spec.name)
+        if outcome.state != "again" or on_again is None:
+            return outcome
+        parked = on_again(attempt)
+        if parked is not None:
+            return parked
 
 
 def kept_at_claim(dag: DAG, job: Any, ref: JobRef) -> bool:

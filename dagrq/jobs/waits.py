@@ -33,6 +33,9 @@ from .attempt import Attempt, Summary
 
 log = logging.getLogger(__name__)
 
+#: a sub-DAG node parked for its children looks again this often even when no child's end
+#: woke it (a wake lost in a failover costs a minute, not the run)
+SUBDAG_RECHECK_S = 60.0
 #: a run state after which a child run changes no more
 _ENDED = ("succeeded", "failed", "canceled")
 
@@ -201,7 +204,7 @@ def run_subdag(attempt: Attempt) -> Summary:
             return _succeed(attempt, results if waiting.map_over is not None else results[0])
         done = sum(1 for s in states.values() if s == "succeeded")
         reason = subdag_reason(waiting, running, done, len(items), since)
-        parked = _park(attempt, None, reason)
+        parked = _park(attempt, time.time() + SUBDAG_RECHECK_S, reason)
         if parked is not None:
             return parked
 

@@ -112,9 +112,14 @@ def validate(
         name="", queue_name=queue_name, result_ttl=ttl_s, max_output_bytes=max_output_bytes
     )
     specs = _cached(_specs(name, by_name, graph, defaults), nodes, cache)
-    for n in nodes:
-        specs[n.name] = pinned_waiting(n, specs[n.name], set(uses))
-    return Validated(graph, specs, model)
+    return Validated(graph, _waiting(specs, by_name, set(uses)), model)
+
+
+def _waiting(
+    specs: dict[str, NodeSpec], nodes: Mapping[str, Node[Any, Any]], run_params: set[str]
+) -> dict[str, NodeSpec]:
+    """``specs`` with what each node waits for pinned (:func:`pinned_waiting`)."""
+    return {n: pinned_waiting(nodes[n], s, run_params) for n, s in specs.items()}
 
 
 def _cached(

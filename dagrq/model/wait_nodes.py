@@ -231,7 +231,7 @@ def call_waiting(
     :class:`~dagrq.model.call.Outcome`."""
     import time
 
-    from ..errors import ChildRunFailed, RunFailed, SignalRefused, WaitTimedOut
+    from ..errors import ChildRunFailed, RunFailed, WaitTimedOut
     from .call import Outcome, call
     from .waits import start_due, timed_out
 
@@ -249,24 +249,7 @@ def call_waiting(
             time.sleep(waiting.every_s or PARK_MIN_S)
         return outcome
     if waiting.kind == "signal":
-        body = cast(SignalBody, node.fn)
-        if spec.name in signals:
-            try:
-                value = body.accept(signals[spec.name])
-            except SignalRefused as exc:
-                return Outcome("failed", error=exc)
-            return call(_constant(node, value), spec, codec, dict)
-        if waiting.timeout_s is not None and waiting.on_timeout == "skip":
-            return Outcome("skipped", reason=f"wait {spec.name!r} timed out: no signal")
-        if waiting.timeout_s is not None and waiting.on_timeout == "value":
-            value = codec.loads((waiting.default or "null").encode(), body.type)
-            return call(_constant(node, value), spec, codec, dict)
-        return Outcome(
-            "failed",
-            error=SignalRefused(
-                f"wait {spec.name!r} got no signal; run_local(signals={{{spec.name!r}: value}})"
-            ),
-        )
+        return _signalled(node, spec, codec, waiting, signals)
     sub = cast(SubdagBody, node.fn)
     given = dict(inputs())
     items = [None] if waiting.map_over is None else list(given.get(waiting.map_over) or [])
@@ -280,6 +263,29 @@ def call_waiting(
         results.append(done.get(waiting.result or sub.dag.sinks[0]))
     value = results if waiting.map_over is not None else results[0]
     return call(_constant(node, value), spec, codec, dict)
+
+
+def _signalled(
+    node: Node[Any, Any], spec: Any, codec: Any, waiting: Waiting, signals: Mapping[str, Any]
+) -> Any:
+    """A wait node in-process: its value from ``signals``, else its timeout rule at once."""
+    from ..errors import SignalRefused
+    from .call import Outcome, call
+
+    body = cast(SignalBody, node.fn)
+    if spec.name in signals:
+        try:
+            value = body.accept(signals[spec.name])
+        except SignalRefused as exc:
+            return Outcome("failed", error=exc)
+        return call(_constant(node, value), spec, codec, dict)
+    if waiting.timeout_s is not None and waiting.on_timeout == "skip":
+        return Outcome("skipped", reason=f"wait {spec.name!r} timed out: no signal")
+    if waiting.timeout_s is not None and waiting.on_timeout == "value":
+        value = codec.loads((waiting.default or "null").encode(), body.type)
+        return call(_constant(node, value), spec, codec, dict)
+    fix = f"run_local(signals={{{spec.name!r}: value}})"
+    return Outcome("failed", error=SignalRefused(f"wait {spec.name!r} got no signal; {fix}"))
 
 
 def _constant(node: Node[Any, Any], value: Any) -> Node[Any, Any]:

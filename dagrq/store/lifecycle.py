@@ -267,8 +267,7 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
         run_id,
         list(specs.values()),
         fields=fields,
-        hold_roots=admitted,
-        held=set(timed),
+        held={s.name for s in specs.values() if s.starts_at_submit} if admitted else set(timed),
     )
     if admitted:
         flow.admit(connection, pipe, plan, run_id, new.priority)

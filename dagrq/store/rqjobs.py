@@ -208,9 +208,7 @@ def _job_options(
     mapped node, whose ``retry`` is given by the caller (a chunk retries item by item)."""
     kwargs: dict[str, Any] = {"dag": dag, "run": run_id, "node": spec.name}
     job_id, description = keys.job_id(run_id, spec.name), f"{dag}.{spec.name}[{run_id}]"
-    timeout, result_ttl = spec.timeout or -1, spec.result_ttl
-    if spec.parks:  # a parked attempt's job is run again when its wait ends: keep its hash
-        result_ttl = max(result_ttl, ttl_s)
+    timeout, result_ttl = spec.timeout or -1, max(spec.result_ttl, ttl_s if spec.parks else 0)
     if item is not None:
         kind, n = item
         kwargs[kind] = n
@@ -245,17 +243,15 @@ def create_node_jobs(
     specs: Sequence[NodeSpec],
     *,
     fields: Mapping[str, Mapping[str, str]] | None = None,
-    hold_roots: bool = False,
     held: Collection[str] = (),
 ) -> None:
     """Create the RQ jobs of ``specs`` on ``pipe`` (in MULTI), on their queues of ``plan``'s
-    version: nodes that start at submit (roots, ``always``) are enqueued (unless
-    ``hold_roots``: ``admit.lua`` pushes them); the others are saved ``deferred`` for
-    ``complete.lua`` to fire. ``fields``: per node, fields of its job hash that ``claim.lua``
-    reads with the job (a limited node's gate, a cached node's peek); ``held``: roots saved
-    ``deferred`` all the same (a delayed root: its timer enqueues it)."""
+    version: nodes that start at submit (roots, ``always``) are enqueued, unless ``held``
+    (``admit.lua`` pushes them, or a timer: a delayed root); the others are saved ``deferred``
+    for ``complete.lua`` to fire. ``fields``: per node, fields of its job hash that
+    ``claim.lua`` reads with the job (a limited node's gate, a cached node's peek)."""
     for spec in specs:
-        enqueue = spec.starts_at_submit and not hold_roots and spec.name not in held
+        enqueue = spec.starts_at_submit and spec.name not in held
         extra = (fields or {}).get(spec.name)
         _create_node_job(connection, pipe, plan, run_id, spec, enqueue=enqueue, extra=extra)
     register_queues(pipe, {plan.rq_queue(spec.queue_name) for spec in specs})
