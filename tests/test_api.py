@@ -45,6 +45,12 @@ EXPORTS = {
     "RunTimeout",
     "NoResult",
     "RedisUnreachable",
+    "SignalRefused",
+    "WaitTimedOut",
+    "ChildRunFailed",
+    "Event",
+    "on_event",
+    "emit",
     "__version__",
 }
 

@@ -80,6 +80,9 @@ def test_a_signal_is_checked_by_the_type_and_one_value_wins(
     assert "waiting for signal approve (type Approval) since" in (
         run.explain("approve").waiting or ""
     )
+    listed = cli("runs", "--state", "waiting", "--json", "--url", redis_url)
+    mine = [r for r in json.loads(listed.stdout) if r["id"] == run.id]
+    assert mine and mine[0]["waiting"].startswith("approve: signal approve (type Approval)")
     bad = cli("signal", run.id, "approve", "--value", '{"approved": "perhaps"}', "--url", redis_url)
     assert bad.returncode == 2, bad.stderr
     assert "approved: Input should be a valid boolean" in bad.stderr

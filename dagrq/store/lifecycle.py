@@ -46,6 +46,7 @@ _RESET_FIELDS = (
     "parks",
     "due",
     "wake",
+    "parked",
 )
 #: seconds a cancel waits for the nodes it stopped to stop
 STOP_WAIT_S = 15.0

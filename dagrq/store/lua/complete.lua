@@ -35,6 +35,9 @@
 --          others receive 'skipped'); '*' for a node that is no branch
 -- then per child i, five values: ARGV[13+5i-4] name, ARGV[13+5i-3] number of parents,
 --          ARGV[13+5i-2] trigger rule, ARGV[13+5i-1] RQ job id, ARGV[13+5i] its priority
+--          (ending in '~' for a node with a delayed start: when it fires, its job hash's
+--          dagrq_delay is read and it is parked on a timer in `dagrq:timers` instead of
+--          pushed; _lib.lua's park_timer)
 --
 -- Flow control: what the node's attempt held (<node>:holds) is given back and the limits'
 -- waiters let in (see _lib.lua's release); a fired child of a run or node with a priority goes
