@@ -8,7 +8,9 @@ executions when due). A delayed node is parked when it fires (a due time in
 ``dagrq:timers``, no process held) and any worker's claim moves it when due. Each sleeper's
 due time is taken just before its submit / enqueue / send; lateness is when the body after the
 sleep ran minus that due time (p50, p99, max). Also reported: how long submitting took, and
-Redis commands per sleeper.
+Redis commands per sleeper. A last dagrq row runs the same N one-node runs with no wait at
+all: its "lateness" is how long the two processes take to work off a burst of N runs, the
+floor under any timer's lateness when N come due at once.
 
     python -m benchmarks waits [--sleepers 1000] [--seconds 5] [--workers 2] [--save]
 """
@@ -52,6 +54,14 @@ delayed = DAG("bench_delay")
 
 @delayed.node(start_after=timedelta(seconds={seconds}))
 def late(token: str) -> None:
+    mark(token)
+
+
+instant = DAG("bench_instant")
+
+
+@instant.node
+def now(token: str) -> None:
     mark(token)
 """
 
@@ -117,9 +127,11 @@ def dagrq_cell(
     target = f"{path}:{attr}"
     conn = redis.Redis.from_url(url)
     dag = loader.load(target)
-    name = "dagrq start_after" if attr == "delayed" else "dagrq dag.sleep + node"
+    names = {"delayed": "dagrq start_after", "dag": "dagrq dag.sleep + node"}
+    name = names.get(attr, "dagrq, no wait (the same burst at once)")
+    wait = seconds if attr in names else 0.0
     with Workers(url, [dagrq_worker(url, target, procs)], procs):
-        return _measure(name, conn, n, seconds, lambda t: _submit(dag, conn, t))
+        return _measure(name, conn, n, wait, lambda t: _submit(dag, conn, t))
 
 
 def _submit(dag: Any, conn: redis.Redis, token: str) -> None:
@@ -175,7 +187,7 @@ def main(argv: list[str]) -> int:
     rows = []
     if "dagrq" in wanted:
         sys.path.insert(0, str(ROOT))
-        for attr in ("delayed", "dag"):
+        for attr in ("delayed", "dag", "instant"):
             with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
                 rows.append(dagrq_cell(url, Path(tmp), n, s, w, attr))
     if "rq" in wanted:
