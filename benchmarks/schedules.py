@@ -54,7 +54,8 @@ def _pipeline(folder: Path, n: int) -> Path:
     return path
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
+def quantiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of ``values`` (seconds), in ms."""
     values = sorted(values)
     if not values:
         return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
@@ -96,7 +97,7 @@ def dagrq_cell(url: str, folder: Path, n: int, seconds: float) -> dict[str, Any]
     fired = len(runs)
     per_tick = round(commands / max(1, fired), 1)
     return {"system": "dagrq scheduler", "fired": fired, "expected_about": expected,
-            "commands_per_tick": per_tick, **_quantiles(late)}  # fmt: skip
+            "commands_per_tick": per_tick, **quantiles(late)}  # fmt: skip
 
 
 def rq_cell(url: str, n: int, seconds: float) -> dict[str, Any]:
@@ -118,7 +119,7 @@ def rq_cell(url: str, n: int, seconds: float) -> dict[str, Any]:
     per_tick = round(commands / max(1, fired), 1)
     return {"system": "RQ CronScheduler (interval=1)", "fired": fired,
             "expected_about": n * int(seconds), "commands_per_tick": per_tick,
-            **_quantiles(late)}  # fmt: skip
+            **quantiles(late)}  # fmt: skip
 
 
 def main(argv: list[str]) -> int:

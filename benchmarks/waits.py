@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import redis
 
 from .keep import keep, save_flag
 from .pool import ROOT, Workers, celery_worker, dagrq_worker
+from .schedules import quantiles
 from .server import command_count, redis_server
 
 PIPELINE = """
@@ -64,18 +64,6 @@ instant = DAG("bench_instant")
 def now(token: str) -> None:
     mark(token)
 """
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    if not values:
-        return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
-    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-    return {
-        "p50_ms": round(statistics.median(values) * 1000, 1),
-        "p99_ms": round(p99 * 1000, 1),
-        "max_ms": round(values[-1] * 1000, 1),
-    }
 
 
 def _measure(
@@ -111,7 +99,7 @@ def _measure(
         "submit_s": round(submitting, 2),
         "commands_per_sleeper": round(commands / n, 1),
         "early": sum(1 for x in late if x < -0.001),
-        **_quantiles(late),
+        **quantiles(late),
     }
 
 
