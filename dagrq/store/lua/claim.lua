@@ -25,15 +25,14 @@
 --
 -- Returns {queue key, job id, field, value, ...}: the job claimed and its RQ job hash (read
 -- in the same step, saving the worker a round trip; empty when the hash is gone), with a
--- cached node's peek ('~' fields, see peek_into); or, when
--- nothing can be claimed, {'', ms} with the milliseconds until a rate limit's line or a
--- timer is due
--- (the worker sleeps no longer), or nil.
+-- cached node's peek ('~' fields, see peek_into); or, when nothing can be claimed, {'', ms}
+-- with the milliseconds until a rate limit's line or a timer is due (the worker sleeps no
+-- longer), or nil.
 -- Keys touched: the queue lists, priority sets and intermediate lists named above, the claimed
 -- job's hash, and for a gated job the keys its gate names (limit hashes and lines, rate
 -- windows, its run's nodes hash and events); `dagrq:timers` and, for a due waiter, its job
--- hash, queue, doorbell, run's nodes hash and events. Key names are made here: this script needs a
--- Redis that is not a cluster, as all of dagrq does.
+-- hash, queue, doorbell, run's nodes hash and events. Key names are made here: this script
+-- needs a Redis that is not a cluster, as all of dagrq does.
 
 -- A rate window is counted at the claim, this much longer than its period: a body starts a
 -- few ms after its claim, and the margin keeps every window of *starts* within the limit while

@@ -54,11 +54,9 @@ redis.call('HSET', KEYS[2], node .. ':state', 'waiting', node .. ':waiting', ARG
 redis.call('HINCRBY', KEYS[2], node .. ':parks', 1)
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[2], node .. ':due', ARGV[4])
+  redis.call('ZADD', KEYS[4], ARGV[4], member)
 else
   redis.call('HDEL', KEYS[2], node .. ':due')
-end
-if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[4], ARGV[4], member)
 end
 event({events = KEYS[3], now = ARGV[3]}, node, 'waiting', 'reason', ARGV[5])
 return 'parked'
