@@ -241,3 +241,18 @@ def test_canceling_the_parent_cancels_its_children(conn: redis.Redis, workers: W
     children = run.explain("per_region").children
     states = {Run.fetch(c, conn).status().state for c in children}
     assert states == {"canceled"}, states
+
+
+def test_the_lua_constants_are_the_python_ones() -> None:
+    """_lib.lua spells the timers and events keys and limits itself; they must agree."""
+    from importlib import resources
+
+    from dagrq.model.waits import PARK_MIN_S
+
+    lib = resources.files("dagrq.store").joinpath("lua", "_lib.lua").read_text()
+    assert f"local TIMERS = '{keys.TIMERS_KEY}'" in lib
+    assert f"local EVENTS = '{keys.EVENTS_KEY}'" in lib
+    assert f"local EVENT_STREAM_MAX = {keys.EVENTS_MAX}" in lib
+    assert f"local EVENT_KEY_TTL = {keys.EVENT_KEY_TTL_S}" in lib
+    assert f"local PARK_MIN_MS = {int(PARK_MIN_S * 1000)}" in lib
+    assert "'" + keys.event_key_key("N", "K").removesuffix("N:K") in lib
