@@ -8,12 +8,21 @@ import random
 import time
 from pathlib import Path
 
-from dagrq import loader
+from dagrq import Run, RunFailed, loader
 from dagrq.store import keys
 
 from ..helpers import most_at_once, pipeline
 from .servers import RedisServer
 from .storm import Slots
+
+
+def _ended(run: Run) -> str:
+    """The state a run ends in: a failed one (a node whose worker was killed mid-body, with no
+    retries left) is one the test allows, not an error."""
+    try:
+        return run.wait(timeout=180).state
+    except RunFailed:
+        return run.status().state
 
 
 def test_concurrency_3_holds_and_no_slot_leaks_while_workers_are_killed(
@@ -34,7 +43,7 @@ def test_concurrency_3_holds_and_no_slot_leaks_while_workers_are_killed(
             when = time.time()
             for pid in slots.kill(rng.randrange(3), rng, whole=rng.random() < 0.3):
                 killed[pid] = when
-        states = [run.wait(timeout=180).state for run in runs]
+        states = [_ended(run) for run in runs]
     finally:
         slots.stop()
     assert set(states) <= {"succeeded", "failed"} and states.count("succeeded") >= 190, states
