@@ -205,8 +205,6 @@ class SignalBody:
     name: str
     type: Any
     waiting: Waiting
-    after: tuple[str, ...] = ()
-    default_value: Any = None
 
     @property
     def __signature__(self) -> inspect.Signature:
