@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -170,8 +171,6 @@ def pinned_waiting(node: Node[Any, Any], spec: Any, run_params: set[str]) -> Any
             names no run parameter, a sub-DAG's ``result`` that is no node of its DAG (or no
             ``result`` for a DAG of several sinks), a ``map_over`` that is no parent.
     """
-    from dataclasses import replace
-
     where = f"node {node.name!r}"
     opts = node.options
     waiting: Waiting | None = node.waiting or body_waiting(node.fn)

@@ -27,7 +27,7 @@ from . import keys, runkeys, scripts
 Parked = Literal["parked", "again", "stale", "ended"]
 #: what ``signal.lua`` answered: the node was woken (now, or within a second), kept the value
 #: for later, had ended, its run is not live, or there is no such run or node
-Sent = Literal["woken", "soon", "noted", "kept", "ended", "run", "gone"]
+Sent = Literal["woken", "soon", "kept", "ended", "run", "gone"]
 
 
 @dataclass(frozen=True)
