@@ -39,6 +39,7 @@ from .errors import (
 )
 from .model.dag import DAG
 from .model.events import Event, on_event
+from .model.hooks import HookEvent
 from .model.node import Node
 from .model.options import NodeOptions, Quorum, Retry, quorum
 from .model.status import Explanation, NodeStatus, RunStatus, RunSummary
@@ -60,6 +61,7 @@ __all__ = [
     "DuplicateNodeError",
     "Event",
     "Explanation",
+    "HookEvent",
     "NoResult",
     "Node",
     "NodeDefinitionError",

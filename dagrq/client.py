@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import tracing
 from .errors import (
     NoResult,
     ParameterError,
@@ -71,15 +72,17 @@ def submit(
             f"priority must be a whole number from -1000 to 1000, not {priority!r}"
         )
     stored = dag.validate_params(params)
-    store = lifecycle.create(
-        connection,
-        dag.plan,
-        stored,
-        name=name,
-        tags=list(tags),
-        priority=priority,
-        refresh=refresh,
-    )
+    with tracing.submitting(dag.name) as traced:
+        store = lifecycle.create(
+            connection,
+            dag.plan,
+            stored,
+            name=name,
+            tags=list(tags),
+            priority=priority,
+            refresh=refresh,
+            trace=traced.get("trace", ""),
+        )
     return Run(store.run_id, connection, dag=dag)
 
 

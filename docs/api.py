@@ -46,6 +46,7 @@ SECTIONS: list[tuple[str, list[Any]]] = [
     ),
     ("Flow control (`dagrq.pools`)", [pools.set, pools.reset, pools.list]),
     ("Signals", [dagrq.Skip]),
+    ("Alert hooks", [dagrq.HookEvent]),
 ]
 
 

@@ -67,6 +67,15 @@ if TYPE_CHECKING:
     help="The worker's own log lines, on stderr [default: $DAGRQ_LOG, else INFO]. Nodes' "
     "output goes to their logs (`dagrq logs`).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    envvar="DAGRQ_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="The worker's log lines as text, or one JSON object per line with run, node, "
+    "attempt and trace_id [env: DAGRQ_LOG_FORMAT].",
+)
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--queue", "queues", multiple=True, help="Listen only on this queue; repeatable.")
 @click.option("--name", default=None, help="Prefix of the RQ worker names [default: host.pid].")
@@ -96,12 +105,14 @@ def worker(
     max_jobs: int | None,
     drain_s: float,
     log_level: str | None,
+    log_format: str,
     burst: bool,
     queues: tuple[str, ...],
     name: str | None,
     lease_s: int,
     worker_class: str | None,
 ) -> None:
+    # long: the options read in order into one PoolSettings, as the pool's help lists them
     """Run a supervised pool of worker processes for the PIPELINEs' queues (on any machine
     that reaches Redis).
 
@@ -109,7 +120,9 @@ def worker(
     retried or failed by its rule. A node past its timeout= is stopped, even when blocked in
     C (its process is killed). Processes wait for Redis and ride out restarts, failovers and
     pauses of the server. SIGTERM drains: running nodes finish (up to --drain-timeout), no
-    new ones start.
+    new ones start. Alert hooks of the DAGs served run here; with $DAGRQ_OTEL_FILE (or a
+    tracer provider set up by a pipeline) its processes emit OpenTelemetry spans
+    (docs/observability.md).
     """
     from functools import partial
 
@@ -121,7 +134,13 @@ def worker(
     if worker_class is not None:
         click.echo("warning: --worker-class is deprecated: use --isolate for fork", err=True)
         isolate = isolate or worker_class == "fork"
+    from .. import tracing
+    from ..workers.logformat import FORMAT_ENV
+
+    os.environ[FORMAT_ENV] = log_format.lower()  # the pool's processes inherit it
     dags = load_many(pipelines)
+    if not tracing.enabled():  # a pipeline may have set up its own tracing
+        tracing.setup_from_env()
     every = [q for dag in dags for q in dag.queues]
     unknown = sorted(set(queues) - set(every))
     if unknown:

@@ -1,9 +1,9 @@
-"""`dagrq server` (the embedded Redis server under .dagrq/) and `dagrq ui` (the web view)."""
+"""`dagrq server` (the embedded Redis server under .dagrq/), `dagrq ui` (the web view) and
+`dagrq metrics` (the Prometheus exporter)."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
@@ -12,9 +12,6 @@ from .common import (
     errors,
     url_option,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.group()
@@ -98,4 +95,32 @@ def ui(host: str, port: int, token: str | None, url: str | None) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-COMMANDS = (server, ui)
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (0.0.0.0 for a Prometheus on another host).",
+)
+@click.option("--port", default=9808, show_default=True, type=click.IntRange(0, 65535))
+@url_option
+@errors
+def metrics(host: str, port: int, url: str | None) -> None:
+    """Serve the deployment's Prometheus metrics (dagrq_*) at http://HOST:PORT/metrics,
+    read from Redis on each scrape (docs/observability.md). `dagrq ui` serves the same at
+    /metrics."""
+    import time
+
+    from ..metrics import serve
+
+    conn, _ = connect(url)
+    try:
+        serve(conn, host, port)
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
+    click.echo(f"dagrq metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", err=True)
+    while True:
+        time.sleep(3600)
+
+
+COMMANDS = (server, ui, metrics)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import tracing
 from ..errors import NodeRefused
+from ..model.commands import running
 from ..model.dag import DAG
 from ..model.jobref import JobRef
 from ..model.waits import Waiting
@@ -106,6 +108,25 @@ def execute_node(
     began = begin(served_dag, job, ref)
     if not isinstance(began, Attempt):
         return began
+    with running(ref.run, node, began.number):  # log lines of the attempt name it
+        if tracing.enabled():  # off: one check, nothing read
+            with _span(began):
+                return _attempt(began)
+        return _attempt(began)
+
+
+def _span(began: Attempt) -> Any:
+    """The span of a traced attempt (:func:`dagrq.tracing.node_span`)."""
+    spec, store = began.spec, began.store
+    trace, parents = store.trace_context(spec.parents)
+    where = {"messaging.destination.name": began.job.origin, "messaging.message.id": began.job.id}
+    return tracing.node_span(
+        store.run_id, began.dag.name, spec.name, began.number, trace, parents, where
+    )
+
+
+def _attempt(began: Attempt) -> Summary:
+    """Run a started attempt as its node's kind says (a wait, a sub-DAG, a map, a body)."""
     spec = began.spec
     if spec.start_after or spec.not_before:  # a delayed start: parked until it is due
         parked = waits.delayed(began)

@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..store import rqjobs, scripts
+from ..store import keys, rqjobs, scripts
 from ..store.runs import RunStore
 from .attempt import settle_failure
 from .fanout import enqueue_alone
@@ -123,6 +123,8 @@ def settle_lost(
     key = rqjobs.started_key(queue_name)
     if members and not [m for m in members if scripts.take_lease(connection, key, m, cutoff)]:
         return False
+    if not interrupted:  # dagrq_lease_expiries_total (docs/observability.md)
+        connection.hincrby(keys.METRICS_KEY, "*|lease_expiries", 1)
     if interrupted:
         ref = rqjobs.ref_of(job)
         store = RunStore(connection, ref.run)

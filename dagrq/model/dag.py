@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -43,13 +43,15 @@ from . import commands, params
 from .cache import DEFAULT_MAX_ENTRIES, Cache, refreshed
 from .codec import SerializerName, get_codec
 from .events import Trigger, check_name
+from .hooks import Callback, declared_hooks
 from .local import run_local
 from .node import Node
 from .options import NodeOptions, option_error
 from .pictures import to_dot, to_mermaid
 from .plan import NodeSpec, Plan
 from .queues import default_queue_name
-from .schedules import LOGICAL_PARAMS, Overlap, Schedule, logical_defaults, make_schedule
+from .schedules import LOGICAL_PARAMS, Schedule, logical_defaults
+from .scheduling import Scheduling
 from .status import RunStatus
 from .validation import Validated, validate
 from .wait_nodes import WaitingNodes
@@ -67,7 +69,7 @@ DEFAULT_TTL_S = 24 * 3600
 DEFAULT_MAX_OUTPUT_BYTES = 10 * 2**20
 
 
-class DAG(WaitingNodes):
+class DAG(WaitingNodes, Scheduling):
     """A named workflow of nodes. The name scopes queue names and Redis keys.
 
     Args:
@@ -95,10 +97,15 @@ class DAG(WaitingNodes):
             run (docs/waits.md).
         emits: an event name emitted when a run succeeds (data: the run's id and DAG), so
             other DAGs can be triggered by it.
+        on_success, on_failure, on_retry: alert hooks, each called with a
+            :class:`~dagrq.model.hooks.HookEvent` once per run end (or failed attempt to be
+            retried) by a worker; one that raises is logged and changes nothing.
+        webhook: an http(s) URL POSTed the run's status JSON at every run end (retried on
+            5xx). See docs/observability.md.
 
     Raises:
-        DAGError: for a bad name, serializer, ttl, schedule, max_active_runs, trigger or
-            event name.
+        DAGError: for a bad name, serializer, ttl, schedule, max_active_runs, trigger,
+            event name, hook or webhook URL.
     """
 
     def __init__(
@@ -116,7 +123,12 @@ class DAG(WaitingNodes):
         cache_max_entries: int = DEFAULT_MAX_ENTRIES,
         triggers: Sequence[Trigger] = (),
         emits: str | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+        on_retry: Callback | None = None,
+        webhook: str | None = None,
     ) -> None:
+        # long: each DAG option checked where it is declared, one after another
         if not isinstance(name, str) or not _DAG_NAME.match(name):
             raise DAGError(
                 f"DAG name {name!r} is not allowed: use ASCII letters, digits, '_' and '-' "
@@ -145,6 +157,10 @@ class DAG(WaitingNodes):
         #: the events that start runs of this DAG, and the one its successful runs emit
         self.triggers: tuple[Trigger, ...] = tuple(triggers)
         self.emits = None if emits is None else check_name(emits, f"DAG {name!r}: emits")
+        #: alert hooks (docs/observability.md)
+        self.hooks = declared_hooks(
+            name, on_success=on_success, on_failure=on_failure, on_retry=on_retry, webhook=webhook
+        )
         self.max_output_bytes = int(max_output_bytes)
         self.name = name
         self.serializer: str = serializer
@@ -417,6 +433,7 @@ class DAG(WaitingNodes):
             dict(self.specs),
             self.max_active_runs,
             self.emits,
+            bool(self.hooks),
         )
 
     @property
@@ -460,57 +477,6 @@ class DAG(WaitingNodes):
         return params.validate(
             model, values, dag=self.name, takers=takers, from_strings=from_strings
         )
-
-    # -------------------------------------------------------------- schedules
-    def schedule(
-        self,
-        cron: str | None = None,
-        *,
-        every: timedelta | None = None,
-        params: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        timezone: str = "UTC",
-        jitter: timedelta | None = None,
-        overlap: Overlap = "skip",
-        catchup: bool | timedelta = False,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> Schedule:
-        """Start a run of this DAG at every tick of ``cron`` (5 fields, or 6 with seconds
-        first) or every ``every``, in ``timezone``, with run parameters ``params`` (and the
-        tick's ``logical_time``, ``interval_start``, ``interval_end`` for the nodes that ask).
-        ``jitter`` delays each tick by up to that much; ``overlap`` says what a tick does while
-        the schedule's previous run still runs (``skip`` it, ``buffer_one``: run once after,
-        ``allow``, ``cancel_other``); ``catchup`` how far back missed ticks still fire
-        (False: the misfire grace, 60 s; True: all); ``start``/``end`` bound the ticks.
-        Every ``dagrq worker`` serving the DAG may fire it (one leader at a time). See
-        docs/schedules.md.
-
-        Raises:
-            DAGError: one line naming the schedule and what is wrong (a bad cron field, zone,
-                overlap, a second schedule of the same name).
-        """
-        made = make_schedule(
-            self.name,
-            {s.name for s in self._schedules},
-            cron=cron,
-            every=every,
-            params=dict(params or {}),
-            name=name,
-            timezone=timezone,
-            jitter=jitter,
-            overlap=overlap,
-            catchup=catchup,
-            start=start,
-            end=end,
-        )
-        self._schedules.append(made)
-        return made
-
-    @property
-    def schedules(self) -> tuple[Schedule, ...]:
-        """The DAG's schedules, in declaration order."""
-        return tuple(self._schedules)
 
     # ------------------------------------------------------------------ running
     def submit(

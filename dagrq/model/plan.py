@@ -204,6 +204,8 @@ class Plan:
     max_active_runs: int | None = None
     #: the event a successful run emits (``DAG(emits=)``), or None
     emits: str | None = None
+    #: the DAG has alert hooks: its runs tell its hook stream (docs/observability.md)
+    hooks: bool = False
 
     def to_json(self) -> str:
         """Deterministic JSON: sorted keys, nodes in topological order (computed once: a
@@ -222,6 +224,8 @@ class Plan:
             data["max_active_runs"] = self.max_active_runs
         if self.emits is not None:
             data["emits"] = self.emits
+        if self.hooks:
+            data["hooks"] = True
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -231,7 +235,13 @@ class Plan:
         specs = {n["name"]: NodeSpec.from_dict(n) for n in data["nodes"]}
         limit = data.get("max_active_runs")
         return cls(
-            data["dag"], data["serializer"], int(data["ttl_s"]), specs, limit, data.get("emits")
+            data["dag"],
+            data["serializer"],
+            int(data["ttl_s"]),
+            specs,
+            limit,
+            data.get("emits"),
+            bool(data.get("hooks")),
         )
 
     @cached_property

@@ -263,3 +263,27 @@ def event_group(dag: str) -> str:
 def event_run_key(dag: str, event_id: str) -> str:
     """The run an event started of DAG ``dag`` (its id; written with the run, exactly once)."""
     return f"{PREFIX}:events:run:{dag}:{event_id}"
+
+
+# ------------------------------------------------------------------ metrics and hooks
+#: hash of the counters and histogram buckets kept by the Lua steps, fields ``<dag>|<what>``
+#: (``*|<what>`` for those of no DAG; dagrq/store/metrics.py reads them); never expires:
+#: counts survive restarts
+METRICS_KEY = f"{PREFIX}:metrics"
+#: stream per DAG of run ends and retries for the workers' alert hooks and run spans
+#: (``<prefix><dag>``; dagrq/workers/hooks.py), bounded (``MAXLEN ~``)
+HOOKS_PREFIX = f"{PREFIX}:hooks:"
+#: hook events kept per DAG's stream, about
+HOOKS_MAX = 10_000
+#: the consumer group of every hook stream
+HOOKS_GROUP = f"{PREFIX}:hooks"
+
+
+def hooks_key(dag: str) -> str:
+    """The hook stream of DAG ``dag`` (see :data:`HOOKS_PREFIX`)."""
+    return HOOKS_PREFIX + dag
+
+
+def hook_done_key(run_id: str, event: str) -> str:
+    """Written once when a run's hook ``event`` was handled (its guard: once per event)."""
+    return f"{PREFIX}:hooked:{run_id}:{event}"

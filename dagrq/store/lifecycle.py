@@ -80,6 +80,7 @@ def create(
     trigger: str = "",
     priority: int = 0,
     refresh: str = "",
+    trace: str = "",
 ) -> RunStore:
     """Write one run of ``plan`` and create its RQ jobs, in one MULTI/EXEC.
 
@@ -90,7 +91,8 @@ def create(
     by hand; ``schedule <dag>:<name> @ <tick>``; ``backfill <id> @ <tick>``). ``priority``
     is added to every node's (see docs/flow-control.md); with the DAG's ``max_active_runs``
     reached the run waits ``queued``. ``refresh``: the nodes whose cache the run ignores
-    (``*``: all), comma-separated.
+    (``*``: all), comma-separated. ``trace``: the submitter's W3C ``traceparent``
+    (:mod:`dagrq.tracing`), or empty.
     """
     made = create_if(
         connection,
@@ -102,6 +104,7 @@ def create(
         trigger=trigger,
         priority=priority,
         refresh=refresh,
+        trace=trace,
     )
     assert made is not None  # without a guard a run is always written
     return made
@@ -119,12 +122,13 @@ def create_if(
     priority: int = 0,
     refresh: str = "",
     parent: str | None = None,
+    trace: str = "",
 ) -> RunStore | None:
     """:func:`create` under ``guard``: the run and the guard's writes, or nothing (None)
     when the guard refuses or a watched key changed. ``parent``: a child run's link to its
     sub-DAG node (:func:`dagrq.store.waits.parent_field`)."""
     write = guard.write if guard is not None else None
-    new = NewRun(plan, params, name, tags, trigger, write, priority, refresh, parent)
+    new = NewRun(plan, params, name, tags, trigger, write, priority, refresh, parent, trace)
 
     def prepare(pipe: Any) -> list[NewRun] | None:
         return [new] if guard is None or guard.allowed(pipe) else None
@@ -147,6 +151,8 @@ class NewRun:
     refresh: str = ""
     #: a child run's link to its parent's sub-DAG node (:func:`dagrq.store.waits.parent_field`)
     parent: str | None = None
+    #: the submitter's W3C traceparent (:mod:`dagrq.tracing`), or empty
+    trace: str = ""
 
     @property
     def admitted(self) -> bool:
@@ -236,6 +242,10 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
         meta["parent"] = new.parent
     if plan.emits:
         meta["emits"] = plan.emits
+    if plan.hooks:
+        meta["hooks"] = 1
+    if new.trace:
+        meta["trace"] = new.trace
     if admitted:
         roots = [s for s in specs.values() if s.starts_at_submit]
         meta["roots"] = flow.roots_field(plan, run_id, roots, new.priority)

@@ -203,6 +203,22 @@ class RunStore:
         raw = self.connection.hget(runkeys.run_key(self.run_id), "state")
         return raw.decode() if raw is not None else None
 
+    def trace_parent(self) -> str | None:
+        """The W3C ``traceparent`` the submitter's trace context was stored as (``trace``
+        field; docs/observability.md), or None for a run submitted without tracing."""
+        raw = self.connection.hget(runkeys.run_key(self.run_id), "trace")
+        return raw.decode() if raw else None
+
+    def trace_context(self, parents: Sequence[str]) -> tuple[str | None, dict[str, int]]:
+        """The stored ``traceparent`` (see :meth:`trace_parent`) and each of ``parents``'
+        attempts so far, in one round trip (a traced node's span links its parents')."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hget(runkeys.run_key(self.run_id), "trace")
+            pipe.hmget(runkeys.nodes_key(self.run_id), [f"{p}:attempts" for p in parents] or ["-"])
+            trace, counts = pipe.execute()
+        attempts = {p: int(n) for p, n in zip(parents, counts, strict=False) if n}
+        return (trace.decode() if trace else None), attempts
+
     @property
     def plan(self) -> Plan:
         """The run's plan (read from Redis once when the handle was made without one).

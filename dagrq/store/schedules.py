@@ -72,14 +72,17 @@ class ScheduleState:
     buffered_ms: int | None = None
     missed: int = 0
     skipped: int = 0
+    #: how late the leader made the last tick's run (ms after the tick), or None
+    late_ms: int | None = None
 
 
 def state(connection: Any, schedule: str) -> ScheduleState:
     """One schedule's state (``<dag>:<name>``)."""
-    return _state(connection.hgetall(keys.schedule_key(schedule)))
+    return state_of(connection.hgetall(keys.schedule_key(schedule)))
 
 
-def _state(found: dict[bytes, bytes]) -> ScheduleState:
+def state_of(found: dict[bytes, bytes]) -> ScheduleState:
+    """A schedule's state from its hash's fields (``HGETALL``)."""
     raw = {k.decode(): v.decode() for k, v in found.items()}
     return ScheduleState(
         last_tick_ms=int(raw["last_tick"]) if raw.get("last_tick") else None,
@@ -88,6 +91,7 @@ def _state(found: dict[bytes, bytes]) -> ScheduleState:
         buffered_ms=int(raw["buffered"]) if raw.get("buffered") else None,
         missed=int(raw.get("missed", 0)),
         skipped=int(raw.get("skipped", 0)),
+        late_ms=int(raw["late_ms"]) if raw.get("late_ms") else None,
     )
 
 
@@ -134,7 +138,7 @@ def listing(connection: Any, declared: Sequence[Schedule]) -> list[dict[str, Any
     found = states(connection, [s.key for s in declared])
     last_runs = [found[s.key].last_run for s in declared]
     last_states = run_states(connection, [r for r in last_runs if r])
-    state_of = dict(zip([r for r in last_runs if r], last_states, strict=True))
+    states_of_runs = dict(zip([r for r in last_runs if r], last_states, strict=True))
     now = datetime.now(UTC)
     out = []
     for schedule in declared:
@@ -154,7 +158,7 @@ def listing(connection: Any, declared: Sequence[Schedule]) -> list[dict[str, Any
                 "paused": state.paused,
                 "last_tick": iso(state.last_tick_ms),
                 "last_run": state.last_run,
-                "last_state": state_of.get(state.last_run or ""),
+                "last_state": states_of_runs.get(state.last_run or ""),
                 "next": upcoming,
                 "missed": state.missed,
                 "skipped": state.skipped,
@@ -237,7 +241,11 @@ class Claim:
         pipe.set(self.key, run_id, ex=TICK_TTL_S)
         if token:
             _advance(pipe, self.schedule, self.tick_ms)
-            pipe.hset(keys.schedule_key(self.schedule), "last_run", run_id)
+            late_ms = max(0, int(time.time() * 1000) - self.tick_ms)
+            pipe.hset(
+                keys.schedule_key(self.schedule),
+                mapping={"last_run": run_id, "late_ms": late_ms},
+            )
         if self.buffered:
             pipe.hdel(keys.schedule_key(self.schedule), "buffered")
         pipe.zadd(keys.schedule_runs_key(self.schedule), {run_id: self.tick_ms})
@@ -279,7 +287,7 @@ def states(connection: Any, schedules: Sequence[str]) -> dict[str, ScheduleState
     pipe = connection.pipeline(transaction=False)
     for schedule in schedules:
         pipe.hgetall(keys.schedule_key(schedule))
-    return {s: _state(raw) for s, raw in zip(schedules, pipe.execute(), strict=True)}
+    return {s: state_of(raw) for s, raw in zip(schedules, pipe.execute(), strict=True)}
 
 
 def running_of(connection: Any, schedules: Sequence[str]) -> dict[str, list[str]]:

@@ -235,11 +235,35 @@ def _text(value: Any) -> str:
 def subscribe(connection: Any, dag: str) -> None:
     """Make DAG ``dag``'s consumer group of the event stream, if it has none: it reads the
     events emitted from now on."""
+    make_group(connection, keys.EVENTS_KEY, keys.event_group(dag))
+
+
+def make_group(connection: Any, stream: str, group: str) -> None:
+    """Make consumer group ``group`` of ``stream`` (and the stream), if it has none: it reads
+    the entries added from now on."""
     try:
-        connection.xgroup_create(keys.EVENTS_KEY, keys.event_group(dag), id="$", mkstream=True)
+        connection.xgroup_create(stream, group, id="$", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def read_group(
+    connection: Any, stream: str, group: str, consumer: str, *, count: int, idle_ms: int
+) -> list[tuple[str, dict[str, str]]]:
+    """Entries of ``stream`` for ``group``: first those another reader took ``idle_ms`` ago
+    and never acknowledged (it died), then new ones; ``(id, fields)`` each, to be
+    acknowledged (``XACK``) once handled."""
+    _, stale, *_ = connection.xautoclaim(
+        stream, group, consumer, idle_ms, start_id="0-0", count=count
+    )
+    fresh = connection.xreadgroup(group, consumer, {stream: ">"}, count=count)
+    entries = list(stale) + [e for _, batch in fresh for e in batch]
+    return [
+        (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+        for entry_id, fields in entries
+        if fields  # an entry trimmed from the stream meanwhile has none
+    ]
 
 
 @dataclass(frozen=True)
@@ -257,19 +281,13 @@ def read_events(
 ) -> list[Emitted]:
     """Events for DAG ``dag``'s group: first those another reader took ``idle_ms`` ago and
     never acknowledged (it died), then new ones; each is to be :func:`acknowledged`."""
-    group = keys.event_group(dag)
-    _, stale, *_ = connection.xautoclaim(
-        keys.EVENTS_KEY, group, consumer, idle_ms, start_id="0-0", count=count
+    entries = read_group(
+        connection, keys.EVENTS_KEY, keys.event_group(dag), consumer, count=count, idle_ms=idle_ms
     )
-    fresh = connection.xreadgroup(group, consumer, {keys.EVENTS_KEY: ">"}, count=count)
-    entries = list(stale) + [e for _, batch in fresh for e in batch]
-    out = []
-    for event_id, fields in entries:
-        if not fields:  # trimmed from the stream meanwhile
-            continue
-        f = {_text(k): _text(v) for k, v in fields.items()}
-        out.append(Emitted(_text(event_id), f["name"], json.loads(f["data"]), f.get("key") or None))
-    return out
+    return [
+        Emitted(event_id, f["name"], json.loads(f["data"]), f.get("key") or None)
+        for event_id, f in entries
+    ]
 
 
 def acknowledged(connection: Any, dag: str, event_id: str) -> None:

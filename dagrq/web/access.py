@@ -17,12 +17,15 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def guard(request: Request, *, action: bool = False) -> Response | None:
     """None when ``request`` may go on; else the 403 answer. Every request needs the token
-    when the app requires it; an action always does."""
+    when the app requires it; an action always does. The token comes as ``Authorization:
+    Bearer``, ``X-Dagrq-Token``, ``?token=`` or the cookie a page set."""
     state = request.app.state
     if not (action or state.require_token):
         return None
+    bearer = request.headers.get("authorization", "")
     given = (
-        request.headers.get("x-dagrq-token")
+        (bearer[7:] if bearer[:7].lower() == "bearer " else "")
+        or request.headers.get("x-dagrq-token")
         or request.query_params.get("token")
         or request.cookies.get("dagrq_token")
         or ""

@@ -38,6 +38,21 @@ async def pools(request: Request) -> Response:
     return JSONResponse([x.to_dict() for x in found])
 
 
+async def metrics(request: Request) -> Response:
+    """``/metrics``: the deployment's Prometheus metrics (:mod:`dagrq.metrics`); off loopback
+    the UI's token is required, which Prometheus sends as ``Authorization: Bearer <token>``
+    (its scrape config's ``authorization`` block)."""
+    if (denied := guard(request)) is not None:
+        return denied
+    from .. import metrics as prom
+
+    state = request.app.state
+    if getattr(state, "metrics", None) is None:
+        state.metrics = prom.registry(state.connection)
+    body = await in_thread(prom.render, state.metrics)
+    return Response(body, media_type=prom.CONTENT_TYPE_LATEST)
+
+
 async def runs(request: Request) -> Response:
     """``/api/runs?dag=&state=&limit=``: run summaries, newest first."""
     if (denied := guard(request)) is not None:

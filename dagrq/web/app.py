@@ -6,7 +6,8 @@ from the run's event stream over server-sent events, a progress bar, params, tim
 details on click; cancel and resume buttons), ``/dags/<name>`` (structure, cost report, recent
 runs). JSON (:mod:`dagrq.web.api`): ``/api/runs``, ``/api/runs/<id>``,
 ``/api/runs/<id>/nodes/<node>`` (the CLI's ``--json`` shapes), ``/api/runs/<id>/events``;
-POST ``/api/runs/<id>/cancel|resume`` and ``/api/runs/<id>/nodes/<node>/signal``.
+POST ``/api/runs/<id>/cancel|resume`` and ``/api/runs/<id>/nodes/<node>/signal``;
+``/metrics`` (Prometheus, :mod:`dagrq.metrics`).
 
 Safety: actions are POSTs that carry the page's token (``X-Dagrq-Token``); a bind other
 than loopback needs ``--token`` and then every request carries it (``?token=`` once sets a
@@ -50,6 +51,7 @@ def create_app(
         Route("/static/{name}", static),
         Route("/api/runs", api.runs),
         Route("/api/pools", api.pools),
+        Route("/metrics", api.metrics),
         Route("/api/runs/{run_id}", api.run),
         Route("/api/runs/{run_id}/nodes/{node}", api.node),
         Route("/api/runs/{run_id}/events", api.events),

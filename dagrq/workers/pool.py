@@ -45,6 +45,8 @@ from ..jobs.lost import settle_lost
 from ..model.dag import DAG
 from ..model.node import one_line_error
 from ..store import rqjobs
+from . import logformat
+from .hooks import HookThread, hooked
 from .leased import DEFAULT_LEASE_S, how_it_ended, rq_queues
 from .processes import die_with
 from .scheduling import SchedulerThread
@@ -225,7 +227,8 @@ class Pool(WorkerPool):
             warn_if_volatile(self.connection, self.settings.where)
         self.start_workers(burst=burst, logging_level=logging_level)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
-        threads = [t for t in (self._scheduler(burst), self._triggers(burst)) if t is not None]
+        started = (self._scheduler(burst), self._triggers(burst), self._hooks())
+        threads = [t for t in started if t is not None]
         while self.worker_dict:
             self._wait()
             self._enforce_deadlines()
@@ -259,6 +262,17 @@ class Pool(WorkerPool):
         thread = TriggerThread(self.settings.connect, dags)
         thread.start()
         log.info("event triggers of %s", ", ".join(d.name for d in dags))
+        return thread
+
+    def _hooks(self) -> HookThread | None:
+        """The alert-hook thread, when a DAG served has hooks or this process traces (in
+        burst mode too: it reads once more as the pool stops)."""
+        dags = hooked(self.settings.dags)
+        if not dags:
+            return None
+        thread = HookThread(self.settings.connect, dags)
+        thread.start()
+        log.info("alert hooks and run spans of %s", ", ".join(d.name for d in dags))
         return thread
 
     def _wait(self) -> None:
@@ -339,14 +353,15 @@ class Pool(WorkerPool):
 
 
 #: the format of a worker's own log lines (on stderr; nodes' output goes to their logs)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = logformat.TEXT
 
 
 def configure_logging(level: str) -> None:
-    """Worker log lines (RQ's and dagrq's) to stderr in :data:`LOG_FORMAT` at ``level``;
+    """Worker log lines (RQ's and dagrq's) to stderr at ``level``, as text (:data:`LOG_FORMAT`)
+    or JSON lines (``$DAGRQ_LOG_FORMAT``, :mod:`dagrq.workers.logformat`);
     RQ then adds no handler of its own (it would write to stdout)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logformat.formatter())
     for name in ("rq", "dagrq"):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):

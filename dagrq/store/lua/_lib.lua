@@ -68,6 +68,44 @@ local function event(R, name, state, field, value)
   end
 end
 
+-- ---------------------------------------------------------------- metrics
+-- (docs/observability.md; dagrq/store/metrics.py reads them)
+
+-- dagrq.store.keys.METRICS_KEY, HOOKS_PREFIX, HOOKS_MAX
+local METRICS = 'dagrq:metrics'
+local HOOKS = 'dagrq:hooks:'
+local HOOKS_MAX = 10000
+-- dagrq.model.observe.BUCKETS: the histograms' upper bounds, seconds (tests/test_metrics.py
+-- keeps them equal); a value above the last counts in bucket #BUCKETS + 1 (+Inf)
+local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+  3600}
+
+-- Count one more of DAG `dag`'s `field` (field `<dag>|<field>` of the one counters hash, kept
+-- forever: a count survives restarts).
+local function count(dag, field)
+  if dag then redis.call('HINCRBY', METRICS, dag .. '|' .. field, 1) end
+end
+
+-- Observe `seconds` in DAG `dag`'s histogram `prefix` ('d|<node>' durations, 'w|<node>' queue
+-- waits): one bucket (not cumulative: the exporter sums them) and the sum.
+local function observe(dag, prefix, seconds)
+  if not dag or not seconds or seconds < 0 then return end
+  local i = #BUCKETS + 1
+  for j, le in ipairs(BUCKETS) do
+    if seconds <= le then i = j; break end
+  end
+  redis.call('HINCRBY', METRICS, dag .. '|' .. prefix .. '|' .. i, 1)
+  redis.call('HINCRBYFLOAT', METRICS, dag .. '|' .. prefix .. '|sum',
+    string.format('%.6f', seconds))
+end
+
+-- A run with alert hooks or a trace ('hooks' or 'trace' in its hash) has news for its DAG's
+-- hook stream, read by the workers (dagrq/workers/hooks.py), never acted on here.
+local function hook(dag, run_id, name, state, node, now)
+  redis.call('XADD', HOOKS .. dag, 'MAXLEN', '~', HOOKS_MAX, '*', 'run', run_id, 'event', name,
+    'state', state, 'node', node or '', 'ts', now)
+end
+
 -- Wake workers blocked on a queue's doorbell list (see keys.doorbell_key); the list is kept
 -- short: a token only says "look again".
 local function ring(bell)
@@ -270,17 +308,22 @@ local function wake(n, node, now)
 end
 
 -- A run ended in `state`: a child run wakes its parent's sub-DAG node ('parent': JSON
--- {n = the parent's nodes key, node}); a run that succeeded emits its DAG's event ('emits').
+-- {n = the parent's nodes key, node}); a run that succeeded emits its DAG's event ('emits');
+-- the run is counted, and its hooks hear of it.
 local function run_over(run_key, state, now)
-  local meta = redis.call('HMGET', run_key, 'parent', 'emits')
+  local meta = redis.call('HMGET', run_key, 'parent', 'emits', 'dag', 'hooks', 'trace')
+  local id = string.match(run_key, '{(.*)}')
   if meta[1] then
     local p = cjson.decode(meta[1])
     wake(p.n, p.node, now)
   end
   if meta[2] and state == 'succeeded' then
-    local id = string.match(run_key, '{(.*)}')
-    local data = cjson.encode({run = id, dag = redis.call('HGET', run_key, 'dag')})
+    local data = cjson.encode({run = id, dag = meta[3]})
     emit(meta[2], data, 'run:' .. id, now)
+  end
+  count(meta[3], 'run|' .. state)
+  if meta[3] and (meta[4] or meta[5]) then
+    hook(meta[3], id, 'end', state, '', now)
   end
 end
 
@@ -313,6 +356,12 @@ end
 -- (failed) or the reason it was skipped (a Skip, say), or nil.
 local function finish(R, name, state, why)
   redis.call('HSET', R.nodes, name .. ':state', state, name .. ':ended', R.now)
+  R.dag = R.dag or redis.call('HGET', R.run, 'dag')
+  count(R.dag, 'n|' .. name .. '|' .. state)
+  if state == 'succeeded' or state == 'failed' then
+    local started = redis.call('HGET', R.nodes, name .. ':started')
+    if started then observe(R.dag, 'd|' .. name, tonumber(R.now) - tonumber(started)) end
+  end
   if why and state == 'skipped' then
     redis.call('HSET', R.nodes, name .. ':reason', why)
     event(R, name, state, 'reason', why)

@@ -15,7 +15,8 @@
 --
 -- Returns 'waiting' (the job is in its queue or its priority set: nothing to do), 'claimed' (in the intermediate
 -- list and ARGV[2] is '0'), 'unwanted' (the node moved on meanwhile), 'gone' (no job hash),
--- or 'pushed' (it was put back at the head of its queue; the node's redriven count grows).
+-- or 'pushed' (it was put back at the head of its queue; the node's redriven count grows, and
+-- dagrq:metrics's redrives).
 
 local job_id = ARGV[1]
 local state = redis.call('HGET', KEYS[5], ARGV[3] .. ':state')
@@ -38,4 +39,5 @@ redis.call('HSET', KEYS[3], 'status', 'queued')
 redis.call('LPUSH', KEYS[1], job_id)
 ring(KEYS[4])
 redis.call('HINCRBY', KEYS[5], ARGV[3] .. ':redriven', 1)
+redis.call('HINCRBY', METRICS, '*|redrives', 1)
 return 'pushed'

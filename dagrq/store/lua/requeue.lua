@@ -13,6 +13,9 @@
 -- What the failed attempt held of a limit (<node>:holds) is given back (_lib.lua's release):
 -- the retry takes its slots again when it is claimed.
 --
+-- The retry is counted (dagrq:metrics:<dag>: r|<node>, the attempt's duration), and a run
+-- with alert hooks tells its DAG's hook stream (event 'retry', state: the attempt's number).
+--
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running (or a
 -- later attempt has started: a stale attempt changes nothing).
 
@@ -34,4 +37,11 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], ARGV[1] .. ':tb@' .. n, ARGV[5])
 end
 event({events = KEYS[2], now = ARGV[3]}, ARGV[1], 'queued', 'error', ARGV[2])
+local run = redis.call('HMGET', string.sub(KEYS[1], 1, -7), 'dag', 'hooks') -- <run>:nodes
+count(run[1], 'r|' .. ARGV[1])
+local started = redis.call('HGET', KEYS[1], ARGV[1] .. ':started')
+if started then observe(run[1], 'd|' .. ARGV[1], tonumber(ARGV[3]) - tonumber(started)) end
+if run[1] and run[2] then
+  hook(run[1], string.match(KEYS[1], '{(.*)}'), 'retry', n, ARGV[1], ARGV[3])
+end
 return 1

@@ -34,7 +34,10 @@
 -- A node that will not run (final, or its run ended) gives back what its claim took of a limit
 -- (<node>:holds; _lib.lua's release).
 --
--- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended; others read only.
+-- Metrics (_lib.lua's count, observe): an attempt started, and the first attempt's queue wait.
+--
+-- Keys touched: KEYS[2] written (HSET, HINCRBY, EXPIRE), KEYS[4] appended, the DAG's
+-- counters (dagrq:metrics:<dag>); others read only.
 
 -- is_final() and event() live in _lib.lua.
 
@@ -59,7 +62,7 @@ if state ~= 'queued' and state ~= 'running' then
   return {'refused', state or 'unknown'} -- pending: its job was pushed by something else
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'params', 'plan', 'refresh')
+local meta = redis.call('HMGET', KEYS[1], 'params', 'plan', 'refresh', 'dag')
 if meta[2] ~= ARGV[4] then
   return {'other_version', meta[2] or ''}
 end
@@ -69,6 +72,10 @@ redis.call('HSET', KEYS[2], node .. ':state', 'running', node .. ':started', ARG
 local attempt = redis.call('HINCRBY', KEYS[2], node .. ':attempts', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 event({events = KEYS[4], now = ARGV[2]}, node, 'running', 'attempt', attempt)
+count(meta[4], 's|' .. node)
+if attempt == 1 and read[4] then -- queue wait: from being put on its queue to this start
+  observe(meta[4], 'w|' .. node, tonumber(ARGV[2]) - tonumber(read[4]))
+end
 
 local reply = {'run', attempt, meta[1], meta[3] or '', read[3] or '', read[4] or ''}
 local fired_with = redis.call('EXISTS', KEYS[3]) == 1

@@ -1,0 +1,180 @@
+"""Observability against real parts: Debian's Prometheus scraping `dagrq metrics` and
+`dagrq ui`, alert hooks and a webhook receiver, OpenTelemetry traces across two worker
+processes, JSON log lines (docs/observability.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from dagrq import metrics
+from dagrq.errors import RunFailed
+from dagrq.model.observe import BUCKETS
+from dagrq.store import keys
+
+from .helpers import Processes, Workers, pipeline
+from .pipelines import observe
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """A loopback webhook receiver that answers 500 to the first POST, 200 after."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                posts.append(body)
+                self.send_response(500 if len(posts) == 1 else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def _until(check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
+
+
+def _query(prom: str, expr: str) -> dict[str, float]:
+    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            data = json.load(answer)["data"]["result"]
+    except OSError:
+        return {}
+    return {r["metric"].get("job", ""): float(r["value"][1]) for r in data}
+
+
+def test_the_lua_buckets_are_the_python_ones() -> None:
+    lib = resources.files("dagrq.store").joinpath("lua", "_lib.lua").read_text()
+    assert f"local METRICS = '{keys.METRICS_KEY}'" in lib
+    assert f"local HOOKS = '{keys.HOOKS_PREFIX}'" in lib
+    spelled = lib.split("local BUCKETS = {")[1].split("}")[0]
+    assert [float(b) for b in spelled.replace("\n", " ").split(",")] == list(BUCKETS)
+
+
+def test_a_scrape_costs_one_command_more_per_active_run_and_nothing_per_ended_one(
+    quiet_conn: redis.Redis,
+) -> None:
+    """The exporter's Redis commands per scrape, counted on a server of its own."""
+    registry = metrics.registry(quiet_conn)
+
+    def commands() -> int:
+        before = int(quiet_conn.info("stats")["total_commands_processed"])
+        metrics.render(registry)
+        return int(quiet_conn.info("stats")["total_commands_processed"]) - before - 1
+
+    observe.ok.submit(quiet_conn)
+    one = commands()
+    for _ in range(9):
+        observe.ok.submit(quiet_conn)
+    ten = commands()
+    assert ten - one == 9  # one HMGET per active run, in one pipelined round trip
+    print(f"commands per scrape: {one} with one active run and one queue")
+    assert one <= 20
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="apt-get install prometheus")
+def test_prometheus_scrapes_counters_histograms_and_hooks_run_once(
+    redis_url: str, conn: redis.Redis, workers: Workers, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A run that retries one node and fails another, read back through Prometheus's own
+    query API from both exporters; its failing on_failure hook changes nothing; the webhook
+    gets one delivery per run end, retried after a 500."""
+    workers.procs.env["T_OBS_WEBHOOK"] = receiver.url
+    exporter, ui, prom_port = _port(), _port(), _port()
+    env = {"DAGRQ_URL": redis_url}
+    (tmp_path / "side").mkdir()
+    side = Processes(tmp_path / "side", env=env, cwd=tmp_path)
+    side.start(["dagrq", "metrics", "--port", str(exporter)], 1)
+    side.start(["dagrq", "ui", "--port", str(ui)], 1)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n"
+        f"  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"
+        f"  - job_name: ui\n    static_configs: [{{targets: ['127.0.0.1:{ui}']}}]\n"
+    )
+    side.start(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        1,
+    )
+    try:
+        workers.start(pipeline("observe", "dag"), 2, pipeline("observe", "ok"))
+        run = observe.dag.submit(conn)
+        with pytest.raises(RunFailed):
+            run.wait(timeout=60)
+        observe.ok.submit(conn).wait(timeout=60)
+        prom = f"http://127.0.0.1:{prom_port}"
+        expected = {
+            'dagrq_node_retries_total{dag="t_obs",node="flaky"}': 1.0,
+            'dagrq_nodes_total{dag="t_obs",node="broken",state="failed"}': 1.0,
+            'dagrq_nodes_total{dag="t_obs",node="joined",state="succeeded"}': 1.0,
+            'dagrq_node_attempts_total{dag="t_obs",node="flaky"}': 2.0,
+            'dagrq_runs_total{dag="t_obs",state="failed"}': 1.0,
+            'dagrq_runs_total{dag="t_obs_ok",state="succeeded"}': 1.0,
+            'dagrq_node_duration_seconds_count{dag="t_obs",node="a"}': 1.0,
+        }
+        for expr, value in expected.items():
+            got = _until(lambda e=expr: len(_query(prom, e)) == 2 and _query(prom, e), 30)
+            assert got == {"exporter": value, "ui": value}, expr
+        slow = _query(prom, 'dagrq_node_duration_seconds_bucket{node="a",le="0.25"}')
+        assert slow == {"exporter": 0.0, "ui": 0.0}  # a slept 0.3 s: above that bucket
+        heard = _until(lambda: len(conn.lrange(f"test:obs:{run.id}", 0, -1)) >= 2, 15)
+        assert heard
+        events = sorted(json.loads(e)[0] for e in conn.lrange(f"test:obs:{run.id}", 0, -1))
+        assert events == ["failure", "retry"]  # once each; the failing hook changed nothing
+        assert run.status().state == "failed"
+        assert _until(lambda: len(receiver.posts) >= 3, 20)
+        time.sleep(1)
+        deliveries = {p["delivery"] for p in receiver.posts}
+        assert len(receiver.posts) == 3 and len(deliveries) == 2  # the first retried once
+        assert {p["event"] for p in receiver.posts} == {"run.failed", "run.succeeded"}
+        assert {p["run"]["id"] for p in receiver.posts} == {run.id, *(
+            p["run"]["id"] for p in receiver.posts if p["event"] == "run.succeeded"
+        )}
+    finally:
+        side.stop()
