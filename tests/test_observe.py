@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -44,7 +43,7 @@ class Receiver:
         posts = self.posts
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 posts.append(body)
                 self.send_response(500 if len(posts) == 1 else 200)
@@ -173,8 +172,86 @@ def test_prometheus_scrapes_counters_histograms_and_hooks_run_once(
         deliveries = {p["delivery"] for p in receiver.posts}
         assert len(receiver.posts) == 3 and len(deliveries) == 2  # the first retried once
         assert {p["event"] for p in receiver.posts} == {"run.failed", "run.succeeded"}
-        assert {p["run"]["id"] for p in receiver.posts} == {run.id, *(
-            p["run"]["id"] for p in receiver.posts if p["event"] == "run.succeeded"
-        )}
+        assert {p["run"]["id"] for p in receiver.posts} == {
+            run.id,
+            *(p["run"]["id"] for p in receiver.posts if p["event"] == "run.succeeded"),
+        }
     finally:
         side.stop()
+
+
+@pytest.fixture
+def tracer() -> Iterator[Any]:
+    """The OpenTelemetry SDK with an in-memory exporter as this process's tracer provider,
+    put back to none afterwards (other tests submit untraced)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    yield exporter
+    trace._TRACER_PROVIDER = None  # the SDK has no public reset; its own tests do this
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+
+
+def test_one_trace_from_the_submitter_through_two_workers_and_json_logs(
+    conn: redis.Redis, workers: Workers, tmp_path: Path, tracer: Any
+) -> None:
+    """The submitter's span, the run span and every node attempt's span in one trace, with
+    the right parents and links, across two worker processes writing spans to a file; the
+    failing node's span holds its exception; the workers' JSON log lines name run, node,
+    attempt and trace."""
+    from opentelemetry import trace
+
+    spans_file = tmp_path / "spans.jsonl"
+    workers.procs.env["DAGRQ_OTEL_FILE"] = str(spans_file)
+    workers.start(pipeline("observe", "dag"), 2, "--log-format", "json", "--log-level", "INFO")
+    with trace.get_tracer("test").start_as_current_span("request") as request:
+        run = observe.dag.submit(conn)
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+
+    def spans() -> list[dict[str, Any]]:
+        lines = spans_file.read_text().splitlines() if spans_file.exists() else []
+        return [json.loads(line) for line in lines]
+
+    assert _until(lambda: any(s["name"] == "run t_obs" for s in spans()), 20)
+    trace_id = f"0x{request.get_span_context().trace_id:032x}"
+    mine = {s["context"]["span_id"]: s for s in spans() if s["context"]["trace_id"] == trace_id}
+    assert len(mine) == len(spans())  # nothing outside the submitter's trace
+    submit = next(s for s in tracer.get_finished_spans() if s.name == "submit t_obs")
+    assert submit.parent.span_id == request.get_span_context().span_id
+    (run_span,) = [s for s in mine.values() if s["name"] == "run t_obs"]
+    assert run_span["parent_id"] == f"0x{submit.context.span_id:016x}"
+    assert run_span["status"]["status_code"] == "ERROR"
+    nodes = [s for s in mine.values() if s["name"].startswith("process t_obs.")]
+    attempts = sorted(
+        (s["attributes"]["dagrq.node"], s["attributes"]["dagrq.attempt"]) for s in nodes
+    )
+    assert attempts == [
+        ("a", 1),
+        ("b", 1),
+        ("broken", 1),
+        ("flaky", 1),
+        ("flaky", 2),
+        ("joined", 1),
+    ]
+    assert {s["parent_id"] for s in nodes} == {run_span["context"]["span_id"]}
+    assert len({s["attributes"]["dagrq.worker"] for s in nodes}) == 2  # two processes
+    by = {(s["attributes"]["dagrq.node"], s["attributes"]["dagrq.attempt"]): s for s in nodes}
+    linked = {link["context"]["span_id"] for link in by["joined", 1]["links"]}
+    assert linked == {by["flaky", 2]["context"]["span_id"], by["b", 1]["context"]["span_id"]}
+    (raised,) = [e for e in by["broken", 1]["events"] if e["name"] == "exception"]
+    assert raised["attributes"]["exception.type"] == "ValueError"
+    assert by["broken", 1]["status"]["status_code"] == "ERROR"
+
+    lines = [ln for ln in workers.logs().splitlines() if ln and not ln.startswith("--- ")]
+    logged = [json.loads(ln) for ln in lines]  # every line parses
+    failed = [r for r in logged if r.get("node") == "broken" and "failed" in r["message"]]
+    assert failed and failed[0]["run"] == run.id and failed[0]["attempt"] == 1
+    assert failed[0]["trace_id"] == trace_id.removeprefix("0x")

@@ -123,6 +123,13 @@ class Attempt:
         error = attempt_error(exc, self.spec)
         trace = "".join(traceback.format_exception(exc))
         self.store.log_error(self.spec.name, self.number, error)  # the attempt's last line
+        log.warning(
+            "run %s: node %s attempt %d failed: %s",
+            self.store.run_id,
+            self.spec.name,
+            self.number,
+            error,
+        )
         if settle_failure(retries_left=self.job.retries_left) == "retry":
             self.store.requeue(self.spec.name, error, self.number, trace)
             return

@@ -10,6 +10,8 @@ callable and any DAG it has not loaded.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from .. import tracing
@@ -119,7 +121,11 @@ def _span(began: Attempt) -> Any:
     """The span of a traced attempt (:func:`dagrq.tracing.node_span`)."""
     spec, store = began.spec, began.store
     trace, parents = store.trace_context(spec.parents)
-    where = {"messaging.destination.name": began.job.origin, "messaging.message.id": began.job.id}
+    where = {
+        "messaging.destination.name": began.job.origin,
+        "messaging.message.id": began.job.id,
+        "dagrq.worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
     return tracing.node_span(
         store.run_id, began.dag.name, spec.name, began.number, trace, parents, where
     )
