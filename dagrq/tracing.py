@@ -165,10 +165,12 @@ def node_span(
     traceparent: str | None,
     parents: dict[str, int],
     attributes: dict[str, Any],
+    part: str = "",
 ) -> Iterator[None]:
     """Around one attempt of ``node``: its span, a child of the run span, linked to the span
     of each parent's last attempt (``parents``: name -> attempts); an exception escaping
-    is recorded on it (and raised on)."""
+    is recorded on it (and raised on). ``part`` names a map's chunk job (its own span,
+    ``process <dag>.<node>[<part>]``)."""
     api = _trace()
     trace_id, _ = _parsed(traceparent, run_id)
     links = [
@@ -183,9 +185,9 @@ def node_span(
         for p, n in sorted(parents.items())
         if n
     ]
-    tracer = _tracer(node_span_id(run_id, node, attempt), trace_id)
-    with tracer.start_as_current_span(
-        f"process {dag}.{node}",
+    span_id = node_span_id(run_id, f"{node}[{part}]" if part else node, attempt)
+    with _tracer(span_id, trace_id).start_as_current_span(
+        f"process {dag}.{node}" + (f"[{part}]" if part else ""),
         context=_context(trace_id, run_span_id(run_id)),
         kind=api.SpanKind.CONSUMER,
         links=links,

@@ -255,3 +255,12 @@ def test_one_trace_from_the_submitter_through_two_workers_and_json_logs(
     failed = [r for r in logged if r.get("node") == "broken" and "failed" in r["message"]]
     assert failed and failed[0]["run"] == run.id and failed[0]["attempt"] == 1
     assert failed[0]["trace_id"] == trace_id.removeprefix("0x")
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_exporter_has(quiet_conn: redis.Redis) -> None:
+    import re
+
+    families = {m.name for m in metrics.Collector(quiet_conn).collect()}
+    dashboard = (Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text()
+    used = {re.sub(r"_(total|bucket)$", "", n) for n in re.findall(r"dagrq_[a-z_]+", dashboard)}
+    assert used and used <= families, used - families

@@ -22,7 +22,7 @@ from ..model.jobref import JobRef
 from ..model.waits import Waiting
 from ..store import rqjobs
 from . import waits
-from .attempt import Attempt, Summary, begin, kept_at_claim, run_node
+from .attempt import Attempt, Summary, begin, kept_at_claim, run_node, store_for
 from .fanout import expand, run_items
 
 _SERVED: dict[str, DAG] = {}
@@ -105,7 +105,12 @@ def execute_node(
             "the job was not made by this DAG's submit"
         )
     job = rqjobs.current_job()
-    if not ref.own:
+    if not ref.own:  # a chunk of a map's items (or one item on its own)
+        if tracing.enabled():
+            part = f"chunk {chunk}" if chunk is not None else f"item {item}"
+            trace, _ = store_for(job, run).trace_context(())
+            with tracing.node_span(run, dag, node, job.retries_left or 0, trace, {}, {}, part):
+                return run_items(served_dag, job, ref)
         return run_items(served_dag, job, ref)
     began = begin(served_dag, job, ref)
     if not isinstance(began, Attempt):
