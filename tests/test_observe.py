@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -264,3 +265,35 @@ def test_the_grafana_dashboard_uses_only_metrics_the_exporter_has(quiet_conn: re
     dashboard = (Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text()
     used = {re.sub(r"_(total|bucket)$", "", n) for n in re.findall(r"dagrq_[a-z_]+", dashboard)}
     assert used and used <= families, used - families
+
+
+def test_ui_metrics_need_the_token_off_loopback_as_a_bearer(
+    redis_url: str, conn: redis.Redis, tmp_path: Path
+) -> None:
+    """`dagrq ui` bound beyond loopback (127.0.0.2 is not in its loopback list) serves
+    /metrics only to a request with its token as a bearer token."""
+    port = _port()
+    ui = Processes(tmp_path, env={"DAGRQ_URL": redis_url}, cwd=tmp_path)
+    ui.start(["dagrq", "ui", "--host", "127.0.0.2", "--port", str(port), "--token", "s3cret"], 1)
+    observe.ok.submit(conn)
+
+    def get(token: str | None) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.2:{port}/metrics")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    try:
+        assert _until(lambda: get(None)[0] == 403, 20)
+        assert get("nope")[0] == 403
+        status, text = get("s3cret")
+        assert status == 200
+        assert 'dagrq_runs_active{dag="t_obs_ok",state="running"} 1.0' in text
+    finally:
+        ui.stop()
