@@ -1,5 +1,5 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup, worker-cost, schedules, flow, cache, waits."""
+lost-worker, startup, worker-cost, schedules, flow, cache, waits, observe."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from . import (
     join_cost,
     lost_worker,
     map_scale,
+    observe,
     report,
     scale,
     schedules,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "flow": flow.main,
     "cache": cache.main,
     "waits": waits.main,
+    "observe": observe.main,
 }
 
 

@@ -88,6 +88,8 @@ def test_the_lua_buckets_are_the_python_ones() -> None:
     lib = resources.files("dagrq.store").joinpath("lua", "_lib.lua").read_text()
     assert f"local METRICS = '{keys.METRICS_KEY}'" in lib
     assert f"local HOOKS = '{keys.HOOKS_PREFIX}'" in lib
+    assert f"local TRACING = '{keys.TRACING_KEY}'" in lib
+    assert f"local HOOKS_MAX = {keys.HOOKS_MAX}" in lib
     spelled = lib.split("local BUCKETS = {")[1].split("}")[0]
     assert [float(b) for b in spelled.replace("\n", " ").split(",")] == list(BUCKETS)
 

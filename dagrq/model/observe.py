@@ -8,9 +8,9 @@ The Lua steps count into one hash (``dagrq:metrics``), one field per count, ``<d
 ``s|<node>``               attempts of the node started (``start.lua``)
 ``n|<node>|<state>``       the node ended in ``<state>`` (``_lib.lua``'s ``finish``)
 ``r|<node>``               failed attempts retried (``requeue.lua``)
-``d|<node>|<i>``, ``|sum`` attempt durations: bucket ``i`` of :data:`BUCKETS` (1-based,
-                           ``len + 1`` is +Inf), not cumulative; and their sum
-``w|<node>|<i>``, ``|sum`` queue waits of first attempts, the same way
+``d|<node>|<i>``, ``|us``  attempt durations: bucket ``i`` of :data:`BUCKETS` (1-based,
+                           ``len + 1`` is +Inf), not cumulative; and their sum in whole µs
+``w|<node>|<i>``, ``|us``  queue waits of first attempts, the same way
 =========================  ===========================================================
 
 and ``*|redrives``, ``*|lease_expiries`` for the reconciler's counts of no one DAG.
@@ -94,9 +94,10 @@ def parse_counts(raw: dict[str, str]) -> Counts:
     this version does not know is left out (a newer dagrq may count more).
 
     Examples:
-        >>> c = parse_counts({"etl|n|load|failed": "2", "etl|d|load|3": "1", "*|redrives": "4"})
-        >>> c.ended, c.durations["etl", "load"].counts[2], c.overall
-        ({('etl', 'load', 'failed'): 2}, 1, {'redrives': 4})
+        >>> c = parse_counts({"etl|n|load|failed": "2", "etl|d|load|3": "1",
+        ...                   "etl|d|load|us": "2500", "*|redrives": "4"})
+        >>> c.ended, c.durations["etl", "load"].counts[2], c.durations["etl", "load"].total
+        ({('etl', 'load', 'failed'): 2}, 1, 0.0025)
     """
     counts = Counts()
     for name, value in raw.items():
@@ -118,9 +119,9 @@ def parse_counts(raw: dict[str, str]) -> Counts:
 
 
 def _bucket(into: dict[tuple[str, str], Histogram], dag: str, parts: list[str], value: str) -> None:
-    """One histogram field (``<node>|<i>`` or ``<node>|sum``) into its histogram."""
+    """One histogram field (``<node>|<i>`` or ``<node>|us``) into its histogram."""
     histogram = into[dag, parts[1]]
-    if parts[2] == "sum":
-        histogram.total = float(value)
+    if parts[2] == "us":
+        histogram.total = int(value) / 1e6
     elif parts[2].isdigit() and 1 <= int(parts[2]) <= len(BUCKETS) + 1:
         histogram.counts[int(parts[2]) - 1] = int(value)

@@ -76,3 +76,9 @@ def claim_once(connection: Any, news: News, ttl_s: int) -> bool:
     """True for the one caller that may act on ``news`` (kept ``ttl_s``): a callback runs
     once even when a reader presumed dead had taken it."""
     return bool(connection.set(keys.hook_done_key(news.run_id, news.key), 1, nx=True, ex=ttl_s))
+
+
+def tracing_here(connection: Any) -> None:
+    """Say that a worker traces (for :data:`~dagrq.store.keys.TRACING_TTL_S`): runs ending
+    meanwhile tell their DAG's hook stream, for their run spans."""
+    connection.set(keys.TRACING_KEY, 1, ex=keys.TRACING_TTL_S)

@@ -277,6 +277,11 @@ HOOKS_PREFIX = f"{PREFIX}:hooks:"
 HOOKS_MAX = 10_000
 #: the consumer group of every hook stream
 HOOKS_GROUP = f"{PREFIX}:hooks"
+#: exists while a worker traces (set by its hook thread, expiring): every run's end then goes
+#: to its DAG's hook stream, so its run span is emitted even when the submitter did not trace
+TRACING_KEY = f"{PREFIX}:tracing"
+#: seconds :data:`TRACING_KEY` lives; a tracing worker renews it every third of that
+TRACING_TTL_S = 120
 
 
 def hooks_key(dag: str) -> str:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -28,7 +29,7 @@ from ..model.dag import DAG
 from ..model.hooks import WEBHOOK_TIMEOUT_S, WEBHOOK_TRIES, HookEvent, end_kind
 from ..model.node import one_line_error
 from ..model.shapes import status_json
-from ..store import hooks, rqjobs
+from ..store import hooks, keys, rqjobs
 from ..store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,14 @@ class HookThread(threading.Thread):
         self.dags = list(dags)
         self.consumer = f"{socket.gethostname()}:{os.getpid()}"
         self._stopped = threading.Event()
+        self.tracing = tracing.enabled()
+        self._said_tracing = -math.inf
 
     def step(self) -> int:
         """Handle what is waiting for each DAG; how many entries were read."""
+        if self.tracing and time.monotonic() >= self._said_tracing + keys.TRACING_TTL_S / 3:
+            hooks.tracing_here(self.connection)
+            self._said_tracing = time.monotonic()
         seen = 0
         for dag in self.dags:
             for news in hooks.read(self.connection, dag.name, self.consumer):

@@ -51,7 +51,7 @@ local function decide(rule, total, s, f, k, u)
 end
 
 -- R = {run = run hash key, nodes = nodes hash key, events = the run's event stream key,
---      now = text, ttl = text, state = run state}
+--      now = text, ttl = text, state = run state, dag = the DAG's name (its counters)}
 
 -- Events kept per run (approximately: MAXLEN ~), so a stream stays bounded.
 local EVENTS_MAX = 10000
@@ -71,8 +71,9 @@ end
 -- ---------------------------------------------------------------- metrics
 -- (docs/observability.md; dagrq/store/metrics.py reads them)
 
--- dagrq.store.keys.METRICS_KEY, HOOKS_PREFIX, HOOKS_MAX
+-- dagrq.store.keys.METRICS_KEY, HOOKS_PREFIX, HOOKS_MAX, TRACING_KEY
 local METRICS = 'dagrq:metrics'
+local TRACING = 'dagrq:tracing'
 local HOOKS = 'dagrq:hooks:'
 local HOOKS_MAX = 10000
 -- dagrq.model.observe.BUCKETS: the histograms' upper bounds, seconds (tests/test_metrics.py
@@ -87,7 +88,8 @@ local function count(dag, field)
 end
 
 -- Observe `seconds` in DAG `dag`'s histogram `prefix` ('d|<node>' durations, 'w|<node>' queue
--- waits): one bucket (not cumulative: the exporter sums them) and the sum.
+-- waits): one bucket (not cumulative: the exporter sums them) and the sum, in whole
+-- microseconds (HINCRBY: HINCRBYFLOAT costs several times more inside a script).
 local function observe(dag, prefix, seconds)
   if not dag or not seconds or seconds < 0 then return end
   local i = #BUCKETS + 1
@@ -95,12 +97,12 @@ local function observe(dag, prefix, seconds)
     if seconds <= le then i = j; break end
   end
   redis.call('HINCRBY', METRICS, dag .. '|' .. prefix .. '|' .. i, 1)
-  redis.call('HINCRBYFLOAT', METRICS, dag .. '|' .. prefix .. '|sum',
-    string.format('%.6f', seconds))
+  redis.call('HINCRBY', METRICS, dag .. '|' .. prefix .. '|us', math.floor(seconds * 1e6 + 0.5))
 end
 
--- A run with alert hooks or a trace ('hooks' or 'trace' in its hash) has news for its DAG's
--- hook stream, read by the workers (dagrq/workers/hooks.py), never acted on here.
+-- A run with alert hooks or a trace ('hooks' or 'trace' in its hash), or any run while a
+-- worker traces (TRACING exists), has news for its DAG's hook stream, read by the workers
+-- (dagrq/workers/hooks.py: callbacks, webhooks, run spans), never acted on here.
 local function hook(dag, run_id, name, state, node, now)
   redis.call('XADD', HOOKS .. dag, 'MAXLEN', '~', HOOKS_MAX, '*', 'run', run_id, 'event', name,
     'state', state, 'node', node or '', 'ts', now)
@@ -322,7 +324,7 @@ local function run_over(run_key, state, now)
     emit(meta[2], data, 'run:' .. id, now)
   end
   count(meta[3], 'run|' .. state)
-  if meta[3] and (meta[4] or meta[5]) then
+  if meta[3] and (meta[4] or meta[5] or redis.call('EXISTS', TRACING) == 1) then
     hook(meta[3], id, 'end', state, '', now)
   end
 end
@@ -353,14 +355,13 @@ local function park_timer(R, name, due, w)
 end
 
 -- A node reached a final state: count it down; the last one ends the run. `why` is its error
--- (failed) or the reason it was skipped (a Skip, say), or nil.
-local function finish(R, name, state, why)
+-- (failed) or the reason it was skipped (a Skip, say), or nil. `started`: when the attempt
+-- that ended it started (its duration is observed), or nil. R.dag: the DAG's name (counted).
+local function finish(R, name, state, why, started)
   redis.call('HSET', R.nodes, name .. ':state', state, name .. ':ended', R.now)
-  R.dag = R.dag or redis.call('HGET', R.run, 'dag')
   count(R.dag, 'n|' .. name .. '|' .. state)
-  if state == 'succeeded' or state == 'failed' then
-    local started = redis.call('HGET', R.nodes, name .. ':started')
-    if started then observe(R.dag, 'd|' .. name, tonumber(R.now) - tonumber(started)) end
+  if started and (state == 'succeeded' or state == 'failed') then
+    observe(R.dag, 'd|' .. name, tonumber(R.now) - tonumber(started))
   end
   if why and state == 'skipped' then
     redis.call('HSET', R.nodes, name .. ':reason', why)

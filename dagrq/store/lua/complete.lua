@@ -59,14 +59,14 @@ local out_key, inputs_key = KEYS[3], KEYS[4]
 local node, outcome = ARGV[1], ARGV[2]
 local R = {run = KEYS[1], nodes = KEYS[2], events = KEYS[5], now = ARGV[6], ttl = ARGV[7]}
 
-local run = redis.call('HMGET', R.run, 'state', 'priority')
-R.state, R.priority = run[1], tonumber(run[2]) or 0
+local run = redis.call('HMGET', R.run, 'state', 'priority', 'dag')
+R.state, R.priority, R.dag = run[1], tonumber(run[2]) or 0, run[3]
 if not R.state then
   return {'gone'}
 end
 
 local read = redis.call('HMGET', R.nodes, node .. ':state', node .. ':attempts', node .. ':chosen',
-  node .. ':holds')
+  node .. ':holds', node .. ':started')
 local current = read[1]
 local redelivered = is_final(current)
 if not redelivered and ARGV[12] ~= '0' and read[2] ~= ARGV[12] then
@@ -92,7 +92,7 @@ else
     redis.call('DEL', inputs_key)
   end
   release(R.nodes, node, read[4] or nil, R.now)
-  finish(R, node, outcome, ARGV[4] ~= '' and ARGV[4] or nil)
+  finish(R, node, outcome, ARGV[4] ~= '' and ARGV[4] or nil, read[5] or nil)
 end
 
 local children = children_from(5, 13, tonumber(ARGV[10]), ARGV[9])

@@ -31,7 +31,8 @@ local results, errors = KEYS[3], KEYS[4]
 local node = ARGV[1]
 local n_children, n_ok, n_failed = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 
-local run = redis.call('HMGET', R.run, 'state', 'priority')
+local run = redis.call('HMGET', R.run, 'state', 'priority', 'dag')
+R.dag = run[3]
 R.state, R.priority = run[1], tonumber(run[2]) or 0
 if not R.state then
   return {'gone'}
@@ -89,7 +90,7 @@ if failed > 0 then
     .. redis.call('HGET', R.nodes, node .. ':first_item_error')
   redis.call('HSET', R.nodes, node .. ':error', message)
 end
-finish(R, node, outcome, message)
+finish(R, node, outcome, message, redis.call('HGET', R.nodes, node .. ':started') or nil)
 local fired, ended = deliver(R, node, outcome, nil, false, children)
 redis.call('EXPIRE', R.run, R.ttl)
 return reply_of(R, fired, ended)

@@ -22,7 +22,7 @@
 -- event() lives in _lib.lua.
 
 local read = redis.call('HMGET', KEYS[1], ARGV[1] .. ':state', ARGV[1] .. ':attempts',
-  ARGV[1] .. ':holds')
+  ARGV[1] .. ':holds', ARGV[1] .. ':started')
 if read[1] ~= 'running' then
   return 0
 end
@@ -39,8 +39,7 @@ end
 event({events = KEYS[2], now = ARGV[3]}, ARGV[1], 'queued', 'error', ARGV[2])
 local run = redis.call('HMGET', string.sub(KEYS[1], 1, -7), 'dag', 'hooks') -- <run>:nodes
 count(run[1], 'r|' .. ARGV[1])
-local started = redis.call('HGET', KEYS[1], ARGV[1] .. ':started')
-if started then observe(run[1], 'd|' .. ARGV[1], tonumber(ARGV[3]) - tonumber(started)) end
+if read[4] then observe(run[1], 'd|' .. ARGV[1], tonumber(ARGV[3]) - tonumber(read[4])) end
 if run[1] and run[2] then
   hook(run[1], string.match(KEYS[1], '{(.*)}'), 'retry', n, ARGV[1], ARGV[3])
 end
