@@ -133,7 +133,7 @@ def submitting(dag: str) -> Iterator[dict[str, str]]:
         yield {"trace": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"}
 
 
-def run_span(dag: Any, status: RunStatus, traceparent: str | None) -> None:
+def run_span(status: RunStatus, traceparent: str | None) -> None:
     """Emit the span of a run that ended (start: its submit; end: its end), a child of the
     submitter's span; called once per run by the worker that handles its end."""
     if not enabled():

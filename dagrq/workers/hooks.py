@@ -29,6 +29,7 @@ from ..model.dag import DAG
 from ..model.hooks import WEBHOOK_TIMEOUT_S, WEBHOOK_TRIES, HookEvent, end_kind
 from ..model.node import one_line_error
 from ..model.shapes import status_json
+from ..model.status import RunStatus
 from ..store import hooks, keys, rqjobs
 from ..store.runs import RunStore
 
@@ -39,7 +40,7 @@ POLL_S = 0.5
 
 
 def handle(connection: Any, dag: DAG, news: hooks.News) -> None:
-    """Act once on ``news`` of a run of ``dag``: its callback, webhook and run span."""
+    """Act once on ``news`` of a run of ``dag``: its run span, callback and webhook."""
     if not hooks.claim_once(connection, news, dag.ttl_s):
         return
     store = RunStore(connection, news.run_id)
@@ -49,23 +50,36 @@ def handle(connection: Any, dag: DAG, news: hooks.News) -> None:
         log.warning("hooks of run %s: %s", news.run_id, one_line_error(exc))
         return
     if news.event == "end":
-        tracing.run_span(dag, status, store.trace_parent())
+        tracing.run_span(status, store.trace_parent())
+    if not dag.hooks:
+        return  # read for its run span only (this worker traces)
+    event = _event(dag, news, status)
+    _call(dag.hooks.callback(event.kind), event)
+    if news.event == "end" and dag.hooks.webhook:
+        post(dag.hooks.webhook, event)
+
+
+def _event(dag: DAG, news: hooks.News, status: RunStatus) -> HookEvent:
+    """What the hooks are told of ``news``."""
     shown = status_json(status)
     if news.event == "retry":
         node = news.node or ""
         attempt = int(news.state or 0)
         errors = status.nodes[node].attempt_errors if node in status.nodes else []
         error = next((e.get("error") for e in errors if e.get("attempt") == attempt), None)
-        event = HookEvent("retry", dag.name, news.run_id, status.state, node, attempt, error)
-    else:
-        failed = [n for n in status.nodes.values() if n.state == "failed"]
-        first = failed[0].error if failed else None
-        kind = end_kind(news.state)
-        event = HookEvent(kind, dag.name, news.run_id, news.state, error=first)
-    event = HookEvent(**{**event.__dict__, "status": shown, "delivery": news.id})
-    _call(dag.hooks.callback(event.kind), event)
-    if news.event == "end" and dag.hooks.webhook:
-        post(dag.hooks.webhook, event)
+        return HookEvent(
+            "retry", dag.name, news.run_id, status.state, node, attempt, error, shown, news.id
+        )
+    failed = [n for n in status.nodes.values() if n.state == "failed"]
+    return HookEvent(
+        end_kind(news.state),
+        dag.name,
+        news.run_id,
+        news.state,
+        error=failed[0].error if failed else None,
+        status=shown,
+        delivery=news.id,
+    )
 
 
 def _call(callback: Callable[[HookEvent], Any] | None, event: HookEvent) -> None:
