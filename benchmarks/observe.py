@@ -8,9 +8,10 @@ on 2 worker processes, each system plain and observed, side by side in one run.
 - Celery chord (``group(4) | join``): plain, and with task events on (``-E``), which Flower
   and celery-exporter need for their metrics.
 
-Each cell runs on a fresh Redis; the rows give runs per second, the slowdown against the
-system's own plain cell, and Redis commands per run. Then one ``/metrics`` scrape of the dagrq
-server: its time and commands (with every run ended: the counters are one hash).
+Each cell runs on an emptied Redis (one server for all); the rows give runs per second, the
+slowdown against the system's own plain cell, and Redis commands per run. Then one
+``/metrics`` scrape of the dagrq server just after its runs ended: its time and commands (the
+ended runs are still in the active set, which the reconciler prunes every sixth of a lease).
 
     python -m benchmarks observe [--runs 300] [--workers 2] [--repeat 3] [--save]
 """
@@ -40,27 +41,35 @@ def heard(event):
     pass
 
 
-def build(name, **hooks):
-    dag = DAG(name, **hooks)
-
-    @dag.node
-    def root(token: str) -> int:
-        return 1
-
-    for i in range(4):
-        @dag.node(name=f"leaf{i}")
-        def leaf(root: int) -> int:
-            return root
-
-    @dag.node
-    def join(token: str, leaf0: int, leaf1: int, leaf2: int, leaf3: int) -> None:
-        mark(token)
-
-    return dag
+def root(token: str) -> int:
+    return 1
 
 
-dag = build("bench_obs")
-hooked = build("bench_obs_hooked", on_success=heard)
+def leaf0(root: int) -> int:
+    return root
+
+
+def leaf1(root: int) -> int:
+    return root
+
+
+def leaf2(root: int) -> int:
+    return root
+
+
+def leaf3(root: int) -> int:
+    return root
+
+
+def join(token: str, leaf0: int, leaf1: int, leaf2: int, leaf3: int) -> None:
+    mark(token)
+
+
+dag = DAG("bench_obs")
+hooked = DAG("bench_obs_hooked", on_success=heard)
+for d in (dag, hooked):
+    for fn in (root, leaf0, leaf1, leaf2, leaf3, join):
+        d.node(fn)
 """
 
 
@@ -110,8 +119,8 @@ def dagrq_cell(url: str, folder: Path, n: int, procs: int, how: str) -> dict[str
 
 
 def celery_cell(url: str, n: int, procs: int, events: bool) -> dict[str, Any]:
-    """N chords on one Celery worker of ``procs`` processes, with task events or not."""
-    os.environ["BENCH_URL"] = url
+    """N chords on one Celery worker of ``procs`` processes, with task events or not (the app
+    binds ``$BENCH_URL``, which must be ``url``, when first imported)."""
     from celery import chord
 
     from .celery_app import mark, noop, release_results
@@ -163,16 +172,19 @@ def main(argv: list[str]) -> int:
         cells += [("celery", False), ("celery", True)]
     seen: dict[str, list[dict[str, Any]]] = {}
     scraped: dict[str, Any] = {}
-    for _ in range(args.repeat):
-        for system, how in cells:
-            with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
-                if system == "dagrq":
-                    row = dagrq_cell(url, Path(tmp), n, w, how)
-                    if how == "plain":
-                        scraped = scrape(url)
-                else:
-                    row = celery_cell(url, n, w, how)
-            seen.setdefault(row["system"], []).append(row)
+    with redis_server() as url:  # one server (Celery's app binds its URL once), emptied per cell
+        os.environ["BENCH_URL"] = url
+        for _ in range(args.repeat):
+            for system, how in cells:
+                redis.Redis.from_url(url).flushall()
+                with tempfile.TemporaryDirectory() as tmp:
+                    if system == "dagrq":
+                        row = dagrq_cell(url, Path(tmp), n, w, how)
+                        if how == "plain":
+                            scraped = scrape(url)
+                    else:
+                        row = celery_cell(url, n, w, how)
+                seen.setdefault(row["system"], []).append(row)
     rows = [_median(rs) for rs in seen.values()]
     for r in rows:
         plain = next(x for x in rows if x["system"].split()[0] == r["system"].split()[0])
