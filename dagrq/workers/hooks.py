@@ -16,8 +16,6 @@ import json
 import logging
 import math
 import os
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,11 +30,9 @@ from ..model.shapes import status_json
 from ..model.status import RunStatus
 from ..store import hooks, keys, rqjobs
 from ..store.runs import RunStore
+from .streams import StreamThread
 
 log = logging.getLogger(__name__)
-
-#: seconds between reads of the hook streams when they had nothing
-POLL_S = 0.5
 
 
 def handle(connection: Any, dag: DAG, news: hooks.News) -> None:
@@ -131,17 +127,19 @@ def post(url: str, event: HookEvent) -> bool:
     return False
 
 
-class HookThread(threading.Thread):
-    """Reads the hook streams of the DAGs served until :meth:`stop`, then drains once."""
+class HookThread(StreamThread):
+    """Reads the hook streams of the DAGs served until stopped, then once more."""
+
+    label = "hooks"
 
     def __init__(self, connect: Callable[[], Any], dags: Sequence[DAG]) -> None:
-        super().__init__(name="dagrq-hooks", daemon=True)
-        self.connection = connect()
-        self.dags = list(dags)
-        self.consumer = f"{socket.gethostname()}:{os.getpid()}"
-        self._stopped = threading.Event()
+        super().__init__(connect, dags, drain=True)
         self.tracing = tracing.enabled()
         self._said_tracing = -math.inf
+
+    def subscribe(self, dag: DAG) -> None:
+        """Make ``dag``'s hook stream group."""
+        hooks.subscribe(self.connection, dag.name)
 
     def step(self) -> int:
         """Handle what is waiting for each DAG; how many entries were read."""
@@ -155,29 +153,6 @@ class HookThread(threading.Thread):
                 hooks.acknowledged(self.connection, dag.name, news.id)
                 seen += 1
         return seen
-
-    def run(self) -> None:
-        """Subscribe each DAG, then read until stopped (and once more: a burst pool's last
-        runs still get their hooks); Redis trouble is logged and retried."""
-        subscribed = False
-        while True:
-            stopping = self._stopped.is_set()
-            try:
-                if not subscribed:
-                    for dag in self.dags:
-                        hooks.subscribe(self.connection, dag.name)
-                    subscribed = True
-                seen = self.step()
-            except Exception as exc:  # Redis away: try again
-                log.warning("hooks: %s", one_line_error(exc))
-                seen = 0
-            if stopping:
-                return
-            self._stopped.wait(0 if seen else POLL_S)
-
-    def stop(self) -> None:
-        """Stop after a last read."""
-        self._stopped.set()
 
 
 def hooked(dags: Sequence[DAG]) -> list[DAG]:

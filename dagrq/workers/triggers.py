@@ -7,9 +7,6 @@ docs/waits.md."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,12 +14,9 @@ from ..model.dag import DAG
 from ..model.events import Event
 from ..model.node import one_line_error
 from ..store import keys, lifecycle, waits
+from .streams import StreamThread
 
 log = logging.getLogger(__name__)
-
-#: seconds between reads of the event stream when it had nothing
-POLL_S = 0.5
-
 
 def start_runs(connection: Any, dag: DAG, event: waits.Emitted) -> list[str]:
     """Start one run of ``dag`` for each of its triggers ``event`` matches (each once, ever:
@@ -65,15 +59,17 @@ def _once(key: str, ttl_s: int) -> lifecycle.Guard:
     return lifecycle.Guard(watch=[key], allowed=allowed, write=write)
 
 
-class TriggerThread(threading.Thread):
-    """Reads the event stream for the DAGs with triggers until :meth:`stop`."""
+class TriggerThread(StreamThread):
+    """Reads the event stream for the DAGs with triggers until stopped."""
+
+    label = "event triggers"
 
     def __init__(self, connect: Callable[[], Any], dags: Sequence[DAG]) -> None:
-        super().__init__(name="dagrq-triggers", daemon=True)
-        self.connection = connect()
-        self.dags = [d for d in dags if d.triggers]
-        self.consumer = f"{socket.gethostname()}:{os.getpid()}"
-        self._stopped = threading.Event()
+        super().__init__(connect, [d for d in dags if d.triggers], drain=False)
+
+    def subscribe(self, dag: DAG) -> None:
+        """Make ``dag``'s consumer group of the event stream."""
+        waits.subscribe(self.connection, dag.name)
 
     def step(self) -> int:
         """Read and handle what is waiting for each DAG; how many events were read."""
@@ -84,22 +80,3 @@ class TriggerThread(threading.Thread):
                 waits.acknowledged(self.connection, dag.name, event.id)
                 seen += 1
         return seen
-
-    def run(self) -> None:
-        """Subscribe each DAG, then read until stopped; Redis trouble is logged and retried."""
-        subscribed = False
-        while not self._stopped.is_set():
-            try:
-                if not subscribed:
-                    for dag in self.dags:
-                        waits.subscribe(self.connection, dag.name)
-                    subscribed = True
-                seen = self.step()
-            except Exception as exc:  # Redis away: try again
-                log.warning("event triggers: %s", one_line_error(exc))
-                seen = 0
-            self._stopped.wait(0 if seen else POLL_S)
-
-    def stop(self) -> None:
-        """Stop after the current read."""
-        self._stopped.set()
