@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from .errors import DagrqError
 from .model.status import RunStatus
 
 #: a file to write spans to, one JSON object per line (``dagrq worker``; the SDK's console
@@ -51,21 +52,32 @@ def enabled() -> bool:
 
 
 def setup_from_env() -> bool:
-    """With ``$DAGRQ_OTEL_FILE`` set (and the SDK installed), make this process's tracer
-    provider write each span to that file as one JSON line; True when it did."""
+    """With ``$DAGRQ_OTEL_FILE`` set, make this process's tracer provider write each span to
+    that file as one JSON line; True when it did.
+
+    Raises:
+        DagrqError: the variable is set but the OpenTelemetry SDK is not installed.
+    """
     path = os.environ.get(FILE_ENV)
-    if not path or not _trace():
+    if not path:
         return False
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    except ImportError:
+        raise DagrqError(
+            f"${FILE_ENV} is set but the OpenTelemetry SDK is not installed: "
+            "pip install 'dagrq[otel]' (or unset it)"
+        ) from None
 
     out = open(path, "a", buffering=1)  # noqa: SIM115 - the exporter writes to it for life
     name = os.environ.get("OTEL_SERVICE_NAME", "dagrq-worker")
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     exporter = ConsoleSpanExporter(out=out, formatter=lambda s: s.to_json(indent=None) + "\n")
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _api.set_tracer_provider(provider)
+    trace.set_tracer_provider(provider)
     return True
 
 
@@ -84,21 +96,26 @@ def node_span_id(run_id: str, node: str, attempt: int) -> int:
     return _id(64, "node", run_id, node, attempt)
 
 
-def _parsed(traceparent: str | None, run_id: str) -> tuple[int, int]:
-    """(trace id, submitter span id or 0) of a stored ``traceparent``; without one, the trace
-    id derived from the run id."""
+def _parsed(traceparent: str | None, run_id: str) -> tuple[int, int, int]:
+    """(trace id, submitter span id or 0, trace flags) of a stored ``traceparent``; without
+    one, the trace id derived from the run id, sampled."""
     if traceparent:
         parts = traceparent.split("-")
         if len(parts) == 4:
-            return int(parts[1], 16), int(parts[2], 16)
-    return _id(128, "trace", run_id), 0
+            return int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    return _id(128, "trace", run_id), 0, 1
 
 
-def _context(trace_id: int, span_id: int) -> Any:
+def _span_context(trace_id: int, span_id: int, flags: int) -> Any:
     api = _trace()
-    flags = api.TraceFlags(api.TraceFlags.SAMPLED)
-    parent = api.SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
-    return api.set_span_in_context(api.NonRecordingSpan(parent))
+    return api.SpanContext(trace_id, span_id, is_remote=True, trace_flags=api.TraceFlags(flags))
+
+
+def _context(trace_id: int, span_id: int, flags: int) -> Any:
+    """A context whose current span is the (remote) span ``span_id``: a parent. The trace
+    flags carry the submitter's sampling decision to every process."""
+    api = _trace()
+    return api.set_span_in_context(api.NonRecordingSpan(_span_context(trace_id, span_id, flags)))
 
 
 def _tracer(span_id: int, trace_id: int) -> Any:
@@ -130,7 +147,7 @@ def submitting(dag: str) -> Iterator[dict[str, str]]:
         f"submit {dag}", kind=api.SpanKind.PRODUCER, attributes={"dagrq.dag": dag}
     ) as span:
         ctx = span.get_span_context()
-        yield {"trace": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"}
+        yield {"trace": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"}
 
 
 def run_span(status: RunStatus, traceparent: str | None) -> None:
@@ -138,9 +155,9 @@ def run_span(status: RunStatus, traceparent: str | None) -> None:
     submitter's span; called once per run by the worker that handles its end."""
     if not enabled():
         return
-    trace_id, parent = _parsed(traceparent, status.id)
+    trace_id, parent, flags = _parsed(traceparent, status.id)
     api = _trace()
-    ctx = _context(trace_id, parent) if parent else None
+    ctx = _context(trace_id, parent, flags) if parent else None
     span = _tracer(run_span_id(status.id), trace_id).start_span(
         f"run {status.dag}",
         context=ctx,
@@ -172,23 +189,16 @@ def node_span(
     is recorded on it (and raised on). ``part`` names a map's chunk job (its own span,
     ``process <dag>.<node>[<part>]``)."""
     api = _trace()
-    trace_id, _ = _parsed(traceparent, run_id)
+    trace_id, _, flags = _parsed(traceparent, run_id)
     links = [
-        api.Link(
-            api.SpanContext(
-                trace_id,
-                node_span_id(run_id, p, n),
-                is_remote=True,
-                trace_flags=api.TraceFlags(api.TraceFlags.SAMPLED),
-            )
-        )
+        api.Link(_span_context(trace_id, node_span_id(run_id, p, n), flags))
         for p, n in sorted(parents.items())
         if n
     ]
     span_id = node_span_id(run_id, f"{node}[{part}]" if part else node, attempt)
     with _tracer(span_id, trace_id).start_as_current_span(
         f"process {dag}.{node}" + (f"[{part}]" if part else ""),
-        context=_context(trace_id, run_span_id(run_id)),
+        context=_context(trace_id, run_span_id(run_id), flags),
         kind=api.SpanKind.CONSUMER,
         links=links,
         attributes={

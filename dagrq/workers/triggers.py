@@ -18,6 +18,7 @@ from .streams import StreamThread
 
 log = logging.getLogger(__name__)
 
+
 def start_runs(connection: Any, dag: DAG, event: waits.Emitted) -> list[str]:
     """Start one run of ``dag`` for each of its triggers ``event`` matches (each once, ever:
     a second call starts nothing); their ids. An event whose params the DAG refuses starts
