@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import tracing
@@ -33,6 +34,9 @@ from ..store.runs import RunStore
 from .streams import StreamThread
 
 log = logging.getLogger(__name__)
+
+#: hooks acted on at once by one worker pool (callbacks and webhook deliveries)
+HANDLERS = 4
 
 
 def handle(connection: Any, dag: DAG, news: hooks.News) -> None:
@@ -136,6 +140,8 @@ class HookThread(StreamThread):
         super().__init__(connect, dags, drain=True)
         self.tracing = tracing.enabled()
         self._said_tracing = -math.inf
+        #: callbacks and webhooks run here, so a slow receiver holds up no other run's hooks
+        self._acting = ThreadPoolExecutor(HANDLERS, thread_name_prefix="dagrq-hook")
 
     def subscribe(self, dag: DAG) -> None:
         """Make ``dag``'s hook stream group."""
@@ -149,10 +155,24 @@ class HookThread(StreamThread):
         seen = 0
         for dag in self.dags:
             for news in hooks.read(self.connection, dag.name, self.consumer):
-                handle(self.connection, dag, news)
-                hooks.acknowledged(self.connection, dag.name, news.id)
+                self._acting.submit(self._handled, dag, news)
                 seen += 1
         return seen
+
+    def _handled(self, dag: DAG, news: hooks.News) -> None:
+        """Act on ``news``, then acknowledge it (unacknowledged when Redis failed meanwhile:
+        taken over after a minute, and acted on once all the same)."""
+        try:
+            handle(self.connection, dag, news)
+        except Exception as exc:
+            log.warning("hooks of run %s: %s", news.run_id, one_line_error(exc))
+            return
+        hooks.acknowledged(self.connection, dag.name, news.id)
+
+    def run(self) -> None:
+        """Read until stopped, then let the hooks begun finish."""
+        super().run()
+        self._acting.shutdown(wait=True)
 
 
 def hooked(dags: Sequence[DAG]) -> list[DAG]:
