@@ -49,6 +49,7 @@ EXPORTS = {
     "WaitTimedOut",
     "ChildRunFailed",
     "Event",
+    "HookEvent",
     "on_event",
     "emit",
     "__version__",
