@@ -29,9 +29,7 @@ def failing_hook(event: HookEvent) -> None:
 
 WEBHOOK = os.environ.get("T_OBS_WEBHOOK") or "http://127.0.0.1:9/unset"
 
-dag = DAG(
-    "t_obs", on_failure=failing_hook, on_retry=_record, on_success=_record, webhook=WEBHOOK
-)
+dag = DAG("t_obs", on_failure=failing_hook, on_retry=_record, on_success=_record, webhook=WEBHOOK)
 
 
 @dag.node
