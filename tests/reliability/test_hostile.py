@@ -105,15 +105,17 @@ def test_a_worker_with_a_secret_refuses_forged_node_jobs(
     victim.cancel()  # a worker may have begun its genuine root meanwhile: count from here
     begun = int(conn.hget(runkeys.nodes_key(victim.id), "a:attempts") or 0)
     conn.hset(runkeys.run_key(victim.id), "state", "running")
-    Queue(dag.plan.rq_queues[0], connection=conn, serializer=JSONSerializer).enqueue(
-        keys.ENTRYPOINT, kwargs={"dag": dag.name, "run": victim.id, "node": "a"}
+    job_id = (
+        Queue(dag.plan.rq_queues[0], connection=conn, serializer=JSONSerializer)
+        .enqueue(keys.ENTRYPOINT, kwargs={"dag": dag.name, "run": victim.id, "node": "a"})
+        .id
     )
+    # the forged job itself (the victim's genuine root, stopped by the cancel, may fail too)
     wait_for(
-        lambda: FailedJobRegistry(dag.plan.rq_queues[0], connection=conn).get_job_ids(),
+        lambda: job_id in FailedJobRegistry(dag.plan.rq_queues[0], connection=conn).get_job_ids(),
         30,
         "refused",
     )
-    job_id = FailedJobRegistry(dag.plan.rq_queues[0], connection=conn).get_job_ids()[0]
     result = rqjobs.fetch_job(job_id, conn).latest_result()
     assert result is not None
     assert "not signed with this worker's DAGRQ_SECRET" in (result.exc_string or "")
