@@ -76,7 +76,7 @@ local METRICS = 'dagrq:metrics'
 local TRACING = 'dagrq:tracing'
 local HOOKS = 'dagrq:hooks:'
 local HOOKS_MAX = 10000
--- dagrq.model.observe.BUCKETS: the histograms' upper bounds, seconds (tests/test_metrics.py
+-- dagrq.model.observe.BUCKETS: the histograms' upper bounds, seconds (tests/test_observe.py
 -- keeps them equal); a value above the last counts in bucket #BUCKETS + 1 (+Inf)
 local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
   3600}

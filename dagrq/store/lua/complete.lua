@@ -39,6 +39,10 @@
 --          dagrq_delay is read and it is parked on a timer in `dagrq:timers` instead of
 --          pushed; _lib.lua's park_timer)
 --
+-- Metrics (docs/observability.md): the node's end state and its attempt's duration are counted
+-- in dagrq:metrics (fields <dag>|n|<node>|<state>, <dag>|d|<node>|...), a run that ends in
+-- <dag>|run|<state>; a run with hooks or a trace appends its end to dagrq:hooks:<dag>.
+--
 -- Flow control: what the node's attempt held (<node>:holds) is given back and the limits'
 -- waiters let in (see _lib.lua's release); a fired child of a run or node with a priority goes
 -- to its queue's priority set; a run with max_active_runs that ends lets the next one start.

@@ -13,7 +13,7 @@
 -- What the failed attempt held of a limit (<node>:holds) is given back (_lib.lua's release):
 -- the retry takes its slots again when it is claimed.
 --
--- The retry is counted (dagrq:metrics:<dag>: r|<node>, the attempt's duration), and a run
+-- The retry is counted (dagrq:metrics's <dag>|r|<node>, the attempt's duration), and a run
 -- with alert hooks tells its DAG's hook stream (event 'retry', state: the attempt's number).
 --
 -- Returns 1 when the state was set to queued, 0 when the node was no longer running (or a
