@@ -32,10 +32,6 @@ from .store import metrics
 
 __all__ = ["CONTENT_TYPE_LATEST", "Collector", "registry", "render", "serve"]
 
-#: the port of ``dagrq metrics`` (registered for dagrq in Prometheus's port allocations wiki
-#: range of exporters, next to rq-exporter's 9726)
-DEFAULT_PORT = 9808
-
 
 class Collector:
     """Yields every ``dagrq_*`` metric from one reading of Redis per scrape."""
