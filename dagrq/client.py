@@ -38,7 +38,7 @@ from .model.status import (
     RunSummary,
     explain,
 )
-from .store import flow, lifecycle
+from .store import flow, lifecycle, rerun
 from .store.index import list_runs
 from .store.nodelogs import LogEntry
 from .store.runs import RunStore
@@ -136,16 +136,33 @@ class Run:
         state: str | None = None,
         limit: int = 50,
         tag: str | None = None,
+        *,
+        name: str | None = None,
+        trigger: str | None = None,
+        prefix: str | None = None,
+        offset: int = 0,
     ) -> list[RunSummary]:
         """The newest ``limit`` runs in this Redis, newest first: of DAG ``dag`` (its name),
-        in run state ``state`` and with tag ``tag`` when given. Each is a
-        :class:`~dagrq.model.status.RunSummary` (id, dag, state, name, tags, params, times,
+        in run state ``state``, with tag ``tag``, whose name contains ``name``, whose trigger
+        starts with ``trigger`` (``manual``, ``schedule``...) and whose id starts with
+        ``prefix``, each when given; ``offset`` matching runs skipped first (a page). Each is
+        a :class:`~dagrq.model.status.RunSummary` (id, dag, state, name, tags, params, times,
         nodes done of total); ``Run.fetch`` one for its nodes.
 
         Raises:
             ValueError: ``state`` is not a run state.
         """
-        return list_runs(connection, dag=dag, state=state, tag=tag, limit=limit)
+        return list_runs(
+            connection,
+            dag=dag,
+            state=state,
+            tag=tag,
+            limit=limit,
+            name=name,
+            trigger=trigger,
+            prefix=prefix,
+            offset=offset,
+        )
 
     # ---------------------------------------------------------------- reading
     def status(self) -> RunStatus:
@@ -373,7 +390,38 @@ class Run:
         Raises:
             RunError: the run is still running (wait for it or cancel it first).
         """
-        lifecycle.resume(self._store)
+        rerun.resume(self._store)
+        return self.status()
+
+    def clear(self, node: str) -> RunStatus:
+        """Run ``node`` of this ended run again, and everything downstream of it, whatever
+        their outcome (Airflow's "clear" with downstream); the other nodes keep theirs and
+        their outputs. ``dagrq clear RUN NODE``.
+
+        Returns:
+            the status after the reset (``running``).
+
+        Raises:
+            RunError: the run is still running or has no such node.
+        """
+        rerun.clear(self._store, node)
+        return self.status()
+
+    def mark(self, node: str, outcome: str, reason: str, output: Any = None) -> RunStatus:
+        """Set ``node``'s outcome in this ended run by hand: ``"succeeded"`` (its output
+        ``output``, None unless given) or ``"skipped"``; ``reason`` is kept as the node's
+        reason and in the run's events. Everything downstream of it runs again with that
+        outcome. ``dagrq mark RUN NODE succeeded|skipped --reason TEXT``.
+
+        Returns:
+            the status after the change (``running`` while downstream nodes run again).
+
+        Raises:
+            ValueError: another outcome, no reason, or an ``output`` the node's recorded
+                return type does not read (a node returning ``int`` needs an int).
+            RunError: the run is still running or has no such node.
+        """
+        rerun.mark(self._store, node, outcome, reason, output)
         return self.status()
 
     def retry(self) -> RunStatus:

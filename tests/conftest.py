@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from .helpers import Workers
+from .helpers import Workers, launch_browser, ui_on
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def ui(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """A running `dagrq ui` on the session's Redis; its base URL."""
+    with ui_on(redis_url, tmp_path / "ui.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless chromium (Debian's) through playwright; skip (fail in CI) without it."""
+    yield from launch_browser()

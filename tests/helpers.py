@@ -4,11 +4,15 @@ Redis command counting, and the counters test pipelines keep."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +260,68 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
         now += step
         top = max(top, now)
     return top
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def ui_on(url: str, log_path: Path) -> Iterator[str]:
+    """A running `dagrq ui` for ``url`` on a free loopback port; its base URL."""
+    port = free_port()
+    log = log_path.open("wb")
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGRQ_URL", "REDIS_URL")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagrq", "ui", "--url", url, "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/runs", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+            raise AssertionError("dagrq ui did not stop within 15 s of SIGTERM") from None
+
+
+def launch_browser() -> Iterator[Any]:
+    """Headless chromium (Debian's) through playwright, for a fixture; skip (fail in CI)
+    without it."""
+    import pytest
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        if os.environ.get("DAGRQ_REQUIRE_SERVERS"):
+            pytest.fail("chromium and playwright are needed for the browser tests")
+        pytest.skip(
+            "no chromium or no playwright: apt-get install chromium (playwright comes with "
+            "the test extra)"
+        )
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--headless"], headless=True
+        )
+        yield launched
+        launched.close()

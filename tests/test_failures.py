@@ -225,3 +225,66 @@ def test_a_resume_cut_short_is_finished_by_calling_retry_again(
     assert run.result("final") == 110
     assert conn.hget(runkeys.run_key(run.id), "resuming") is None
     assert counter(conn, "expensive", run.id) == 1
+
+
+def test_clear_reruns_a_node_and_its_downstream_and_keeps_other_failures(
+    conn: redis.Redis, workers: Workers, redis_url: str
+) -> None:
+    """`clear` (Airflow's clear with downstream) re-runs one node and everything after it,
+    whatever their outcome, and leaves the rest: a failed node outside it still fails the
+    run. Refused while the run runs, and for a node the run does not have."""
+    dag = loader.load(pipeline("resume"))
+    workers.start(pipeline("resume"), 2)
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+    assert run.clear("other").state == "running"  # a node that succeeded, gate still failed
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+    assert {n: counter(conn, n, run.id) for n in ("expensive", "gate", "other")} == {
+        "expensive": 1,
+        "gate": 1,
+        "other": 2,
+    }
+    conn.set(f"test:open:{run.id}", 1, ex=600)
+    out = dagrq("clear", run.id, "expensive", "--url", redis_url)
+    assert out.returncode == 0 and "4 nodes to run again from expensive" in out.stdout
+    assert run.wait(timeout=60).state == "succeeded"
+    assert counter(conn, "expensive", run.id) == 2 and run.result("final") == 110
+    with pytest.raises(RunError, match="has no node 'nope'"):
+        run.clear("nope")
+    out = dagrq("mark", run.id, "gate", "maybe", "--reason", "x", "--url", redis_url)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_mark_sets_an_outcome_by_hand_and_runs_what_follows_with_it(
+    conn: redis.Redis, workers: Workers, redis_url: str
+) -> None:
+    """`mark`: a failed node marked succeeded (with an output) feeds its children that
+    output; marked skipped, its children see a skip; marking a leaf ends the run at once.
+    The reason is kept on the node and in the run's events."""
+    dag = loader.load(pipeline("resume"))
+    workers.start(pipeline("resume"), 2)
+    run = dag.submit(conn)
+    with pytest.raises(RunFailed):
+        run.wait(timeout=60)
+    with pytest.raises(ValueError, match="say why"):
+        run.mark("gate", "succeeded", " ")
+    run.mark("gate", "succeeded", "checked by hand", output=3)
+    assert run.wait(timeout=60).state == "succeeded"
+    assert run.result("final") == 30 and counter(conn, "gate", run.id) == 1
+    assert run.status().nodes["gate"].reason == "marked succeeded by hand: checked by hand"
+    marked = [e for e in run.events(follow=False) if e.get("node") == "gate"]
+    assert marked[-1]["reason"] == "marked succeeded by hand: checked by hand"
+
+    again = dag.submit(conn)
+    with pytest.raises(RunFailed):
+        again.wait(timeout=60)
+    out = dagrq("mark", again.id, "gate", "skipped", "--reason", "not today", "--url", redis_url)
+    assert out.returncode == 0, out.stderr
+    assert again.wait(timeout=60).state == "succeeded"  # final skipped: nothing failed
+    assert again.status().nodes["final"].state == "skipped"
+    with pytest.raises(ValueError, match="node 'final' returns int: give the output"):
+        again.mark("final", "succeeded", "a leaf: the run ends at once")  # None is no int
+    again.mark("final", "succeeded", "a leaf: the run ends at once", output=7)
+    assert again.status().state == "succeeded" and again.result("final") == 7

@@ -1,13 +1,17 @@
-"""`dagrq cancel`, `retry` and `reconcile`: acting on runs."""
+"""`dagrq cancel`, `retry`, `clear`, `mark` and `reconcile`: acting on runs."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 
-from ..model.status import LIVE_RUN_STATES
+from ..model.status import LIVE_RUN_STATES, MARKS
 from .common import (
     connect,
     errors,
+    known_node,
     run_handle,
     url_option,
 )
@@ -36,17 +40,57 @@ def retry(run_id: str, url: str | None) -> None:
     """Resume RUN_ID: re-run failed, skipped and canceled nodes and their descendants,
     reusing the outputs of the nodes that succeeded. Workers do the work."""
     run_ = run_handle(run_id, url)
-    if run_.status().state in LIVE_RUN_STATES:
-        raise click.UsageError(
-            f"run {run_id} is still running: wait for it to end (`dagrq status {run_id} "
-            f"--watch`) or cancel it first (`dagrq cancel {run_id}`)"
-        )
+    _ended(run_, run_id)
     after = run_.resume()
     redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
     if not redo:
         click.echo(f"run {run_id} {after.state}: nothing to run again")
         return
     click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again")
+
+
+def _ended(run_: Any, run_id: str) -> None:
+    """Refuse a run that is still running, with what to do instead."""
+    if run_.status().state in LIVE_RUN_STATES:
+        raise click.UsageError(
+            f"run {run_id} is still running: wait for it to end (`dagrq status {run_id} "
+            f"--watch`) or cancel it first (`dagrq cancel {run_id}`)"
+        )
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node")
+@url_option
+@errors
+def clear(run_id: str, node: str, url: str | None) -> None:
+    """Run NODE of the ended RUN_ID again, and every node downstream of it, whatever their
+    outcome (Airflow's clear with downstream). Workers do the work."""
+    run_ = run_handle(run_id, url)
+    _ended(run_, run_id)
+    after = run_.clear(known_node(run_, node))
+    redo = [n for n, s in after.nodes.items() if s.state in ("pending", "queued")]
+    click.echo(f"run {run_id} {after.state}: {len(redo)} nodes to run again from {node}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node")
+@click.argument("outcome", type=click.Choice(MARKS))
+@click.option("--reason", required=True, help="why (kept as the node's reason and in events)")
+@click.option("--output", "output", default="null", help="succeeded: its output, as JSON")
+@url_option
+@errors
+def mark(run_id: str, node: str, outcome: str, reason: str, output: str, url: str | None) -> None:
+    """Set NODE's OUTCOME in the ended RUN_ID by hand (succeeded: with --output, else null),
+    and run everything downstream of it again with that outcome."""
+    run_ = run_handle(run_id, url)
+    _ended(run_, run_id)
+    try:
+        after = run_.mark(known_node(run_, node), outcome, reason, json.loads(output))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"run {run_id} {after.state}: {node} marked {outcome}")
 
 
 @click.command()
@@ -77,4 +121,4 @@ def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None
     click.echo(f"{len(repairs)} repairs")
 
 
-COMMANDS = (cancel, retry, reconcile)
+COMMANDS = (cancel, retry, clear, mark, reconcile)

@@ -80,8 +80,9 @@ def server_status() -> None:
 @url_option
 @errors
 def ui(host: str, port: int, token: str | None, url: str | None) -> None:
-    """A live web view of runs: runs list, each run's DAG with live node states, logs,
-    cancel and resume (docs/ui.md). Loopback only unless --token is given."""
+    """A live web view: DAGs with their recent runs, each DAG's grid, runs with filters,
+    each run's graph and timeline with live states and logs, node actions (clear, mark,
+    signal), cancel and resume, workers (docs/ui.md). Loopback only unless --token is given."""
     import uvicorn
 
     from ..web.access import LOOPBACK, check_bind
@@ -92,7 +93,8 @@ def ui(host: str, port: int, token: str | None, url: str | None) -> None:
     app = create_app(conn, token, require_token=host not in LOOPBACK)
     shown = f"http://{host}:{port}/" + ("?token=..." if host not in LOOPBACK else "")
     click.echo(f"dagrq ui on {shown} (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # open pages hold event streams for as long as they are open: stop without waiting on them
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 @click.command()

@@ -12,6 +12,7 @@ Examples:
 
 from __future__ import annotations
 
+import statistics
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,3 +71,28 @@ def explanation_json(why: Explanation) -> dict[str, Any]:
     """``dagrq why``: node, state, rule, parents, arrived, decision, waits_for, error, causes,
     problem, waiting, command, children."""
     return why.model_dump()
+
+
+def recent_json(runs: list[RunSummary]) -> dict[str, Any]:
+    """What a DAG's recent ``runs`` say (the DAGs page): ``runs`` (how many), ``ended``,
+    ``succeeded``, ``success_rate`` (of those that ended, None when none has), ``median_s``
+    (median duration of those that ended) and ``active`` (queued or running).
+
+    Examples:
+        >>> mk = lambda s, d: RunSummary(id="x", dag="d", state=s, created_at=0.0,
+        ...                              ended_at=d)
+        >>> recent_json([mk("succeeded", 2.0), mk("failed", 4.0), mk("succeeded", 9.0),
+        ...              mk("running", None)])
+        {'runs': 4, 'ended': 3, 'succeeded': 2, 'success_rate': 0.667, 'median_s': 4.0, 'active': 1}
+    """
+    ended = [r for r in runs if r.duration_s is not None]
+    times = sorted(r.duration_s for r in ended if r.duration_s is not None)
+    ok = sum(1 for r in ended if r.state == "succeeded")
+    return {
+        "runs": len(runs),
+        "ended": len(ended),
+        "succeeded": ok,
+        "success_rate": round(ok / len(ended), 3) if ended else None,
+        "median_s": statistics.median(times) if times else None,
+        "active": sum(1 for r in runs if r.state in ("queued", "running")),
+    }

@@ -48,6 +48,8 @@ NODE_STATES = (
 FINAL_NODE_STATES = frozenset(
     {"succeeded", "cached", "failed", "upstream_failed", "skipped", "canceled"}
 )
+#: the outcomes a node of an ended run can be marked with by hand (``Run.mark``)
+MARKS = ("succeeded", "skipped")
 #: the node states that count as a success for every rule (``cached``: its output was kept
 #: from an earlier run with the same code and inputs; the body did not run)
 SUCCESS_STATES = frozenset({"succeeded", "cached"})
@@ -74,6 +76,20 @@ STATE_COLORS: dict[str, str] = {
     "upstream_failed": "#E69F00",
     "skipped": "#F0E442",
     "canceled": "#CC79A7",
+}
+#: a shape per state, so that no state is told by its colour alone (the web view's badges,
+#: graph nodes and grid cells); characters every common sans-serif font has
+STATE_GLYPHS: dict[str, str] = {
+    "pending": "\u25cb",  # ○
+    "queued": "\u25f7",  # ◷
+    "waiting": "\u2016",  # ‖
+    "running": "\u25b6",  # ▶
+    "succeeded": "\u2713",  # ✓
+    "cached": "\u25c6",  # ◆
+    "failed": "\u2717",  # ✗
+    "upstream_failed": "\u26a0",  # ⚠
+    "skipped": "\u21b7",  # ↷
+    "canceled": "\u25a0",  # ■
 }
 
 

@@ -25,11 +25,18 @@ def list_runs(
     state: str | None = None,
     tag: str | None = None,
     limit: int = 50,
+    name: str | None = None,
+    trigger: str | None = None,
+    prefix: str | None = None,
+    offset: int = 0,
 ) -> list[RunSummary]:
     """The newest ``limit`` runs (of ``dag``, in ``state``, with tag ``tag``, each when given),
-    newest first, without their nodes. Entries of runs that have expired are dropped from the
-    index. ``state="waiting"``: running runs with a node ``waiting`` (each says what for, in
-    ``RunSummary.waiting``; one more round trip per page).
+    newest first, without their nodes, after skipping the first ``offset`` that match (a
+    page). Entries of runs that have expired are dropped from the index. ``state="waiting"``:
+    running runs with a node ``waiting`` (each says what for, in ``RunSummary.waiting``; one
+    more round trip per page). ``name``: runs whose name contains it (any case); ``trigger``:
+    runs whose trigger starts with it (``manual``, ``schedule``, ``event``, ``backfill``...);
+    ``prefix``: runs whose id starts with it (checked before any run is read).
 
     Raises:
         ValueError: ``state`` is not a run state.
@@ -41,12 +48,17 @@ def list_runs(
     index = keys.runs_index_key(dag)
     found: list[RunSummary] = []
     start = 0
-    while len(found) < limit:
-        members = [m.decode() for m in connection.zrevrange(index, start, start + PAGE - 1)]
+    wanted = offset + limit
+    every = not (state or tag or name or trigger or prefix)  # each entry read is one found
+    while len(found) < wanted:
+        size = min(PAGE, wanted - len(found)) if every else PAGE
+        members = [m.decode() for m in connection.zrevrange(index, start, start + size - 1)]
         if not members:
             break
         start += len(members)
         entries = [(dag, m) if dag is not None else _split(m) for m in members]
+        if prefix:
+            entries = [e for e in entries if e[1].startswith(prefix)]
         pipe = connection.pipeline(transaction=False)
         for _, run_id in entries:
             pipe.hmget(runkeys.run_key(run_id), SUMMARY_FIELDS)
@@ -55,14 +67,26 @@ def list_runs(
             summary = parse_summary(run_id, [v.decode() if v is not None else None for v in raw])
             if summary is None:
                 gone.append((of, run_id))
-            elif (state is None or summary.state == state) and (tag is None or tag in summary.tags):
+            elif _matches(summary, state, tag, name, trigger):
                 found.append(summary)
         if waiting:
             found = _waiting_only(connection, found)
         if gone:
             start -= len(gone)
             _forget(connection, gone)
-    return found[:limit]
+    return found[offset:wanted]
+
+
+def _matches(
+    run: RunSummary, state: str | None, tag: str | None, name: str | None, trigger: str | None
+) -> bool:
+    """Whether ``run`` passes every filter given."""
+    return (
+        (state is None or run.state == state)
+        and (tag is None or tag in run.tags)
+        and (not name or name.lower() in (run.name or "").lower())
+        and (not trigger or run.trigger.startswith(trigger))
+    )
 
 
 def _waiting_only(connection: Any, runs: list[RunSummary]) -> list[RunSummary]:
@@ -124,3 +148,29 @@ def running_versions(connection: Any) -> Counter[tuple[str, str]]:
         for dag, plan, state in rows
         if dag and plan and state == b"running"
     )
+
+
+def head(connection: Any, dag: str | None = None) -> str | None:
+    """The id of the newest run in the index (of ``dag``, or of all)."""
+    top = connection.zrevrange(keys.runs_index_key(dag), 0, 0)
+    return _head_of(dag, top)
+
+
+def _head_of(dag: str | None, top: list[bytes]) -> str | None:
+    if not top:
+        return None
+    return top[0].decode() if dag is not None else _split(top[0].decode())[1]
+
+
+def changed(connection: Any, dag: str | None, newest: str | None, live: dict[str, str]) -> bool:
+    """Whether a runs list rendered when ``newest`` was the index's :func:`head` (of ``dag``
+    or of all) and showing runs ``live`` (id -> ``<state>:<nodes pending>`` as shown, those
+    not ended) is out of date: a run was submitted since, or one of those moved on. One round
+    trip of ``1 + len(live)`` commands: a list with nothing running costs one per look."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.zrevrange(keys.runs_index_key(dag), 0, 0)
+        for run_id in live:
+            pipe.hmget(runkeys.run_key(run_id), "state", "pending")
+        top, *states = pipe.execute()
+    now = [":".join((v or b"").decode() for v in got) for got in states]
+    return _head_of(dag, top) != (newest or None) or now != list(live.values())

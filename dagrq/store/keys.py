@@ -96,6 +96,16 @@ def active_runs_key() -> str:
 RUN_INDEX_MAX = 100_000
 
 
+def dags_key() -> str:
+    """Sorted set: every DAG with a run submitted, ``name -> its newest submit``.
+
+    Examples:
+        >>> dags_key()
+        'dagrq:dags'
+    """
+    return f"{PREFIX}:dags"
+
+
 def runs_index_key(dag: str | None = None) -> str:
     """Sorted set: submitted runs, ``id -> created at``, of every DAG or of ``dag``; bounded
     to the newest :data:`RUN_INDEX_MAX`, and entries of expired runs are dropped when read.

@@ -1,10 +1,10 @@
-"""A run's life: created at submit, canceled, resumed, re-pinned to another DAG version.
+"""A run's life: created at submit, canceled, re-pinned to another DAG version.
 
 Each is a write that changes what a run is, over a :class:`~dagrq.store.runs.RunStore` (whose
 steps an attempt takes): :func:`create` writes a run and its RQ jobs in one MULTI/EXEC;
-:func:`cancel` ends it and stops its jobs; :func:`resume` resets what failed and delivers the
-finished parents again; :func:`repin` and :func:`upgrade` move a run to another version of its
-DAG. Every step is safe to repeat after a crash half-way.
+:func:`cancel` ends it and stops its jobs; :func:`repin` and :func:`upgrade` move a run to
+another version of its DAG (re-running parts of an ended run is :mod:`dagrq.store.rerun`'s).
+Every step is safe to repeat after a crash half-way.
 """
 
 from __future__ import annotations
@@ -17,37 +17,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
 from redis.exceptions import WatchError
 
-from ..errors import DAGChanged, RunError
+from ..errors import DAGChanged
 from ..model.plan import NodeSpec, Plan
 from . import flow, index, keys, rqjobs, runkeys, scripts, waits
 from .runs import RunStore
 
-#: fields of a node reset by a resume (its state is set anew)
-_RESET_FIELDS = (
-    "error",
-    "reason",
-    "chosen",
-    "last_error",
-    "traceback",
-    "started",
-    "ended",
-    "queued",
-    "items_total",
-    "items_done",
-    "items_failed",
-    "items_started",
-    "first_item_error",
-    "expanded",
-    "wait",
-    "waiting",
-    "parks",
-    "due",
-    "wake",
-    "parked",
-)
 #: seconds a cancel waits for the nodes it stopped to stop
 STOP_WAIT_S = 15.0
 #: ``rehome.lua`` calls per round trip (an upgrade's job moves)
@@ -259,6 +235,7 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
     for key, entry in indexed.items():
         pipe.zadd(key, {entry: float(now)})
         pipe.zremrangebyrank(key, 0, -keys.RUN_INDEX_MAX - 1)
+    pipe.zadd(keys.dags_key(), {plan.dag: float(now)})  # the web view's DAGs, newest first
     pipe.hset(runkeys.nodes_key(run_id), mapping=node_fields)
     pipe.expire(runkeys.nodes_key(run_id), ttl)
     if not admitted:
@@ -267,7 +244,7 @@ def _write_run(connection: Any, pipe: Any, new: NewRun, run_id: str, *, store_pl
             if spec.starts_at_submit:
                 state = "waiting" if spec.name in timed else "queued"
                 pipe.xadd(events, {"node": spec.name, "state": state, "ts": now})
-    _fire_always(pipe, run_id, specs.values(), ttl)
+    fire_always(pipe, run_id, specs.values(), ttl)
     pipe.expire(events, ttl)
     pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
     fields = job_fields(plan, run_id, specs.values(), params, new.priority)
@@ -325,7 +302,7 @@ def peek_field(run_id: str, spec: NodeSpec) -> str:
     )
 
 
-def _fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
+def fire_always(pipe: Any, run_id: str, specs: Iterable[NodeSpec], ttl_s: int) -> None:
     """On ``pipe``: mark the ``always`` nodes among ``specs`` as fired with no parent (so
     ``start.lua`` reads none of their parents, whoever finished first)."""
     for spec in specs:
@@ -376,63 +353,6 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
     return done
 
 
-def resume(store: RunStore) -> None:
-    """Reset an ended run's failed, skipped and canceled nodes and their descendants, then
-    deliver their finished parents again (rebuilding the join contexts).
-
-    The parents to deliver are recorded (``resuming``) in the transaction that resets the
-    nodes, so a resume cut short by a crash is finished by calling this again.
-
-    Raises:
-        RunError: the run is still running, or changed while being resumed.
-    """
-    plan = store.plan
-    run_key, nodes_key = runkeys.run_key(store.run_id), runkeys.nodes_key(store.run_id)
-    with store.connection.pipeline() as pipe:
-        try:
-            pipe.watch(run_key, nodes_key)
-            state, resuming, params, priority = pipe.hmget(
-                run_key, "state", "resuming", "params", "priority"
-            )
-            if state == b"running" and resuming is not None:
-                pipe.unwatch()
-                return _redeliver(store, json.loads(resuming))
-            if state in (b"running", b"queued"):
-                raise RunError(
-                    f"run {store.run_id} is still running; wait for it to end or cancel it first"
-                )
-            raw = pipe.hgetall(nodes_key)
-            again = (b"failed", b"upstream_failed", b"skipped", b"canceled")
-            redo: set[str] = {n for n in plan.specs if raw.get(f"{n}:state".encode()) in again}
-            for n in list(redo):
-                redo |= nx.descendants(plan.graph, n)
-            if not redo:
-                return None
-            order = [n for n in plan.specs if n in redo]  # topological
-            sources = sorted({p for n in order for p in plan.specs[n].parents if p not in redo})
-            kept = _kept_items(store, pipe, [plan.specs[n] for n in order], redo)
-            totals = {
-                n: int(raw.get(f"{n}:items_total".encode()) or 0)
-                for n in order
-                if plan.specs[n].map_over is not None
-            }
-            pipe.multi()
-            _reset(store, pipe, order, kept, totals)
-            pipe.hset(run_key, "resuming", json.dumps(sources))
-            redone = [plan.specs[n] for n in order]
-            values, prio = json.loads(params or "{}"), int(priority or 0)
-            fields = job_fields(plan, store.run_id, redone, values, prio)
-            rqjobs.create_node_jobs(
-                store.connection, pipe, plan, store.run_id, redone, fields=fields
-            )
-            pipe.execute()
-        except WatchError:
-            raise RunError(
-                f"run {store.run_id} changed while it was being resumed; try again"
-            ) from None
-    return _redeliver(store, sources)
-
-
 def repin(store: RunStore, plan: Plan) -> None:
     """Pin the run to version ``plan`` of its DAG (``dagrq upgrade``; the caller moves
     its jobs): store the plan, set the run's version and its nodes' queues, and say so in
@@ -455,76 +375,6 @@ def repin(store: RunStore, plan: Plan) -> None:
         rqjobs.register_queues(pipe, plan.rq_queues)
         pipe.execute()
     store.pin(plan)
-
-
-def _redeliver(store: RunStore, sources: list[str]) -> None:
-    """Deliver the resume's finished parents again, then clear the ``resuming`` record."""
-    for parent in sources:
-        store.deliver(parent, "succeeded")
-    store.connection.hdel(runkeys.run_key(store.run_id), "resuming")
-
-
-def _kept_items(
-    store: RunStore, pipe: Any, specs: list[NodeSpec], redo: set[str]
-) -> dict[str, int]:
-    """The mapped nodes among ``specs`` whose succeeded items a resume keeps, with how many:
-    those whose source is not run again (so their items are the same)."""
-    mapped = [s.name for s in specs if s.map_over is not None and s.map_over not in redo]
-    counts = [pipe.hlen(runkeys.map_results_key(store.run_id, n)) for n in mapped]
-    return {n: int(c) for n, c in zip(mapped, counts, strict=True) if c}
-
-
-def _reset(
-    store: RunStore, pipe: Any, order: list[str], kept: dict[str, int], totals: dict[str, int]
-) -> None:
-    """On ``pipe`` (in MULTI): every key and field of the nodes in ``order`` back to a
-    fresh run's, and the run ``running`` again; a mapped node in ``kept`` keeps the results of
-    its items that succeeded (and its item count), so only its other items run again; RQ's
-    failed and canceled registries forget the nodes' jobs (``totals``: a map's item count)."""
-    plan, run_id, now = store.plan, store.run_id, repr(time.time())
-    nodes_key = runkeys.nodes_key(run_id)
-    for name in order:
-        spec = plan.specs[name]
-        root = spec.starts_at_submit
-        gone = [
-            runkeys.output_key(run_id, name),
-            runkeys.join_key(run_id, name),
-            runkeys.inputs_key(run_id, name),
-            keys.job_key(run_id, name),
-            runkeys.items_key(run_id, name),
-            runkeys.map_errors_key(run_id, name),
-        ]
-        fields = [f"{name}:{f}" for f in _RESET_FIELDS]
-        if name in kept:
-            fields.remove(f"{name}:items_total")
-        else:
-            gone.append(runkeys.map_results_key(run_id, name))
-        pipe.delete(*gone)
-        pipe.hdel(nodes_key, *fields)
-        state = {f"{name}:state": "queued" if root else "pending"}
-        if name in kept:  # as many items done (and begun) as results kept
-            state |= {
-                f"{name}:items_done": str(kept[name]),
-                f"{name}:items_started": str(kept[name]),
-            }
-        if root:
-            state[f"{name}:queued"] = now
-        _fire_always(pipe, run_id, [spec], plan.ttl_s)
-        pipe.hset(nodes_key, mapping=state)
-        jobs = [keys.job_id(run_id, name)]
-        if spec.map_over is not None:  # its chunk and item jobs, stopped or failed
-            total = totals.get(name, 0)
-            jobs += [keys.chunk_job_id(run_id, name, c) for c in range(spec.chunks(total))]
-            jobs += [keys.item_job_id(run_id, name, i) for i in range(total)]
-        rqjobs.forget_failures(store.connection, pipe, plan.rq_queue(spec.queue_name), jobs)
-    again = {"state": "running", "pending": len(order), "failed": 0}
-    pipe.hset(runkeys.run_key(run_id), mapping=again)
-    pipe.hdel(runkeys.run_key(run_id), "ended_at", "damaged")
-    pipe.zadd(keys.active_runs_key(), {run_id: float(now)})
-    if plan.max_active_runs is not None:  # counted among its DAG's active runs (not queued)
-        pipe.sadd(keys.active_set_key(plan.dag), run_id)
-    pipe.xadd(runkeys.events_key(run_id), {"node": "", "state": "running", "ts": now})
-    pipe.expire(runkeys.events_key(run_id), plan.ttl_s)
 
 
 def upgrade(store: RunStore, new: Plan) -> int:

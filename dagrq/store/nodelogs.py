@@ -6,8 +6,8 @@ are not a node's) into one stream per node (:func:`dagrq.store.keys.logs_key`): 
 attempt, the item of a mapped node, the stream and the line. The first line of an attempt is
 preceded by a ``meta`` entry naming the host and pid. A node that prints nothing costs
 nothing; lines are written in batches (every :data:`FLUSH_LINES` lines or
-:data:`FLUSH_S` seconds, and at the end), a stream keeps the newest :data:`MAX_ENTRIES`
-entries, and it expires with the run. Logging never fails a node: a write that fails is
+:data:`FLUSH_S` seconds, by a timer when no next line comes, and at the end), a stream keeps
+the newest :data:`MAX_ENTRIES` entries, and it expires with the run. Logging never fails a node: a write that fails is
 dropped, with a warning in the worker's own log.
 """
 
@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class Capture:
         #: the item of a mapped node now running (lines name it); None for a plain node
         self.item = item
         self.pending: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        #: writes what waits at most FLUSH_S after its line, when no next line comes to
+        self._timer: threading.Timer | None = None
         self.started = False
         self.last_flush = time.monotonic()
         self.level = capture_level()
@@ -120,6 +124,8 @@ class Capture:
         sys.stdout, sys.stderr, level = self._saved
         root.removeHandler(self._handler)
         root.setLevel(level)
+        if self._timer is not None:
+            self._timer.cancel()
         self.flush()
 
     def add(self, stream: str, line: str, level: str | None = None) -> None:
@@ -132,17 +138,28 @@ class Capture:
         entry = {**base, "s": stream, "m": line[:MAX_LINE]}
         if level is not None:
             entry["l"] = level
-        self.pending.append(entry)
-        due = time.monotonic() - self.last_flush >= FLUSH_S
+        with self._lock:
+            self.pending.append(entry)
+            due = time.monotonic() - self.last_flush >= FLUSH_S
+            if not (len(self.pending) >= FLUSH_LINES or due) and self._timer is None:
+                self._timer = threading.Timer(FLUSH_S, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
         if len(self.pending) >= FLUSH_LINES or due:
             self.flush()
 
     def flush(self) -> None:
-        """Write the queued lines (one pipelined round trip)."""
-        if not self.pending:
-            return
-        entries, self.pending = self.pending, []
-        self.last_flush = time.monotonic()
+        """Write the queued lines (one pipelined round trip); called by :meth:`add` when a
+        batch is due, by a timer :data:`FLUSH_S` after a line no other line followed (so a
+        page following the log sees it), and at the end."""
+        with self._lock:
+            if self._timer is not None and self._timer is not threading.current_thread():
+                self._timer.cancel()
+            self._timer = None
+            if not self.pending:
+                return
+            entries, self.pending = self.pending, []
+            self.last_flush = time.monotonic()
         try:
             pipe = self.connection.pipeline(transaction=False)
             for entry in entries:
@@ -236,6 +253,15 @@ def follow(
             last[entry.node] = entry.id
             yield entry
         yield None
+
+
+def wait_after(
+    connection: Any, run_id: str, node: str, after: str, block_ms: int
+) -> list[LogEntry]:
+    """``node``'s lines after entry ``after`` (``0-0``: from the start), waiting up to
+    ``block_ms`` for one to come (one blocking ``XREAD``; the web view's live tail)."""
+    got = connection.xread({runkeys.logs_key(run_id, node): after}, block=block_ms)
+    return [_entry(node, raw_id, fields) for _, entries in got or [] for raw_id, fields in entries]
 
 
 def _text(value: Any) -> str:

@@ -352,6 +352,12 @@ class RunStore:
             return []
         return [{"id": _text(raw_id), **_decode(fields)} for raw_id, fields in reply[0][1]]
 
+    def last_event_id(self) -> str:
+        """The id of the run's newest event (``0-0`` when none): read before a status, the
+        events after it are what a reader of that status has not seen."""
+        newest = self.connection.xrevrange(runkeys.events_key(self.run_id), count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
     def events(
         self, *, follow: bool = True, block_ms: int = 1000, after: str = "0-0"
     ) -> Iterator[dict[str, Any]]:

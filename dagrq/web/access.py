@@ -35,12 +35,14 @@ def guard(request: Request, *, action: bool = False) -> Response | None:
     return JSONResponse({"error": "token required"}, status_code=403)
 
 
-def page(request: Request, template: str, title: str, **context: Any) -> Response:
+def page(
+    request: Request, template: str, title: str, *, status_code: int = 200, **context: Any
+) -> Response:
     """``template`` rendered for ``request``; a token given as ``?token=`` is remembered in a
     cookie when the app requires one."""
     state = request.app.state
     response = state.templates.TemplateResponse(
-        request, template, {"title": title, "token": state.secret, **context}
+        request, template, {"title": title, "token": state.secret, **context}, status_code
     )
     if state.require_token and request.query_params.get("token") == state.secret:
         response.set_cookie("dagrq_token", state.secret, httponly=True, samesite="strict")

@@ -15,11 +15,13 @@ from ..client import Run
 from ..errors import DagrqError, NoResult, RunNotFound
 from ..model.shapes import explanation_json, node_json, status_json, summary_json
 from ..model.waits import Waiting
+from ..model.words import in_words
+from ..store import nodelogs
 from ..store.runs import RunStore
 from .access import guard, in_thread
 
-#: characters of an output shown on a node's panel
-PREVIEW_CHARS = 2000
+#: characters of an output shown on a node's panel, and of each of its inputs
+PREVIEW_CHARS, INPUT_CHARS = 2000, 300
 #: how long one blocking read of a run's events waits: the idle cost of an open run page,
 #: and its heartbeat (the store caps a block under redis-py's socket timeout)
 BLOCK_MS = 4_000
@@ -99,20 +101,95 @@ async def node(request: Request) -> Response:
     if name not in status.nodes:
         return JSONResponse({"error": f"run {run_id} has no node {name!r}"}, status_code=404)
     out = node_json(status.nodes[name])
-    out["why"] = explanation_json(handle.explain(name))
+    why = await in_thread(handle.explain, name)
+    out["why"] = explanation_json(why)
+    out["words"] = in_words(status.nodes[name], why)
     out["signal"] = await in_thread(_signal_form, handle, name)
-    try:
-        text = json.dumps(await in_thread(handle.result, name), default=str)
-        out["output_preview"] = text[:PREVIEW_CHARS]
-        out["output_truncated"] = len(text) > PREVIEW_CHARS
-    except (NoResult, DagrqError):
-        out["output_preview"] = None
+    out["output_preview"], out["output_truncated"] = await in_thread(_preview, handle, name)
+    data = handle.plan().specs[name].data_parents if name in handle.plan().specs else ()
+    out["inputs"] = {
+        p: (await in_thread(_preview, handle, p, INPUT_CHARS))[0]
+        for p in data
+        if status.nodes.get(p) and status.nodes[p].state in ("succeeded", "cached")
+    }
     entries = await in_thread(lambda: list(handle.logs(name)))
-    out["logs"] = [
-        {"attempt": e.attempt, "stream": e.stream, "line": e.line, "level": e.level}
-        for e in entries[-200:]
-    ]
+    out["logs"] = [_log_json(e) for e in entries[-200:]]
     return JSONResponse(out)
+
+
+def _preview(handle: Run, name: str, chars: int = PREVIEW_CHARS) -> tuple[str | None, bool]:
+    """The start of ``name``'s output as JSON, and whether it was cut; (None, False) when
+    it has none."""
+    try:
+        text = json.dumps(handle.result(name), default=str)
+    except (NoResult, DagrqError):
+        return None, False
+    return text[:chars], len(text) > chars
+
+
+def _log_json(entry: Any) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "attempt": entry.attempt,
+        "stream": entry.stream,
+        "line": entry.line,
+        "level": entry.level,
+    }
+
+
+async def node_logs(request: Request) -> Response:
+    """``/api/runs/<id>/nodes/<node>/logs?after=<entry id>``: the node's log lines after that
+    entry as server-sent events, then each new one as it is written (one blocking ``XREAD``
+    per few seconds while nothing comes), for as long as the page follows it."""
+    if (denied := guard(request)) is not None:
+        return denied
+    connection = request.app.state.connection
+    run_id, name = request.path_params["run_id"], request.path_params["node"]
+    start = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
+
+    async def stream() -> Any:
+        last = start
+        yield f"retry: {RETRY_MS}\n\n"
+        while True:
+            try:
+                got = await in_thread(nodelogs.wait_after, connection, run_id, name, last, BLOCK_MS)
+            except RedisError:
+                yield ": redis unreachable\n\n"
+                await anyio.sleep(1)
+                continue
+            if not got:
+                yield ": idle\n\n"
+            for entry in got:
+                last = entry.id
+                yield f"id: {last}\ndata: {json.dumps(_log_json(entry))}\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def node_action(request: Request) -> Response:
+    """``POST /api/runs/<id>/nodes/<node>/clear`` (run it and everything downstream again) or
+    ``/mark`` with ``{"outcome": "succeeded"|"skipped", "reason", "output"}`` (with the page's
+    token): ``Run.clear`` / ``Run.mark``; ``{"state"}`` of the run after, or ``{"error"}``."""
+    if (denied := guard(request, action=True)) is not None:
+        return denied
+    run_id, name = request.path_params["run_id"], request.path_params["node"]
+    verb = request.path_params["verb"]
+    try:
+        body = await request.json() if verb == "mark" else {}
+        handle = await in_thread(Run.fetch, run_id, request.app.state.connection)
+        if verb == "clear":
+            after = await in_thread(handle.clear, name)
+        elif verb == "mark":
+            outcome, reason = str(body.get("outcome", "")), str(body.get("reason", ""))
+            after = await in_thread(handle.mark, name, outcome, reason, body.get("output"))
+        else:
+            return JSONResponse({"error": f"no action {verb!r} on a node"}, status_code=404)
+    except RunNotFound as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    except (DagrqError, ValueError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=409)
+    return JSONResponse({"state": after.state})
 
 
 def _signal_form(handle: Run, name: str) -> dict[str, Any] | None:

@@ -1,13 +1,15 @@
-"""``dagrq ui``: a live web view of runs, read from Redis alone (Starlette + uvicorn).
+"""``dagrq ui``: a live web view of DAGs, runs and workers, read from Redis alone (Starlette
++ uvicorn, server-rendered HTML, a little JavaScript, no build step).
 
-Pages (:mod:`dagrq.web.pages`, HTML from ``dagrq/web/templates``): ``/`` (runs, newest first,
-filters, refreshed every few seconds), ``/runs/<id>`` (the DAG as SVG with live node colours
-from the run's event stream over server-sent events, a progress bar, params, timings; a node's
-details on click; cancel and resume buttons), ``/dags/<name>`` (structure, cost report, recent
-runs). JSON (:mod:`dagrq.web.api`): ``/api/runs``, ``/api/runs/<id>``,
-``/api/runs/<id>/nodes/<node>`` (the CLI's ``--json`` shapes), ``/api/runs/<id>/events``;
-POST ``/api/runs/<id>/cancel|resume`` and ``/api/runs/<id>/nodes/<node>/signal``;
-``/metrics`` (Prometheus, :mod:`dagrq.metrics`).
+Pages (:mod:`dagrq.web.overview`, :mod:`dagrq.web.pages`, HTML from ``dagrq/web/templates``):
+``/`` (every DAG with its last runs, success rate, median duration, schedules, pools),
+``/dags/<name>`` (its grid: runs by node), ``/runs`` (runs with filters and pages),
+``/runs/<id>`` (the DAG drawn in layers, repainted live from the run's event stream over
+server-sent events; a timeline; a node's panel with its live log and actions),
+``/workers``. JSON (:mod:`dagrq.web.api`): ``/api/runs``, ``/api/runs/<id>``,
+``/api/runs/<id>/nodes/<node>`` (the CLI's ``--json`` shapes), ``/api/runs/<id>/events`` and
+``/api/runs/<id>/nodes/<node>/logs`` (event streams); POST ``/api/runs/<id>/cancel|resume``,
+``/api/runs/<id>/nodes/<node>/clear|mark|signal``; ``/metrics`` (Prometheus).
 
 Safety: actions are POSTs that carry the page's token (``X-Dagrq-Token``); a bind other
 than loopback needs ``--token`` and then every request carries it (``?token=`` once sets a
@@ -22,6 +24,8 @@ Handlers are module-level functions that read what they share from ``request.app
 from __future__ import annotations
 
 import secrets
+import time
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -31,8 +35,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from ..model.status import STATE_COLORS
-from . import api, pages
+from ..model.layout import DARK
+from ..model.shapes import iso
+from ..model.status import STATE_COLORS, STATE_GLYPHS
+from ..model.words import ago, ahead, seconds
+from . import api, overview, pages
 from .access import guard
 
 #: what ``/static/<name>`` serves (no build step), and as what
@@ -45,9 +52,11 @@ def create_app(
     """The ASGI app over ``connection``. ``token`` guards actions (a random one when None);
     with ``require_token`` every request must carry it."""
     routes = [
-        Route("/", pages.index),
+        Route("/", overview.dags_page),
+        Route("/runs", pages.runs_page),
         Route("/runs/{run_id}", pages.run_page),
-        Route("/dags/{name}", pages.dag_page),
+        Route("/dags/{name}", overview.dag_page),
+        Route("/workers", overview.workers_page),
         Route("/static/{name}", static),
         Route("/api/runs", api.runs),
         Route("/api/pools", api.pools),
@@ -55,7 +64,9 @@ def create_app(
         Route("/api/runs/{run_id}", api.run),
         Route("/api/runs/{run_id}/nodes/{node}", api.node),
         Route("/api/runs/{run_id}/events", api.events),
+        Route("/api/runs/{run_id}/nodes/{node}/logs", api.node_logs),
         Route("/api/runs/{run_id}/nodes/{node}/signal", api.signal, methods=["POST"]),
+        Route("/api/runs/{run_id}/nodes/{node}/{verb:str}", api.node_action, methods=["POST"]),
         Route("/api/runs/{run_id}/{verb:str}", api.action, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
@@ -63,7 +74,20 @@ def create_app(
     app.state.secret = token or secrets.token_urlsafe(24)
     app.state.require_token = require_token
     templates = Jinja2Templates(directory=str(resources.files("dagrq.web") / "templates"))
-    templates.env.globals["colors"] = STATE_COLORS
+    env = templates.env
+    env.globals.update(
+        colors=STATE_COLORS,
+        glyphs=STATE_GLYPHS,
+        ink={s: "#fff" if s in DARK else "#111" for s in STATE_COLORS},
+    )
+    env.filters.update(
+        ago=ago,
+        since=lambda ts: seconds(max(0.0, time.time() - ts)),
+        took=seconds,
+        iso=iso,
+        fromiso=lambda text: datetime.fromisoformat(text).timestamp(),
+        ahead=ahead,
+    )
     app.state.templates = templates
     return app
 

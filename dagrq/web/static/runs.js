@@ -1,15 +1,22 @@
-const token = document.querySelector('meta[name=dagrq-token]').content;
+// The runs list is rendered by the server (it reads without JavaScript); this keeps it live.
+// Every 3 s, while the tab is visible, it asks whether anything it shows moved on (a newer
+// run, or a shown run that is not over changed): one Redis command when nothing runs. Only
+// then is the list fetched again, as the same HTML the server rendered first.
+const list = document.getElementById('runlist');
 async function refresh() {
-  const q = new URLSearchParams(location.search); q.set('limit', '100');
-  const r = await fetch('/api/runs?' + q); if (!r.ok) return;
-  const runs = await r.json(); const body = document.querySelector('#runs tbody');
-  const counts = {};
-  body.innerHTML = runs.map(x => { counts[x.state] = (counts[x.state] || 0) + 1;
-    return `<tr data-run="${x.id}"><td><a href="/runs/${x.id}">${x.id}</a></td><td>${x.dag}</td>` +
-      `<td>${x.name || ''}</td><td class=st>${x.state}</td><td>${x.created_at}</td>` +
-      `<td>${x.duration_s == null ? '' : x.duration_s.toFixed(1) + 's'}</td>` +
-      `<td>${x.done}/${x.total}</td></tr>`; }).join('');
-  document.querySelector('#counts').textContent =
-    Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(' · ') || 'no runs';
+  if (document.hidden) return;
+  const rows = [...list.querySelectorAll('tr[data-run]')];
+  const live = rows.filter(r => ['queued', 'running'].includes(r.dataset.state))
+    .map(r => `${r.dataset.run}:${r.dataset.state}:${r.dataset.pending}`);
+  const url = new URL(list.dataset.url, location.href);
+  url.searchParams.set('newest', list.querySelector('#runrows').dataset.head);
+  url.searchParams.set('live', live.join(','));
+  const r = await fetch(url); if (r.status !== 200) return;
+  list.innerHTML = await r.text();
 }
-refresh(); setInterval(refresh, 3000);
+setInterval(refresh, 3000);
+document.addEventListener('keydown', (e) => {
+  if (e.key === '/' && !['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement.tagName)) {
+    e.preventDefault(); document.querySelector('input[name=q]').focus();
+  }
+});
