@@ -7,8 +7,8 @@ attempt, the item of a mapped node, the stream and the line. The first line of a
 preceded by a ``meta`` entry naming the host and pid. A node that prints nothing costs
 nothing; lines are written in batches (every :data:`FLUSH_LINES` lines or
 :data:`FLUSH_S` seconds, by a timer when no next line comes, and at the end), a stream keeps
-the newest :data:`MAX_ENTRIES` entries, and it expires with the run. Logging never fails a node: a write that fails is
-dropped, with a warning in the worker's own log.
+the newest :data:`MAX_ENTRIES` entries, and it expires with the run. Logging never fails a
+node: a write that fails is dropped, with a warning in the worker's own log.
 """
 
 from __future__ import annotations
