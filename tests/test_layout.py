@@ -4,6 +4,7 @@ topological generation, names sorted, straight lines), whose numbers docs/ui.md 
 
 from __future__ import annotations
 
+import random
 import re
 import xml.etree.ElementTree as ET
 from itertools import combinations, pairwise
@@ -12,6 +13,7 @@ import networkx as nx
 import pytest
 
 from dagrq import loader
+from dagrq.model.layering import Drawing, layered
 from dagrq.model.layout import BOX_H, BOX_W, GAP_X, GAP_Y, to_svg
 from dagrq.model.plan import Plan
 
@@ -130,3 +132,46 @@ def test_the_check_finds_what_it_looks_for() -> None:
         '<g class="node" data-node="x"><rect x="30" y="45" width="30" height="10"/></g></svg>'
     )
     assert _counts(svg) == (1, 2)
+
+
+def _svg_of(drawing: Drawing) -> str:
+    """A drawing as the minimal SVG :func:`_counts` reads."""
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg">']
+    for (parent, child), points in drawing.edges.items():
+        d = "M" + " L".join(f"{x},{y}" for x, y in points)
+        parts.append(f'<path class="edge" data-from="{parent}" data-to="{child}" d="{d}"/>')
+    for name, (x, y) in drawing.boxes.items():
+        parts.append(
+            f'<g class="node" data-node="{name}"><rect x="{x}" y="{y}" width="{BOX_W}" '
+            f'height="{BOX_H}"/></g>'
+        )
+    return "".join(parts) + "</svg>"
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_dags_are_drawn_with_no_edge_through_a_box_and_no_overlap(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.randint(5, 35)
+    names = [f"n{i}" for i in range(n)]
+    edges = sorted(
+        {(names[a], names[b]) for a, b in (sorted(rng.sample(range(n), 2)) for _ in range(n * 2))}
+    )
+    drawing = layered(names, edges, box_w=BOX_W, box_h=BOX_H, gap_x=GAP_X, gap_y=GAP_Y)
+    assert _counts(_svg_of(drawing))[1] == 0
+    rows: dict[float, list[float]] = {}
+    for x, y in drawing.boxes.values():
+        rows.setdefault(y, []).append(x)
+    for xs in rows.values():
+        xs.sort()
+        assert all(b - a > BOX_W for a, b in pairwise(xs))  # side by side, apart
+    assert layered(names, edges, box_w=BOX_W, box_h=BOX_H) == layered(
+        names, edges, box_w=BOX_W, box_h=BOX_H
+    )  # the same drawing every time
+
+
+def test_a_thousand_node_fan_is_three_rows() -> None:
+    names = ["root", *(f"n{i}" for i in range(998)), "sink"]
+    edges = [("root", f"n{i}") for i in range(998)] + [(f"n{i}", "sink") for i in range(998)]
+    drawing = layered(names, edges)
+    assert len({y for _, y in drawing.boxes.values()}) == 3
+    assert len({x for x, _ in drawing.boxes.values()}) >= 998

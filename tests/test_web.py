@@ -28,6 +28,7 @@ def _shot(page: Any, name: str, height: int = 620) -> None:
     """docs/<name>.png of ``page`` at 1400 px, when asked to take screenshots again."""
     if SHOTS:
         page.set_viewport_size({"width": 1400, "height": height})
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ROOT / "docs" / f"{name}.png"))
 
 

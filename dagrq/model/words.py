@@ -65,7 +65,7 @@ def _ended(node: NodeStatus, why: Explanation) -> str:
     if node.reason and node.reason.startswith("marked "):
         return node.reason
     if state == "succeeded":
-        took = f" in {node.duration_s:.2f} s" if node.duration_s is not None else ""
+        took = f" in {seconds(node.duration_s)}" if node.duration_s is not None else ""
         on = f" on {node.worker}" if node.worker else ""
         again = f" (attempt {node.attempts})" if node.attempts > 1 else ""
         return f"succeeded{took}{on}{again}"

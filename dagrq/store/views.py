@@ -2,8 +2,8 @@
 runs by node (the grid), and the workers with the queues they serve (the workers page).
 
 Each read is a few pipelined round trips whatever the number of runs: the DAGs page reads
-``2 + 2D + R`` commands for D DAGs and R runs shown (plus the schedules and pools it shows), the
-grid ``1 + 2R`` for R runs; no command scans the keyspace.
+``1 + 2D + R`` commands for D DAGs and R runs shown (plus the schedules and pools it shows), the
+grid ``1 + 3R`` for R runs; no command scans the keyspace.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ async def runs_page(request: Request) -> Response:
         return denied
     params = request.query_params
     q = {k: params.get(k, "") for k in FILTERS}
-    offset = max(0, int(params.get("page", "1") or 1) - 1) * PAGE_SIZE
+    page_no = int(params["page"]) if params.get("page", "").isdigit() else 1
+    offset = max(0, page_no - 1) * PAGE_SIZE
     connection = request.app.state.connection
     if params.get("fragment") and "newest" in params:
         live = dict(x.split(":", 1) for x in params.get("live", "").split(",") if ":" in x)
@@ -49,7 +50,6 @@ async def runs_page(request: Request) -> Response:
     except ValueError as exc:
         return page(request, "message.html", "bad filter", message=str(exc), status_code=400)
     shown = {k: v for k, v in q.items() if v}
-    page_no = offset // PAGE_SIZE + 1
     context = {
         "runs": found[:PAGE_SIZE],
         "head": head,

@@ -149,7 +149,9 @@ function timeline() {
     return {name, n, q, start, end};
   }).sort((a, b) => (a.start ?? Infinity) - (b.start ?? Infinity) || a.name.localeCompare(b.name));
   const t1 = Math.max(t0 + 0.001, ...rows.map(r => r.end ?? t0));
-  const left = 180, width = 760, rowH = 22, x = (t) => left + (t - t0) / (t1 - t0) * width;
+  const el = document.getElementById('timeline');
+  const left = 180, width = Math.max(400, el.clientWidth - left - 160), rowH = 22;
+  const x = (t) => left + (t - t0) / (t1 - t0) * width;
   const ticks = [0, 0.25, 0.5, 0.75, 1].map(f => `<line x1="${left + f * width}" y1="18" x2="${left + f * width}" y2="${24 + rows.length * rowH}" stroke="#ddd"/><text x="${left + f * width}" y="12" text-anchor="middle" font-size="11">+${took(f * (t1 - t0)) || '0 s'}</text>`).join('');
   const bars = rows.map((r, i) => {
     const y = 24 + i * rowH, n = r.n;
@@ -162,7 +164,6 @@ function timeline() {
     }
     return `<g class="span" data-node="${esc(r.name)}" data-start="${r.start ?? ''}" data-end="${r.end ?? ''}" data-queued="${r.q ?? ''}" style="cursor:pointer">${body}</g>`;
   }).join('');
-  const el = document.getElementById('timeline');
   el.innerHTML = `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 120}" height="${30 + rows.length * rowH}" font-family="sans-serif" font-size="12">${ticks}${bars}</svg>` +
     '<p class="hint">grey: waiting in its queue; coloured: running, to its end (the last attempt)</p>';
   el.querySelectorAll('g.span').forEach(g => g.addEventListener('click', () => open(g.dataset.node)));
