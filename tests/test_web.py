@@ -111,13 +111,21 @@ def _check_run_page(page: Any, ui: str, good: Run, bad: Run) -> None:
     assert page.text_content("#node-square .detail") == "3/3 items"
     before = page.get_attribute("#dag", "viewBox")
     page.click("#zoomin")
-    assert page.get_attribute("#dag", "viewBox") != before
-    page.click("#node-report")
+    zoomed = page.get_attribute("#dag", "viewBox")
+    assert zoomed != before
+    box = page.query_selector("#graph").bounding_box()
+    page.mouse.move(box["x"] + 10, box["y"] + 10)  # pan: drag the background
+    page.mouse.down()
+    page.mouse.move(box["x"] + 110, box["y"] + 60)
+    page.mouse.up()
+    assert page.get_attribute("#dag", "viewBox") != zoomed
+    page.focus("#node-report")  # the keyboard reaches a node and opens its panel
+    page.keyboard.press("Enter")
     page.wait_for_selector("#panelnode", timeout=10_000)
     assert "report: 5 from 3 items, talked" in page.inner_text("#logtail")
     assert page.inner_text("#output") == '"5/3"'
     _shot(page, "ui-run")
-    page.click("#tab-timeline")
+    page.keyboard.press("t")  # the timeline tab
     page.wait_for_selector("#timeline g.span", timeout=10_000)
     spans = page.eval_on_selector_all(
         "#timeline g.span",

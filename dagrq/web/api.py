@@ -4,6 +4,7 @@ stream (server-sent events)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -145,26 +146,12 @@ async def node_logs(request: Request) -> Response:
         return denied
     connection = request.app.state.connection
     run_id, name = request.path_params["run_id"], request.path_params["node"]
-    start = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
 
-    async def stream() -> Any:
-        last = start
-        yield f"retry: {RETRY_MS}\n\n"
-        while True:
-            try:
-                got = await in_thread(nodelogs.wait_after, connection, run_id, name, last, BLOCK_MS)
-            except RedisError:
-                yield ": redis unreachable\n\n"
-                await anyio.sleep(1)
-                continue
-            if not got:
-                yield ": idle\n\n"
-            for entry in got:
-                last = entry.id
-                yield f"id: {last}\ndata: {json.dumps(_log_json(entry))}\n\n"
+    def read(after: str) -> list[tuple[str, dict[str, Any]]]:
+        lines = nodelogs.wait_after(connection, run_id, name, after, BLOCK_MS)
+        return [(e.id, _log_json(e)) for e in lines]
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return _stream(request, read)
 
 
 async def node_action(request: Request) -> Response:
@@ -236,11 +223,22 @@ async def action(request: Request) -> Response:
 async def events(request: Request) -> Response:
     """``/api/runs/<id>/events``: the run's state changes as server-sent events, each with its
     ``id:`` (a reconnecting browser sends it back as ``Last-Event-ID`` and gets only what it
-    has not seen), and a comment line as a heartbeat every few seconds while nothing happens,
-    for as long as the page is open."""
+    has not seen; ``?after=`` starts after an event the page already drew), and a comment line
+    as a heartbeat every few seconds while nothing happens, for as long as the page is open."""
     if (denied := guard(request)) is not None:
         return denied
     store = RunStore(request.app.state.connection, request.path_params["run_id"])
+
+    def read(after: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(e.pop("id"), e) for e in store.read_events(after, BLOCK_MS)]
+
+    return _stream(request, read)
+
+
+def _stream(request: Request, read: Callable[[str], list[tuple[str, Any]]]) -> Response:
+    """Server-sent events of what ``read(after id)`` returns (``(id, payload)`` pairs, after
+    blocking up to :data:`BLOCK_MS` for one), from the ``Last-Event-ID`` or ``?after=`` the
+    browser gives; a heartbeat comment when nothing came, a note while Redis is away."""
     start = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
 
     async def stream() -> Any:
@@ -248,17 +246,15 @@ async def events(request: Request) -> Response:
         yield f"retry: {RETRY_MS}\n\n"
         while True:
             try:
-                got = await in_thread(store.read_events, last, BLOCK_MS)
+                got = await in_thread(read, last)
             except RedisError:  # Redis away: say so to the page, and try again
                 yield ": redis unreachable\n\n"
                 await anyio.sleep(1)
                 continue
             if not got:
                 yield ": idle\n\n"  # the heartbeat: keeps proxies from closing the stream
-                continue
-            for event in got:
-                last = event.pop("id")
-                yield f"id: {last}\ndata: {json.dumps(event)}\n\n"
+            for last, payload in got:
+                yield f"id: {last}\ndata: {json.dumps(payload)}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
