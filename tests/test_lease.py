@@ -6,12 +6,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 
 import pytest
 import redis
 
 from dagrq import RunFailed, loader
 from dagrq.jobs.lost import abandoned, on_failure
+from dagrq.jobs.reconcile import MAX_REDRIVES, Reconciler
 from dagrq.store import keys, rqjobs, runkeys, scripts
 from dagrq.workers.leased import make_worker
 
@@ -139,17 +141,39 @@ def test_a_lost_chunk_is_retried_item_by_item(conn: redis.Redis, workers: Worker
     assert int(conn.get(f"test:seven:{run.id}") or 0) == 2  # the lost attempt, then alone
 
 
-def test_a_node_lost_before_its_attempt_began_fails_and_the_run_ends(conn: redis.Redis) -> None:
-    # the worker died between taking the job and starting the node (state still queued)
-    dag = loader.load(pipeline("lease", "doomed"))
+def _taken_and_lost(conn: redis.Redis, job_id: str, queue_name: str) -> None:
+    """What a worker leaves when Redis goes away between RQ's start of a job (status started,
+    a lease registered) and dagrq's start of the node's attempt: the node is still queued."""
+    assert scripts.claim(conn, [keys.queue_key(queue_name)]) is not None
+    conn.lrem(keys.intermediate_key(queue_name), 0, job_id)
+    conn.hset(keys.RQ_JOB_PREFIX + job_id, "status", "started")
+    conn.zadd(rqjobs.started_key(queue_name), {f"{job_id}:lost": time.time() - 60})
+
+
+def test_a_node_lost_before_its_attempt_began_is_put_back_spending_no_retry(
+    conn: redis.Redis,
+) -> None:
+    dag = loader.load(pipeline("lease", "doomed"))  # no retry=
     run = dag.submit(conn)
-    job = rqjobs.fetch_job(keys.job_id(run.id, "start"), conn)
-    assert run.status().nodes["start"].state == "queued"
-    abandoned(job, "worker lost: test")
-    abandoned(job, "worker lost: test")  # settling twice changes nothing
+    job_id, queue_name = keys.job_id(run.id, "start"), dag.plan.rq_queues[0]
+    reconciler = Reconciler(conn, grace_s=0, lease_margin_s=0)
+    for lost in range(1, MAX_REDRIVES + 1):
+        _taken_and_lost(conn, job_id, queue_name)
+        assert not abandoned(rqjobs.fetch_job(job_id, conn), "worker lost: test")  # RQ's clean-up
+        repairs = reconciler.pass_([run.id])
+        assert [r.what for r in repairs] == [
+            f"job {job_id}: worker lost before the node began (found by the reconciler)"
+        ]
+        assert conn.lpos(keys.queue_key(queue_name), job_id) == 0  # back at the head
+        node = run.status().nodes["start"]
+        assert (node.state, node.attempts) == ("queued", 0)
+        assert conn.hget(runkeys.nodes_key(run.id), "start:redriven") == str(lost).encode()
+    _taken_and_lost(conn, job_id, queue_name)  # once more: it fails the usual way, and ends
+    reconciler.pass_([run.id])
+    reconciler.pass_([run.id])
     final = run.status()
     assert final.state == "failed"
-    assert final.nodes["start"].error == "worker lost: test"
+    assert "its attempt never began" in (final.nodes["start"].error or "")
     assert [final.nodes[n].state for n in ("lost", "after")] == [
         "upstream_failed",
         "upstream_failed",

@@ -56,9 +56,14 @@ def abandoned(job: Any, reason: str) -> bool:
     else fail it (or, for a chunk of a mapped node, its unrecorded items) with ``reason``.
     Idempotent; a node already final is left alone.
 
+    A node still ``queued`` never began its attempt (its worker was lost between RQ's start
+    of the job and dagrq's): it is left to the reconciler, which puts the job back without
+    spending a retry.
+
     Returns:
         False when nothing of the job was wanted any more (its run ended, its node's outcome
-        or its items were recorded before the worker was lost), else True.
+        or its items were recorded before the worker was lost, or its attempt never began),
+        else True.
     """
     ref = rqjobs.ref_of(job)
     store = RunStore(job.connection, ref.run)
@@ -68,6 +73,8 @@ def abandoned(job: Any, reason: str) -> bool:
     if ref.own:
         if store.lost_node_settled(ref.node):
             return False  # outcome recorded (or a map's items all enqueued) before the loss
+        if store.node_state(ref.node) == "queued":
+            return False  # its attempt never began: the reconciler puts the job back
         log.warning("run %s: node %s (%s): %s", store.run_id, ref.node, job.id, reason)
         store.log_error(ref.node, store.attempts(ref.node), reason)
         if settle_failure(retries_left=job.retries_left) == "retry":
@@ -109,7 +116,8 @@ def settle_lost(
     ``members``, read here when None) if it expired before ``cutoff`` (default: whatever its
     expiry, for a process known dead), then settle dagrq's side (:func:`abandoned`) and RQ's
     (retried or failed). ``interrupted`` (a process dagrq itself stopped, at the end of a
-    shutdown's drain time) puts the job back on its queue instead, spending no retry.
+    shutdown's drain time; or one whose node never began its attempt) puts the job back on its
+    queue instead, spending no retry.
 
     Returns False, changing nothing, when another process took the lease first, the lease was
     renewed since, or (``members`` read here) the job never started: a claimed job that never

@@ -251,9 +251,10 @@ class Reconciler:
             leases = self._leases_of(queue_name, job_id, fresh=True)
         if any(expiry >= now - self.lease_margin_s for _, expiry in leases):
             return []  # a worker holds it (or RQ's own clean-up still has its turn)
-        if leases:
-            return self._expired(store, spec, job_id, [m for m, _ in leases])
         redriven = int(fields.get(f"{node}:redriven", 0))
+        unbegun = items is None and state == "queued" and redriven < MAX_REDRIVES
+        if leases:
+            return self._expired(store, spec, job_id, [m for m, _ in leases], unbegun=unbegun)
         if status is None:
             if redriven >= MAX_REDRIVES:
                 return self._fail(store, spec, items, "its RQ job is gone (expired or lost)")
@@ -262,14 +263,17 @@ class Reconciler:
             began = rqjobs.started_at(conn, job_id)
             if began is not None and began > now - self.grace_s:
                 return []  # between RQ's start and its lease: give it time
-            return self._expired(store, spec, job_id, [])
+            return self._expired(store, spec, job_id, [], unbegun=unbegun)
         if status == "scheduled" and rqjobs.scheduled(conn, queue_name, job_id):
             return []  # a retry waiting out its backoff
         if status in _ENDED:
             why = rqjobs.failure_text(rqjobs.fetch_job(job_id, conn)) if status == "failed" else ""
-            lost_report = status != "failed" or recorded_unreachable(why)
+            # a node still queued never began its attempt: nothing of its body failed
+            lost_report = status != "failed" or recorded_unreachable(why) or unbegun
             if not lost_report or redriven >= MAX_REDRIVES:
                 why = why or f"status {status}"
+                if items is None and state == "queued":
+                    why = f"{redriven} re-drives, its attempt never began; {why}"
                 return self._fail(store, spec, items, f"its job ended without reporting ({why})")
         wanted = ("queued", "running") if items is None else ("running",)
         done = scripts.redrive(conn, run_id, node, job_id, queue_name, wanted=wanted, release=False)
@@ -293,14 +297,21 @@ class Reconciler:
         return [(m, expiry) for m, expiry in entries if m.startswith(prefix)]
 
     def _expired(
-        self, store: RunRepairs, spec: NodeSpec, job_id: str, members: list[str]
+        self, store: RunRepairs, spec: NodeSpec, job_id: str, members: list[str], *, unbegun: bool
     ) -> list[Repair]:
-        """The worker running ``job_id`` died: settle RQ's side and dagrq's."""
+        """The worker running ``job_id`` died: settle RQ's side and dagrq's. A job whose node
+        never began its attempt (``unbegun``: the node is still ``queued``, as when Redis went
+        away between RQ's start of the job and dagrq's) goes back on its queue, spending no
+        retry (counted as a re-drive, so it fails the usual way after :data:`MAX_REDRIVES`)."""
         job = rqjobs.fetch_job(job_id, self.connection)
         reason = "worker lost: its lease expired (found by the reconciler)"
+        if unbegun:
+            reason = "worker lost before the node began (found by the reconciler)"
         cutoff = time.time() - self.lease_margin_s
-        if not settle_lost(job, reason, members=members, cutoff=cutoff):
+        if not settle_lost(job, reason, members=members, cutoff=cutoff, interrupted=unbegun):
             return []  # renewed since, or another process settled it first
+        if unbegun:
+            store.count_redrive(spec.name)
         return [Repair(store.run_id, spec.name, f"job {job_id}: {reason}")]
 
     def _remake(
