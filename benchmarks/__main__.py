@@ -1,5 +1,6 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
-lost-worker, startup, worker-cost, schedules, flow, cache, waits, observe."""
+lost-worker, startup, worker-cost, schedules, flow, cache, waits, observe,
+objects."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from . import (
     join_cost,
     lost_worker,
     map_scale,
+    objects,
     observe,
     report,
     scale,
@@ -37,6 +39,7 @@ BENCHMARKS = {
     "cache": cache.main,
     "waits": waits.main,
     "observe": observe.main,
+    "objects": objects.main,
 }
 
 

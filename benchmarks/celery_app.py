@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -28,6 +29,18 @@ def noop(*args: object) -> None:
 @app.task
 def mark(results: object, token: str) -> None:
     _redis.set(f"bench:done:{token}", repr(time.time()))
+
+
+@app.task
+def big(mb: float) -> str:
+    """A chord header returning ``mb`` MB of text (the objects benchmark)."""
+    return "x" * int(mb * 10**6)
+
+
+@app.task
+def measured(results: list[str], token: str) -> None:
+    """A chord body: record the length of what it got, and when."""
+    _redis.set(f"bench:done:{token}", json.dumps([time.time(), len(results[0])]))
 
 
 def release_results() -> None:

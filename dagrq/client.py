@@ -18,6 +18,7 @@ from typing import Any
 from . import tracing
 from .errors import (
     NoResult,
+    OutputMissing,
     ParameterError,
     RunError,
     RunFailed,
@@ -272,6 +273,12 @@ class Run:
             )
         return self._decode(node, blob)
 
+    def stored(self, node: str) -> bytes | None:
+        """``node``'s output as Redis keeps it: the serialized value, or (over its DAG's
+        ``offload_over``) a reference to an object (:mod:`dagrq.model.objects`); None when it
+        has none."""
+        return self._store.output(node)
+
     def results(self) -> dict[str, Any]:
         """``{node: output}`` for every node that succeeded, in topological order."""
         status = self.status()
@@ -302,6 +309,8 @@ class Run:
             )
         try:
             return get_codec(serializer).loads(blob, annotation)
+        except OutputMissing:
+            raise  # its object is gone: the error names the run, the node and the URL
         except Exception as exc:  # a value no node stored: damaged, say so in one line
             raise RunError(
                 f"the stored output of node {node!r} in run {self.id} cannot be read as "
@@ -374,6 +383,17 @@ class Run:
         """
         lifecycle.cancel(self._store)
         return self.status()
+
+    def purge(self) -> int:
+        """Delete the ended run now rather than at its TTL: its keys, its RQ jobs and
+        results, its index entries and its objects in the DAG's ``output_store``. Returns how
+        many Redis keys went.
+
+        Raises:
+            RunNotFound: the run does not exist.
+            RunError: the run is still running (cancel it first).
+        """
+        return lifecycle.purge(self._store)
 
     def resume(self) -> RunStatus:
         """Resume an ended run: re-run its failed, skipped and canceled nodes and everything

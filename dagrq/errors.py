@@ -16,6 +16,7 @@
     │   ├── RunFailed               the run ended ``failed``; ``.failed`` names the nodes
     │   ├── RunTimeout              ``Run.wait`` gave up; also a ``TimeoutError``
     │   ├── NoResult                the node has no stored output
+    │   ├── OutputMissing           an offloaded output's object is gone from the object store
     │   ├── SignalRefused           a signal a waiting node refused (bad value, node ended)
     │   └── RedisUnreachable        Redis did not answer within the time a command waits
     ├── ConnectionConfigError       a Redis URL that cannot be used
@@ -153,6 +154,12 @@ class NoResult(RunError):
     """The node has no stored output (not finished, failed, skipped or expired), or the run
     has no such node. The CLI exits 1 for a missing output; a node name the run does not have
     is a usage error there (2), checked before this is raised."""
+
+
+class OutputMissing(RunError):
+    """An output kept in the DAG's object store (``DAG(output_store=)``) cannot be read: the
+    message names the run, the node and the object's URL. A node that reads it fails with
+    this; ``dagrq result`` exits 1."""
 
 
 class RedisUnreachable(RunError):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dagrq.model.objects import Ref
 from dagrq.store import runkeys
 
 from .helpers import ROOT, dagrq, pipeline
@@ -48,6 +49,13 @@ class Runs:
         """A run whose plan is not in Redis (its hash names a version never stored)."""
         run_id = _run_id(self._run(OK))
         redis.Redis.from_url(self.url).hset(runkeys.run_key(run_id), "plan", "0" * 16)
+        return run_id
+
+    def gone_object(self) -> str:
+        """A run whose output of ``quiet`` refers to an object that is not there."""
+        run_id = _run_id(self._run(OK))
+        ref = Ref(f"file://{self.folder}/objects/{run_id}/quiet/x", run_id, "quiet", 4)
+        redis.Redis.from_url(self.url).set(runkeys.output_key(run_id, "quiet"), ref.to_bytes())
         return run_id
 
 
@@ -98,6 +106,16 @@ CASES: dict[tuple[str, str], Callable[[Runs], subprocess.CompletedProcess[str]]]
         "retry", r.again_id
     ),
     ("retry RUN", "the run is still running"): lambda r: r.cli("retry", r.slow_id),
+    ("purge RUN", "deleted: its keys, jobs, index entries and stored objects"): lambda r: r.cli(
+        "purge", _run_id(r._run(OK))
+    ),
+    ("purge RUN", "no such run, or the run is still running"): lambda r: r.cli(
+        "purge", r.slow_id
+    ),
+    ("result RUN NODE", "the node's output is in the object store and its object is gone (the "
+     "error names the run, the node and the URL)"): lambda r: r.cli(
+        "result", r.gone_object(), "quiet"
+    ),
 }  # fmt: skip
 
 

@@ -94,6 +94,19 @@ def mark(run_id: str, node: str, outcome: str, reason: str, output: str, url: st
 
 
 @click.command()
+@click.argument("run_id")
+@url_option
+@errors
+def purge(run_id: str, url: str | None) -> None:
+    """Delete the ended RUN_ID now (its keys, jobs, index entries and stored objects) rather
+    than when its TTL runs out."""
+    run_ = run_handle(run_id, url)
+    _ended(run_, run_id)
+    gone = run_.purge()
+    click.echo(f"run {run_id} purged: {gone} keys deleted")
+
+
+@click.command()
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
 @url_option
 @click.option(
@@ -121,4 +134,4 @@ def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None
     click.echo(f"{len(repairs)} repairs")
 
 
-COMMANDS = (cancel, retry, clear, mark, reconcile)
+COMMANDS = (cancel, retry, clear, mark, purge, reconcile)

@@ -303,7 +303,7 @@ def kept_at_claim(dag: DAG, job: Any, ref: JobRef) -> bool:
     )
     if key is None:
         return False
-    cache = RedisCache(store.connection, dag.name, dag.cache_max_entries)
+    cache = RedisCache(store.connection, dag.name, dag.cache_max_entries, dag.output_store)
     hit = from_cache(node, codec, cache.get(spec.name, key))
     if hit is None:
         job.dagrq_missed = True  # the attempt does not look again (it still keeps on success)
@@ -320,7 +320,7 @@ def _cache_of(
     if not attempt.spec.cache:
         return None, None
     dag = attempt.dag
-    cache = RedisCache(attempt.store.connection, dag.name, dag.cache_max_entries)
+    cache = RedisCache(attempt.store.connection, dag.name, dag.cache_max_entries, dag.output_store)
     key = node_key(node, attempt.spec, dag.name, dag.serializer, outputs, attempt.params, inputs)
     return cache, key
 

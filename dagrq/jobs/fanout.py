@@ -178,7 +178,7 @@ class Items:
             params,
             store,
         )
-        self.cache = RedisCache(store.connection, dag.name, dag.cache_max_entries)
+        self.cache = RedisCache(store.connection, dag.name, dag.cache_max_entries, dag.output_store)
         self.keys: dict[int, str | None] = {}
 
     def hits(

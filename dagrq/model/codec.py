@@ -31,6 +31,8 @@ from typing import Any, Literal, Protocol
 from pydantic import TypeAdapter
 from pydantic_core import to_json
 
+from .objects import resolve
+
 SerializerName = Literal["json", "pickle"]
 
 
@@ -183,7 +185,9 @@ class JSONCodec:
         return to_json(value)
 
     def loads(self, raw: bytes, annotation: Any) -> Any:
-        """JSON bytes back to Python, validated into ``annotation`` when it is given."""
+        """JSON bytes (or a reference to them in the object store) back to Python, validated
+        into ``annotation`` when it is given."""
+        raw = resolve(raw)
         if is_untyped(annotation):
             return json.loads(raw)
         try:
@@ -202,7 +206,9 @@ class PickleCodec:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
     def loads(self, raw: bytes, annotation: Any) -> Any:
-        """Unpickle ``raw`` (only ever for a DAG that opted in to pickle)."""
+        """Unpickle ``raw`` (or the object it refers to; only ever for a DAG that opted in to
+        pickle)."""
+        raw = resolve(raw)
         return pickle.loads(raw)
 
 

@@ -46,6 +46,7 @@ from .events import Trigger, check_name
 from .hooks import Callback, declared_hooks
 from .local import run_local
 from .node import Node
+from .objects import OutputStore
 from .options import NodeOptions, option_error
 from .pictures import to_dot, to_mermaid
 from .plan import NodeSpec, Plan
@@ -67,6 +68,10 @@ _DAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 DEFAULT_TTL_S = 24 * 3600
 #: default largest output a node may store
 DEFAULT_MAX_OUTPUT_BYTES = 10 * 2**20
+#: the largest output with an object store: no limit in practice
+UNLIMITED = 2**62
+#: the largest value Redis stores by default (``proto-max-bulk-len``)
+REDIS_MAX_VALUE = 512 * 2**20
 
 
 class DAG(WaitingNodes, Scheduling):
@@ -79,8 +84,9 @@ class DAG(WaitingNodes, Scheduling):
         ttl_s: seconds every key of a run lives after its last write (default one day).
         queue: the RQ queue of the non-join nodes (default ``dagrq.<name>``).
         max_output_bytes: the largest output a node may store (default 10 MiB; a node's own
-            ``max_output_bytes=`` overrides it). Redis holds every output in memory: pass
-            bigger data by reference (a path, a URL).
+            ``max_output_bytes=`` overrides it; no limit by default with an
+            ``output_store``). Redis holds every output in memory: keep big ones in an
+            object store (``output_store=``), or pass them by reference (a path, a URL).
         params: the run parameters, declared up front. Then a node parameter that is neither
             a node nor one of these is refused at validation. Without it, any such parameter
             is a run parameter, except one a slip away from a node's name (``totlas`` for
@@ -102,10 +108,16 @@ class DAG(WaitingNodes, Scheduling):
             retried) by a worker; one that raises is logged and changes nothing.
         webhook: an http(s) URL POSTed the run's status JSON at every run end (retried on
             5xx). See docs/observability.md.
+        output_store: an fsspec URL (``"file:///mnt/shared/dagrq"``, ``"s3://bucket/prefix"``
+            with s3fs) where every serialized output, map item or item result over
+            ``offload_over`` is kept as an object; Redis keeps a reference, readers fetch it,
+            and the reconciler deletes a run's objects once the run is gone (docs/scale.md).
+        offload_over: the size from which a value goes to ``output_store`` (default
+            ``"1MB"``; bytes, or ``"512KiB"``, ``"10MB"`` ...).
 
     Raises:
         DAGError: for a bad name, serializer, ttl, schedule, max_active_runs, trigger,
-            event name, hook or webhook URL.
+            event name, hook, webhook URL, output store or offload size.
     """
 
     def __init__(
@@ -115,7 +127,7 @@ class DAG(WaitingNodes, Scheduling):
         serializer: SerializerName = "json",
         ttl_s: int = DEFAULT_TTL_S,
         queue: str | None = None,
-        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        max_output_bytes: int | None = None,
         params: Sequence[str] | None = None,
         schedule: str | None = None,
         max_active_runs: int | None = None,
@@ -127,6 +139,8 @@ class DAG(WaitingNodes, Scheduling):
         on_failure: Callback | None = None,
         on_retry: Callback | None = None,
         webhook: str | None = None,
+        output_store: str | None = None,
+        offload_over: str | int = "1MB",
     ) -> None:
         # long: each DAG option checked where it is declared, one after another
         if not isinstance(name, str) or not _DAG_NAME.match(name):
@@ -140,8 +154,19 @@ class DAG(WaitingNodes, Scheduling):
             raise DAGError(f"DAG {name!r}: {exc}") from None
         if ttl_s <= 0:
             raise DAGError(f"DAG {name!r}: ttl_s must be a positive number of seconds")
+        #: where outputs over ``offload_over`` go instead of Redis (docs/scale.md), or None
+        self.output_store = None
+        if output_store is not None:
+            self.output_store = OutputStore.of(name, output_store, offload_over)
+        if max_output_bytes is None:  # an object store takes any size
+            max_output_bytes = DEFAULT_MAX_OUTPUT_BYTES if output_store is None else UNLIMITED
         if max_output_bytes <= 0:
             raise DAGError(f"DAG {name!r}: max_output_bytes must be a positive number of bytes")
+        if output_store is None and max_output_bytes > REDIS_MAX_VALUE:
+            raise DAGError(
+                f"DAG {name!r}: max_output_bytes {max_output_bytes} is over the 512 MiB Redis "
+                "takes as one value; keep big outputs in an object store (output_store=)"
+            )
         if max_active_runs is not None and not _count(max_active_runs):
             raise DAGError(f"DAG {name!r}: max_active_runs must be >= 1, not {max_active_runs!r}")
         #: runs that may run at once; more wait ``queued`` (see docs/flow-control.md)
@@ -434,6 +459,7 @@ class DAG(WaitingNodes, Scheduling):
             self.max_active_runs,
             self.emits,
             bool(self.hooks),
+            self.output_store,
         )
 
     @property

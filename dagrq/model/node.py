@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..errors import BranchError, NodeDefinitionError, OutputTooLarge, OutputTypeError
 from .codec import Codec, is_untyped, type_adapter
 from .commands import command_of
+from .objects import is_ref, resolve
 from .options import NodeOptions, name_problem
 from .params import coerce, type_name
 from .plan import NodeSpec
@@ -204,6 +205,8 @@ def join_items(codec: Codec, blobs: list[bytes | None]) -> bytes:
         >>> join_items(get_codec("json"), [b"1", None, b'"x"'])
         b'[1,null,"x"]'
     """
+    if any(is_ref(b) for b in blobs):  # items kept in the object store
+        blobs = [None if b is None else resolve(b) for b in blobs]
     if codec.name == "json":
         return b"[" + b",".join(b if b is not None else b"null" for b in blobs) + b"]"
     blob: bytes = codec.dumps([None if b is None else codec.loads(b, None) for b in blobs])

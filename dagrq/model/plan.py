@@ -25,6 +25,7 @@ from typing import Any
 
 import networkx as nx
 
+from .objects import OutputStore
 from .options import Retry
 from .queues import versioned_queue
 
@@ -206,6 +207,8 @@ class Plan:
     emits: str | None = None
     #: the DAG has alert hooks: its runs tell its hook stream (docs/observability.md)
     hooks: bool = False
+    #: where values over its threshold are kept instead of Redis (``DAG(output_store=)``)
+    output_store: OutputStore | None = None
 
     def to_json(self) -> str:
         """Deterministic JSON: sorted keys, nodes in topological order (computed once: a
@@ -226,6 +229,8 @@ class Plan:
             data["emits"] = self.emits
         if self.hooks:
             data["hooks"] = True
+        if self.output_store is not None:
+            data["output_store"] = [self.output_store.url, self.output_store.over]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -233,7 +238,7 @@ class Plan:
         """Read a plan stored by :meth:`to_json`."""
         data = json.loads(text)
         specs = {n["name"]: NodeSpec.from_dict(n) for n in data["nodes"]}
-        limit = data.get("max_active_runs")
+        limit, store = data.get("max_active_runs"), data.get("output_store")
         return cls(
             data["dag"],
             data["serializer"],
@@ -242,6 +247,7 @@ class Plan:
             limit,
             data.get("emits"),
             bool(data.get("hooks")),
+            None if store is None else OutputStore(store[0], int(store[1])),
         )
 
     @cached_property

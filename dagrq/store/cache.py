@@ -14,14 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model.cache import DEFAULT_MAX_ENTRIES, Entry
-from . import keys, scripts
+from ..model.objects import OutputStore
+from . import keys, objects, scripts
 
 
 class RedisCache:
     """The :class:`~dagrq.model.cache.Cache` of DAG ``dag`` on ``connection``."""
 
-    def __init__(self, connection: Any, dag: str, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        dag: str,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        store: OutputStore | None = None,
+    ) -> None:
         self.connection, self.dag, self.max_entries = connection, dag, max_entries
+        #: the DAG's object store: a big entry is kept there (its own object), not in Redis
+        self.store = store
 
     def get(self, node: str, key: str) -> Entry | None:
         """The entry of ``node`` under ``key``, or None (one round trip)."""
@@ -57,7 +66,7 @@ class RedisCache:
                         keys.CACHE_DAGS_KEY,
                     ],
                     args=[
-                        entry.output,
+                        objects.cached(self.store, entry.output, self.dag, node, key),
                         entry.run_id,
                         repr(entry.at),
                         ttl_s,

@@ -20,6 +20,8 @@ ON_FAILURE = "dagrq.lease.on_failure"
 RQ_JOB_PREFIX = "rq:job:"
 RQ_QUEUE_PREFIX = "rq:queue:"
 RQ_QUEUES_SET = "rq:queues"
+#: RQ's results stream of a job is this and the job id (``rq.results.Result.get_key``)
+RQ_RESULTS_PREFIX = "rq:results:"
 
 
 def chunk_job_id(run_id: str, node: str, chunk: int) -> str:

@@ -19,9 +19,9 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
-from ..errors import DAGChanged
+from ..errors import DAGChanged, RunError
 from ..model.plan import NodeSpec, Plan
-from . import flow, index, keys, rqjobs, runkeys, scripts, waits
+from . import flow, index, keys, objects, rqjobs, runkeys, scripts, waits
 from .runs import RunStore
 
 #: seconds a cancel waits for the nodes it stopped to stop
@@ -351,6 +351,36 @@ def cancel(store: RunStore, *, wait_s: float = STOP_WAIT_S) -> scripts.Canceled:
         if RunStore(conn, child).exists():
             cancel(RunStore(conn, child), wait_s=wait_s)
     return done
+
+
+def purge(store: RunStore) -> int:
+    """Delete everything of the ended run of ``store`` now, rather than at its TTL: its keys,
+    its RQ jobs and their results, its index entries and (``DAG(output_store=)``) its objects.
+    Returns how many Redis keys went.
+
+    Raises:
+        RunNotFound: the run does not exist.
+        RunError: the run is still running (cancel it first).
+    """
+    conn, run_id = store.connection, store.run_id
+    plan, state = store.plan_or_none(store.meta()), store.state()
+    if state is None:
+        raise store.not_found()
+    if state in ("queued", "running"):
+        raise RunError(f"run {run_id} is still {state}: cancel it first (dagrq cancel {run_id})")
+    names = list(conn.scan_iter(match=f"{runkeys.run_key(run_id)}*", count=1000))
+    jobs = list(conn.scan_iter(match=f"{keys.RQ_JOB_PREFIX}{keys.job_id(run_id, '')}*"))
+    names += jobs + [keys.RQ_RESULTS_PREFIX + k.decode()[len(keys.RQ_JOB_PREFIX) :] for k in jobs]
+    dag = plan.dag if plan is not None else store.meta().get("dag", "")
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.runs_index_key(), index.member(dag, run_id))
+        pipe.zrem(keys.runs_index_key(dag), run_id)
+        pipe.zrem(keys.active_runs_key(), run_id)
+        for start in range(0, len(names), 500):
+            pipe.unlink(*names[start : start + 500])
+        gone = sum(pipe.execute()[3:])
+    objects.delete_run(plan, run_id)
+    return int(gone)
 
 
 def repin(store: RunStore, plan: Plan) -> None:

@@ -25,7 +25,7 @@ from ..errors import RunError
 from ..model.codec import get_codec, parse_type_expr
 from ..model.plan import NodeSpec
 from ..model.status import MARKS
-from . import keys, rqjobs, runkeys, scripts
+from . import keys, objects, rqjobs, runkeys, scripts
 from .lifecycle import fire_always, job_fields
 from .runs import RunStore
 
@@ -111,7 +111,7 @@ def _output(store: RunStore, node: str, output: Any) -> bytes:
                 f"node {node!r} returns {spec.returns}: give the output it should have "
                 f"(output={output!r} is not one: {str(exc).splitlines()[0]})"
             ) from None
-    return blob
+    return objects.kept(store.plan, store.run_id, node, blob)
 
 
 def _known(store: RunStore, node: str) -> None:

@@ -1,7 +1,8 @@
 """A run's own Redis keys, and a DAG version's plan: spelled here only, and imported only by the
 run store's modules (:mod:`~dagrq.store.runs`, :mod:`~dagrq.store.lifecycle`,
 :mod:`~dagrq.store.repairs`, :mod:`~dagrq.store.scripts`, :mod:`~dagrq.store.index`,
-:mod:`~dagrq.store.nodelogs`, :mod:`~dagrq.store.flow`, :mod:`~dagrq.store.waits`); an
+:mod:`~dagrq.store.nodelogs`, :mod:`~dagrq.store.flow`, :mod:`~dagrq.store.waits`,
+:mod:`~dagrq.store.objects`); an
 import-linter contract in ``pyproject.toml`` keeps it so.
 Everything else reads and writes a run through those.
 

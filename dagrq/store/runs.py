@@ -25,7 +25,7 @@ from ..model.codec import get_codec
 from ..model.node import join_items
 from ..model.plan import NodeSpec, Plan
 from ..model.status import FINAL_NODE_STATES, RunStatus, parse_status
-from . import nodelogs, rqjobs, runkeys, scripts
+from . import nodelogs, objects, rqjobs, runkeys, scripts
 from .nodelogs import Capture, LogEntry
 from .outage import ride_out
 
@@ -463,7 +463,7 @@ class RunStore:
             False when the report was refused as stale, else True.
         """
         specs, ttl_s = self.plan.specs, self.plan.ttl_s
-        picked = None if chosen is None else tuple(chosen)
+        picked, output = None if chosen is None else tuple(chosen), self._kept(node, output)
         todo = [(node, scripts.Report(outcome, output, error, traceback, attempt, picked))]
         while todo:
             name, report = todo.pop()
@@ -500,7 +500,7 @@ class RunStore:
     ) -> None:
         """Record item results and final item failures of mapped node ``spec`` (``items.lua``);
         the call that records the last item ends the node, and its skips cascade."""
-        specs = self.plan.specs
+        specs, results = self.plan.specs, [(i, self._kept(spec.name, b)) for i, b in results]
         done = scripts.record_items(
             self.connection,
             self.run_id,
@@ -551,6 +551,7 @@ class RunStore:
     def store_items(self, node: str, blobs: Sequence[bytes], batch: int) -> None:
         """Store the serialized items a mapped node runs over, ``batch`` per round trip."""
         items_key = runkeys.items_key(self.run_id, node)
+        blobs = [self._kept(node, b) for b in blobs]
         for start in range(0, len(blobs), batch):
             chunk = {str(i): blobs[i] for i in range(start, min(len(blobs), start + batch))}
             with self.connection.pipeline(transaction=False) as pipe:
@@ -583,6 +584,10 @@ class RunStore:
             runkeys.nodes_key(self.run_id), f"{node}:state", f"{node}:expanded"
         )
         return (state is not None and state.decode() in FINAL_NODE_STATES) or expanded is not None
+
+    def _kept(self, node: str, blob: bytes) -> bytes:
+        """What Redis keeps of ``node``'s value: ``blob``, or a reference to its object."""
+        return objects.kept(self.plan, self.run_id, node, blob)
 
     def not_found(self) -> RunNotFound:
         """The error for this run not being in this Redis, naming the fix."""

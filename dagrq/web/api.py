@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..client import Run
 from ..errors import DagrqError, NoResult, RunNotFound
+from ..model.objects import head, is_ref, ref_of
 from ..model.shapes import explanation_json, node_json, status_json, summary_json
 from ..model.waits import Waiting
 from ..model.words import in_words
@@ -120,8 +121,12 @@ async def node(request: Request) -> Response:
 
 def _preview(handle: Run, name: str, chars: int = PREVIEW_CHARS) -> tuple[str | None, bool]:
     """The start of ``name``'s output as JSON, and whether it was cut; (None, False) when
-    it has none."""
+    it has none. An output kept in the object store is read no further than the preview."""
     try:
+        blob = handle.stored(name)
+        if is_ref(blob) and handle.plan().serializer == "json":
+            ref = ref_of(blob)  # type: ignore[arg-type]
+            return head(ref, chars).decode(errors="replace"), ref.size > chars
         text = json.dumps(handle.result(name), default=str)
     except (NoResult, DagrqError):
         return None, False

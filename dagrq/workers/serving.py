@@ -15,7 +15,7 @@ from typing import Any
 from ..jobs.reconcile import Reconciler
 from ..model.dag import DAG
 from ..model.node import one_line_error
-from ..store import keys, rqjobs
+from ..store import keys, objects, rqjobs
 from .leased import DEFAULT_LEASE_S, Report, make_worker
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,10 @@ def forget_own(connection: Any, name: str | None) -> None:
         log.debug("forgetting worker %s: %s", name, one_line_error(exc))
 
 
+#: the reconciler's process sweeps the object stores once in this many passes
+SWEEP_EVERY = 10
+
+
 class ReconcileThread(threading.Thread):
     """Runs the reconciler (:mod:`dagrq.jobs.reconcile`) every sixth of the lease, in one process
     of all the workers at a time (a lock that expires by itself within one interval, so a
@@ -116,16 +120,23 @@ class ReconcileThread(threading.Thread):
             served={d.name: d for d in dags},
         )
         self.connection = connection
+        #: the object stores of the served DAGs, swept every :data:`SWEEP_EVERY` passes
+        self.stores = [d.output_store for d in dags if d.output_store is not None]
 
     def run(self) -> None:
-        """Every interval: take the lock if free, then reconcile every active run."""
+        """Every interval: take the lock if free, then reconcile every active run (and, every
+        :data:`SWEEP_EVERY` passes, delete the objects of runs that are gone)."""
         lock = keys.reconcile_lock_key()
         hold_ms = int(self.interval_s * 900)
+        passes = 0
         while True:
             time.sleep(self.interval_s)
             try:
                 if self.connection.set(lock, os.getpid(), nx=True, px=hold_ms):
                     self.reconciler.pass_()
+                    passes += 1
+                    if self.stores and passes % SWEEP_EVERY == 1:
+                        objects.sweep(self.connection, self.stores)
             except Exception as exc:  # Redis away: the next interval tries again
                 log.debug("reconcile pass skipped: %s", one_line_error(exc))
 
