@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import tracing
+from .cluster import any_shard, every_shard, for_run, home_shard
 from .errors import (
     NoResult,
     OutputMissing,
@@ -73,6 +74,9 @@ def submit(
             f"priority must be a whole number from -1000 to 1000, not {priority!r}"
         )
     stored = dag.validate_params(params)
+    # on a cluster, runs spread over the shards; those under shared limits stay on the
+    # first, where every limit is counted (docs/scale.md)
+    connection = home_shard(connection) if dag.plan.flow_controlled else any_shard(connection)
     with tracing.submitting(dag.name) as traced:
         store = lifecycle.create(
             connection,
@@ -107,7 +111,7 @@ class Run:
         self, run_id: str, connection: Any, dag: DAG | None = None, *, allow_pickle: bool = False
     ) -> None:
         self.id = run_id
-        self.connection = connection
+        self.connection = connection = for_run(connection, run_id)
         self.dag = dag
         self.allow_pickle = allow_pickle or (dag is not None and dag.serializer == "pickle")
         self._store = RunStore(connection, run_id, dag.plan if dag is not None else None)
@@ -153,17 +157,26 @@ class Run:
         Raises:
             ValueError: ``state`` is not a run state.
         """
-        return list_runs(
-            connection,
-            dag=dag,
-            state=state,
-            tag=tag,
-            limit=limit,
-            name=name,
-            trigger=trigger,
-            prefix=prefix,
-            offset=offset,
-        )
+        shards = every_shard(connection)  # a cluster's runs: every shard's, merged
+        found = [
+            run
+            for shard in shards
+            for run in list_runs(
+                shard,
+                dag=dag,
+                state=state,
+                tag=tag,
+                limit=limit + (offset if len(shards) > 1 else 0),
+                name=name,
+                trigger=trigger,
+                prefix=prefix,
+                offset=0 if len(shards) > 1 else offset,
+            )
+        ]
+        if len(shards) == 1:
+            return found
+        found.sort(key=lambda r: r.created_at, reverse=True)
+        return found[offset : offset + limit]
 
     # ---------------------------------------------------------------- reading
     def status(self) -> RunStatus:

@@ -18,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
+from .cluster import CLUSTER_SCHEMES, SHARD_ENV, shard_client
 from .embedded import Embedded
 from .errors import ConnectionConfigError
 
@@ -64,14 +65,36 @@ def connect(url: str) -> redis.Redis:
     primary of ``service`` through its sentinels and follows it through a failover (the
     password is the servers'; ``?sentinel_password=`` gives the sentinels' own).
     """
-    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+    scheme = urlsplit(url).scheme
+    if scheme in SENTINEL_SCHEMES:
         return connect_sentinel(url)
+    if scheme in CLUSTER_SCHEMES:
+        return connect_cluster(url)
     try:
         return redis.Redis.from_url(url)
     except ValueError as exc:
         raise ConnectionConfigError(
             f"Redis URL {mask_url(url)!r} is not usable: {exc}; use redis://host:port/db, "
             "rediss://... or unix:///path/to/socket"
+        ) from None
+
+
+def connect_cluster(url: str, shard: int | None = None) -> redis.Redis:
+    """The client of one shard of a Redis Cluster (:mod:`dagrq.cluster`): ``shard``, else
+    ``DAGRQ_SHARD``, else shard 0.
+
+    Raises:
+        ConnectionConfigError: the URL names no ``host:port``, or the shard is not the
+            cluster's.
+    """
+    if shard is None:
+        shard = int(os.environ.get(SHARD_ENV) or 0)
+    try:
+        return shard_client(url, shard)
+    except ValueError as exc:
+        raise ConnectionConfigError(
+            f"Redis URL {mask_url(url)!r} is not a cluster URL: {exc}; use "
+            "redis+cluster://[user:password@]host:port[,host:port...][?shards=N]"
         ) from None
 
 

@@ -51,6 +51,7 @@ PACKAGE_NAMES = {
     "dagrq.jobs": "3 job bodies",
     "dagrq.tracing": "3 OpenTelemetry spans",
     "dagrq.store": "2 Redis, Lua and RQ",
+    "dagrq.cluster": "2 Redis Cluster shards",
     "dagrq.model": "1 the model (pure)",
     "dagrq.errors": "0 the error tree",
 }

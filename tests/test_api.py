@@ -99,6 +99,7 @@ WITH_EXAMPLES = {
     "dagrq.model.queues",
     "dagrq.model.preflight",
     "dagrq.model.objects",
+    "dagrq.cluster",
     "dagrq.jobs.attempt",
     "dagrq.jobs.fanout",
     "dagrq.cli.progress",

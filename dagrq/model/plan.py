@@ -255,6 +255,12 @@ class Plan:
         """The first 16 hex digits of the SHA-256 of :meth:`to_json`."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
+    @property
+    def flow_controlled(self) -> bool:
+        """Whether a run of this plan counts against a limit shared with other runs
+        (``max_active_runs``, a node's concurrency, pool or rate limit)."""
+        return self.max_active_runs is not None or any(n.limited for n in self.specs.values())
+
     def differences(self, other: Plan) -> list[str]:
         """Why a run of this version cannot go on as a run of ``other``: a changed graph
         (nodes, edges, which parents pass data, maps, chunks, branches), DAG name or

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..cluster import every_shard
 from . import index, keys, rqjobs
 
 
@@ -50,9 +51,11 @@ class VersionInfo(BaseModel):
 
 def served_versions(connection: Any) -> list[VersionInfo]:
     """Every DAG version that live workers serve or running runs are pinned to, sorted by DAG
-    and version (a version with runs but no worker is one whose runs wait)."""
+    and version (a version with runs but no worker is one whose runs wait); on a cluster,
+    those of every shard."""
     table: dict[tuple[str, str], VersionInfo] = {}
-    for row in rqjobs.workers(connection):
+    shards = every_shard(connection)
+    for row in (row for shard in shards for row in rqjobs.workers(shard)):
         serves = json.loads(row.get(keys.SERVES_FIELD) or "{}")
         if not serves:
             continue  # not a dagrq worker
@@ -67,6 +70,7 @@ def served_versions(connection: Any) -> list[VersionInfo]:
         for dag, version in serves.items():
             table.setdefault((dag, version), VersionInfo(dag=dag, version=version))
             table[(dag, version)].workers.append(info)
-    for (dag, version), n in index.running_versions(connection).items():
-        table.setdefault((dag, version), VersionInfo(dag=dag, version=version)).runs = n
+    for shard in shards:
+        for (dag, version), n in index.running_versions(shard).items():
+            table.setdefault((dag, version), VersionInfo(dag=dag, version=version)).runs += n
     return [table[k] for k in sorted(table)]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import WatchError
 
+from ..cluster import new_run_id
 from ..errors import DAGChanged, RunError
 from ..model.plan import NodeSpec, Plan
 from . import flow, index, keys, objects, rqjobs, runkeys, scripts, waits
@@ -154,7 +154,7 @@ def create_all_if(
         news = prepare(pipe)
         if not news:
             return None
-        ids = [uuid.uuid4().hex for _ in news]
+        ids = [new_run_id(connection) for _ in news]
         pipe.multi()  # explicit MULTI first: RQ's enqueue_job expects it on a caller's pipeline
         plans: set[str] = set()
         for new, run_id in zip(news, ids, strict=True):

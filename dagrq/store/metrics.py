@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..cluster import every_shard
 from ..model.observe import Counts, parse_counts
 from . import keys, rqjobs, runkeys
 from .schedules import ScheduleState, state_of
@@ -47,7 +48,33 @@ class Readings:
 
 
 def read(connection: Any) -> Readings:
-    """Read what a scrape reports (see the module's docstring for its cost)."""
+    """Read what a scrape reports (see the module's docstring for its cost); on a cluster,
+    every shard's, summed (its counters, active runs, queue depths, workers; schedules live
+    on the first shard)."""
+    read = [_read(shard) for shard in every_shard(connection)]
+    raws, parts = [r for r, _ in read], [p for _, p in read]
+    if len(parts) == 1:
+        return parts[0]
+    total: Counter[str] = Counter()
+    for raw in raws:
+        total.update({k: float(v) for k, v in raw.items()})
+    merged = parts[0]
+    merged.counts = parse_counts({k: f"{v:g}" if v % 1 else str(int(v)) for k, v in total.items()})
+    depths: dict[str, QueueDepth] = {}
+    for part in parts[1:]:
+        merged.active.update(part.active)
+        merged.workers += part.workers
+    for depth in (q for part in parts for q in part.queues):
+        seen = depths.setdefault(depth.name, QueueDepth(depth.name, 0, None))
+        seen.jobs += depth.jobs
+        ages = [a for a in (seen.oldest_s, depth.oldest_s) if a is not None]
+        seen.oldest_s = max(ages) if ages else None
+    merged.queues = [depths[name] for name in sorted(depths)]
+    return merged
+
+
+def _read(connection: Any) -> tuple[dict[str, str], Readings]:
+    """One Redis's (or shard's) raw counters and readings."""
     with connection.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.METRICS_KEY)
         pipe.zrange(keys.active_runs_key(), 0, -1)
@@ -68,8 +95,9 @@ def read(connection: Any) -> Readings:
         for schedule in scheduled:
             pipe.hgetall(keys.schedule_key(schedule))
         rows = pipe.execute()
+    counters = {k.decode(): v.decode() for k, v in raw.items()}
     readings = Readings(
-        counts=parse_counts({k.decode(): v.decode() for k, v in raw.items()}),
+        counts=parse_counts(counters),
         schedules={s: state_of(rows[-len(scheduled) + i]) for i, s in enumerate(scheduled)},
     )
     for dag, state in rows[: len(runs)]:
@@ -79,7 +107,7 @@ def read(connection: Any) -> Readings:
     heads = [rows[at + 3 * i : at + 3 * i + 3] for i in range(len(queues))]
     readings.workers = rqjobs.workers(connection)
     readings.queues = _depths(connection, queues, heads)
-    return readings
+    return counters, readings
 
 
 def _depths(connection: Any, queues: list[str], heads: list[list[Any]]) -> list[QueueDepth]:

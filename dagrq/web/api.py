@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..client import Run
+from ..cluster import for_run
 from ..errors import DagrqError, NoResult, RunNotFound
 from ..model.objects import head, is_ref, ref_of
 from ..model.shapes import explanation_json, node_json, status_json, summary_json
@@ -232,7 +233,8 @@ async def events(request: Request) -> Response:
     as a heartbeat every few seconds while nothing happens, for as long as the page is open."""
     if (denied := guard(request)) is not None:
         return denied
-    store = RunStore(request.app.state.connection, request.path_params["run_id"])
+    run_id = request.path_params["run_id"]
+    store = RunStore(for_run(request.app.state.connection, run_id), run_id)
 
     def read(after: str) -> list[tuple[str, dict[str, Any]]]:
         return [(e.pop("id"), e) for e in store.read_events(after, BLOCK_MS)]

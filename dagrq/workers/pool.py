@@ -27,6 +27,7 @@ and dies with it (Linux's parent-death signal): killing the supervisor kills the
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -34,13 +35,15 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from rq.worker_pool import WorkerData, WorkerPool
 
+from ..cluster import SHARD_ENV, ShardClient, sibling
 from ..jobs.lost import settle_lost
 from ..model.dag import DAG
 from ..model.node import one_line_error
@@ -79,6 +82,8 @@ class _Slot:
     kill_at: float | None = None
     killed_for: str | None = None
     interrupted: bool = False
+    #: the shard of a cluster it serves (None: one Redis)
+    shard: int | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -127,7 +132,9 @@ class Pool(WorkerPool):
         self._logging_level = settings.logging_level
         connection = settings.connect()
         queues = rq_queues(settings.dags, settings.queue_names)
-        super().__init__(queues, connection, num_workers=concurrency)
+        # on a cluster every shard needs a process: each serves one (dagrq.cluster)
+        self.shards = connection.shards if isinstance(connection, ShardClient) else 0
+        super().__init__(queues, connection, num_workers=max(concurrency, self.shards))
 
     # ------------------------------------------------------------ processes
     def get_worker_process(
@@ -136,13 +143,26 @@ class Pool(WorkerPool):
         """A forked process running :func:`_serve` for pool slot ``name``, with a pipe back."""
         reader, writer = _FORK.Pipe(duplex=False)
         self._spawned += 1
-        slot = _Slot(f"{self.prefix}.{self._spawned}", reader, writer)
+        slot = _Slot(f"{self.prefix}.{self._spawned}", reader, writer, shard=self._next_shard())
         self._slots[name] = slot
         return _FORK.Process(
             target=_serve,
-            args=(self.settings, slot.rq_name, burst, writer, os.getpid()),
+            args=(self.settings, slot.rq_name, burst, writer, os.getpid(), slot.shard),
             name=f"dagrq worker {slot.rq_name}",
         )
+
+    def _next_shard(self) -> int | None:
+        """The shard with the fewest processes (None on one Redis)."""
+        if not self.shards:
+            return None
+        serving = Counter(s.shard for s in self._slots.values())
+        return min(range(self.shards), key=lambda i: (serving[i], i))
+
+    def _on(self, slot: _Slot) -> Any:
+        """The client of the shard ``slot`` serves (the pool's own on one Redis)."""
+        if slot.shard is None:
+            return self.connection
+        return sibling(cast(ShardClient, self.connection), slot.shard)
 
     def start_worker(
         self,
@@ -189,24 +209,25 @@ class Pool(WorkerPool):
             log.warning("worker process %s ended (%s)", slot.rq_name, how_it_ended(code))
         if slot.job_id is not None:
             reason = slot.killed_for or f"worker lost: its process died ({how_it_ended(code)})"
-            self._settle(slot.job_id, reason, interrupted=slot.interrupted)
-        self._forget(slot.rq_name)
+            self._settle(slot, slot.job_id, reason)
+        self._forget(slot)
 
-    def _settle(self, job_id: str, reason: str, *, interrupted: bool) -> None:
+    def _settle(self, slot: _Slot, job_id: str, reason: str) -> None:
         """Settle the node whose process is gone; on any error its lease settles it later."""
+        interrupted = slot.interrupted
         try:
-            job = rqjobs.fetch_job(job_id, self.connection)
+            job = rqjobs.fetch_job(job_id, self._on(slot))
             settle_lost(job, reason, interrupted=interrupted)
         except rqjobs.NoSuchJobError:
             pass
         except Exception as exc:
             log.warning("settling %s failed (its lease will): %s", job_id, one_line_error(exc))
 
-    def _forget(self, rq_name: str) -> None:
+    def _forget(self, slot: _Slot) -> None:
         try:
-            rqjobs.forget_worker(self.connection, rq_name)
+            rqjobs.forget_worker(self._on(slot), slot.rq_name)
         except Exception as exc:  # its registration expires on its own
-            log.debug("forgetting worker %s: %s", rq_name, one_line_error(exc))
+            log.debug("forgetting worker %s: %s", slot.rq_name, one_line_error(exc))
 
     # ------------------------------------------------------------ the loop
     def start(self, burst: bool = False, logging_level: str = "INFO") -> None:
@@ -217,9 +238,10 @@ class Pool(WorkerPool):
         self.status = self.Status.STARTED
         configure_logging(logging_level)
         log.info(
-            "dagrq worker pool %s: %d processes (%s) serving %s",
+            "dagrq worker pool %s: %d processes%s (%s) serving %s",
             self.prefix,
             self.num_workers,
+            f" over {self.shards} shards" if self.shards else "",
             "a work horse per job" if self.settings.isolate else "nodes run in-process",
             ", ".join(d.name for d in self.settings.dags),
         )
@@ -227,7 +249,7 @@ class Pool(WorkerPool):
             warn_if_volatile(self.connection, self.settings.where)
         self.start_workers(burst=burst, logging_level=logging_level)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
-        started = (self._scheduler(burst), self._triggers(burst), self._hooks())
+        started = (self._scheduler(burst), *self._triggers(burst), *self._hooks())
         threads = [t for t in started if t is not None]
         while self.worker_dict:
             self._wait()
@@ -254,26 +276,37 @@ class Pool(WorkerPool):
         log.info("scheduler: %d schedules of %s", count, ", ".join(d.name for d in dags))
         return thread
 
-    def _triggers(self, burst: bool) -> TriggerThread | None:
-        """The event-trigger thread, when a DAG served has ``triggers=`` (not in burst mode)."""
+    def _per_shard(self) -> list[Callable[[], Any]]:
+        """A connect of each shard's client (the pool's settings' own on one Redis): a run's
+        events and hook entries are written on its shard."""
+        if not self.shards:
+            return [self.settings.connect]
+        cluster = cast(ShardClient, self.connection)
+        return [functools.partial(sibling, cluster, i) for i in range(self.shards)]
+
+    def _triggers(self, burst: bool) -> list[TriggerThread]:
+        """The event-trigger threads (one per shard), when a DAG served has ``triggers=``
+        (not in burst mode)."""
         dags = [d for d in self.settings.dags if d.triggers]
         if burst or not dags:
-            return None
-        thread = TriggerThread(self.settings.connect, dags)
-        thread.start()
+            return []
+        threads = [TriggerThread(connect, dags) for connect in self._per_shard()]
+        for thread in threads:
+            thread.start()
         log.info("event triggers of %s", ", ".join(d.name for d in dags))
-        return thread
+        return threads
 
-    def _hooks(self) -> HookThread | None:
-        """The alert-hook thread, when a DAG served has hooks or this process traces (in
-        burst mode too: it reads once more as the pool stops)."""
+    def _hooks(self) -> list[HookThread]:
+        """The alert-hook threads (one per shard), when a DAG served has hooks or this
+        process traces (in burst mode too: it reads once more as the pool stops)."""
         dags = hooked(self.settings.dags)
         if not dags:
-            return None
-        thread = HookThread(self.settings.connect, dags)
-        thread.start()
+            return []
+        threads = [HookThread(connect, dags) for connect in self._per_shard()]
+        for thread in threads:
+            thread.start()
         log.info("alert hooks and run spans of %s", ", ".join(d.name for d in dags))
-        return thread
+        return threads
 
     def _wait(self) -> None:
         """Sleep until a process reports or exits (or a tick passes); read the reports."""
@@ -305,16 +338,16 @@ class Pool(WorkerPool):
             self._kill_all(f"its worker was shut down after a {self.drain_s:g} s drain")
         for name, slot in self._slots.items():
             if slot.kill_at is not None and now >= slot.kill_at and slot.killed_for is None:
-                timeout = self._timeout_of(slot.job_id)
+                timeout = self._timeout_of(slot)
                 slot.killed_for = (
                     f"timed out after {timeout} s (it did not stop; its process was killed)"
                 )
                 log.warning("%s: %s", slot.job_id, slot.killed_for)
                 self._kill(name)
 
-    def _timeout_of(self, job_id: str | None) -> str:
+    def _timeout_of(self, slot: _Slot) -> str:
         try:
-            return str(rqjobs.fetch_job(job_id or "", self.connection).timeout)
+            return str(rqjobs.fetch_job(slot.job_id or "", self._on(slot)).timeout)
         except Exception:
             return "its timeout"
 
@@ -372,10 +405,18 @@ def configure_logging(level: str) -> None:
 
 
 def _serve(
-    settings: PoolSettings, rq_name: str, burst: bool, writer: Connection, parent: int
+    settings: PoolSettings,
+    rq_name: str,
+    burst: bool,
+    writer: Connection,
+    parent: int,
+    shard: int | None,
 ) -> None:
-    """A pool process: its own group, dies with the supervisor, serves until stopped."""
+    """A pool process: its own group, dies with the supervisor, serves until stopped (on a
+    cluster, the runs of ``shard``)."""
     os.setpgrp()
+    if shard is not None:
+        os.environ[SHARD_ENV] = str(shard)
     die_with(parent)
     configure_logging(settings.logging_level)
     for sig in _SIGNALS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -204,6 +205,92 @@ class SentinelSet:
             proc.kill()
             proc.wait()
         for server in (self.primary, *self.replicas):
+            server.stop()
+
+
+REDIS_CLI = "/usr/bin/redis-cli"
+
+
+def cluster_ports(count: int) -> list[int]:
+    """``count`` loopback ports free now whose cluster bus ports (+10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(20000, 45000)
+        if port in ports:
+            continue
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
+
+
+class ClusterSet:
+    """A Redis Cluster of ``primaries`` primaries with a replica each, from Debian's
+    redis-server, made by ``redis-cli --cluster create`` on loopback ports."""
+
+    def __init__(self, folder: Path, primaries: int = 3, node_timeout_ms: int = 2000) -> None:
+        require(REDIS_CLI)
+        self.servers = {
+            port: RedisServer(
+                folder / str(port),
+                port=port,
+                args=[
+                    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                    *("--cluster-node-timeout", str(node_timeout_ms), "--appendonly", "yes"),
+                ],
+            )
+            for port in cluster_ports(primaries * 2)
+        }
+        try:
+            for server in self.servers.values():
+                server.start()
+            addresses = [f"127.0.0.1:{p}" for p in self.servers]
+            create = [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1"]
+            subprocess.run([*create, "--cluster-yes"], check=True, capture_output=True, timeout=60)
+            deadline = time.monotonic() + 30
+            while not self._ready():
+                assert time.monotonic() < deadline, "the cluster did not become ready"
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        for server in self.servers.values():
+            info = server.client(socket_timeout=2).cluster("INFO")
+            if info.get("cluster_state") != "ok":
+                return False
+        return len(self.primaries()) == len(self.servers) // 2
+
+    def url(self, shards: int) -> str:
+        """The ``redis+cluster://`` URL naming every node, with ``shards`` shards."""
+        nodes = ",".join(f"127.0.0.1:{p}" for p in self.servers)
+        return f"redis+cluster://{nodes}?shards={shards}"
+
+    def slots(self) -> list[tuple[int, int, int]]:
+        """``(first slot, last slot, primary port)`` per range, as a live node sees them."""
+        for server in self.servers.values():
+            if server.proc is None:
+                continue
+            with contextlib.suppress(redis.RedisError):
+                rows = server.client(socket_timeout=2).execute_command("CLUSTER SLOTS")
+                return [(int(r[0]), int(r[1]), int(r[2][1])) for r in rows]
+        raise AssertionError("no node answers")
+
+    def primaries(self) -> set[int]:
+        """The ports of the primaries serving slots."""
+        return {port for _, _, port in self.slots()}
+
+    def owner(self, slot: int) -> int:
+        """The port of the primary serving ``slot``."""
+        return next(port for first, last, port in self.slots() if first <= slot <= last)
+
+    def stop(self) -> None:
+        for server in self.servers.values():
             server.stop()
 
 

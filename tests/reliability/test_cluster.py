@@ -1,0 +1,158 @@
+"""Runs sharded over a real Redis Cluster (Debian's redis-server: 3 primaries, 3 replicas on
+loopback), served by two worker pools: every run ends with the right result, runs land on
+every primary, each join fires once, and the CLI and the web view reach a run on each
+primary (docs/scale.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dagrq import Run, loader
+from dagrq.cluster import shard_of, shard_tags, slot_of_tag
+from dagrq.connection import connect
+
+from ..helpers import dagrq, ui_on, wait_for
+from .servers import ClusterSet, Fleet
+from .storm import PIPELINE as STORM
+from .test_sentinel import _fires
+
+SHARDS = 6
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ClusterSet]:
+    made = ClusterSet(tmp_path / "cluster")
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _primary_of(cluster: ClusterSet, run_id: str) -> int:
+    return cluster.owner(slot_of_tag(shard_tags(SHARDS)[shard_of(run_id, SHARDS)]))
+
+
+def _ended(runs: list[Run]) -> bool:
+    return all(r.status().state != "running" for r in runs)
+
+
+def test_runs_spread_over_every_primary_end_right_and_each_join_fires_once(
+    cluster: ClusterSet, tmp_path: Path
+) -> None:
+    url = cluster.url(SHARDS)
+    conn = connect(url)
+    dag = loader.load(STORM)
+    fleet = Fleet(url, tmp_path / "logs")
+    try:
+        fleet.start(STORM, 2)  # two pools, each with a process per shard
+        runs = [dag.submit(conn, seed=i) for i in range(300)]
+        wait_for(lambda: _ended(runs), 300, "every run ended")
+        by_primary: dict[int, list[Run]] = {}
+        for run in runs:
+            final = run.status()
+            assert final.state == "succeeded", (run.id, final.failed())
+            assert run.results() == dag.run_local(**final.params)
+            assert _fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
+            by_primary.setdefault(_primary_of(cluster, run.id), []).append(run)
+        assert set(by_primary) == cluster.primaries()
+        print({port: len(r) for port, r in by_primary.items()})
+        one_each = [found[0] for found in by_primary.values()]
+        _reads_each(url, one_each, tmp_path)
+    finally:
+        fleet.procs.stop()
+    _cancels_and_retries_each(cluster, url, tmp_path)
+
+
+def _reads_each(url: str, runs: list[Run], tmp_path: Path) -> None:
+    """``dagrq runs``, ``status``, ``result``, ``logs``, ``why`` and the web view on a run of
+    each primary."""
+    listed = dagrq("runs", "--url", url, "--json", "--limit", "400")
+    assert listed.returncode == 0, listed.stderr
+    ids = {r["id"] for r in json.loads(listed.stdout)}
+    with ui_on(url, tmp_path / "ui.log") as base:
+        for run in runs:
+            assert run.id in ids
+            status = dagrq("status", run.id, "--url", url, "--json")
+            assert status.returncode == 0 and json.loads(status.stdout)["state"] == "succeeded"
+            result = dagrq("result", run.id, "total", "--url", url, "--json")
+            assert result.returncode == 0 and json.loads(result.stdout) == run.result("total")
+            for command in (("logs", run.id), ("why", run.id, "total")):
+                shown = dagrq(*command, "--url", url)
+                assert shown.returncode == 0, shown.stderr
+            page = urllib.request.urlopen(f"{base}/runs/{run.id}", timeout=10).read().decode()
+            assert run.id in page and "succeeded" in page
+            api = json.loads(urllib.request.urlopen(f"{base}/api/runs/{run.id}").read())
+            assert api["state"] == "succeeded"
+        for run in runs:  # the runs page searches every shard by id prefix
+            found = urllib.request.urlopen(f"{base}/runs?q={run.id[:10]}", timeout=10).read()
+            assert run.id in found.decode()
+
+
+def _cancels_and_retries_each(cluster: ClusterSet, url: str, tmp_path: Path) -> None:
+    """With no worker up, a run on each primary is canceled, then retried and finished."""
+    conn = connect(url)
+    dag = loader.load(STORM)
+    waiting: dict[int, Run] = {}
+    while len(waiting) < len(cluster.primaries()):
+        run = dag.submit(conn, seed=len(waiting) + 1000)
+        waiting.setdefault(_primary_of(cluster, run.id), run)
+    for run in waiting.values():
+        canceled = dagrq("cancel", run.id, "--url", url)
+        assert canceled.returncode == 0, canceled.stderr
+        assert run.status().state == "canceled"
+        again = dagrq("retry", run.id, "--url", url)
+        assert again.returncode == 0, again.stderr
+    fleet = Fleet(url, tmp_path / "logs-again")
+    try:
+        fleet.start(STORM, 1)
+        wait_for(lambda: _ended(list(waiting.values())), 120, "the retried runs ended")
+        for run in waiting.values():
+            assert run.status().state == "succeeded"
+            assert run.results() == dag.run_local(**run.status().params)
+    finally:
+        fleet.procs.stop()
+
+
+def test_a_primary_killed_mid_run_every_run_ends_and_each_join_fires_once(
+    cluster: ClusterSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cluster promotes the dead primary's replica; the workers of its shards follow it
+    (``MOVED``, a lost connection: the shard's slot is asked for again) and, with
+    ``DAGRQ_WAIT_REPLICAS=1``, no acknowledged step was lost with it."""
+    monkeypatch.setenv("DAGRQ_WAIT_REPLICAS", "1")
+    monkeypatch.setenv("DAGRQ_WAIT_MS", "200")  # the promoted primary has no replica yet
+    url = cluster.url(SHARDS)
+    conn = connect(url)
+    dag = loader.load(STORM)
+    fleet = Fleet(url, tmp_path / "logs")
+    fleet.procs.env.update(DAGRQ_WAIT_REPLICAS="1", DAGRQ_WAIT_MS="200")
+    try:
+        fleet.start(STORM, 2, "--lease", "5")
+        runs = [dag.submit(conn, seed=i) for i in range(60)]
+        wait_for(lambda: sum(r.status().state == "succeeded" for r in runs) > 10, 60, "mid-run")
+        victim = _primary_of(cluster, runs[-1].id)  # it holds runs in flight
+        cluster.servers[victim].kill()
+        killed = time.monotonic()
+        wait_for(lambda: victim not in cluster.primaries(), 30, "a replica promoted")
+        promoted = time.monotonic()
+        cluster.servers[victim].start()  # the machine is back: a replica of its successor
+        runs += [dag.submit(conn, seed=100 + i) for i in range(10)]
+        wait_for(lambda: _ended(runs), 180, "every run ended")
+        print(
+            f"promoted {promoted - killed:.1f} s after the kill; every run ended "
+            f"{time.monotonic() - promoted:.1f} s after the promotion"
+        )
+        for run in runs:
+            final = run.status()
+            assert final.state == "succeeded", (run.id, final.failed())
+            assert run.results() == dag.run_local(**final.params)
+            assert _fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
+        assert len(cluster.primaries()) == 3
+    finally:
+        fleet.procs.stop()
