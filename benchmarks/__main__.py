@@ -1,6 +1,6 @@
 """``python -m benchmarks <name> [args]``: join-cost, map, compare, report, scale, commands,
 lost-worker, startup, worker-cost, schedules, flow, cache, waits, observe,
-objects."""
+objects, cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from . import (
     cache,
+    cluster,
     commands,
     compare,
     flow,
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "waits": waits.main,
     "observe": observe.main,
     "objects": objects.main,
+    "cluster": cluster.main,
 }
 
 

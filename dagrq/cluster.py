@@ -23,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import re
@@ -437,12 +438,13 @@ class SlotConnection(redis.Connection):
             raise redis.ConnectionError(f"slot {self.slot} moved: {exc}") from None
 
 
-#: URL schemes of a Redis Cluster (``rediss+cluster`` talks TLS)
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+#: URL schemes of a Redis Cluster (TLS to a cluster is not built yet)
+CLUSTER_SCHEMES = ("redis+cluster",)
 #: the environment variable naming the shard a process serves (a pool sets it per process)
 SHARD_ENV = "DAGRQ_SHARD"
-#: shards when neither the URL (``?shards=``) nor ``DAGRQ_SHARDS`` says
-DEFAULT_SHARDS = 16
+#: shards when neither the URL (``?shards=``) nor ``DAGRQ_SHARDS`` says: two per primary of
+#: the smallest cluster (3 primaries); every worker pool keeps a process per shard at least
+DEFAULT_SHARDS = 6
 
 
 def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any], int]:
@@ -553,12 +555,16 @@ def every_shard(connection: Any) -> list[Any]:
     return [sibling(connection, i) for i in range(connection.shards)]
 
 
+#: where this process's next new run goes: shards in turn, from a random one
+_TURN = itertools.count(random.randrange(1 << 16))
+
+
 def any_shard(connection: Any) -> Any:
-    """A client of a shard picked at random (where a new run goes); ``connection`` for one
-    Redis."""
+    """The client of the shard a new run goes to: each in turn (so one submitter's runs
+    spread evenly); ``connection`` for one Redis."""
     if not isinstance(connection, ShardClient):
         return connection
-    return sibling(connection, random.randrange(connection.shards))
+    return sibling(connection, next(_TURN) % connection.shards)
 
 
 def home_shard(connection: Any) -> Any:

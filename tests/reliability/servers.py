@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from benchmarks.server import cluster_ports
 from dagrq.workers.processes import Processes, worker_argv
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -209,23 +209,6 @@ class SentinelSet:
 
 
 REDIS_CLI = "/usr/bin/redis-cli"
-
-
-def cluster_ports(count: int) -> list[int]:
-    """``count`` loopback ports free now whose cluster bus ports (+10000) are free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = random.randrange(20000, 45000)
-        if port in ports:
-            continue
-        try:
-            for p in (port, port + 10000):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        ports.append(port)
-    return ports
 
 
 class ClusterSet:
