@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import tracing
-from .cluster import any_shard, every_shard, for_run, home_shard
+from .cluster import any_shard, for_run, home_shard
 from .errors import (
     NoResult,
     OutputMissing,
@@ -157,26 +157,17 @@ class Run:
         Raises:
             ValueError: ``state`` is not a run state.
         """
-        shards = every_shard(connection)  # a cluster's runs: every shard's, merged
-        found = [
-            run
-            for shard in shards
-            for run in list_runs(
-                shard,
-                dag=dag,
-                state=state,
-                tag=tag,
-                limit=limit + (offset if len(shards) > 1 else 0),
-                name=name,
-                trigger=trigger,
-                prefix=prefix,
-                offset=0 if len(shards) > 1 else offset,
-            )
-        ]
-        if len(shards) == 1:
-            return found
-        found.sort(key=lambda r: r.created_at, reverse=True)
-        return found[offset : offset + limit]
+        return list_runs(
+            connection,
+            dag=dag,
+            state=state,
+            tag=tag,
+            limit=limit,
+            name=name,
+            trigger=trigger,
+            prefix=prefix,
+            offset=offset,
+        )
 
     # ---------------------------------------------------------------- reading
     def status(self) -> RunStatus:

@@ -115,7 +115,6 @@ _NO_KEYS = frozenset(
         "BGSAVE",
         "BGREWRITEAOF",
         "SHUTDOWN",
-        "KEYS",
         "RANDOMKEY",
     ]
 )
@@ -135,8 +134,8 @@ def key_positions(args: Sequence[Any]) -> list[int]:
     if not args:
         return []
     name, n = _name(args[0]), len(args)
-    if " " in name:  # redis-py's two-word names ("SCRIPT LOAD", "CLIENT SETNAME")
-        name = name.split(" ")[0]
+    two_words = " " in name  # redis-py's "XGROUP CREATE", "SCRIPT LOAD", "MEMORY USAGE"...
+    name = name.split(" ")[0]
     if name in _NO_KEYS or n < 2:
         return []
     if name in _ALL_KEYS:
@@ -154,7 +153,8 @@ def key_positions(args: Sequence[Any]) -> list[int]:
     if name in _NUMKEYS_AT_1:
         return list(range(2, 2 + int(args[1])))
     if name in _SUBCOMMAND_KEY:
-        return [2] if n > 2 else []
+        at = 1 if two_words else 2
+        return [at] if n > at else []
     if name in ("XREAD", "XREADGROUP"):
         at = next(i for i, a in enumerate(args) if _name(a) == "STREAMS") + 1
         return list(range(at, at + (n - at) // 2))
@@ -521,7 +521,7 @@ def new_run_id(connection: Any) -> str:
             return run_id
 
 
-_SIBLINGS: dict[tuple[int, int], ShardClient] = {}
+_SIBLINGS: dict[tuple[Any, ...], ShardClient] = {}
 
 
 def sibling(connection: ShardClient, shard: int) -> ShardClient:
@@ -529,7 +529,7 @@ def sibling(connection: ShardClient, shard: int) -> ShardClient:
     if shard == connection.shard:
         return connection
     kwargs = connection.connection_pool.connection_kwargs
-    key = (id(kwargs["seeds"]), shard)
+    key = (tuple(kwargs["seeds"]), kwargs.get("username"), int(kwargs["shards"]), shard)
     found = _SIBLINGS.get(key)
     if found is None:
         tag = shard_tags(int(kwargs["shards"]))[shard]

@@ -56,6 +56,14 @@ def test_key_positions_agree_with_the_server(conn: redis.Redis, command: tuple[s
     assert sorted(known) == sorted(told)
 
 
+def test_redis_py_two_word_commands_name_their_key_after_the_words() -> None:
+    assert key_positions(("XGROUP CREATE", "dagrq:hooks:d", "g", "$")) == [1]
+    assert key_positions(("XINFO STREAM", "dagrq:events")) == [1]
+    assert key_positions(("MEMORY USAGE", "dagrq:run:x")) == [1]
+    assert key_positions(("SCRIPT LOAD", "return 1")) == []
+    assert key_positions(("CLIENT SETNAME", "w")) == []
+
+
 def test_keys_are_tagged_and_untagged_back() -> None:
     for key in ("dagrq:run:{abc}", "rq:job:x", "mine:1", b"rq:queue:q", b"other"):
         tagged = tag_key(key, TAG)

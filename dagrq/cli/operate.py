@@ -123,12 +123,19 @@ def reconcile(run_ids: tuple[str, ...], url: str | None, grace_s: float) -> None
     """Repair stuck runs (default: every run that may still be running): re-drive lost jobs
     and dead workers' nodes, re-deliver cut-short arrivals, end damaged runs with the damage
     named. Workers do this on their own every sixth of their lease; this does it now."""
+    from ..cluster import every_shard, for_run
     from ..jobs.reconcile import Reconciler
 
     conn, _ = connect(url)
     for run_id in run_ids:
         run_handle(run_id, url)  # RunNotFound for a wrong id
-    repairs = Reconciler(conn, grace_s=grace_s, lease_margin_s=0).pass_(run_ids or None)
+    repairs = []
+    for shard in every_shard(conn):  # on a cluster, each shard's runs on their shard
+        mine = [r for r in run_ids if for_run(conn, r) is shard]
+        if run_ids and not mine:
+            continue
+        reconciler = Reconciler(shard, grace_s=grace_s, lease_margin_s=0)
+        repairs += reconciler.pass_(mine or None)
     for repair in repairs:
         click.echo(str(repair))
     click.echo(f"{len(repairs)} repairs")

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..cluster import every_shard
 from ..model.cache import DEFAULT_MAX_ENTRIES, Entry
 from ..model.objects import OutputStore
 from . import keys, objects, scripts
@@ -108,7 +109,29 @@ class Listed:
 
 def listing(connection: Any, dags: Iterable[str] | None = None) -> list[Listed]:
     """Per DAG and node: how many entries, their bytes, the newest and oldest; of ``dags``
-    (default: every DAG with entries). Entries whose TTL ran out leave the index here."""
+    (default: every DAG with entries). Entries whose TTL ran out leave the index here. On a
+    cluster, every shard's entries (each shard keeps its own) together."""
+    wanted = list(dags) if dags else None
+    merged: dict[tuple[str, str], Listed] = {}
+    for shard in every_shard(connection):
+        for x in _listing_on(shard, wanted):
+            seen = merged.get((x.dag, x.node))
+            merged[x.dag, x.node] = (
+                x
+                if seen is None
+                else Listed(
+                    x.dag,
+                    x.node,
+                    seen.entries + x.entries,
+                    seen.bytes + x.bytes,
+                    max(seen.newest, x.newest),
+                    min(seen.oldest, x.oldest),
+                )
+            )
+    return [merged[k] for k in sorted(merged)]
+
+
+def _listing_on(connection: Any, dags: Iterable[str] | None) -> list[Listed]:
     names = (
         sorted(dags) if dags else sorted(_text(d) for d in connection.smembers(keys.CACHE_DAGS_KEY))
     )
@@ -137,7 +160,12 @@ def listing(connection: Any, dags: Iterable[str] | None = None) -> list[Listed]:
 
 
 def clear(connection: Any, dag: str, node: str | None = None) -> int:
-    """Delete ``dag``'s entries (of ``node`` only, when given); returns how many."""
+    """Delete ``dag``'s entries (of ``node`` only, when given; on a cluster, on every shard);
+    returns how many."""
+    return sum(_clear_on(shard, dag, node) for shard in every_shard(connection))
+
+
+def _clear_on(connection: Any, dag: str, node: str | None) -> int:
     index = keys.cache_index_key(dag)
     members = [_text(m) for m in connection.zrange(index, 0, -1)]
     doomed = [m for m in members if node is None or m.rsplit(":", 1)[0] == node]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ..cluster import every_shard
 from ..model.status import RUN_FILTERS, SUMMARY_FIELDS, RunSummary, parse_summary
 from . import keys, runkeys
 
@@ -19,6 +20,19 @@ PAGE = 200
 
 
 def list_runs(
+    connection: Any, *, limit: int = 50, offset: int = 0, **where: Any
+) -> list[RunSummary]:
+    """:func:`list_runs_on` ``connection``; on a cluster, every shard's runs merged, newest
+    first."""
+    shards = every_shard(connection)
+    if len(shards) == 1:
+        return list_runs_on(connection, limit=limit, offset=offset, **where)
+    found = [r for s in shards for r in list_runs_on(s, limit=offset + limit, **where)]
+    found.sort(key=lambda r: r.created_at, reverse=True)
+    return found[offset : offset + limit]
+
+
+def list_runs_on(
     connection: Any,
     *,
     dag: str | None = None,

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cluster import every_shard, for_run
 from ..model.plan import Plan
 from ..model.status import (
     SUMMARY_FIELDS,
@@ -47,7 +48,21 @@ def dag_names(connection: Any) -> list[str]:
 
 def dags(connection: Any, per_dag: int = 25) -> list[DagRow]:
     """Every DAG that has runs, newest submit first, each with its newest ``per_dag`` runs
-    and its newest run's plan (three pipelined round trips)."""
+    and its newest run's plan (three pipelined round trips; on a cluster, per shard, merged)."""
+    shards = every_shard(connection)
+    if len(shards) == 1:
+        return _dags_on(connection, per_dag)
+    merged: dict[str, DagRow] = {}
+    for row in (row for shard in shards for row in _dags_on(shard, per_dag)):
+        seen = merged.setdefault(row.dag, DagRow(row.dag))
+        if row.runs and (not seen.runs or row.runs[0].created_at > seen.runs[0].created_at):
+            seen.plan = row.plan  # the newest run's
+        seen.runs = sorted([*seen.runs, *row.runs], key=lambda r: -r.created_at)[:per_dag]
+    newest = sorted(merged.values(), key=lambda r: -r.runs[0].created_at if r.runs else 0)
+    return newest[:MAX_DAGS]
+
+
+def _dags_on(connection: Any, per_dag: int) -> list[DagRow]:
     names = dag_names(connection)
     with connection.pipeline(transaction=False) as pipe:
         for dag in names:
@@ -95,14 +110,20 @@ def grid(connection: Any, dag: str, limit: int = 25) -> Grid:
     """The newest ``limit`` runs of ``dag``, oldest first, with every node's status; rows in
     the newest run's plan order (nodes of older versions after them)."""
     runs = index.list_runs(connection, dag=dag, limit=limit)[::-1]
-    with connection.pipeline(transaction=False) as pipe:
-        for run in runs:
-            pipe.hgetall(runkeys.run_key(run.id))
-            pipe.hgetall(runkeys.nodes_key(run.id))
-        raw = pipe.execute()
+    raw: dict[str, tuple[dict[bytes, bytes], dict[bytes, bytes]]] = {}
+    by_shard: dict[Any, list[str]] = {}
+    for run in runs:  # one pipeline per shard of a cluster (one for one Redis)
+        by_shard.setdefault(for_run(connection, run.id), []).append(run.id)
+    for shard, ids in by_shard.items():
+        with shard.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hgetall(runkeys.run_key(run_id))
+                pipe.hgetall(runkeys.nodes_key(run_id))
+            got = pipe.execute()
+        raw.update({run_id: (got[2 * i], got[2 * i + 1]) for i, run_id in enumerate(ids)})
     cells: dict[str, dict[str, NodeStatus]] = {}
-    for i, run in enumerate(runs):
-        meta, fields = _decoded(raw[2 * i]), _decoded(raw[2 * i + 1])
+    for run in runs:
+        meta, fields = _decoded(raw[run.id][0]), _decoded(raw[run.id][1])
         if meta:
             cells[run.id] = parse_status(run.id, meta, fields, None).nodes
     nodes: dict[str, None] = {}
@@ -117,7 +138,7 @@ def plan_of(connection: Any, run_id: str) -> Plan:
     Raises:
         RunNotFound: the run or its plan is gone.
     """
-    return RunStore(connection, run_id).plan
+    return RunStore(for_run(connection, run_id), run_id).plan
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:

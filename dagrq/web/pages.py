@@ -105,7 +105,7 @@ async def run_page(request: Request) -> Response:
     connection = request.app.state.connection
     try:
         run = await in_thread(Run.fetch, run_id, connection)
-        seen = await in_thread(RunStore(connection, run_id).last_event_id)  # before the status
+        seen = await in_thread(RunStore(run.connection, run_id).last_event_id)  # before the status
         status = await in_thread(run.status)
         plan = await in_thread(run.plan)
     except RunNotFound as exc:

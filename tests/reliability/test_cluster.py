@@ -17,12 +17,14 @@ from dagrq import Run, loader
 from dagrq.cluster import shard_of, shard_tags, slot_of_tag
 from dagrq.connection import connect
 
-from ..helpers import dagrq, ui_on, wait_for
+from ..helpers import dagrq, pipeline, ui_on, wait_for
 from .servers import ClusterSet, Fleet
 from .storm import PIPELINE as STORM
 from .test_sentinel import _fires
 
 SHARDS = 6
+WAITING = [pipeline("waiting", dag) for dag in ("orders", "audit", "reports", "fleet", "region")]
+WAITING.append(pipeline("waiting", "approval"))
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_runs_spread_over_every_primary_end_right_and_each_join_fires_once(
     dag = loader.load(STORM)
     fleet = Fleet(url, tmp_path / "logs")
     try:
-        fleet.start(STORM, 2)  # two pools, each with a process per shard
+        fleet.start(STORM, 2, *WAITING)  # two pools, each with a process per shard
         runs = [dag.submit(conn, seed=i) for i in range(300)]
         wait_for(lambda: _ended(runs), 300, "every run ended")
         by_primary: dict[int, list[Run]] = {}
@@ -64,6 +66,7 @@ def test_runs_spread_over_every_primary_end_right_and_each_join_fires_once(
         print({port: len(r) for port, r in by_primary.items()})
         one_each = [found[0] for found in by_primary.values()]
         _reads_each(url, one_each, tmp_path)
+        _events_subdags_and_signals(url)
     finally:
         fleet.procs.stop()
     _cancels_and_retries_each(cluster, url, tmp_path)
@@ -89,9 +92,40 @@ def _reads_each(url: str, runs: list[Run], tmp_path: Path) -> None:
             assert run.id in page and "succeeded" in page
             api = json.loads(urllib.request.urlopen(f"{base}/api/runs/{run.id}").read())
             assert api["state"] == "succeeded"
+        newest = [r["id"] for r in json.loads(listed.stdout)][:25]  # of every shard
+        grid = urllib.request.urlopen(f"{base}/dags/t_storm", timeout=10).read().decode()
+        assert all(run_id in grid for run_id in newest)
+        assert "t_storm" in urllib.request.urlopen(f"{base}/", timeout=10).read().decode()
+        scraped = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
+        assert 'dagrq_runs_total{dag="t_storm",state="succeeded"} 300.0' in scraped  # summed
+        served = dagrq("workers", "--url", url, "--json")
+        assert served.returncode == 0, served.stderr
+        (version,) = [v for v in json.loads(served.stdout) if v["dag"] == "t_storm"]
+        assert len(version["workers"]) == 2 * SHARDS  # two pools, a process per shard each
         for run in runs:  # the runs page searches every shard by id prefix
             found = urllib.request.urlopen(f"{base}/runs?q={run.id[:10]}", timeout=10).read()
             assert run.id in found.decode()
+
+
+def _events_subdags_and_signals(url: str) -> None:
+    """An event emitted by hand starts its subscribers (on the first shard), the event a run
+    emits starts its own subscriber (on that run's shard), a sub-DAG's children run on their
+    parent's shard, and a waiting node takes a signal."""
+    conn = connect(url)
+    emitted = dagrq("emit", "orders.uploaded", "--data", '{"day": "2026-12-01"}', "--url", url)
+    assert emitted.returncode == 0, emitted.stderr
+    fleet = loader.load(pipeline("waiting", "fleet")).submit(conn, n=6)
+    approval = loader.load(pipeline("waiting", "approval")).submit(conn)
+    wait_for(lambda: approval.status().nodes["approve"].state == "waiting", 60, "waiting")
+    approval.signal("approve", {"approved": True, "by": "ops"})
+    assert approval.wait(60).state == "succeeded"
+    assert fleet.wait(60).state == "succeeded" and fleet.result("total") == 6 * 2 * 3
+
+    def started(dag: str) -> list[str]:
+        return [r.state for r in Run.list(conn, dag=dag)]
+
+    for dag in ("t_wait_orders", "t_wait_audit", "t_wait_reports"):
+        wait_for(lambda d=dag: started(d) == ["succeeded"], 60, f"a run of {dag}")
 
 
 def _cancels_and_retries_each(cluster: ClusterSet, url: str, tmp_path: Path) -> None:
