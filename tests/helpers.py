@@ -325,3 +325,12 @@ def launch_browser() -> Iterator[Any]:
         )
         yield launched
         launched.close()
+
+
+def join_fires(run: Any, joins: tuple[str, ...]) -> dict[str, int]:
+    """How often each join was fired (queued by an arrival, not by a retry)."""
+    fired = dict.fromkeys(joins, 0)
+    for event in run.events(follow=False):
+        if event["node"] in fired and event["state"] == "queued" and "error" not in event:
+            fired[event["node"]] += 1
+    return fired

@@ -17,10 +17,9 @@ from dagrq import Run, loader
 from dagrq.cluster import shard_of, shard_tags, slot_of_tag
 from dagrq.connection import connect
 
-from ..helpers import dagrq, pipeline, ui_on, wait_for
+from ..helpers import dagrq, join_fires, pipeline, ui_on, wait_for
 from .servers import ClusterSet, Fleet
 from .storm import PIPELINE as STORM
-from .test_sentinel import _fires
 
 SHARDS = 6
 WAITING = [pipeline("waiting", dag) for dag in ("orders", "audit", "reports", "fleet", "region")]
@@ -60,7 +59,7 @@ def test_runs_spread_over_every_primary_end_right_and_each_join_fires_once(
             final = run.status()
             assert final.state == "succeeded", (run.id, final.failed())
             assert run.results() == dag.run_local(**final.params)
-            assert _fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
+            assert join_fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
             by_primary.setdefault(_primary_of(cluster, run.id), []).append(run)
         assert set(by_primary) == cluster.primaries()
         print({port: len(r) for port, r in by_primary.items()})
@@ -186,7 +185,7 @@ def test_a_primary_killed_mid_run_every_run_ends_and_each_join_fires_once(
             final = run.status()
             assert final.state == "succeeded", (run.id, final.failed())
             assert run.results() == dag.run_local(**final.params)
-            assert _fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
+            assert join_fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
         assert len(cluster.primaries()) == 3
     finally:
         fleet.procs.stop()

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from dagrq import Run, loader
+from dagrq import loader
 from dagrq.connection import connect
 from dagrq.store import runkeys
 
-from ..helpers import wait_for
+from ..helpers import join_fires, wait_for
 from .servers import Fleet, SentinelSet
 from .storm import PIPELINE as STORM
 
@@ -59,7 +59,7 @@ def test_a_failover_mid_run_ends_every_run_and_fires_each_join_once(
             final = run.status()
             assert final.state == "succeeded", (run.id, final.failed())
             assert run.results() == dag.run_local(**final.params)
-            assert _fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
+            assert join_fires(run, ("j1", "j2", "total")) == {"j1": 1, "j2": 1, "total": 1}
         assert [p.poll() for p in procs] == [None, None, None]
     finally:
         fleet.procs.stop()
@@ -93,12 +93,3 @@ def test_a_command_in_flight_when_the_primary_dies_ends_on_the_promoted_replica(
     assert outcome and isinstance(outcome[0], int), outcome
     assert conn.get("test:before") == b"kept"
     assert conn.connection_pool.get_master_address() == ("127.0.0.1", ha.primary_port())
-
-
-def _fires(run: Run, joins: tuple[str, ...]) -> dict[str, int]:
-    """How often each join was fired (queued by an arrival, not by a retry)."""
-    fired = dict.fromkeys(joins, 0)
-    for event in run.events(follow=False):
-        if event["node"] in fired and event["state"] == "queued" and "error" not in event:
-            fired[event["node"]] += 1
-    return fired
