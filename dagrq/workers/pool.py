@@ -241,7 +241,7 @@ class Pool(WorkerPool):
             "dagrq worker pool %s: %d processes%s (%s) serving %s",
             self.prefix,
             self.num_workers,
-            f" over {self.shards} shards" if self.shards else "",
+            _spread(self.num_workers, self.shards),
             "a work horse per job" if self.settings.isolate else "nodes run in-process",
             ", ".join(d.name for d in self.settings.dags),
         )
@@ -402,6 +402,20 @@ def configure_logging(level: str) -> None:
         logger.addHandler(handler)
         logger.setLevel(level.upper())
         logger.propagate = False
+
+
+def _spread(processes: int, shards: int) -> str:
+    """How a cluster pool's processes serve its shards, for its first log line.
+
+    Examples:
+        >>> _spread(12, 6), _spread(7, 6), _spread(4, 0)
+        (', each of 6 shards served by 2', ', each of 6 shards served by 1 or 2', '')
+    """
+    if not shards:
+        return ""
+    low, high = processes // shards, -(-processes // shards)
+    each = str(low) if low == high else f"{low} or {high}"
+    return f", each of {shards} shards served by {each}"
 
 
 def _serve(
