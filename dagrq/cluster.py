@@ -255,9 +255,10 @@ _LUA_TAGGER = """
 local __TAG = '%s'
 local __N = #__TAG
 local function __t(k)
-  if type(k) ~= 'string' or string.sub(k, 1, __N) == __TAG then return k end
+  if type(k) ~= 'string' then return k end
   if string.sub(k, 1, 6) == 'dagrq:' then return 'dagrq' .. __TAG .. string.sub(k, 6) end
   if string.sub(k, 1, 3) == 'rq:' then return 'rq' .. __TAG .. string.sub(k, 3) end
+  if string.sub(k, 1, __N) == __TAG then return k end
   if string.sub(k, 1, 5 + __N) == 'dagrq' .. __TAG then return k end
   if string.sub(k, 1, 2 + __N) == 'rq' .. __TAG then return k end
   return __TAG .. k
@@ -274,24 +275,34 @@ local function __u(k)
 end
 -- the script sees the logical names (as it returns and stores them); calls tag them again
 for __i = 1, #KEYS do KEYS[__i] = __u(KEYS[__i]) end
-local __ALL = {DEL=1, UNLINK=1, EXISTS=1, MGET=1, TOUCH=1, SUNION=1, SINTER=1, SDIFF=1,
-  SUNIONSTORE=1, SINTERSTORE=1, SDIFFSTORE=1}
-local __TWO = {RPOPLPUSH=1, LMOVE=1, SMOVE=1, RENAME=1, RENAMENX=1, COPY=1}
-local __NONE = {TIME=1, PUBLISH=1, INFO=1}
-local function __keys(a)
-  local c = string.upper(a[1])
-  if __NONE[c] then return a end
-  if __ALL[c] then for i = 2, #a do a[i] = __t(a[i]) end
-  elseif __TWO[c] then a[2] = __t(a[2]); a[3] = __t(a[3])
-  elseif c == 'ZUNIONSTORE' or c == 'ZINTERSTORE' or c == 'ZDIFFSTORE' then
+-- commands whose keys are not (only) their first argument, by layout: 1 all, 2 the first two,
+-- 3 a destination and numkeys keys, 4 every other, 5 after a subcommand, 0 none
+local __LAYOUT = {DEL=1, UNLINK=1, EXISTS=1, MGET=1, TOUCH=1, SUNION=1, SINTER=1, SDIFF=1,
+  SUNIONSTORE=1, SINTERSTORE=1, SDIFFSTORE=1, RPOPLPUSH=2, LMOVE=2, SMOVE=2, RENAME=2,
+  RENAMENX=2, COPY=2, ZUNIONSTORE=3, ZINTERSTORE=3, ZDIFFSTORE=3, MSET=4, MSETNX=4, XGROUP=5,
+  XINFO=5, OBJECT=5, TIME=0, PUBLISH=0, INFO=0}
+local function __keys(a, layout)
+  if layout == 1 then for i = 2, #a do a[i] = __t(a[i]) end
+  elseif layout == 2 then a[2] = __t(a[2]); a[3] = __t(a[3])
+  elseif layout == 3 then
     a[2] = __t(a[2]); for i = 4, 3 + tonumber(a[3]) do a[i] = __t(a[i]) end
-  elseif c == 'MSET' or c == 'MSETNX' then for i = 2, #a, 2 do a[i] = __t(a[i]) end
-  elseif c == 'XGROUP' or c == 'XINFO' or c == 'OBJECT' then a[3] = __t(a[3])
-  else a[2] = __t(a[2]) end
+  elseif layout == 4 then for i = 2, #a, 2 do a[i] = __t(a[i]) end
+  elseif layout == 5 then a[3] = __t(a[3]) end
   return a
 end
-local function __call(...) return redis.call(unpack(__keys({...}))) end
-local function __pcall(...) return redis.pcall(unpack(__keys({...}))) end
+-- the common case, one key first, passes its arguments on without building a table
+local function __call(c, k, ...)
+  if k == nil then return redis.call(c) end
+  local layout = __LAYOUT[string.upper(c)]
+  if layout then return redis.call(unpack(__keys({c, k, ...}, layout))) end
+  return redis.call(c, __t(k), ...)
+end
+local function __pcall(c, k, ...)
+  if k == nil then return redis.pcall(c) end
+  local layout = __LAYOUT[string.upper(c)]
+  if layout then return redis.pcall(unpack(__keys({c, k, ...}, layout))) end
+  return redis.pcall(c, __t(k), ...)
+end
 """
 
 

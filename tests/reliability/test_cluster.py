@@ -6,18 +6,21 @@ primary (docs/scale.md)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dagrq import Run, loader
+from dagrq.cli import main
 from dagrq.cluster import shard_of, shard_tags, slot_of_tag
 from dagrq.connection import connect
 
-from ..helpers import dagrq, join_fires, pipeline, ui_on, wait_for
+from ..helpers import join_fires, pipeline, ui_on, wait_for
 from .servers import ClusterSet, Fleet
 from .storm import PIPELINE as STORM
 
@@ -33,6 +36,13 @@ def cluster(tmp_path: Path) -> Iterator[ClusterSet]:
         yield made
     finally:
         made.stop()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``dagrq`` command run in this process (its own code, without an interpreter's
+    start-up per call), as a finished process."""
+    done = CliRunner().invoke(main, list(args))
+    return subprocess.CompletedProcess(list(args), done.exit_code, done.stdout, done.stderr)
 
 
 def _primary_of(cluster: ClusterSet, run_id: str) -> int:
@@ -74,18 +84,18 @@ def test_runs_spread_over_every_primary_end_right_and_each_join_fires_once(
 def _reads_each(url: str, runs: list[Run], tmp_path: Path) -> None:
     """``dagrq runs``, ``status``, ``result``, ``logs``, ``why`` and the web view on a run of
     each primary."""
-    listed = dagrq("runs", "--url", url, "--json", "--limit", "400")
+    listed = _cli("runs", "--url", url, "--json", "--limit", "400")
     assert listed.returncode == 0, listed.stderr
     ids = {r["id"] for r in json.loads(listed.stdout)}
     with ui_on(url, tmp_path / "ui.log") as base:
         for run in runs:
             assert run.id in ids
-            status = dagrq("status", run.id, "--url", url, "--json")
+            status = _cli("status", run.id, "--url", url, "--json")
             assert status.returncode == 0 and json.loads(status.stdout)["state"] == "succeeded"
-            result = dagrq("result", run.id, "total", "--url", url, "--json")
+            result = _cli("result", run.id, "total", "--url", url, "--json")
             assert result.returncode == 0 and json.loads(result.stdout) == run.result("total")
             for command in (("logs", run.id), ("why", run.id, "total")):
-                shown = dagrq(*command, "--url", url)
+                shown = _cli(*command, "--url", url)
                 assert shown.returncode == 0, shown.stderr
             page = urllib.request.urlopen(f"{base}/runs/{run.id}", timeout=10).read().decode()
             assert run.id in page and "succeeded" in page
@@ -97,7 +107,7 @@ def _reads_each(url: str, runs: list[Run], tmp_path: Path) -> None:
         assert "t_storm" in urllib.request.urlopen(f"{base}/", timeout=10).read().decode()
         scraped = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
         assert 'dagrq_runs_total{dag="t_storm",state="succeeded"} 300.0' in scraped  # summed
-        served = dagrq("workers", "--url", url, "--json")
+        served = _cli("workers", "--url", url, "--json")
         assert served.returncode == 0, served.stderr
         (version,) = [v for v in json.loads(served.stdout) if v["dag"] == "t_storm"]
         assert len(version["workers"]) == 2 * SHARDS  # two pools, a process per shard each
@@ -111,7 +121,7 @@ def _events_subdags_and_signals(url: str) -> None:
     emits starts its own subscriber (on that run's shard), a sub-DAG's children run on their
     parent's shard, and a waiting node takes a signal."""
     conn = connect(url)
-    emitted = dagrq("emit", "orders.uploaded", "--data", '{"day": "2026-12-01"}', "--url", url)
+    emitted = _cli("emit", "orders.uploaded", "--data", '{"day": "2026-12-01"}', "--url", url)
     assert emitted.returncode == 0, emitted.stderr
     fleet = loader.load(pipeline("waiting", "fleet")).submit(conn, n=6)
     approval = loader.load(pipeline("waiting", "approval")).submit(conn)
@@ -136,10 +146,10 @@ def _cancels_and_retries_each(cluster: ClusterSet, url: str, tmp_path: Path) -> 
         run = dag.submit(conn, seed=len(waiting) + 1000)
         waiting.setdefault(_primary_of(cluster, run.id), run)
     for run in waiting.values():
-        canceled = dagrq("cancel", run.id, "--url", url)
+        canceled = _cli("cancel", run.id, "--url", url)
         assert canceled.returncode == 0, canceled.stderr
         assert run.status().state == "canceled"
-        again = dagrq("retry", run.id, "--url", url)
+        again = _cli("retry", run.id, "--url", url)
         assert again.returncode == 0, again.stderr
     fleet = Fleet(url, tmp_path / "logs-again")
     try:
