@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from .. import cluster
 from ..model.flow import key_source
 from ..model.objects import OutputStore
 from ..model.plan import Plan
@@ -52,15 +53,15 @@ def cached(store: OutputStore | None, blob: bytes, dag: str, node: str, key: str
 def sweep(connection: Any, stores: Iterable[OutputStore]) -> int:
     """Delete, in each of ``stores``, the objects of runs no longer in Redis (expired or
     purged) and of cache entries evicted or expired. Returns how many were deleted; a store
-    that cannot be listed is logged and skipped."""
+    that cannot be listed is logged and skipped. On a cluster, each run is looked for on its
+    own shard and each cache entry on every shard (shards keep entries of their own, and
+    entries of the same key share one object), whichever shard ``connection`` is."""
     deleted = 0
     for store in {s.url: s for s in stores}.values():
         try:
             deleted += store.sweep(
-                lambda runs: _exist(connection, [runkeys.run_key(r) for r in runs]),
-                lambda entries: _exist(
-                    connection, [keys.cache_entry_key(d, n, k) for d, n, k in entries]
-                ),
+                lambda runs: _runs_exist(connection, runs),
+                lambda entries: _entries_exist(connection, entries),
             )
         except OSError:
             log.exception("sweeping the object store %s", store.url)
@@ -71,6 +72,29 @@ def delete_run(plan: Plan | None, run_id: str) -> None:
     """Delete the objects of run ``run_id`` (a purge), if its DAG keeps any."""
     if plan is not None and plan.output_store is not None:
         plan.output_store.delete_run(run_id)
+
+
+def _runs_exist(connection: Any, run_ids: list[str]) -> list[bool]:
+    """Whether each of ``run_ids`` still has its record, asked of the run's own shard."""
+    found = [False] * len(run_ids)
+    by_shard: dict[int, tuple[Any, list[int]]] = {}
+    for i, run_id in enumerate(run_ids):
+        client = cluster.for_run(connection, run_id)
+        by_shard.setdefault(id(client), (client, []))[1].append(i)
+    for client, places in by_shard.values():
+        names = [runkeys.run_key(run_ids[i]) for i in places]
+        for i, alive in zip(places, _exist(client, names), strict=True):
+            found[i] = alive
+    return found
+
+
+def _entries_exist(connection: Any, entries: list[tuple[str, str, str]]) -> list[bool]:
+    """Whether each cache entry ``(dag, node, key)`` is kept by any shard."""
+    names = [keys.cache_entry_key(d, n, k) for d, n, k in entries]
+    found = [False] * len(names)
+    for client in cluster.every_shard(connection):
+        found = [a or b for a, b in zip(found, _exist(client, names), strict=True)]
+    return found
 
 
 def _exist(connection: Any, names: list[str]) -> list[bool]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..cluster import home_shard
 from ..jobs.reconcile import Reconciler
 from ..model.dag import DAG
 from ..model.node import one_line_error
@@ -122,6 +123,9 @@ class ReconcileThread(threading.Thread):
         self.connection = connection
         #: the object stores of the served DAGs, swept every :data:`SWEEP_EVERY` passes
         self.stores = [d.output_store for d in dags if d.output_store is not None]
+        #: whether this reconciler sweeps them: on a cluster, only the first shard's does
+        #: (one sweep looks up every shard; N shards sweeping would list each store N times)
+        self.sweeps = bool(self.stores) and home_shard(connection) is connection
 
     def run(self) -> None:
         """Every interval: take the lock if free, then reconcile every active run (and, every
@@ -135,7 +139,7 @@ class ReconcileThread(threading.Thread):
                 if self.connection.set(lock, os.getpid(), nx=True, px=hold_ms):
                     self.reconciler.pass_()
                     passes += 1
-                    if self.stores and passes % SWEEP_EVERY == 1:
+                    if self.sweeps and passes % SWEEP_EVERY == 1:
                         objects.sweep(self.connection, self.stores)
             except Exception as exc:  # Redis away: the next interval tries again
                 log.debug("reconcile pass skipped: %s", one_line_error(exc))

@@ -15,10 +15,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dagrq import Run, loader
+from dagrq import DAG, Run, loader
 from dagrq.cli import main
-from dagrq.cluster import shard_of, shard_tags, slot_of_tag
+from dagrq.cluster import for_run, new_run_id, shard_of, shard_tags, sibling, slot_of_tag
 from dagrq.connection import connect
+from dagrq.store import objects
+from dagrq.store.keys import cache_entry_key
+from dagrq.store.runkeys import run_key
+from dagrq.workers.serving import ReconcileThread
 
 from ..helpers import join_fires, pipeline, ui_on, wait_for
 from .servers import ClusterSet, Fleet
@@ -199,3 +203,32 @@ def test_a_primary_killed_mid_run_every_run_ends_and_each_join_fires_once(
         assert len(cluster.primaries()) == 3
     finally:
         fleet.procs.stop()
+
+
+def test_the_object_sweep_finds_each_run_on_its_own_shard_and_entries_on_any(
+    cluster: ClusterSet, tmp_path: Path
+) -> None:
+    """Only the first shard's reconciler sweeps a store, for every shard: it deletes the
+    objects of a run and of a cache entry gone from every shard, and keeps those of live runs
+    on other shards and of an entry another shard keeps."""
+    first = sibling(connect(cluster.url(SHARDS)), 0)
+    dag = DAG("sweep", output_store=f"file://{tmp_path / 'objects'}", offload_over=10)
+    store = dag.output_store
+    assert store is not None
+    reconcilers = [ReconcileThread(sibling(first, s), [dag], 60) for s in range(SHARDS)]
+    assert [r.sweeps for r in reconcilers] == [True] + [False] * (SHARDS - 1)
+
+    alive = [new_run_id(sibling(first, shard)) for shard in (1, 4)]
+    gone = new_run_id(sibling(first, 2))
+    for run_id in [*alive, gone]:
+        store.offload(b"x" * 100, run_id, "big")
+    for run_id in alive:
+        for_run(first, run_id).hset(run_key(run_id), "dag", "sweep")
+    for key in ("kept-on-5", "evicted"):
+        store.cached(b"y" * 100, "sweep", "big", key)
+    sibling(first, 5).set(cache_entry_key("sweep", "big", "kept-on-5"), "{}")
+
+    assert objects.sweep(first, [store]) == 2
+    assert sorted(p.name for p in (tmp_path / "objects").iterdir()) == sorted([*alive, "_cache"])
+    entries = tmp_path / "objects" / "_cache" / "sweep" / "big"
+    assert [p.name for p in entries.iterdir()] == ["kept-on-5"]
