@@ -476,7 +476,8 @@ def emit(connection: Any, name: str, data: Any = None, key: str | None = None) -
     """Emit event ``name`` with ``data`` (JSON): every DAG subscribed to it
     (``DAG(triggers=[dagrq.on_event(name, ...)])``) starts one run. With a dedup ``key``,
     the same key within 7 days emits nothing more. Returns the event's id (the first one's for
-    a key already seen).
+    a key already seen). On a Redis Cluster the event goes to the first shard, whichever
+    shard ``connection`` serves, so a key is seen once across the cluster.
 
     Raises:
         DAGError: a name that cannot name an event.
@@ -490,5 +491,5 @@ def emit(connection: Any, name: str, data: Any = None, key: str | None = None) -
         json.dumps(data)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"event {name!r}: data is not JSON ({exc})") from None
-    event_id, _ = stored.emit(connection, name, data, key)
+    event_id, _ = stored.emit(home_shard(connection), name, data, key)
     return event_id

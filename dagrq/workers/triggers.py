@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..cluster import home_shard
 from ..model.dag import DAG
 from ..model.events import Event
 from ..model.node import one_line_error
@@ -20,9 +21,13 @@ log = logging.getLogger(__name__)
 
 
 def start_runs(connection: Any, dag: DAG, event: waits.Emitted) -> list[str]:
-    """Start one run of ``dag`` for each of its triggers ``event`` matches (each once, ever:
-    a second call starts nothing); their ids. An event whose params the DAG refuses starts
-    nothing and is logged."""
+    """Start one run of ``dag`` for each of its triggers ``event`` (read on ``connection``)
+    matches (each once, ever: a second call starts nothing); their ids. An event whose params
+    the DAG refuses starts nothing and is logged. On a Redis Cluster a DAG under a shared
+    limit gets its runs on the first shard, where its limits are counted, whichever shard's
+    stream held the event (its guard names that shard: stream ids repeat across shards)."""
+    target = home_shard(connection) if dag.plan.flow_controlled else connection
+    origin = "" if target is connection else f"s{connection.shard}/"
     made = []
     for n, trigger in enumerate(dag.triggers):
         if trigger.name != event.name:
@@ -35,10 +40,10 @@ def start_runs(connection: Any, dag: DAG, event: waits.Emitted) -> list[str]:
             log.error("event %s %s: no run of %s: %s", event.name, event.id, dag.name, why)
             continue
         run = lifecycle.create_if(
-            connection,
+            target,
             dag.plan,
             params,
-            _once(keys.event_run_key(dag.name, f"{event.id}#{n}"), dag.ttl_s),
+            _once(keys.event_run_key(dag.name, f"{origin}{event.id}#{n}"), dag.ttl_s),
             trigger=f"event {event.name} {event.id}",
             tags=(f"event:{event.name}",),
         )

@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dagrq import DAG, Run, loader
+from dagrq import DAG, Run, loader, on_event
 from dagrq.cli import main
 from dagrq.cluster import for_run, new_run_id, shard_of, shard_tags, sibling, slot_of_tag
 from dagrq.connection import connect
-from dagrq.store import objects
+from dagrq.store import objects, waits
 from dagrq.store.keys import cache_entry_key
 from dagrq.store.runkeys import run_key
 from dagrq.workers.serving import ReconcileThread
+from dagrq.workers.triggers import start_runs
 
 from ..helpers import join_fires, pipeline, ui_on, wait_for
 from .servers import ClusterSet, Fleet
@@ -232,3 +233,30 @@ def test_the_object_sweep_finds_each_run_on_its_own_shard_and_entries_on_any(
     assert sorted(p.name for p in (tmp_path / "objects").iterdir()) == sorted([*alive, "_cache"])
     entries = tmp_path / "objects" / "_cache" / "sweep" / "big"
     assert [p.name for p in entries.iterdir()] == ["kept-on-5"]
+
+
+def _one() -> int:
+    return 1
+
+
+def test_a_limited_dags_event_runs_start_on_the_first_shard_once_per_event(
+    cluster: ClusterSet,
+) -> None:
+    """A DAG under a shared limit gets the runs its events start on the first shard (where
+    its limit is counted), once per event even when another shard's stream held it (stream
+    ids repeat across shards); a DAG without one starts them on the stream's own shard."""
+    first = sibling(connect(cluster.url(SHARDS)), 0)
+    limited = DAG("limited", triggers=[on_event("go")], max_active_runs=5)
+    free = DAG("free", triggers=[on_event("go")])
+    for dag in (limited, free):
+        dag.node(_one)
+    event = waits.Emitted("1700000000000-0", "go", None, None)
+    third = sibling(first, 3)
+
+    from_third = start_runs(third, limited, event) + start_runs(third, limited, event)
+    from_first = start_runs(first, limited, event) + start_runs(first, limited, event)
+    assert len(from_third) == 1 and len(from_first) == 1 and from_third != from_first
+    assert [shard_of(r, SHARDS) for r in from_third + from_first] == [0, 0]
+    assert all(first.exists(run_key(r)) for r in from_third + from_first)
+    [own] = start_runs(third, free, event)
+    assert shard_of(own, SHARDS) == 3 and third.exists(run_key(own))
