@@ -423,7 +423,8 @@ class Run:
         their outputs. ``dagrq clear RUN NODE``.
 
         Returns:
-            the status after the reset (``running``).
+            the status read right after the reset: ``running``, unless a free worker has
+            already run what was cleared to its end.
 
         Raises:
             RunError: the run is still running or has no such node.

@@ -238,7 +238,9 @@ def test_clear_reruns_a_node_and_its_downstream_and_keeps_other_failures(
     run = dag.submit(conn)
     with pytest.raises(RunFailed):
         run.wait(timeout=60)
-    assert run.clear("other").state == "running"  # a node that succeeded, gate still failed
+    # a node that succeeded, gate still failed: `other` may already have run again by the
+    # time clear reads the status back (a free worker takes it at once)
+    assert run.clear("other").state in ("running", "failed")
     with pytest.raises(RunFailed):
         run.wait(timeout=60)
     assert {n: counter(conn, n, run.id) for n in ("expensive", "gate", "other")} == {
