@@ -492,5 +492,5 @@ def emit(connection: Any, name: str, data: Any = None, key: str | None = None) -
         json.dumps(data)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"event {name!r}: data is not JSON ({exc})") from None
-    event_id, _ = stored.emit(home_shard(connection), name, data, key)
+    event_id, _ = stored.emit(connection, name, data, key)
     return event_id

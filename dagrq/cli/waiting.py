@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from ..cluster import home_shard
 from .common import connect, errors, run_handle, url_option
 
 
@@ -69,7 +68,7 @@ def emit(name: str, data: str, key: str | None, url: str | None) -> None:
     check_name(name)
     payload = _json(data, "--data")
     conn, _ = connect(url)
-    event_id, new = emitted(home_shard(conn), name, payload, key)
+    event_id, new = emitted(conn, name, payload, key)
     said = "emitted" if new else f"already emitted under key {key!r}"
     click.echo(f"event {name} {said}: {event_id}")
 

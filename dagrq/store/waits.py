@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 
 from redis.exceptions import ResponseError
 
+from ..cluster import home_shard
 from ..model.plan import NodeSpec, Plan
 from ..model.waits import PARK_MIN_S, start_due
 from . import keys, runkeys, scripts
@@ -218,9 +219,11 @@ def run_states(connection: Any, run_ids: Sequence[str]) -> list[str | None]:
 # ------------------------------------------------------------------ events
 def emit(connection: Any, name: str, data: Any, key: str | None = None) -> tuple[str, bool]:
     """Append event ``name`` with ``data`` (JSON) to the event stream (``emit.lua``): its id
-    and True, or, for a dedup ``key`` already seen (7 days), the first event's id and False."""
+    and True, or, for a dedup ``key`` already seen (7 days), the first event's id and False.
+    On a Redis Cluster it goes to the first shard's stream, whichever shard ``connection``
+    serves, so a key is seen once across the cluster."""
     reply = scripts.run_script(
-        connection,
+        home_shard(connection),
         "emit",
         keys=[keys.EVENTS_KEY, keys.event_key_key(name, key or "")],
         args=[name, json.dumps(data), key or "", repr(time.time())],
